@@ -1,0 +1,2 @@
+//! Device drivers: how catraca talks to each turnstile family.
+pub mod controlid;
