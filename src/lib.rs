@@ -1,10 +1,20 @@
 //! catraca: enroll every participant on every access-control turnstile, exactly once.
 //!
 //! The library holds everything the binary does, so that the tests, the demo and the
-//! benchmark drive the same code as an operator's shell.
+//! benchmark drive the same code as an operator's shell. `main.rs` only parses the
+//! command line and maps the result to an exit status.
 
 pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod device;
+pub mod engine;
+pub mod enroll;
+pub mod exit;
+pub mod logging;
 pub mod participants;
 pub mod person;
+pub mod report;
+pub mod reporter;
 pub mod simulator;

@@ -54,7 +54,10 @@ impl Person {
         for field in [
             self.registration.as_str(),
             self.name.as_str(),
-            &self.card.map(|c| c.controlid_value().to_string()).unwrap_or_default(),
+            &self
+                .card
+                .map(|c| c.controlid_value().to_string())
+                .unwrap_or_default(),
             &self.begin.map(|t| t.to_string()).unwrap_or_default(),
             &self.end.map(|t| t.to_string()).unwrap_or_default(),
             self.group.as_deref().unwrap_or(""),

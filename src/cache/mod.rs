@@ -27,6 +27,10 @@ pub enum CacheError {
     Embedded { path: String, message: String },
     #[error("redis cache at {url}: {message}")]
     Redis { url: String, message: String },
+    /// The secret that keys the cache, from a key file or `CATRACA_CACHE_KEY`; `origin`
+    /// names which. Never holds the secret itself.
+    #[error("cache key {origin}: {message}")]
+    Key { origin: String, message: String },
 }
 
 /// A cache medium: opens one connection per worker thread.

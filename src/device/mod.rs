@@ -1,2 +1,146 @@
 //! Device drivers: how catraca talks to each turnstile family.
+//!
+//! The engine knows nothing about vendors. It hands a driver a chunk of people to look
+//! up, gets back a [`Plan`] per person (create, update, nothing to do), and hands the
+//! driver batches of planned people to write. Drivers own everything vendor-specific:
+//! authentication, request shapes, how "already exists" is signalled, how cards and
+//! validity windows are encoded, and how a write whose answer was lost is reconciled so
+//! that a retry never makes a second copy of a person.
+
 pub mod controlid;
+pub mod http;
+
+use crate::person::Person;
+use std::fmt;
+use thiserror::Error;
+
+/// Why one person could not be put on one device. Messages are shown to operators as the
+/// reason of a failed pair, so they say what the device said and what to do about it.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum DeviceError {
+    /// No TCP connection could be made (refused, unreachable, DNS).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The device accepted the connection but did not answer in time.
+    #[error("timed out after {0} s without an answer")]
+    Timeout(u64),
+    /// The connection broke in the middle of a request (reset, closed early).
+    #[error("connection lost: {0}")]
+    ConnectionLost(String),
+    /// The device refused our credentials. Never retried: it can lock the account.
+    #[error("login refused ({status}): {message}: check {hint}")]
+    LoginRefused {
+        status: u16,
+        message: String,
+        hint: String,
+    },
+    /// The device refused the request as invalid (4xx); the message is the device's own.
+    #[error("device refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// The device answered 5xx or 429: busy or failing, worth another try later.
+    #[error("device busy or failing ({status}){}", retry_hint(*.status))]
+    Busy { status: u16 },
+    /// A 2xx answer whose body is not what the protocol says.
+    #[error("invalid answer: {0}")]
+    InvalidAnswer(String),
+    /// The person conflicts with data already on the device (e.g. a card owned by another).
+    #[error("{0}")]
+    Conflict(String),
+    /// The run was interrupted (Ctrl-C) before this pair was sent.
+    #[error("not sent: the run was interrupted")]
+    Interrupted,
+    /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn retry_hint(status: u16) -> &'static str {
+    if status == 429 {
+        ": too many requests"
+    } else {
+        ""
+    }
+}
+
+impl DeviceError {
+    /// Whether trying again later may succeed. Refused logins and validation errors are
+    /// final: repeating them only locks accounts and spams device logs.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            DeviceError::Unreachable(_)
+                | DeviceError::Timeout(_)
+                | DeviceError::ConnectionLost(_)
+                | DeviceError::Busy { .. }
+                | DeviceError::InvalidAnswer(_)
+        )
+    }
+
+    /// Whether a write that ended this way may have been applied by the device anyway
+    /// (the answer was lost), so it must be reconciled by reading before it is repeated.
+    pub fn write_may_have_landed(&self) -> bool {
+        matches!(
+            self,
+            DeviceError::Timeout(_)
+                | DeviceError::ConnectionLost(_)
+                | DeviceError::InvalidAnswer(_)
+        )
+    }
+}
+
+/// What the device must do for one person, decided by comparing the CSV with the device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Not on the device: create it (and its card and group link).
+    Create,
+    /// On the device with different data; `id` is the device's own key for the person.
+    Update { id: i64, changes: Vec<&'static str> },
+    /// On the device exactly as in the CSV.
+    Unchanged { id: i64 },
+    /// The device holds this registration more than once (put there by another tool);
+    /// catraca will not guess which copy is right.
+    Ambiguous { ids: Vec<i64> },
+}
+
+/// The result of one person on one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Registered,
+    Updated,
+    Unchanged,
+    SkippedCache,
+    Failed(DeviceError),
+}
+
+impl Outcome {
+    /// Whether the device now holds the person as in the CSV (the pair may be cached).
+    pub fn is_done(&self) -> bool {
+        !matches!(self, Outcome::Failed(_))
+    }
+}
+
+/// A turnstile, as the engine sees it. Implementations are shared by all worker threads.
+pub trait Device: Send + Sync {
+    /// The operator's name for the device (from the devices file or the URL).
+    fn name(&self) -> &str;
+    /// The device's base URL, without credentials.
+    fn url(&self) -> &str;
+    /// The vendor family, e.g. `controlid`.
+    fn kind(&self) -> &'static str;
+    /// A stable identity for cache keys: the kind and URL.
+    fn cache_id(&self) -> String {
+        format!("{}|{}", self.kind(), self.url())
+    }
+    /// Reads what the device holds for `people` and says what each needs.
+    /// The whole lookup fails or succeeds together.
+    fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError>;
+    /// Applies the plans (never `Unchanged`), returning one outcome per person in order.
+    /// A failure of one person does not fail the others.
+    fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome>;
+}
+
+impl fmt::Debug for dyn Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.url())
+    }
+}

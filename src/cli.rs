@@ -1,0 +1,350 @@
+//! The command line: flags as clap parses them, then turned into a validated run.
+//!
+//! Raw flags (`EnrollArgs`) become an [`Enrollment`] in one place, `prepare_enroll`,
+//! where every input is checked before any device is contacted: the CSV, the devices,
+//! the cache. Any problem there is exit status 2 with a message that names the file,
+//! line, field or flag and says what to do.
+
+use crate::cache::embedded::EmbeddedCache;
+use crate::cache::redis_cache::{redact_url, RedisCache};
+use crate::cache::{Cache, KeySecret, NoCache};
+use crate::config::{self, DeviceConfig};
+use crate::device::controlid::RetryPolicy;
+use crate::device::http::Timeouts;
+use crate::engine::{EngineOptions, Target};
+use crate::enroll::Enrollment;
+use crate::exit::{Exit, EXIT_STATUS_HELP};
+use crate::participants::{self, Source};
+use crate::report::Report;
+use crate::reporter::Verbosity;
+use crate::simulator::SimulateArgs;
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const EXAMPLES: &str = "Examples:
+  catraca demo
+  catraca enroll --users participants.csv --devices devices.toml
+  cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
+  catraca simulate --devices 5 --port 8001 --latency-ms 50";
+
+/// Enroll every participant on every access-control turnstile, fast and exactly once.
+#[derive(Debug, Parser)]
+#[command(name = "catraca", version, after_help = format!("{EXAMPLES}\n\n{EXIT_STATUS_HELP}"))]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More output: -v prints one line per person-on-device, -vv adds debug logs.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only the final report and errors: no progress, no warnings.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Put every participant of a CSV on every device.
+    Enroll(EnrollArgs),
+    /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
+    Demo(DemoArgs),
+    /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
+    Simulate(SimulateArgs),
+}
+
+/// Flags of `catraca enroll`.
+#[derive(Debug, Args)]
+#[command(after_help = format!("{EXAMPLES}\n\n{EXIT_STATUS_HELP}"))]
+pub struct EnrollArgs {
+    /// The participants CSV (`-` reads standard input). Columns: registration/matricula,
+    /// name/nome, optional card/cartao, begin/inicio, end/fim, group/grupo; `,` or `;`.
+    #[arg(long, value_name = "FILE|-")]
+    pub users: String,
+    /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env).
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+    /// A device URL, e.g. http://10.0.0.5 (repeatable; adds to --devices).
+    #[arg(long = "device", value_name = "URL")]
+    pub device_urls: Vec<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where results are remembered: `embedded` (on-disk store, see --cache-path),
+    /// `none`, or a `redis://` URL. Falls back to CATRACA_CACHE, then REDIS_URL.
+    #[arg(long, value_name = "embedded|none|redis://...")]
+    pub cache: Option<String>,
+    /// The embedded cache's file.
+    #[arg(long, value_name = "FILE", default_value_os_t = EmbeddedCache::default_path())]
+    pub cache_path: PathBuf,
+    /// Do not trust the cache to skip pairs (results are still recorded in it).
+    #[arg(long)]
+    pub skip_cache: bool,
+    /// Also write the final report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How the work is spread and how patient to be with devices.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Worker threads. 10, as the system catraca replaces: enough for 5 devices with 2
+    /// requests in flight each, plus lookups.
+    #[arg(long, default_value = "10", value_name = "N")]
+    pub threads: NonZeroUsize,
+    /// No thread pool: one job after another in one thread (for comparison, or devices
+    /// that must not see any parallelism).
+    #[arg(long)]
+    pub sequential: bool,
+    /// Requests in flight per device, unless its devices-file entry says otherwise. 2:
+    /// these devices' small web servers drop connections under bursts.
+    #[arg(long, default_value = "2", value_name = "N")]
+    pub max_in_flight: NonZeroUsize,
+    /// People per create request. 100: one request instead of a hundred, far below the
+    /// body size the device accepts; 1 sends one person per request as the old system did.
+    #[arg(long, default_value = "100", value_name = "N")]
+    pub batch_size: NonZeroUsize,
+    /// Seconds to wait for a device's answer to one request (loads of thousands of rows
+    /// take long on these devices).
+    #[arg(long, default_value = "30", value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Seconds to wait for a TCP connection to a device.
+    #[arg(long, default_value = "5", value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// Retries of a request that failed for a transient reason (timeout, reset, 503).
+    #[arg(long, default_value = "3", value_name = "N")]
+    pub retries: u32,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        RunArgs {
+            threads: NonZeroUsize::new(10).expect("nonzero"),
+            sequential: false,
+            max_in_flight: NonZeroUsize::new(2).expect("nonzero"),
+            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            timeout: 30,
+            connect_timeout: 5,
+            retries: 3,
+        }
+    }
+}
+
+impl RunArgs {
+    pub fn engine_options(&self, skip_cache: bool) -> EngineOptions {
+        EngineOptions {
+            threads: self.threads,
+            sequential: self.sequential,
+            batch_size: self.batch_size,
+            skip_cache,
+        }
+    }
+
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(self.connect_timeout.max(1)),
+            request: Duration::from_secs(self.timeout.max(1)),
+        }
+    }
+
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Drivers for the configured devices.
+    pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
+        devices
+            .iter()
+            .map(|d| Target {
+                device: d.connect(self.timeouts(), self.retry()),
+                max_in_flight: d.max_in_flight,
+            })
+            .collect()
+    }
+}
+
+/// Flags of `catraca demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated latency of each device, in milliseconds.
+    #[arg(long, default_value = "20", value_name = "MS")]
+    pub latency_ms: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl Cli {
+    pub fn verbosity(&self) -> Verbosity {
+        match (self.quiet, self.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            _ => Verbosity::Pairs,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    let verbosity = cli.verbosity();
+    match cli.command {
+        Command::Enroll(args) => enroll(args, verbosity),
+        Command::Demo(args) => crate::demo::run(args, verbosity),
+        Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+    }
+}
+
+fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
+    let source = Source::from_arg(&args.users);
+    let people = participants::read(&source)?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (devices, warnings) = config::load_devices(
+        args.devices.as_deref(),
+        &args.device_urls,
+        args.run.max_in_flight.get(),
+        &env,
+    )?;
+    for warning in warnings {
+        log::warn!("{warning}");
+    }
+    let cache_choice = args
+        .cache
+        .clone()
+        .or_else(|| env("CATRACA_CACHE"))
+        .or_else(|| env("REDIS_URL"))
+        .unwrap_or_else(|| "embedded".to_string());
+    let (cache, secret) = open_cache(&cache_choice, &args.cache_path)?;
+    log::info!(
+        "{} participants, {} devices, cache {}",
+        people.len(),
+        devices.len(),
+        cache.describe()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    install_interrupt_handler(&stop);
+    let enrollment = Enrollment {
+        people: &people,
+        targets: args.run.targets(&devices),
+        cache: cache.as_ref(),
+        secret: &secret,
+        options: args.run.engine_options(args.skip_cache),
+        verbosity,
+    };
+    let report = enrollment.run(&stop)?;
+    emit(&report, args.json, args.report.as_deref())?;
+    Ok(Exit::of(&report))
+}
+
+/// Opens the cache named by `choice` and the secret that keys it.
+pub fn open_cache(
+    choice: &str,
+    embedded_path: &Path,
+) -> anyhow::Result<(Box<dyn Cache>, KeySecret)> {
+    let from_env = std::env::var("CATRACA_CACHE_KEY")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let secret_at = |path: &Path| -> anyhow::Result<KeySecret> {
+        match &from_env {
+            Some(hex) => KeySecret::from_hex(hex).context("CATRACA_CACHE_KEY"),
+            None => Ok(KeySecret::load_or_create(path)?),
+        }
+    };
+    match choice {
+        "none" => Ok((Box::new(NoCache), KeySecret::random())),
+        "embedded" => {
+            let cache = EmbeddedCache::open(embedded_path)?;
+            let secret = secret_at(&embedded_path.with_extension("key"))?;
+            Ok((Box::new(cache), secret))
+        }
+        url if url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://") =>
+        {
+            let cache = RedisCache::open(url)?;
+            let key_path = dirs::config_dir()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("catraca")
+                .join("cache.key");
+            let secret = secret_at(&key_path)?;
+            Ok((Box::new(cache), secret))
+        }
+        other => anyhow::bail!(
+            "--cache {}: not a cache; use embedded, none or a redis:// URL",
+            redact_url(other)
+        ),
+    }
+}
+
+/// First Ctrl-C (or SIGTERM): stop taking new work and report. Second: exit at once.
+pub fn install_interrupt_handler(stop: &Arc<AtomicBool>) {
+    let stop = Arc::clone(stop);
+    let result = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("interrupted again: exiting now");
+            std::process::exit(Exit::Interrupted.code().into());
+        }
+        eprintln!("interrupted: finishing the requests in flight, then reporting (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = result {
+        log::debug!("no Ctrl-C handler: {e}");
+    }
+}
+
+/// Prints the report (human or JSON) on stdout and writes the JSON file if asked.
+pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(path) = file {
+        let text = serde_json::to_string_pretty(report)?;
+        std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    let text = if json {
+        serde_json::to_string_pretty(report)? + "\n"
+    } else {
+        report.to_text()
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_flag_has_help_and_the_definition_is_consistent() {
+        Cli::command().debug_assert();
+        fn check(cmd: &clap::Command) {
+            for arg in cmd.get_arguments() {
+                if arg.get_id() != "help" && arg.get_id() != "version" {
+                    assert!(
+                        arg.get_help().is_some(),
+                        "{} --{} has no help",
+                        cmd.get_name(),
+                        arg.get_id()
+                    );
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub);
+            }
+        }
+        check(&Cli::command());
+    }
+}

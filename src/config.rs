@@ -1,0 +1,350 @@
+//! Which devices to enroll on, and with which credentials: the `--devices` TOML file and
+//! repeated `--device URL` flags, validated into [`DeviceConfig`]s before anything is
+//! sent.
+//!
+//! A password never comes from the command line (shell history, `ps`): it comes from
+//! the variable a device's `password_env` names, else `CATRACA_PASSWORD`, else the
+//! factory default `admin` with a warning. URLs with credentials in them are refused.
+//!
+//! ```toml
+//! [[device]]
+//! name = "portaria-1"
+//! url = "http://10.0.0.5"
+//! kind = "controlid"          # the default
+//! max_in_flight = 2           # optional, else --max-in-flight
+//! login = "operador"          # optional, else CATRACA_LOGIN, else admin
+//! password_env = "PORTARIA_PASSWORD"
+//! ```
+
+use crate::device::controlid::{ControlIdDevice, Credentials, RetryPolicy};
+use crate::device::http::Timeouts;
+use crate::device::Device;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Factory credentials of Control iD devices, used when nothing else is configured.
+const FACTORY_LOGIN: &str = "admin";
+const FACTORY_PASSWORD: &str = "admin";
+
+/// What is wrong with the device configuration; every message says how to fix it.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read the devices file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("devices file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error("no devices: give --devices FILE or at least one --device URL")]
+    NoDevices,
+}
+
+/// The device families catraca can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Controlid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesFile {
+    #[serde(default)]
+    device: Vec<DeviceEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceEntry {
+    name: Option<String>,
+    url: String,
+    kind: Option<Kind>,
+    max_in_flight: Option<usize>,
+    login: Option<String>,
+    password_env: Option<String>,
+}
+
+/// One device, ready to connect to.
+#[derive(Debug, Clone)]
+pub struct DeviceConfig {
+    pub name: String,
+    pub url: String,
+    pub kind: Kind,
+    pub max_in_flight: usize,
+    pub credentials: Credentials,
+}
+
+impl DeviceConfig {
+    /// The driver for this device.
+    pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
+        match self.kind {
+            Kind::Controlid => Arc::new(ControlIdDevice::new(
+                &self.name,
+                &self.url,
+                self.credentials.clone(),
+                timeouts,
+                self.max_in_flight,
+                retry,
+            )),
+        }
+    }
+}
+
+/// Reads the devices file (if any) and the `--device` URLs into validated devices.
+/// `env` reads an environment variable (injected so tests do not touch the process's).
+/// Warnings (factory password in use) are returned for the caller to log.
+pub fn load_devices(
+    file: Option<&Path>,
+    urls: &[String],
+    default_max_in_flight: usize,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Vec<DeviceConfig>, Vec<String>), ConfigError> {
+    let mut entries: Vec<(String, DeviceEntry)> = Vec::new();
+    if let Some(path) = file {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let parsed: DevicesFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: shown.clone(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        if parsed.device.is_empty() {
+            return Err(ConfigError::Parse {
+                path: shown,
+                message: "no [[device]] tables: add one per turnstile, with at least `url`".into(),
+            });
+        }
+        for (i, entry) in parsed.device.into_iter().enumerate() {
+            entries.push((format!("devices file {shown}, device #{}", i + 1), entry));
+        }
+    }
+    for url in urls {
+        entries.push((
+            "--device".to_string(),
+            DeviceEntry {
+                name: None,
+                url: url.clone(),
+                kind: None,
+                max_in_flight: None,
+                login: None,
+                password_env: None,
+            },
+        ));
+    }
+    if entries.is_empty() {
+        return Err(ConfigError::NoDevices);
+    }
+
+    let mut warnings = Vec::new();
+    let mut names = HashSet::new();
+    let mut seen_urls = HashSet::new();
+    let mut devices = Vec::new();
+    for (origin, entry) in entries {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.clone(),
+            message,
+        };
+        let url = validate_url(&entry.url).map_err(invalid)?;
+        let name = entry
+            .name
+            .clone()
+            .unwrap_or_else(|| host_of(&url).to_string());
+        if name.trim().is_empty() {
+            return Err(invalid("`name` is empty: give the device a name".into()));
+        }
+        if !names.insert(name.clone()) {
+            return Err(invalid(format!(
+                "two devices are named {name:?}: names must be unique"
+            )));
+        }
+        if !seen_urls.insert(url.clone()) {
+            return Err(invalid(format!("{url} is listed twice")));
+        }
+        let max_in_flight = entry.max_in_flight.unwrap_or(default_max_in_flight);
+        if max_in_flight == 0 {
+            return Err(invalid("`max_in_flight` must be at least 1".into()));
+        }
+        let login = entry
+            .login
+            .clone()
+            .or_else(|| env("CATRACA_LOGIN"))
+            .unwrap_or_else(|| FACTORY_LOGIN.to_string());
+        let (password, source) = match &entry.password_env {
+            Some(var) => match env(var) {
+                Some(p) => (p, format!("{var} (password_env of device {name})")),
+                None => {
+                    return Err(invalid(format!(
+                        "password_env names {var}, but that variable is not set: export {var}=... before running"
+                    )))
+                }
+            },
+            None => match env("CATRACA_PASSWORD") {
+                Some(p) => (p, "CATRACA_PASSWORD".to_string()),
+                None => {
+                    warnings.push(format!(
+                        "device {name}: no password configured, using the factory default ({FACTORY_LOGIN}/{FACTORY_PASSWORD}); set CATRACA_PASSWORD or password_env"
+                    ));
+                    (
+                        FACTORY_PASSWORD.to_string(),
+                        "CATRACA_PASSWORD (not set: the factory default was used)".to_string(),
+                    )
+                }
+            },
+        };
+        devices.push(DeviceConfig {
+            name,
+            url,
+            kind: entry.kind.unwrap_or(Kind::Controlid),
+            max_in_flight,
+            credentials: Credentials {
+                login,
+                password,
+                source,
+            },
+        });
+    }
+    Ok((devices, warnings))
+}
+
+/// Checks a device URL and returns it without a trailing slash. The URL is never echoed
+/// back when it holds credentials.
+fn validate_url(raw: &str) -> Result<String, String> {
+    let url = raw.trim().trim_end_matches('/');
+    let Some(rest) = url.strip_prefix("http://") else {
+        if url.starts_with("https://") {
+            return Err(format!(
+                "{url}: HTTPS devices are not supported yet; use the device's http:// address"
+            ));
+        }
+        return Err(format!(
+            "{url:?} is not a device URL: write it as http://HOST[:PORT], e.g. http://10.0.0.5"
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(
+            "a device URL must not hold credentials: remove `user:password@` and set CATRACA_LOGIN / CATRACA_PASSWORD or password_env"
+                .into(),
+        );
+    }
+    if authority.is_empty() {
+        return Err(format!(
+            "{url:?} has no host: write it as http://HOST[:PORT]"
+        ));
+    }
+    Ok(url.to_string())
+}
+
+fn host_of(url: &str) -> &str {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn device_urls_get_names_and_the_environment_password() {
+        let (devices, warnings) = load_devices(
+            None,
+            &["http://10.0.0.5/".into(), "http://10.0.0.6:8080".into()],
+            2,
+            &env_of(&[("CATRACA_PASSWORD", "s3cret")]),
+        )
+        .unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(devices[0].name, "10.0.0.5");
+        assert_eq!(devices[0].url, "http://10.0.0.5");
+        assert_eq!(devices[1].name, "10.0.0.6:8080");
+        assert_eq!(devices[1].credentials.password, "s3cret");
+        assert_eq!(devices[1].credentials.login, "admin");
+    }
+
+    #[test]
+    fn factory_password_is_used_with_a_warning() {
+        let (devices, warnings) =
+            load_devices(None, &["http://10.0.0.5".into()], 2, &env_of(&[])).unwrap();
+        assert_eq!(devices[0].credentials.password, "admin");
+        assert!(warnings[0].contains("factory default"));
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_refused_without_echoing_them() {
+        let err = load_devices(
+            None,
+            &["http://admin:hunter2@10.0.0.5".into()],
+            2,
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("must not hold credentials"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn devices_file_with_password_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(
+            &path,
+            "[[device]]\nname = \"portaria-1\"\nurl = \"http://10.0.0.5\"\nmax_in_flight = 1\nlogin = \"op\"\npassword_env = \"PORTARIA_PW\"\n",
+        )
+        .unwrap();
+        let (devices, _) =
+            load_devices(Some(&path), &[], 2, &env_of(&[("PORTARIA_PW", "x")])).unwrap();
+        assert_eq!(devices[0].name, "portaria-1");
+        assert_eq!(devices[0].max_in_flight, 1);
+        assert_eq!(devices[0].credentials.login, "op");
+        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PORTARIA_PW") && err.contains("not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_devices_files_name_the_file_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(&path, "[[device]]\nurl = \"http://a\"\nmax_in_fligth = 3\n").unwrap();
+        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("devices.toml") && err.contains("max_in_fligth"),
+            "{err}"
+        );
+        std::fs::write(&path, "[[device]]\nname = \"a\"\nurl = \"http://a\"\n[[device]]\nname = \"a\"\nurl = \"http://b\"\n").unwrap();
+        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unique"), "{err}");
+        assert!(matches!(
+            load_devices(None, &[], 2, &env_of(&[])),
+            Err(ConfigError::NoDevices)
+        ));
+    }
+}

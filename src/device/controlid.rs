@@ -1,0 +1,869 @@
+//! The Control iD driver (iDBlock turnstiles, iDAccess, iDFlex, iDFace): sessions over
+//! `login.fcgi`, objects through `load_objects` / `create_objects` / `modify_objects` /
+//! `destroy_objects`, as described in `docs/controlid-api.md`.
+//!
+//! The device does not enforce unique registrations, so this driver is what keeps every
+//! person on it exactly once: it always loads people by registration before creating
+//! them, creates only the missing ones, and after a write whose answer was lost (timeout,
+//! reset, garbage) it loads them again before repeating anything. A batch the device
+//! rejects is split in halves until the person it objects to is isolated, so one bad
+//! row does not fail a hundred good ones. One session is shared by all threads; a 401
+//! mid-run triggers one re-login, not one per thread, and a refused login is never
+//! repeated (it can lock the account).
+
+use super::http::{HttpClient, Timeouts};
+use super::{Device, DeviceError, Outcome, Plan};
+use crate::person::{Card, Person};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The most values the device accepts in one `where ... IN` list.
+const MAX_IN_LIST: usize = 999;
+
+/// How a driver finds its device and proves who it is.
+#[derive(Clone)]
+pub struct Credentials {
+    pub login: String,
+    pub password: String,
+    /// Where the password came from, named in a refused-login message, e.g.
+    /// `CATRACA_PASSWORD` or `PORTARIA_PASSWORD (password_env of device portaria-1)`.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials({}, password from {})",
+            self.login, self.source
+        )
+    }
+}
+
+/// How hard to try a call that failed for a transient reason.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts after the first one. Default 3.
+    pub retries: u32,
+    /// First backoff; doubles per attempt, with full jitter. Default 100 ms.
+    pub base_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            base_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn pause(&self, attempt: u32) {
+        let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
+        let millis = ceiling.as_millis().max(1) as u64;
+        std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
+    }
+}
+
+enum Session {
+    None,
+    Active { token: String, generation: u64 },
+    Refused(DeviceError),
+}
+
+/// A Control iD device.
+pub struct ControlIdDevice {
+    name: String,
+    url: String,
+    credentials: Credentials,
+    http: HttpClient,
+    retry: RetryPolicy,
+    session: Mutex<Session>,
+    generation: Mutex<u64>,
+    /// Group name -> id on this device; the lock is held while a group is created so two
+    /// threads never create the same group twice.
+    groups: Mutex<HashMap<String, i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoteUser {
+    id: i64,
+    registration: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    begin_time: i64,
+    #[serde(default)]
+    end_time: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoteCard {
+    id: i64,
+    value: u64,
+    user_id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoteLink {
+    user_id: i64,
+    group_id: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RemoteGroup {
+    id: i64,
+    name: String,
+}
+
+impl ControlIdDevice {
+    /// A driver for the device at `url` (no trailing slash, no credentials in it).
+    /// `max_in_flight` sizes the keep-alive pool.
+    pub fn new(
+        name: &str,
+        url: &str,
+        credentials: Credentials,
+        timeouts: Timeouts,
+        max_in_flight: usize,
+        retry: RetryPolicy,
+    ) -> ControlIdDevice {
+        ControlIdDevice {
+            name: name.to_string(),
+            url: url.trim_end_matches('/').to_string(),
+            credentials,
+            http: HttpClient::new(timeouts, max_in_flight),
+            retry,
+            session: Mutex::new(Session::None),
+            generation: Mutex::new(0),
+            groups: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Logs in (once for all threads) and returns the token and its generation.
+    fn session(&self) -> Result<(String, u64), DeviceError> {
+        let mut slot = self.session.lock().expect("session lock");
+        match &*slot {
+            Session::Active { token, generation } => Ok((token.clone(), *generation)),
+            Session::Refused(e) => Err(e.clone()),
+            Session::None => {
+                let token = match self.login() {
+                    Ok(token) => token,
+                    Err(refused @ DeviceError::LoginRefused { .. }) => {
+                        // Every other thread now fails fast with the same reason: a
+                        // refused login repeated per thread can lock the account.
+                        *slot = Session::Refused(refused.clone());
+                        return Err(refused);
+                    }
+                    Err(other) => return Err(other),
+                };
+                let generation = {
+                    let mut g = self.generation.lock().expect("generation lock");
+                    *g += 1;
+                    *g
+                };
+                *slot = Session::Active {
+                    token: token.clone(),
+                    generation,
+                };
+                Ok((token, generation))
+            }
+        }
+    }
+
+    /// Drops the session of `generation` after the device said it is no longer valid,
+    /// unless another thread already replaced it.
+    fn invalidate(&self, generation: u64) {
+        let mut slot = self.session.lock().expect("session lock");
+        if let Session::Active { generation: g, .. } = &*slot {
+            if *g == generation {
+                *slot = Session::None;
+            }
+        }
+    }
+
+    fn login(&self) -> Result<String, DeviceError> {
+        let body = json!({"login": self.credentials.login, "password": self.credentials.password});
+        let answer = self.http.post_json(
+            &format!("{}/login.fcgi", self.url),
+            body.to_string().as_bytes(),
+        )?;
+        let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        let session = parsed.get("session").and_then(Value::as_str);
+        match (answer.status, session) {
+            (200..=299, Some(token)) if !token.is_empty() => {
+                log::debug!("{}: logged in", self.name);
+                Ok(token.to_string())
+            }
+            (429 | 500..=599, _) => Err(DeviceError::Busy {
+                status: answer.status,
+            }),
+            (200..=299, None) if parsed.is_null() => Err(DeviceError::InvalidAnswer(
+                "login answer is not JSON".into(),
+            )),
+            (status, _) => Err(DeviceError::LoginRefused {
+                status,
+                message: device_message(&parsed, "no session in the answer"),
+                hint: format!(
+                    "the login and password for this device ({})",
+                    self.credentials.source
+                ),
+            }),
+        }
+    }
+
+    /// One call with the shared session; a 401/403 drops the session, logs in again once
+    /// (shared by every thread that saw it) and repeats the call once.
+    fn call(&self, command: &str, body: &Value) -> Result<Value, DeviceError> {
+        let payload = body.to_string();
+        let mut relogged = false;
+        loop {
+            let (token, generation) = self.session()?;
+            let url = format!(
+                "{}/{command}.fcgi?session={}",
+                self.url,
+                percent_encode(&token)
+            );
+            let answer = self.http.post_json(&url, payload.as_bytes())?;
+            match answer.status {
+                401 | 403 if !relogged => {
+                    log::debug!("{}: session refused, logging in again", self.name);
+                    self.invalidate(generation);
+                    relogged = true;
+                }
+                200..=299 => {
+                    if answer.body.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(Value::Null);
+                    }
+                    return serde_json::from_slice(&answer.body).map_err(|e| {
+                        DeviceError::InvalidAnswer(format!("{command}: body is not JSON ({e})"))
+                    });
+                }
+                429 | 500..=599 => {
+                    return Err(DeviceError::Busy {
+                        status: answer.status,
+                    })
+                }
+                status => {
+                    let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                    return Err(DeviceError::Rejected {
+                        status,
+                        message: device_message(&parsed, &format!("{command} refused")),
+                    });
+                }
+            }
+        }
+    }
+
+    /// `call`, repeated with backoff while it fails for a transient reason. Only for calls
+    /// that are safe to repeat (reads, modifications by id, unique links).
+    fn call_idempotent(&self, command: &str, body: &Value) -> Result<Value, DeviceError> {
+        let mut attempt = 0;
+        loop {
+            match self.call(command, body) {
+                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                    log::debug!("{}: {command} failed ({e}), retrying", self.name);
+                    self.retry.pause(attempt);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn load<T: for<'de> Deserialize<'de>>(
+        &self,
+        object: &str,
+        fields: &[&str],
+        column: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<T>, DeviceError> {
+        let mut rows = Vec::new();
+        for chunk in values.chunks(MAX_IN_LIST) {
+            let body = json!({
+                "object": object,
+                "fields": fields,
+                "where": {object: {column: chunk}},
+            });
+            let answer = self.call_idempotent("load_objects", &body)?;
+            let list = answer
+                .get(object)
+                .cloned()
+                .ok_or_else(|| DeviceError::InvalidAnswer(format!("load of {object}: no list")))?;
+            let parsed: Vec<T> = serde_json::from_value(list)
+                .map_err(|e| DeviceError::InvalidAnswer(format!("load of {object}: {e}")))?;
+            rows.extend(parsed);
+        }
+        Ok(rows)
+    }
+
+    fn load_users(&self, registrations: &[&str]) -> Result<Vec<RemoteUser>, DeviceError> {
+        self.load(
+            "users",
+            &["id", "registration", "name", "begin_time", "end_time"],
+            "registration",
+            registrations.iter().map(|r| json!(r)).collect(),
+        )
+    }
+
+    fn load_cards_of(&self, user_ids: &[i64]) -> Result<Vec<RemoteCard>, DeviceError> {
+        self.load(
+            "cards",
+            &["id", "value", "user_id"],
+            "user_id",
+            user_ids.iter().map(|i| json!(i)).collect(),
+        )
+    }
+
+    /// The group's id on this device; with `create`, creates a missing group.
+    fn group_id(&self, name: &str, create: bool) -> Result<Option<i64>, DeviceError> {
+        let mut groups = self.groups.lock().expect("groups lock");
+        if let Some(id) = groups.get(name) {
+            return Ok(Some(*id));
+        }
+        let found: Vec<RemoteGroup> =
+            self.load("groups", &["id", "name"], "name", vec![json!(name)])?;
+        if let Some(group) = found.iter().min_by_key(|g| g.id) {
+            groups.insert(group.name.clone(), group.id);
+            return Ok(Some(group.id));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let created = self.call(
+            "create_objects",
+            &json!({"object": "groups", "values": [{"name": name}]}),
+        );
+        let id = match created {
+            Ok(answer) => first_id(&answer)?,
+            Err(e) if e.write_may_have_landed() => {
+                let found: Vec<RemoteGroup> =
+                    self.load("groups", &["id", "name"], "name", vec![json!(name)])?;
+                match found.iter().min_by_key(|g| g.id) {
+                    Some(g) => g.id,
+                    None => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        groups.insert(name.to_string(), id);
+        Ok(Some(id))
+    }
+
+    /// Creates users; one result per person, in order. Lost answers are reconciled by
+    /// loading; rejected batches are split until the rejected person is isolated.
+    fn create_users(&self, people: &[&Person]) -> Vec<Result<i64, DeviceError>> {
+        let mut results: Vec<Option<Result<i64, DeviceError>>> = vec![None; people.len()];
+        let mut pending: Vec<usize> = (0..people.len()).collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let batch: Vec<&Person> = pending.iter().map(|&i| people[i]).collect();
+            let values: Vec<Value> = batch.iter().map(|p| user_values(p)).collect();
+            let body = json!({"object": "users", "values": values});
+            match self
+                .call("create_objects", &body)
+                .and_then(|a| ids_of(&a, batch.len()))
+            {
+                Ok(ids) => {
+                    for (&i, id) in pending.iter().zip(ids) {
+                        results[i] = Some(Ok(id));
+                    }
+                    pending.clear();
+                }
+                Err(DeviceError::Rejected { message, .. }) if batch.len() > 1 => {
+                    log::debug!(
+                        "{}: batch of {} refused ({message}); splitting it",
+                        self.name,
+                        batch.len()
+                    );
+                    let (left, right) = pending.split_at(pending.len() / 2);
+                    for half in [left, right] {
+                        let sub: Vec<&Person> = half.iter().map(|&i| people[i]).collect();
+                        for (&i, r) in half.iter().zip(self.create_users(&sub)) {
+                            results[i] = Some(r);
+                        }
+                    }
+                    pending.clear();
+                }
+                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                    attempt += 1;
+                    self.retry.pause(attempt - 1);
+                    if e.write_may_have_landed() {
+                        // The device may hold them already: look before writing again.
+                        match self.find_created(&batch) {
+                            Ok(found) => {
+                                pending.retain(|&i| {
+                                    match found.get(people[i].registration.as_str()) {
+                                        Some(&id) => {
+                                            results[i] = Some(Ok(id));
+                                            false
+                                        }
+                                        None => true,
+                                    }
+                                });
+                            }
+                            Err(load_error) => {
+                                for &i in &pending {
+                                    results[i] = Some(Err(load_error.clone()));
+                                }
+                                pending.clear();
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    for &i in &pending {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                    pending.clear();
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every person gets a result"))
+            .collect()
+    }
+
+    /// Registration -> id for the people of `batch` the device now holds.
+    fn find_created(&self, batch: &[&Person]) -> Result<HashMap<String, i64>, DeviceError> {
+        let registrations: Vec<&str> = batch.iter().map(|p| p.registration.as_str()).collect();
+        let users = self.load_users(&registrations)?;
+        Ok(users.into_iter().map(|u| (u.registration, u.id)).collect())
+    }
+
+    /// Gives each (user, card) its card: removes the user's other cards first, then creates
+    /// the missing ones in one request (split when refused).
+    fn put_cards(&self, wanted: &[(i64, u64)], replace: &[i64]) -> Vec<Result<(), DeviceError>> {
+        if !replace.is_empty() {
+            let desired: HashMap<i64, u64> = wanted.iter().copied().collect();
+            let stale: Vec<i64> = match self.load_cards_of(replace) {
+                Ok(cards) => cards
+                    .iter()
+                    .filter(|c| desired.get(&c.user_id) != Some(&c.value))
+                    .map(|c| c.id)
+                    .collect(),
+                Err(e) => return vec![Err(e); wanted.len()],
+            };
+            if !stale.is_empty() {
+                let body = json!({"object": "cards", "where": {"cards": {"id": stale}}});
+                if let Err(e) = self.call_idempotent("destroy_objects", &body) {
+                    return vec![Err(e); wanted.len()];
+                }
+            }
+        }
+        self.create_cards(wanted)
+    }
+
+    fn create_cards(&self, wanted: &[(i64, u64)]) -> Vec<Result<(), DeviceError>> {
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        // Cards already in place (a replaced card kept, or a lost answer) are not re-sent.
+        let values: Vec<Value> = wanted.iter().map(|(_, v)| json!(v)).collect();
+        let existing: Vec<RemoteCard> =
+            match self.load("cards", &["id", "value", "user_id"], "value", values) {
+                Ok(cards) => cards,
+                Err(e) => return vec![Err(e); wanted.len()],
+            };
+        let owner_of: HashMap<u64, i64> = existing.iter().map(|c| (c.value, c.user_id)).collect();
+        let mut results: Vec<Option<Result<(), DeviceError>>> = vec![None; wanted.len()];
+        let mut to_create = Vec::new();
+        for (i, (user, value)) in wanted.iter().enumerate() {
+            match owner_of.get(value) {
+                Some(owner) if owner == user => results[i] = Some(Ok(())),
+                Some(owner) => results[i] = Some(Err(self.card_conflict(*value, *owner))),
+                None => to_create.push(i),
+            }
+        }
+        let mut attempt = 0;
+        while !to_create.is_empty() {
+            let values: Vec<Value> = to_create
+                .iter()
+                .map(|&i| json!({"value": wanted[i].1, "user_id": wanted[i].0}))
+                .collect();
+            let body = json!({"object": "cards", "values": values});
+            match self.call("create_objects", &body) {
+                Ok(_) => {
+                    for &i in &to_create {
+                        results[i] = Some(Ok(()));
+                    }
+                    to_create.clear();
+                }
+                Err(DeviceError::Rejected { .. }) if to_create.len() > 1 => {
+                    let (left, right) = to_create.split_at(to_create.len() / 2);
+                    for half in [left, right] {
+                        let sub: Vec<(i64, u64)> = half.iter().map(|&i| wanted[i]).collect();
+                        for (&i, r) in half.iter().zip(self.create_cards(&sub)) {
+                            results[i] = Some(r);
+                        }
+                    }
+                    to_create.clear();
+                }
+                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                    self.retry.pause(attempt);
+                    attempt += 1;
+                    if e.write_may_have_landed() {
+                        let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
+                        for (&i, r) in to_create.iter().zip(self.create_cards(&sub)) {
+                            results[i] = Some(r);
+                        }
+                        to_create.clear();
+                    }
+                }
+                Err(e) => {
+                    for &i in &to_create {
+                        results[i] = Some(Err(e.clone()));
+                    }
+                    to_create.clear();
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every card gets a result"))
+            .collect()
+    }
+
+    fn card_conflict(&self, value: u64, owner: i64) -> DeviceError {
+        let owner_name = self
+            .load::<RemoteUser>(
+                "users",
+                &["id", "registration", "name", "begin_time", "end_time"],
+                "id",
+                vec![json!(owner)],
+            )
+            .ok()
+            .and_then(|users| users.into_iter().next())
+            .map(|u| format!("registration {}", u.registration))
+            .unwrap_or_else(|| format!("user id {owner}"));
+        DeviceError::Conflict(format!(
+            "card {value} already belongs to {owner_name} on this device: remove it there or fix the CSV"
+        ))
+    }
+
+    /// Links each user to its group; a link that already exists counts as done.
+    fn put_links(&self, links: &[(i64, i64)]) -> Vec<Result<(), DeviceError>> {
+        if links.is_empty() {
+            return Vec::new();
+        }
+        let values: Vec<Value> = links
+            .iter()
+            .map(|(u, g)| json!({"user_id": u, "group_id": g}))
+            .collect();
+        match self.call_idempotent(
+            "create_objects",
+            &json!({"object": "user_groups", "values": values}),
+        ) {
+            Ok(_) => vec![Ok(()); links.len()],
+            Err(DeviceError::Rejected { message, .. })
+                if message.to_lowercase().contains("unique") && links.len() == 1 =>
+            {
+                vec![Ok(())]
+            }
+            Err(DeviceError::Rejected { .. }) if links.len() > 1 => {
+                let (left, right) = links.split_at(links.len() / 2);
+                let mut out = self.put_links(left);
+                out.extend(self.put_links(right));
+                out
+            }
+            Err(e) => vec![Err(e); links.len()],
+        }
+    }
+}
+
+impl Device for ControlIdDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn kind(&self) -> &'static str {
+        "controlid"
+    }
+
+    fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+        let registrations: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let users = self.load_users(&registrations)?;
+        let mut by_registration: HashMap<&str, Vec<&RemoteUser>> = HashMap::new();
+        for user in &users {
+            by_registration
+                .entry(user.registration.as_str())
+                .or_default()
+                .push(user);
+        }
+        // People the device holds exactly once: their cards and links are compared too.
+        let held_once: Vec<(&Person, i64)> = people
+            .iter()
+            .filter_map(|p| match by_registration.get(p.registration.as_str()) {
+                Some(found) if found.len() == 1 => Some((*p, found[0].id)),
+                _ => None,
+            })
+            .collect();
+        let single_ids: Vec<i64> = held_once.iter().map(|(_, id)| *id).collect();
+        let with_card: Vec<i64> = held_once
+            .iter()
+            .filter(|(p, _)| p.card.is_some())
+            .map(|(_, id)| *id)
+            .collect();
+        let mut cards_of: HashMap<i64, Vec<u64>> = HashMap::new();
+        if !with_card.is_empty() {
+            for card in self.load_cards_of(&with_card)? {
+                cards_of.entry(card.user_id).or_default().push(card.value);
+            }
+        }
+        let mut links: HashSet<(i64, i64)> = HashSet::new();
+        let mut group_ids: HashMap<&str, Option<i64>> = HashMap::new();
+        if people.iter().any(|p| p.group.is_some()) && !single_ids.is_empty() {
+            let found: Vec<RemoteLink> = self.load(
+                "user_groups",
+                &["user_id", "group_id"],
+                "user_id",
+                single_ids.iter().map(|i| json!(i)).collect(),
+            )?;
+            links.extend(found.iter().map(|l| (l.user_id, l.group_id)));
+        }
+        for person in people {
+            if let Some(group) = person.group.as_deref() {
+                if !group_ids.contains_key(group) {
+                    group_ids.insert(group, self.group_id(group, false)?);
+                }
+            }
+        }
+
+        Ok(people
+            .iter()
+            .map(|person| {
+                let found = by_registration
+                    .get(person.registration.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                match found {
+                    [] => Plan::Create,
+                    [user] => {
+                        let mut changes = Vec::new();
+                        if user.name != person.name {
+                            changes.push("name");
+                        }
+                        if user.begin_time != person.begin.unwrap_or(0)
+                            || user.end_time != person.end.unwrap_or(0)
+                        {
+                            changes.push("validity");
+                        }
+                        if let Some(card) = person.card {
+                            let held = cards_of.get(&user.id).map(Vec::as_slice).unwrap_or(&[]);
+                            if held != [card.controlid_value()] {
+                                changes.push("card");
+                            }
+                        }
+                        if let Some(group) = person.group.as_deref() {
+                            let linked = group_ids
+                                .get(group)
+                                .copied()
+                                .flatten()
+                                .is_some_and(|g| links.contains(&(user.id, g)));
+                            if !linked {
+                                changes.push("group");
+                            }
+                        }
+                        if changes.is_empty() {
+                            Plan::Unchanged { id: user.id }
+                        } else {
+                            Plan::Update {
+                                id: user.id,
+                                changes,
+                            }
+                        }
+                    }
+                    many => Plan::Ambiguous {
+                        ids: many.iter().map(|u| u.id).collect(),
+                    },
+                }
+            })
+            .collect())
+    }
+
+    fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+        let mut failed: Vec<Option<DeviceError>> = vec![None; work.len()];
+        let mut user_ids: Vec<Option<i64>> = vec![None; work.len()];
+
+        // 1. Users that are missing: created in one request.
+        let creating: Vec<usize> = (0..work.len())
+            .filter(|&i| work[i].1 == Plan::Create)
+            .collect();
+        if !creating.is_empty() {
+            let people: Vec<&Person> = creating.iter().map(|&i| work[i].0).collect();
+            for (&i, result) in creating.iter().zip(self.create_users(&people)) {
+                match result {
+                    Ok(id) => user_ids[i] = Some(id),
+                    Err(e) => failed[i] = Some(e),
+                }
+            }
+        }
+
+        // 2. Users whose name or validity changed: one modify each (the API takes one
+        //    `values` object per call).
+        let mut replacing_cards = Vec::new();
+        for (i, (person, plan)) in work.iter().enumerate() {
+            match plan {
+                Plan::Update { id, changes } => {
+                    user_ids[i] = Some(*id);
+                    if changes.contains(&"card") {
+                        replacing_cards.push(*id);
+                    }
+                    if changes.iter().any(|c| *c == "name" || *c == "validity") {
+                        let body = json!({
+                            "object": "users",
+                            "values": {"name": person.name, "begin_time": person.begin.unwrap_or(0), "end_time": person.end.unwrap_or(0)},
+                            "where": {"users": {"id": id}},
+                        });
+                        if let Err(e) = self.call_idempotent("modify_objects", &body) {
+                            failed[i] = Some(e);
+                        }
+                    }
+                }
+                Plan::Unchanged { id } => user_ids[i] = Some(*id),
+                Plan::Ambiguous { ids } => {
+                    failed[i] = Some(DeviceError::Conflict(format!(
+                        "registration {} is on this device {} times (ids {}): remove the extra copies there",
+                        person.registration,
+                        ids.len(),
+                        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                    )))
+                }
+                Plan::Create => {}
+            }
+        }
+
+        // 3. Cards, for people created or whose card changed.
+        let mut card_work = Vec::new();
+        for (i, (person, plan)) in work.iter().enumerate() {
+            let needs_card = match plan {
+                Plan::Create => true,
+                Plan::Update { changes, .. } => changes.contains(&"card"),
+                _ => false,
+            };
+            if let (true, None, Some(id), Some(card)) =
+                (needs_card, &failed[i], user_ids[i], person.card)
+            {
+                card_work.push((i, id, card));
+            }
+        }
+        if !card_work.is_empty() {
+            let wanted: Vec<(i64, u64)> = card_work
+                .iter()
+                .map(|(_, id, c)| (*id, Card::controlid_value(*c)))
+                .collect();
+            for ((i, _, _), result) in card_work
+                .iter()
+                .zip(self.put_cards(&wanted, &replacing_cards))
+            {
+                if let Err(e) = result {
+                    failed[*i] = Some(e);
+                }
+            }
+        }
+
+        // 4. Group links.
+        let mut link_work = Vec::new();
+        for (i, (person, plan)) in work.iter().enumerate() {
+            let needs_link = match plan {
+                Plan::Create => true,
+                Plan::Update { changes, .. } => changes.contains(&"group"),
+                _ => false,
+            };
+            if let (true, None, Some(id), Some(group)) =
+                (needs_link, &failed[i], user_ids[i], person.group.as_deref())
+            {
+                match self.group_id(group, true) {
+                    Ok(Some(gid)) => link_work.push((i, id, gid)),
+                    Ok(None) => unreachable!("group_id creates missing groups"),
+                    Err(e) => failed[i] = Some(e),
+                }
+            }
+        }
+        if !link_work.is_empty() {
+            let links: Vec<(i64, i64)> = link_work.iter().map(|(_, u, g)| (*u, *g)).collect();
+            for ((i, _, _), result) in link_work.iter().zip(self.put_links(&links)) {
+                if let Err(e) = result {
+                    failed[*i] = Some(e);
+                }
+            }
+        }
+
+        work.iter()
+            .zip(failed)
+            .map(|((_, plan), failure)| match (failure, plan) {
+                (Some(e), _) => Outcome::Failed(e),
+                (None, Plan::Create) => Outcome::Registered,
+                (None, Plan::Update { .. }) => Outcome::Updated,
+                (None, _) => Outcome::Unchanged,
+            })
+            .collect()
+    }
+}
+
+fn user_values(person: &Person) -> Value {
+    json!({
+        "registration": person.registration,
+        "name": person.name,
+        "begin_time": person.begin.unwrap_or(0),
+        "end_time": person.end.unwrap_or(0),
+    })
+}
+
+fn ids_of(answer: &Value, expected: usize) -> Result<Vec<i64>, DeviceError> {
+    let ids: Vec<i64> = answer
+        .get("ids")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    if ids.len() == expected {
+        Ok(ids)
+    } else {
+        Err(DeviceError::InvalidAnswer(format!(
+            "create answered {} ids for {expected} people",
+            ids.len()
+        )))
+    }
+}
+
+fn first_id(answer: &Value) -> Result<i64, DeviceError> {
+    ids_of(answer, 1).map(|ids| ids[0])
+}
+
+fn device_message(body: &Value, fallback: &str) -> String {
+    body.get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+/// Session tokens contain `/` and `+`: everything outside the unreserved set is escaped.
+fn percent_encode(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() * 3);
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_tokens_are_escaped_for_the_query_string() {
+        assert_eq!(percent_encode("q/Ac+f=="), "q%2FAc%2Bf%3D%3D");
+    }
+}

@@ -1,0 +1,109 @@
+//! The HTTP client every driver uses: one `ureq` agent per device, explicit timeouts,
+//! a keep-alive pool sized to the device's in-flight limit, and transport errors turned
+//! into [`DeviceError`]s that say whether a retry makes sense.
+//!
+//! ureq's defaults are no timeouts at all and three idle connections per host; a
+//! turnstile that stops answering would hold a worker forever, so both are set here.
+//! Status codes are not errors at this layer: drivers read them, because device APIs
+//! put their own messages in 4xx bodies.
+
+use super::DeviceError;
+use std::io;
+use std::time::Duration;
+use ureq::Agent;
+
+/// Timeouts for talking to one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect. Default 5 s: devices sit on the local network, where a connection
+    /// either opens in milliseconds or the device is off.
+    pub connect: Duration,
+    /// A whole request, from sending to the last byte of the answer. Default 30 s: the
+    /// vendor SDK uses 10 s, field teams use 30 s for loads of thousands of rows.
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            request: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A status code and body, as the device sent them.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// A device's HTTP client. Cheap to share between threads (the agent is a handle).
+pub struct HttpClient {
+    agent: Agent,
+    timeouts: Timeouts,
+}
+
+impl HttpClient {
+    /// A client keeping at most `max_idle` idle connections to the device: one per
+    /// request allowed in flight, so connections are reused, never re-opened per call.
+    pub fn new(timeouts: Timeouts, max_idle: usize) -> HttpClient {
+        let agent: Agent = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(timeouts.connect))
+            .timeout_global(Some(timeouts.request))
+            .max_idle_connections_per_host(max_idle.max(1))
+            .max_idle_connections(max_idle.max(1))
+            .max_redirects(0)
+            .user_agent(concat!("catraca/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        HttpClient { agent, timeouts }
+    }
+
+    /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
+    pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        let mut response = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json")
+            .send(body)
+            .map_err(|e| self.classify(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| self.classify(e))?;
+        Ok(Answer { status, body })
+    }
+
+    fn classify(&self, error: ureq::Error) -> DeviceError {
+        use ureq::Error as E;
+        match error {
+            E::Timeout(_) => DeviceError::Timeout(self.timeouts.request.as_secs()),
+            E::HostNotFound => DeviceError::Unreachable("host not found".into()),
+            E::ConnectionFailed => DeviceError::Unreachable("connection failed".into()),
+            E::Io(e) => self.classify_io(&e),
+            E::Protocol(e) => DeviceError::ConnectionLost(format!("broken HTTP answer: {e}")),
+            E::BadUri(uri) => DeviceError::Unreachable(format!("bad URL {uri}")),
+            other => DeviceError::ConnectionLost(other.to_string()),
+        }
+    }
+
+    fn classify_io(&self, e: &io::Error) -> DeviceError {
+        use io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => DeviceError::Unreachable("connection refused".into()),
+            K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+                DeviceError::Unreachable(e.to_string())
+            }
+            K::TimedOut | K::WouldBlock => DeviceError::Timeout(self.timeouts.request.as_secs()),
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                DeviceError::ConnectionLost(e.kind().to_string())
+            }
+            _ => DeviceError::ConnectionLost(e.to_string()),
+        }
+    }
+}

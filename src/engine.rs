@@ -1,0 +1,463 @@
+//! The enrollment engine: every person on every device, on a dedicated thread pool.
+//!
+//! The shape is the one the system we replace had (a Piscina pool of workers) made
+//! sound: a rayon `ThreadPool` of `--threads` workers, each with its own cache
+//! connection, takes jobs from per-device queues; results travel over a crossbeam
+//! channel to the one reporter thread that owns every counter. Work per device is a
+//! pipeline of two kinds of job: a *plan* job reads up to 999 people from the device
+//! (one `IN` list) and turns into *write* jobs of `--batch-size` people. A worker only
+//! takes a job from a device with a free in-flight slot, so a slow device never holds
+//! threads that other devices could use, and no device ever sees more than its
+//! `max_in_flight` requests at once.
+//!
+//! A pair is recorded in the cache only after the device confirmed it. A job whose
+//! worker panics reports all its pairs failed; it never hangs the run.
+
+use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
+use crate::device::{Device, DeviceError, Outcome, Plan};
+use crate::person::Person;
+use crate::reporter::Event;
+use crossbeam_channel::Sender;
+use rayon::prelude::*;
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// The most people one plan job reads from a device: the device's limit for an `IN` list.
+pub const PLAN_CHUNK: usize = 999;
+
+/// Cache lookups are made in chunks of this many keys: one round trip each.
+const CACHE_CHUNK: usize = 1000;
+
+/// How the work is spread.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Worker threads. Default 10, as the system we replace: enough to keep 5 devices
+    /// with 2 requests in flight each busy while leaving headroom for plan jobs.
+    pub threads: NonZeroUsize,
+    /// No pool: every job in the calling thread, one after another.
+    pub sequential: bool,
+    /// People per create request. Default 100: one request instead of a hundred, well
+    /// under the 2 MB body the device's web server handles, and the vendor's own
+    /// examples use 50 to 250.
+    pub batch_size: NonZeroUsize,
+    /// Do not trust the cache for skipping (results are still recorded).
+    pub skip_cache: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            threads: NonZeroUsize::new(10).expect("nonzero"),
+            sequential: false,
+            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            skip_cache: false,
+        }
+    }
+}
+
+/// A device and the most requests it may see at once.
+pub struct Target {
+    pub device: Arc<dyn Device>,
+    pub max_in_flight: usize,
+}
+
+/// Everything a run needs.
+pub struct Engine<'a> {
+    pub people: &'a [Person],
+    pub targets: &'a [Target],
+    pub cache: &'a dyn Cache,
+    pub secret: &'a KeySecret,
+    pub options: &'a EngineOptions,
+    /// Set on the first Ctrl-C: no new job starts; pairs not sent are reported so.
+    pub stop: &'a AtomicBool,
+}
+
+enum Job {
+    Plan {
+        device: usize,
+        people: Vec<u32>,
+    },
+    Write {
+        device: usize,
+        work: Vec<(u32, Plan)>,
+    },
+}
+
+impl Job {
+    fn device(&self) -> usize {
+        match self {
+            Job::Plan { device, .. } | Job::Write { device, .. } => *device,
+        }
+    }
+
+    fn people(&self) -> Vec<u32> {
+        match self {
+            Job::Plan { people, .. } => people.clone(),
+            Job::Write { work, .. } => work.iter().map(|(p, _)| *p).collect(),
+        }
+    }
+}
+
+struct DeviceQueue {
+    jobs: VecDeque<Job>,
+    in_flight: usize,
+    limit: usize,
+}
+
+struct QueueState {
+    devices: Vec<DeviceQueue>,
+    running: usize,
+    next: usize,
+}
+
+/// Per-device job queues; hands a worker the next job of a device with a free slot.
+struct Scheduler {
+    state: Mutex<QueueState>,
+    changed: Condvar,
+}
+
+impl Scheduler {
+    fn next_job(&self, stop: &AtomicBool) -> Option<Job> {
+        let mut state = self.state.lock().expect("scheduler lock");
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            let count = state.devices.len();
+            for offset in 0..count {
+                let d = (state.next + offset) % count;
+                let queue = &mut state.devices[d];
+                if queue.in_flight < queue.limit {
+                    if let Some(job) = queue.jobs.pop_front() {
+                        queue.in_flight += 1;
+                        state.running += 1;
+                        state.next = (d + 1) % count;
+                        return Some(job);
+                    }
+                }
+            }
+            if state.running == 0 {
+                return None;
+            }
+            state = self.changed.wait(state).expect("scheduler lock");
+        }
+    }
+
+    fn finish(&self, device: usize, follow_ups: Vec<Job>) {
+        let mut state = self.state.lock().expect("scheduler lock");
+        let queue = &mut state.devices[device];
+        queue.in_flight -= 1;
+        for job in follow_ups.into_iter().rev() {
+            queue.jobs.push_front(job);
+        }
+        state.running -= 1;
+        self.changed.notify_all();
+    }
+
+    fn remaining(&self) -> Vec<Job> {
+        let mut state = self.state.lock().expect("scheduler lock");
+        state
+            .devices
+            .iter_mut()
+            .flat_map(|q| q.jobs.drain(..))
+            .collect()
+    }
+}
+
+impl Engine<'_> {
+    /// Runs every pair, sending each outcome to `events`. Returns when all pairs are
+    /// reported (or, after a stop, when the jobs in progress finished).
+    pub fn run(&self, events: &Sender<Event>) -> anyhow::Result<()> {
+        let fingerprints: Vec<u64> = self.people.iter().map(Person::fingerprint).collect();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(if self.options.sequential {
+                1
+            } else {
+                self.options.threads.get()
+            })
+            .thread_name(|i| format!("catraca-worker-{i}"))
+            .build()?;
+
+        let pending = if self.options.skip_cache {
+            self.targets
+                .iter()
+                .map(|_| (0..self.people.len() as u32).collect())
+                .collect()
+        } else if self.options.sequential {
+            self.check_cache_serially(&fingerprints, events)?
+        } else {
+            pool.install(|| self.check_cache(&fingerprints, events))?
+        };
+
+        let scheduler = Scheduler {
+            state: Mutex::new(QueueState {
+                devices: self
+                    .targets
+                    .iter()
+                    .zip(pending)
+                    .enumerate()
+                    .map(|(d, (target, people))| DeviceQueue {
+                        jobs: people
+                            .chunks(PLAN_CHUNK)
+                            .map(|c| Job::Plan {
+                                device: d,
+                                people: c.to_vec(),
+                            })
+                            .collect(),
+                        in_flight: 0,
+                        limit: if self.options.sequential {
+                            1
+                        } else {
+                            target.max_in_flight.max(1)
+                        },
+                    })
+                    .collect(),
+                running: 0,
+                next: 0,
+            }),
+            changed: Condvar::new(),
+        };
+
+        if self.options.sequential {
+            self.work(&scheduler, &fingerprints, events);
+        } else {
+            pool.scope(|scope| {
+                for _ in 0..self.options.threads.get() {
+                    scope.spawn(|_| self.work(&scheduler, &fingerprints, events));
+                }
+            });
+        }
+
+        for job in scheduler.remaining() {
+            let outcomes = job
+                .people()
+                .into_iter()
+                .map(|p| (p, Outcome::Failed(DeviceError::Interrupted)))
+                .collect();
+            let _ = events.send(Event::Pairs {
+                device: job.device(),
+                outcomes,
+            });
+        }
+        Ok(())
+    }
+
+    fn keys(&self, device: usize, people: &[u32]) -> Vec<CacheKey> {
+        let id = self.targets[device].device.cache_id();
+        people
+            .iter()
+            .map(|&p| CacheKey::for_pair(self.secret, &id, &self.people[p as usize].registration))
+            .collect()
+    }
+
+    /// Splits each device's people into skipped (cached with the same fingerprint) and
+    /// pending, on the pool, each task with its own cache connection.
+    fn check_cache(
+        &self,
+        fingerprints: &[u64],
+        events: &Sender<Event>,
+    ) -> anyhow::Result<Vec<Vec<u32>>> {
+        let total = self.people.len() as u32;
+        let chunks: Vec<(usize, Range<u32>)> = (0..self.targets.len())
+            .flat_map(|d| {
+                (0..total)
+                    .step_by(CACHE_CHUNK)
+                    .map(move |start| (d, start..(start + CACHE_CHUNK as u32).min(total)))
+            })
+            .collect();
+        let results: Vec<anyhow::Result<(usize, Vec<u32>)>> = chunks
+            .into_par_iter()
+            .map_init(
+                || self.cache.connect(),
+                |connection, (device, people)| {
+                    let connection = connection.as_mut().map_err(|e| anyhow::anyhow!("{e}"))?;
+                    self.split_cached(connection.as_mut(), device, people, fingerprints, events)
+                        .map(|pending| (device, pending))
+                },
+            )
+            .collect();
+        let mut pending = vec![Vec::new(); self.targets.len()];
+        for result in results {
+            let (device, people) = result?;
+            pending[device].extend(people);
+        }
+        Ok(pending)
+    }
+
+    fn check_cache_serially(
+        &self,
+        fingerprints: &[u64],
+        events: &Sender<Event>,
+    ) -> anyhow::Result<Vec<Vec<u32>>> {
+        let mut connection = self.cache.connect()?;
+        let total = self.people.len() as u32;
+        let mut pending = vec![Vec::new(); self.targets.len()];
+        for (device, list) in pending.iter_mut().enumerate() {
+            for start in (0..total).step_by(CACHE_CHUNK) {
+                let range = start..(start + CACHE_CHUNK as u32).min(total);
+                list.extend(self.split_cached(
+                    connection.as_mut(),
+                    device,
+                    range,
+                    fingerprints,
+                    events,
+                )?);
+            }
+        }
+        Ok(pending)
+    }
+
+    fn split_cached(
+        &self,
+        connection: &mut dyn CacheConnection,
+        device: usize,
+        people: Range<u32>,
+        fingerprints: &[u64],
+        events: &Sender<Event>,
+    ) -> anyhow::Result<Vec<u32>> {
+        let people: Vec<u32> = people.collect();
+        let cached = connection.lookup(&self.keys(device, &people))?;
+        let mut pending = Vec::new();
+        let mut skipped = Vec::new();
+        for (&p, cached) in people.iter().zip(cached) {
+            if cached == Some(fingerprints[p as usize]) {
+                skipped.push((p, Outcome::SkippedCache));
+            } else {
+                pending.push(p);
+            }
+        }
+        if !skipped.is_empty() {
+            let _ = events.send(Event::Pairs {
+                device,
+                outcomes: skipped,
+            });
+        }
+        Ok(pending)
+    }
+
+    /// One worker: takes jobs until there are none, with its own cache connection.
+    fn work(&self, scheduler: &Scheduler, fingerprints: &[u64], events: &Sender<Event>) {
+        let mut cache = match self.cache.connect() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let _ = events.send(Event::CacheUnavailable(e.to_string()));
+                None
+            }
+        };
+        while let Some(job) = scheduler.next_job(self.stop) {
+            let device = job.device();
+            let (outcomes, follow_ups) = match catch_unwind(AssertUnwindSafe(|| self.run_job(&job)))
+            {
+                Ok(done) => done,
+                Err(panic) => {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a worker panicked".into());
+                    let failed = DeviceError::Internal(format!("worker panicked: {message}"));
+                    let outcomes = job
+                        .people()
+                        .into_iter()
+                        .map(|p| (p, Outcome::Failed(failed.clone())))
+                        .collect();
+                    (outcomes, Vec::new())
+                }
+            };
+            self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
+            if !outcomes.is_empty() {
+                let _ = events.send(Event::Pairs { device, outcomes });
+            }
+            scheduler.finish(device, follow_ups);
+        }
+    }
+
+    fn run_job(&self, job: &Job) -> (Vec<(u32, Outcome)>, Vec<Job>) {
+        match job {
+            Job::Plan { device, people } => {
+                let refs: Vec<&Person> = people.iter().map(|&p| &self.people[p as usize]).collect();
+                match self.targets[*device].device.plan(&refs) {
+                    Err(e) => (
+                        people
+                            .iter()
+                            .map(|&p| (p, Outcome::Failed(e.clone())))
+                            .collect(),
+                        Vec::new(),
+                    ),
+                    Ok(plans) => {
+                        let mut unchanged = Vec::new();
+                        let mut writes = Vec::new();
+                        for (&p, plan) in people.iter().zip(plans) {
+                            match plan {
+                                Plan::Unchanged { .. } => unchanged.push((p, Outcome::Unchanged)),
+                                other => writes.push((p, other)),
+                            }
+                        }
+                        let batch = self.options.batch_size.get();
+                        let mut follow_ups = Vec::new();
+                        while !writes.is_empty() {
+                            let rest = writes.split_off(batch.min(writes.len()));
+                            follow_ups.push(Job::Write {
+                                device: *device,
+                                work: std::mem::replace(&mut writes, rest),
+                            });
+                        }
+                        (unchanged, follow_ups)
+                    }
+                }
+            }
+            Job::Write { device, work } => {
+                let refs: Vec<(&Person, Plan)> = work
+                    .iter()
+                    .map(|(p, plan)| (&self.people[*p as usize], plan.clone()))
+                    .collect();
+                let outcomes = self.targets[*device].device.apply(&refs);
+                (
+                    work.iter().map(|(p, _)| *p).zip(outcomes).collect(),
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
+    /// Records the confirmed pairs of one job in one cache round trip.
+    fn record(
+        &self,
+        cache: Option<&mut Box<dyn CacheConnection>>,
+        device: usize,
+        outcomes: &[(u32, Outcome)],
+        fingerprints: &[u64],
+        events: &Sender<Event>,
+    ) {
+        let done: Vec<u32> = outcomes
+            .iter()
+            .filter(|(_, o)| o.is_done())
+            .map(|(p, _)| *p)
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let Some(cache) = cache else {
+            let _ = events.send(Event::NotCached {
+                count: done.len(),
+                error: "no cache connection".into(),
+            });
+            return;
+        };
+        let entries: Vec<(CacheKey, u64)> = self
+            .keys(device, &done)
+            .into_iter()
+            .zip(done.iter().map(|&p| fingerprints[p as usize]))
+            .collect();
+        if let Err(e) = cache.record(&entries) {
+            let _ = events.send(Event::NotCached {
+                count: done.len(),
+                error: e.to_string(),
+            });
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The final report of a run: the numbers an operator checks before the doors open, as
+//! a human summary and as JSON under stable keys that scripts rely on.
+//!
+//! The categories (registered, updated, unchanged, skipped, failed) add up to the
+//! number of operations (people x devices): every pair is counted exactly once, and a
+//! failed pair is listed with its reason. Nothing here ever holds a password.
+
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// Counts for one device, or for the whole run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub registered: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped_cache: u64,
+    pub failed: u64,
+}
+
+impl Counts {
+    pub fn total(&self) -> u64 {
+        self.registered + self.updated + self.unchanged + self.skipped_cache + self.failed
+    }
+}
+
+/// One device's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceReport {
+    pub name: String,
+    pub url: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// One pair that did not end on its device.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub registration: String,
+    pub device: String,
+    pub error: String,
+}
+
+/// The report of one `catraca enroll`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub participants: u64,
+    pub devices: u64,
+    pub operations: u64,
+    pub registered: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped_cache: u64,
+    pub failed: u64,
+    /// Pairs done on the device whose result could not be written to the cache (they
+    /// will be checked against the device again next time, never duplicated).
+    pub not_cached: u64,
+    /// Whether the run was stopped by Ctrl-C / SIGTERM before the end.
+    pub interrupted: bool,
+    pub duration_ms: u64,
+    /// The cache used, e.g. `embedded (/path)` or `redis (redis://host:6379/0)`.
+    pub cache: String,
+    pub per_device: Vec<DeviceReport>,
+    pub failures: Vec<Failure>,
+}
+
+impl Report {
+    /// The human summary: totals, then one line per device, then the failures.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "participants:      {}", self.participants);
+        let _ = writeln!(out, "devices:           {}", self.devices);
+        let _ = writeln!(out, "operations:        {}", self.operations);
+        let _ = writeln!(out, "  registered:      {}", self.registered);
+        let _ = writeln!(out, "  updated:         {}", self.updated);
+        let _ = writeln!(out, "  unchanged:       {}", self.unchanged);
+        let _ = writeln!(out, "  skipped (cache): {}", self.skipped_cache);
+        let _ = writeln!(out, "  failed:          {}", self.failed);
+        if self.not_cached > 0 {
+            let _ = writeln!(
+                out,
+                "not cached:        {} (done on the device, will be checked again next run)",
+                self.not_cached
+            );
+        }
+        let _ = writeln!(
+            out,
+            "duration:          {:.2} s{}",
+            self.duration_ms as f64 / 1000.0,
+            if self.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(out, "cache:             {}", self.cache);
+        let name_width = self
+            .per_device
+            .iter()
+            .map(|d| d.name.chars().count())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let _ = writeln!(
+            out,
+            "\n{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  url",
+            "device", "registered", "updated", "unchanged", "skipped", "failed"
+        );
+        for d in &self.per_device {
+            let c = &d.counts;
+            let _ = writeln!(
+                out,
+                "{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  {}",
+                d.name, c.registered, c.updated, c.unchanged, c.skipped_cache, c.failed, d.url
+            );
+        }
+        if !self.failures.is_empty() {
+            let _ = writeln!(out, "\nfailures ({}):", self.failures.len());
+            const SHOWN: usize = 20;
+            for f in self.failures.iter().take(SHOWN) {
+                let _ = writeln!(out, "  {} on {}: {}", f.registration, f.device, f.error);
+            }
+            if self.failures.len() > SHOWN {
+                let _ = writeln!(
+                    out,
+                    "  ... and {} more (all of them are in the JSON report: --report FILE)",
+                    self.failures.len() - SHOWN
+                );
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,183 @@
+//! The reporter: the one thread that receives every outcome and alone prints.
+//!
+//! Workers never touch a counter or the terminal; they send [`Event`]s over a crossbeam
+//! channel and this thread owns progress, per-device counts, the failure list and the
+//! `-v` lines. Progress is an indicatif bar on a terminal and, when stderr is a file or
+//! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
+
+use crate::device::Outcome;
+use crate::person::Person;
+use crate::report::{Counts, DeviceReport, Failure, Report};
+use crossbeam_channel::Receiver;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Instant;
+
+/// What workers tell the reporter.
+pub enum Event {
+    /// Outcomes of some people (indices into the participant list) on one device.
+    Pairs {
+        device: usize,
+        outcomes: Vec<(u32, Outcome)>,
+    },
+    /// Pairs done on the device whose record in the cache failed.
+    NotCached { count: usize, error: String },
+    /// A worker could not open its cache connection.
+    CacheUnavailable(String),
+}
+
+/// How much the reporter prints while the run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// No progress, only the final report and errors.
+    Quiet,
+    /// Progress.
+    Normal,
+    /// Progress and one line per pair.
+    Pairs,
+}
+
+/// What the reporter needs to know about the run.
+pub struct Reporter<'a> {
+    pub people: &'a [Person],
+    /// Name and URL of each device, by index.
+    pub devices: Vec<(String, String)>,
+    pub verbosity: Verbosity,
+    pub cache: String,
+}
+
+enum Progress {
+    Hidden,
+    Bar(ProgressBar),
+    Lines { next_tenth: u64 },
+}
+
+impl Reporter<'_> {
+    /// Consumes events until every sender is gone, then returns the report.
+    pub fn run(self, events: Receiver<Event>, started: Instant) -> Report {
+        let operations = self.people.len() as u64 * self.devices.len() as u64;
+        let mut per_device = vec![Counts::default(); self.devices.len()];
+        let mut failures = Vec::new();
+        let mut not_cached = 0u64;
+        let mut warned_cache = false;
+        let mut done = 0u64;
+        let mut progress = match self.verbosity {
+            Verbosity::Quiet => Progress::Hidden,
+            _ if std::io::stderr().is_terminal() => {
+                let bar =
+                    ProgressBar::with_draw_target(Some(operations), ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {per_sec} eta {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                Progress::Bar(bar)
+            }
+            _ => Progress::Lines { next_tenth: 1 },
+        };
+
+        for event in events {
+            match event {
+                Event::Pairs { device, outcomes } => {
+                    let counts = &mut per_device[device];
+                    for (person, outcome) in outcomes {
+                        let person = &self.people[person as usize];
+                        let (label, slot) = match &outcome {
+                            Outcome::Registered => ("registered", &mut counts.registered),
+                            Outcome::Updated => ("updated", &mut counts.updated),
+                            Outcome::Unchanged => ("unchanged", &mut counts.unchanged),
+                            Outcome::SkippedCache => ("skipped (cache)", &mut counts.skipped_cache),
+                            Outcome::Failed(_) => ("failed", &mut counts.failed),
+                        };
+                        *slot += 1;
+                        done += 1;
+                        if self.verbosity == Verbosity::Pairs {
+                            let reason = match &outcome {
+                                Outcome::Failed(e) => format!(": {e}"),
+                                _ => String::new(),
+                            };
+                            let line = format!(
+                                "{label}: {} ({}) on {}{reason}",
+                                person.name, person.registration, self.devices[device].0
+                            );
+                            match &progress {
+                                Progress::Bar(bar) => bar.println(line),
+                                _ => eprintln!("{line}"),
+                            }
+                        }
+                        if let Outcome::Failed(e) = outcome {
+                            failures.push(Failure {
+                                registration: person.registration.clone(),
+                                device: self.devices[device].0.clone(),
+                                error: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                Event::NotCached { count, error } => {
+                    not_cached += count as u64;
+                    if !warned_cache {
+                        warned_cache = true;
+                        log::warn!("could not record results in the cache ({error}); the run goes on, and those pairs will be checked on the devices next time");
+                    }
+                }
+                Event::CacheUnavailable(error) => {
+                    if !warned_cache {
+                        warned_cache = true;
+                        log::warn!("cache unavailable ({error}); the run goes on without recording results");
+                    }
+                }
+            }
+            match &mut progress {
+                Progress::Hidden => {}
+                Progress::Bar(bar) => bar.set_position(done),
+                Progress::Lines { next_tenth } => {
+                    // One line each time a tenth is crossed, even if a batch crosses two.
+                    if *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
+                        eprintln!(
+                            "progress: {done}/{operations} ({:.1}%)",
+                            done as f64 * 100.0 / operations.max(1) as f64
+                        );
+                        while *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
+                            *next_tenth += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if let Progress::Bar(bar) = &progress {
+            bar.finish_and_clear();
+        }
+
+        let mut totals = Counts::default();
+        for c in &per_device {
+            totals.registered += c.registered;
+            totals.updated += c.updated;
+            totals.unchanged += c.unchanged;
+            totals.skipped_cache += c.skipped_cache;
+            totals.failed += c.failed;
+        }
+        Report {
+            participants: self.people.len() as u64,
+            devices: self.devices.len() as u64,
+            operations,
+            registered: totals.registered,
+            updated: totals.updated,
+            unchanged: totals.unchanged,
+            skipped_cache: totals.skipped_cache,
+            failed: totals.failed,
+            not_cached,
+            interrupted: false,
+            duration_ms: started.elapsed().as_millis() as u64,
+            cache: self.cache,
+            per_device: self
+                .devices
+                .into_iter()
+                .zip(per_device)
+                .map(|((name, url), counts)| DeviceReport { name, url, counts })
+                .collect(),
+            failures,
+        }
+    }
+}

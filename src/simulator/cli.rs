@@ -1,0 +1,277 @@
+//! `catraca simulate`: runs a fleet of simulated devices until Ctrl-C or SIGTERM, for
+//! demos, manual testing and benchmarks against something that behaves like the field.
+//!
+//! Raw flags are validated into a [`SimConfig`] in one step (so a bad flag is reported
+//! before any port is opened), the fleet is started, one line per device goes to
+//! stderr, and the command waits for a signal. The password comes from the
+//! environment, never from a flag, so it does not show in `ps`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::{FaultRates, Fleet, Overload, SimConfig};
+
+/// The environment variable holding the simulated devices' password.
+pub const PASSWORD_ENV: &str = "CATRACA_SIM_PASSWORD";
+
+/// Flags of `catraca simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// How many devices to simulate, named catraca-1, catraca-2, ...
+    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(5).expect("5 is not zero"))]
+    pub devices: NonZeroUsize,
+
+    /// First port: devices listen on P, P+1, ...; 0 picks free ports
+    #[arg(long, value_name = "P", default_value_t = 0)]
+    pub port: u16,
+
+    /// Address to listen on
+    #[arg(long, value_name = "IP", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+
+    /// Latency added to every request, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Extra latency per object beyond the first in a write, and per 100 rows loaded, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub per_object_latency_ms: u64,
+
+    /// At most C requests handled at once per device; more are refused as --overload says
+    #[arg(long, value_name = "C")]
+    pub max_in_flight: Option<NonZeroUsize>,
+
+    /// How a device refuses requests beyond --max-in-flight
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = Overload::Busy503)]
+    pub overload: Overload,
+
+    /// Share of requests answered 503 before processing (0 to 1)
+    #[arg(long = "fail-503", value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_503: f64,
+
+    /// Share of requests whose connection is reset (0 to 1)
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_reset: f64,
+
+    /// Share of requests left without an answer for --hang-secs, then closed (0 to 1)
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_hang: f64,
+
+    /// Share of requests answered 200 with a body that is not JSON (0 to 1)
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_garbage: f64,
+
+    /// Resets, hangs and garbage strike after a write was applied, so its answer is lost
+    #[arg(long)]
+    pub faults_after_write: bool,
+
+    /// How long a hung request stays silent before its connection is closed, in seconds
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub hang_secs: u64,
+
+    /// A session becomes invalid after N requests made with it
+    #[arg(long, value_name = "N")]
+    pub session_expiry: Option<u64>,
+
+    /// Device I (from 1) is down: its connections are reset; repeat for several
+    #[arg(long = "down", value_name = "I")]
+    pub down: Vec<usize>,
+
+    /// Seed of the fault draws and session tokens; device I uses seed + I - 1
+    #[arg(long, value_name = "SEED", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Login the devices accept; their password is read from CATRACA_SIM_PASSWORD, else admin
+    #[arg(long, value_name = "LOGIN", default_value = "admin")]
+    pub login: String,
+}
+
+/// Flag combinations that parse but make no sense, each naming the flag to fix.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimulateError {
+    #[error("--down {index}: there is no device {index}; devices are numbered 1 to {devices}")]
+    NoSuchDevice { index: usize, devices: usize },
+    #[error(
+        "--fail-503, --fail-reset, --fail-hang and --fail-garbage add up to {sum}: they are \
+         shares of the same requests and must add up to at most 1"
+    )]
+    RatesAboveOne { sum: f64 },
+    #[error("--port {port} with --devices {devices} runs past port 65535: pick a lower --port")]
+    PortsOverflow { port: u16, devices: usize },
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "`{text}` is not a rate: give a number from 0 to 1, such as 0.05"
+        )),
+    }
+}
+
+impl SimulateArgs {
+    /// Checks the flags together and builds the devices' configuration.
+    pub fn config(&self, password: String) -> Result<SimConfig, SimulateError> {
+        let devices = self.devices.get();
+        if let Some(&index) = self.down.iter().find(|&&i| i == 0 || i > devices) {
+            return Err(SimulateError::NoSuchDevice { index, devices });
+        }
+        let faults = FaultRates {
+            status_503: self.fail_503,
+            reset: self.fail_reset,
+            hang: self.fail_hang,
+            garbage: self.fail_garbage,
+        };
+        let sum = faults.status_503 + faults.reset + faults.hang + faults.garbage;
+        // A little slack so that 0.1 + 0.2 + 0.7 passes despite floating point.
+        if sum > 1.0 + 1e-9 {
+            return Err(SimulateError::RatesAboveOne { sum });
+        }
+        if self.port != 0 && usize::from(self.port) + devices - 1 > usize::from(u16::MAX) {
+            return Err(SimulateError::PortsOverflow {
+                port: self.port,
+                devices,
+            });
+        }
+        Ok(SimConfig {
+            latency: Duration::from_millis(self.latency_ms),
+            per_object_latency: Duration::from_millis(self.per_object_latency_ms),
+            max_in_flight: self.max_in_flight.map(NonZeroUsize::get),
+            overload: self.overload,
+            faults,
+            faults_after_write: self.faults_after_write,
+            hang_for: Duration::from_secs(self.hang_secs),
+            session_expiry_after: self.session_expiry,
+            login: self.login.clone(),
+            password,
+            seed: self.seed,
+        })
+    }
+}
+
+/// Runs the fleet until Ctrl-C or SIGTERM, then shuts it down and returns.
+pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    let password = std::env::var(PASSWORD_ENV).unwrap_or_else(|_| "admin".to_owned());
+    let config = args.config(password)?;
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded(1);
+    ctrlc::set_handler(move || {
+        // A second signal while stopping finds the channel full; stopping is quick.
+        let _ = signal_tx.try_send(());
+    })
+    .context("could not install the Ctrl-C/SIGTERM handler")?;
+    let fleet =
+        Fleet::start_on(args.bind, args.port, args.devices.get(), &config).with_context(|| {
+            format!(
+            "could not listen on {}:{} for {} devices: is the port taken? try another --port, or 0",
+            args.bind, args.port, args.devices
+        )
+        })?;
+    for &index in &args.down {
+        fleet.devices[index - 1].set_down(true);
+    }
+    for (index, device) in fleet.devices.iter().enumerate() {
+        let down = if args.down.contains(&(index + 1)) {
+            " down"
+        } else {
+            ""
+        };
+        eprintln!("{} {} (controlid){down}", device.name(), device.url());
+    }
+    eprintln!("simulating {} devices; Ctrl-C to stop", fleet.devices.len());
+    let _ = signal_rx.recv();
+    eprintln!("stopping");
+    fleet.shutdown();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        simulate: SimulateArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("simulate").chain(args.iter().copied()))
+            .map(|c| c.simulate)
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        let command = Cli::command();
+        command.clone().debug_assert();
+        for arg in command.get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn flags_become_a_config() {
+        let args = parse(&[
+            "--devices",
+            "3",
+            "--latency-ms",
+            "20",
+            "--max-in-flight",
+            "2",
+            "--overload",
+            "reset",
+            "--fail-503",
+            "0.1",
+            "--fail-reset",
+            "0.05",
+            "--faults-after-write",
+            "--session-expiry",
+            "50",
+            "--down",
+            "2",
+            "--seed",
+            "9",
+        ])
+        .unwrap();
+        let config = args.config("secret".into()).unwrap();
+        assert_eq!(config.latency, Duration::from_millis(20));
+        assert_eq!(config.max_in_flight, Some(2));
+        assert_eq!(config.overload, Overload::Reset);
+        assert_eq!(config.faults.status_503, 0.1);
+        assert!(config.faults_after_write);
+        assert_eq!(config.session_expiry_after, Some(50));
+        assert_eq!(
+            (config.login.as_str(), config.password.as_str()),
+            ("admin", "secret")
+        );
+        assert_eq!(config.seed, 9);
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_the_flag_named() {
+        assert!(parse(&["--fail-hang", "1.5"]).is_err());
+        assert!(parse(&["--devices", "0"]).is_err());
+        let down = parse(&["--devices", "2", "--down", "3"]).unwrap();
+        assert_eq!(
+            down.config(String::new()).unwrap_err(),
+            SimulateError::NoSuchDevice {
+                index: 3,
+                devices: 2
+            }
+        );
+        let rates = parse(&["--fail-503", "0.6", "--fail-reset", "0.6"]).unwrap();
+        assert!(rates
+            .config(String::new())
+            .unwrap_err()
+            .to_string()
+            .contains("--fail-503"));
+        let ports = parse(&["--port", "65535", "--devices", "2"]).unwrap();
+        assert!(matches!(
+            ports.config(String::new()),
+            Err(SimulateError::PortsOverflow { .. })
+        ));
+    }
+}

@@ -1,0 +1,327 @@
+//! The Control iD access API as one simulated device speaks it: sessions and the
+//! `*_objects.fcgi` calls over the tables of `tables.rs`.
+//!
+//! This is the part a driver is written against, so it copies the documented device
+//! (docs/controlid-api.md) down to the error texts and picks a fixed behaviour where the
+//! real one is unknown: 401 for a bad login or session, 400 with a SQLite-style message
+//! for a bad statement, 200 `{"changes":n}` for modify and destroy. Transport concerns
+//! (latency, faults, overload) are not here; `mod.rs` wraps them around a call.
+
+use std::collections::HashMap;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::tables::{DbError, Filter, Order, Projection, TableId, Tables};
+
+/// The calls a device answers, named by the path `/<name>.fcgi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Command {
+    Login,
+    Logout,
+    SessionIsValid,
+    LoadObjects,
+    CreateObjects,
+    ModifyObjects,
+    DestroyObjects,
+}
+
+impl Command {
+    const ALL: [Command; 7] = [
+        Command::Login,
+        Command::Logout,
+        Command::SessionIsValid,
+        Command::LoadObjects,
+        Command::CreateObjects,
+        Command::ModifyObjects,
+        Command::DestroyObjects,
+    ];
+
+    pub(crate) fn from_path(path: &str) -> Option<Command> {
+        let name = path.strip_prefix('/')?.strip_suffix(".fcgi")?;
+        Command::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// The name used in the path and in the request statistics.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Command::Login => "login",
+            Command::Logout => "logout",
+            Command::SessionIsValid => "session_is_valid",
+            Command::LoadObjects => "load_objects",
+            Command::CreateObjects => "create_objects",
+            Command::ModifyObjects => "modify_objects",
+            Command::DestroyObjects => "destroy_objects",
+        }
+    }
+}
+
+/// Why a call failed, worded as the device words it; the status goes with the kind.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("Invalid login or password")]
+    BadCredentials,
+    #[error("Invalid session")]
+    InvalidSession,
+    #[error("invalid request body: {0}")]
+    BadBody(#[from] serde_json::Error),
+    #[error(
+        "every object in values must carry the same fields: object {index} differs from object 0"
+    )]
+    MixedFields { index: usize },
+    #[error(transparent)]
+    Statement(#[from] DbError),
+}
+
+impl CallError {
+    fn status(&self) -> u16 {
+        match self {
+            CallError::BadCredentials | CallError::InvalidSession => 401,
+            CallError::BadBody(_) | CallError::MixedFields { .. } | CallError::Statement(_) => 400,
+        }
+    }
+}
+
+/// What a call produced, plus what the caller needs for latency and statistics.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
+    /// Objects beyond the first written, or hundreds of rows loaded: what makes a big
+    /// call slower than a small one on a real device.
+    pub(crate) extra_work: u64,
+    /// Rows created, and in which table, for the per-table creation counts.
+    pub(crate) created: Option<(&'static str, u64)>,
+    /// A modify or destroy that had no condition and so touched every row.
+    pub(crate) without_where: bool,
+}
+
+impl Answer {
+    fn ok(body: Vec<u8>) -> Answer {
+        Answer {
+            status: 200,
+            body,
+            extra_work: 0,
+            created: None,
+            without_where: false,
+        }
+    }
+
+    fn failed(error: &CallError) -> Answer {
+        let body = json!({"error": error.to_string(), "code": 1});
+        Answer {
+            status: error.status(),
+            ..Answer::ok(body.to_string().into_bytes())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    login: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct LoadRequest {
+    object: String,
+    fields: Option<Vec<String>>,
+    #[serde(rename = "where")]
+    filter: Option<Value>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+    order: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    object: String,
+    values: Vec<Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct ModifyRequest {
+    object: String,
+    values: Map<String, Value>,
+    #[serde(rename = "where")]
+    filter: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct DestroyRequest {
+    object: String,
+    #[serde(rename = "where")]
+    filter: Option<Value>,
+}
+
+/// Session tokens draw from the base64 alphabet, `/` and `+` included, like the
+/// firmware's: a client that does not URL-encode the token gets 401 sooner or later.
+const TOKEN_ALPHABET: &[u8; 64] =
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const TOKEN_LENGTH: usize = 24;
+
+/// One device's state as its API sees it.
+#[derive(Debug)]
+pub(crate) struct ControlIdDevice {
+    pub(crate) tables: Tables,
+    /// Open sessions and how many requests each has made.
+    sessions: HashMap<String, u64>,
+    token_rng: StdRng,
+    login: String,
+    password: String,
+    session_expiry_after: Option<u64>,
+}
+
+impl ControlIdDevice {
+    pub(crate) fn new(
+        login: &str,
+        password: &str,
+        session_expiry_after: Option<u64>,
+        seed: u64,
+    ) -> ControlIdDevice {
+        ControlIdDevice {
+            tables: Tables::default(),
+            sessions: HashMap::new(),
+            token_rng: StdRng::seed_from_u64(seed),
+            login: login.to_owned(),
+            password: password.to_owned(),
+            session_expiry_after,
+        }
+    }
+
+    /// Answers one call. `session` is the decoded `session` query parameter.
+    pub(crate) fn call(&mut self, command: Command, session: Option<&str>, body: &[u8]) -> Answer {
+        let result = match command {
+            Command::Login => self.login(body),
+            Command::SessionIsValid => {
+                let valid = self.use_session(session).is_ok();
+                Ok(Answer::ok(
+                    json!({"session_is_valid": valid}).to_string().into_bytes(),
+                ))
+            }
+            Command::Logout => self.use_session(session).map(|()| {
+                if let Some(token) = session {
+                    self.sessions.remove(token);
+                }
+                Answer::ok(Vec::new())
+            }),
+            object_call => self.use_session(session).and_then(|()| match object_call {
+                Command::LoadObjects => self.load(body),
+                Command::CreateObjects => self.create(body),
+                Command::ModifyObjects => self.modify(body),
+                Command::DestroyObjects => self.destroy(body),
+                _ => unreachable!("session calls are handled above"),
+            }),
+        };
+        result.unwrap_or_else(|error| Answer::failed(&error))
+    }
+
+    fn login(&mut self, body: &[u8]) -> Result<Answer, CallError> {
+        let credentials: Credentials = serde_json::from_slice(body)?;
+        if credentials.login != self.login || credentials.password != self.password {
+            return Err(CallError::BadCredentials);
+        }
+        let token: String = (0..TOKEN_LENGTH)
+            .map(|_| char::from(TOKEN_ALPHABET[self.token_rng.random_range(0..64)]))
+            .collect();
+        let body = json!({"session": token}).to_string().into_bytes();
+        self.sessions.insert(token, 0);
+        Ok(Answer::ok(body))
+    }
+
+    /// Counts one request against the session; a session that has made its allowed
+    /// number of requests is forgotten, as an expired one is on a device.
+    fn use_session(&mut self, session: Option<&str>) -> Result<(), CallError> {
+        let token = session.ok_or(CallError::InvalidSession)?;
+        let uses = self
+            .sessions
+            .get_mut(token)
+            .ok_or(CallError::InvalidSession)?;
+        if self
+            .session_expiry_after
+            .is_some_and(|limit| *uses >= limit)
+        {
+            self.sessions.remove(token);
+            return Err(CallError::InvalidSession);
+        }
+        *uses += 1;
+        Ok(())
+    }
+
+    fn table(object: &str) -> Result<TableId, CallError> {
+        TableId::from_name(object).ok_or_else(|| DbError::NoSuchTable(object.to_owned()).into())
+    }
+
+    fn load(&self, body: &[u8]) -> Result<Answer, CallError> {
+        let request: LoadRequest = serde_json::from_slice(body)?;
+        let table = Self::table(&request.object)?;
+        let filter = Filter::parse(table, request.filter.as_ref())?;
+        let projection = Projection::parse(table, request.fields.as_deref())?;
+        let order = request
+            .order
+            .as_deref()
+            .map(|o| Order::parse(table, o))
+            .transpose()?;
+        let rows = self.tables.select(
+            table,
+            &filter,
+            order,
+            request.offset.unwrap_or(0),
+            request.limit,
+            &projection,
+        );
+        let mut body = Vec::with_capacity(64 + rows.len() * 96);
+        body.extend_from_slice(b"{\"");
+        body.extend_from_slice(table.name().as_bytes());
+        body.extend_from_slice(b"\":");
+        serde_json::to_writer(&mut body, &rows)?;
+        body.push(b'}');
+        Ok(Answer {
+            extra_work: rows.len() as u64 / 100,
+            ..Answer::ok(body)
+        })
+    }
+
+    fn create(&mut self, body: &[u8]) -> Result<Answer, CallError> {
+        let request: CreateRequest = serde_json::from_slice(body)?;
+        let table = Self::table(&request.object)?;
+        if let Some((first, rest)) = request.values.split_first() {
+            if let Some(index) = rest.iter().position(|o| !o.keys().eq(first.keys())) {
+                return Err(CallError::MixedFields { index: index + 1 });
+            }
+        }
+        let ids = self.tables.insert(table, &request.values)?;
+        let created = request.values.len() as u64;
+        Ok(Answer {
+            extra_work: created.saturating_sub(1),
+            created: Some((table.name(), created)),
+            ..Answer::ok(json!({ "ids": ids }).to_string().into_bytes())
+        })
+    }
+
+    fn modify(&mut self, body: &[u8]) -> Result<Answer, CallError> {
+        let request: ModifyRequest = serde_json::from_slice(body)?;
+        let table = Self::table(&request.object)?;
+        let filter = Filter::parse(table, request.filter.as_ref())?;
+        let changes = self.tables.update(table, &filter, &request.values)?;
+        Ok(Self::changed(changes, filter.is_everything()))
+    }
+
+    fn destroy(&mut self, body: &[u8]) -> Result<Answer, CallError> {
+        let request: DestroyRequest = serde_json::from_slice(body)?;
+        let table = Self::table(&request.object)?;
+        let filter = Filter::parse(table, request.filter.as_ref())?;
+        let changes = self.tables.delete(table, &filter)?;
+        Ok(Self::changed(changes, filter.is_everything()))
+    }
+
+    fn changed(changes: usize, without_where: bool) -> Answer {
+        Answer {
+            extra_work: (changes as u64).saturating_sub(1),
+            without_where,
+            ..Answer::ok(json!({ "changes": changes }).to_string().into_bytes())
+        }
+    }
+}

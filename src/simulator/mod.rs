@@ -1,0 +1,544 @@
+//! Simulated Control iD turnstiles over real HTTP on loopback: the target of every
+//! test, of the demo and of the benchmark.
+//!
+//! A [`SimDevice`] is one device: its own port, its own tables behind one lock (a real
+//! device is a small SQLite box that serves one statement at a time), and the bad
+//! habits of the real thing on demand: latency, an in-flight limit, random 503s,
+//! resets, hangs and garbage, lost answers after a write, expiring sessions, and being
+//! switched off. A [`Fleet`] is several of them. The protocol itself lives in
+//! `controlid.rs` over `tables.rs`, the misbehaviour in `faults.rs`, the transport in
+//! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
+//! one request path and offers the typed views tests assert on.
+
+mod cli;
+mod controlid;
+mod faults;
+mod http;
+mod tables;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
+pub use faults::{FaultRates, Overload};
+
+use controlid::{Command, ControlIdDevice};
+use faults::{Fault, FaultDice, InFlight};
+use http::{Handler, Reply, Request, Response, Server, StopSignal};
+use tables::{col, Cell, TableId};
+
+/// How simulated devices behave. The default is a perfect device: no latency, no
+/// limit, no faults, sessions that never expire, login `admin` / `admin`.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Added to every request before it is answered. Default: zero.
+    pub latency: Duration,
+    /// Added per object beyond the first that a create, modify or destroy writes, and
+    /// per 100 rows a load returns: big calls are slower on a device. Default: zero.
+    pub per_object_latency: Duration,
+    /// At most this many requests handled at once; more are refused as `overload`
+    /// says. Idle keep-alive connections do not count. Default: no limit.
+    pub max_in_flight: Option<usize>,
+    /// How a request beyond `max_in_flight` is refused. Default: 503.
+    pub overload: Overload,
+    /// Random faults per request. Default: none.
+    pub faults: FaultRates,
+    /// Resets, hangs and garbage strike after the request was applied, so a write is
+    /// stored but its answer lost. A 503 always comes before processing. Default: off.
+    pub faults_after_write: bool,
+    /// How long a hang lasts before the connection is closed. Default: 30 s, beyond
+    /// the 10 s timeout of the vendor's SDK, as a real stall is.
+    pub hang_for: Duration,
+    /// A session becomes invalid after this many requests made with it. Default: never
+    /// (the real lifetime is undocumented; drivers must cope with either).
+    pub session_expiry_after: Option<u64>,
+    /// Default: `admin`, the factory login.
+    pub login: String,
+    /// Default: `admin`, the factory password.
+    pub password: String,
+    /// Seeds the fault draws and session tokens; a fleet gives device `i` (from 0)
+    /// `seed + i`. Default: 0.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            latency: Duration::ZERO,
+            per_object_latency: Duration::ZERO,
+            max_in_flight: None,
+            overload: Overload::default(),
+            faults: FaultRates::default(),
+            faults_after_write: false,
+            hang_for: Duration::from_secs(30),
+            session_expiry_after: None,
+            login: "admin".to_owned(),
+            password: "admin".to_owned(),
+            seed: 0,
+        }
+    }
+}
+
+/// A row of `users` as stored; a missing time reads as 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimUser {
+    pub id: i64,
+    pub registration: String,
+    pub name: String,
+    pub begin_time: i64,
+    pub end_time: i64,
+}
+
+/// A row of `cards`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimCard {
+    pub id: i64,
+    pub value: u64,
+    pub user_id: i64,
+}
+
+/// A row of `groups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimGroup {
+    pub id: i64,
+    pub name: String,
+}
+
+/// What a device has been asked, counted since it started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SimStats {
+    /// Every request but `/_sim/state`, refused ones included.
+    pub total: u64,
+    /// Requests by command name (`login`, `load_objects`, `create_objects`, ...);
+    /// `refused` for those turned away while down or overloaded; `unknown` for paths
+    /// that name no command; `destroy_without_where` and `modify_without_where` for
+    /// calls that matched every row of a table.
+    pub requests: BTreeMap<String, u64>,
+    /// Objects created, by table.
+    pub created: BTreeMap<String, u64>,
+    /// Faults shown, by kind: `503`, `reset`, `hang`, `garbage`.
+    pub faults: BTreeMap<String, u64>,
+}
+
+impl SimStats {
+    /// How many requests had this name (see [`SimStats::requests`]); 0 if none.
+    pub fn count(&self, name: &str) -> u64 {
+        self.requests.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// The counters, keyed by static names so counting allocates nothing.
+#[derive(Debug, Default)]
+struct Tally {
+    total: u64,
+    requests: BTreeMap<&'static str, u64>,
+    created: BTreeMap<&'static str, u64>,
+    faults: BTreeMap<&'static str, u64>,
+}
+
+impl Tally {
+    fn add(counts: &mut BTreeMap<&'static str, u64>, name: &'static str, n: u64) {
+        *counts.entry(name).or_default() += n;
+    }
+
+    fn request(&mut self, name: &'static str) {
+        self.total += 1;
+        Tally::add(&mut self.requests, name, 1);
+    }
+
+    /// Counts a notable event among the requests without adding to the total.
+    fn request_event(&mut self, name: &'static str) {
+        Tally::add(&mut self.requests, name, 1);
+    }
+
+    fn snapshot(&self) -> SimStats {
+        let owned = |counts: &BTreeMap<&'static str, u64>| {
+            counts.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        };
+        SimStats {
+            total: self.total,
+            requests: owned(&self.requests),
+            created: owned(&self.created),
+            faults: owned(&self.faults),
+        }
+    }
+}
+
+/// Everything behind the device's one lock.
+#[derive(Debug)]
+struct DeviceState {
+    device: ControlIdDevice,
+    tally: Tally,
+    dice: FaultDice,
+}
+
+/// The request path of one device, shared by its connection threads.
+#[derive(Debug)]
+struct DeviceHandler {
+    name: String,
+    config: SimConfig,
+    state: Mutex<DeviceState>,
+    down: AtomicBool,
+    in_flight: InFlight,
+    stop: Arc<StopSignal>,
+}
+
+/// What a fault-injected broken answer looks like: a body cut short.
+const GARBAGE: &[u8] = b"{\"ids\":[17,\"regist";
+
+/// Keeps session tokens apart from fault draws made with the same seed.
+const TOKEN_SEED_SALT: u64 = 0x70c3_e5ee_d5a1_7000;
+
+impl DeviceHandler {
+    fn state(&self) -> MutexGuard<'_, DeviceState> {
+        // A panicking request thread must not take the device down with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn refuse(&self) {
+        self.state().tally.request("refused");
+    }
+
+    /// Waits until `delay` has passed since the request was received; false when the
+    /// server is stopping instead.
+    fn wait_answer_due(&self, received: Instant, delay: Duration) -> bool {
+        !self.stop.sleep(delay.saturating_sub(received.elapsed()))
+    }
+
+    /// Shows a fault at once; the caller has already waited whatever latency precedes it.
+    fn misbehave(&self, fault: Fault) -> Reply {
+        match fault {
+            Fault::Reset => Reply::Reset,
+            Fault::Hang => {
+                self.stop.sleep(self.config.hang_for);
+                Reply::Close
+            }
+            Fault::Busy503 => Reply::Answer(http::error_response(503)),
+            Fault::Garbage => Reply::Answer(Response::json(200, GARBAGE.to_vec())),
+        }
+    }
+
+    fn state_json(&self) -> Vec<u8> {
+        let state = self.state();
+        let tables = &state.device.tables;
+        let links: Vec<Value> = user_groups(tables)
+            .into_iter()
+            .map(|(user_id, group_id)| json!({"user_id": user_id, "group_id": group_id}))
+            .collect();
+        let body = json!({
+            "name": self.name,
+            "users": users(tables),
+            "cards": cards(tables),
+            "groups": groups(tables),
+            "user_groups": links,
+            "stats": state.tally.snapshot(),
+        });
+        body.to_string().into_bytes()
+    }
+}
+
+impl Handler for DeviceHandler {
+    fn accepting(&self) -> bool {
+        !self.down.load(Ordering::Acquire)
+    }
+
+    fn handle(&self, request: &Request<'_>) -> Reply {
+        // The simulator's own window: not part of the device, so never faulty or counted.
+        if request.path == "/_sim/state" {
+            return Reply::Answer(Response::json(200, self.state_json()));
+        }
+        if !self.accepting() {
+            self.refuse();
+            return Reply::Reset;
+        }
+        let Some(_slot) = self.in_flight.enter() else {
+            self.refuse();
+            return match self.config.overload {
+                Overload::Busy503 => Reply::Answer(http::error_response(503)),
+                Overload::Reset => Reply::Reset,
+            };
+        };
+        let received = Instant::now();
+        let Some(command) = Command::from_path(request.path) else {
+            self.state().tally.request("unknown");
+            let body = json!({"error": format!("Unknown command {}", request.path), "code": 1});
+            return Reply::Answer(Response::json(404, body.to_string().into_bytes()));
+        };
+        if request.method != "POST" {
+            self.state().tally.request(command.name());
+            return Reply::Answer(http::error_response(405));
+        }
+        let session = request.query_param("session");
+
+        let mut state = self.state();
+        state.tally.request(command.name());
+        let fault = state.dice.roll();
+        if let Some(fault) = fault {
+            Tally::add(&mut state.tally.faults, fault.name(), 1);
+            if fault == Fault::Busy503 || !self.config.faults_after_write {
+                drop(state);
+                // A reset or a hang cuts in before any answer is prepared; a 503 or a
+                // broken answer takes the usual time to arrive.
+                let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
+                if answers && !self.wait_answer_due(received, self.config.latency) {
+                    return Reply::Close;
+                }
+                return self.misbehave(fault);
+            }
+        }
+        let answer = state.device.call(command, session.as_deref(), request.body);
+        if let Some((table, count)) = answer.created {
+            Tally::add(&mut state.tally.created, table, count);
+        }
+        if answer.without_where {
+            match command {
+                Command::DestroyObjects => state.tally.request_event("destroy_without_where"),
+                Command::ModifyObjects => state.tally.request_event("modify_without_where"),
+                _ => {}
+            }
+        }
+        drop(state);
+
+        // Latency is served outside the lock: other connections keep the device busy
+        // meanwhile, as a device's web server queues while SQLite works.
+        let extra = u32::try_from(answer.extra_work).unwrap_or(u32::MAX);
+        let delay = (self.config.per_object_latency.saturating_mul(extra))
+            .saturating_add(self.config.latency);
+        if !self.wait_answer_due(received, delay) {
+            return Reply::Close;
+        }
+        match fault {
+            // The write is stored; only its answer is lost.
+            Some(fault) => self.misbehave(fault),
+            None => Reply::Answer(Response::json(answer.status, answer.body)),
+        }
+    }
+}
+
+fn id(cell: &Cell) -> i64 {
+    i64::try_from(cell.int()).unwrap_or_default()
+}
+
+fn users(tables: &tables::Tables) -> Vec<SimUser> {
+    tables
+        .rows(TableId::Users)
+        .map(|row| SimUser {
+            id: id(&row[col::ID]),
+            registration: row[col::USER_REGISTRATION].text().to_owned(),
+            name: row[col::USER_NAME].text().to_owned(),
+            begin_time: id(&row[col::USER_BEGIN_TIME]),
+            end_time: id(&row[col::USER_END_TIME]),
+        })
+        .collect()
+}
+
+fn cards(tables: &tables::Tables) -> Vec<SimCard> {
+    tables
+        .rows(TableId::Cards)
+        .map(|row| SimCard {
+            id: id(&row[col::ID]),
+            value: u64::try_from(row[col::CARD_VALUE].int()).unwrap_or_default(),
+            user_id: id(&row[col::CARD_USER_ID]),
+        })
+        .collect()
+}
+
+fn groups(tables: &tables::Tables) -> Vec<SimGroup> {
+    tables
+        .rows(TableId::Groups)
+        .map(|row| SimGroup {
+            id: id(&row[col::ID]),
+            name: row[col::GROUP_NAME].text().to_owned(),
+        })
+        .collect()
+}
+
+fn user_groups(tables: &tables::Tables) -> Vec<(i64, i64)> {
+    tables
+        .rows(TableId::UserGroups)
+        .map(|row| (id(&row[col::LINK_USER_ID]), id(&row[col::LINK_GROUP_ID])))
+        .collect()
+}
+
+/// One simulated turnstile, serving until [`SimDevice::shutdown`] or drop.
+pub struct SimDevice {
+    handler: Arc<DeviceHandler>,
+    server: Server,
+    url: String,
+}
+
+impl std::fmt::Debug for SimDevice {
+    /// Name and address only: the tables can hold thousands of rows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimDevice")
+            .field("name", &self.handler.name)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimDevice {
+    /// Starts a device listening on `addr` (port 0 picks a free port).
+    pub fn start(name: &str, addr: SocketAddr, config: SimConfig) -> io::Result<SimDevice> {
+        let stop = Arc::new(StopSignal::default());
+        let state = DeviceState {
+            device: ControlIdDevice::new(
+                &config.login,
+                &config.password,
+                config.session_expiry_after,
+                config.seed ^ TOKEN_SEED_SALT,
+            ),
+            tally: Tally::default(),
+            dice: FaultDice::new(config.faults, config.seed),
+        };
+        let handler = Arc::new(DeviceHandler {
+            name: name.to_owned(),
+            in_flight: InFlight::new(config.max_in_flight),
+            config,
+            state: Mutex::new(state),
+            down: AtomicBool::new(false),
+            stop: stop.clone(),
+        });
+        let server = Server::start(addr, handler.clone(), stop, name)?;
+        let mut reachable = server.local_addr();
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        Ok(SimDevice {
+            handler,
+            server,
+            url: format!("http://{reachable}"),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.handler.name
+    }
+
+    /// The base URL, such as `http://127.0.0.1:8001` (loopback when bound to all
+    /// interfaces).
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Switches the device off or on. While down, new connections are reset at once
+    /// and open ones are closed after their current request.
+    pub fn set_down(&self, down: bool) {
+        self.handler.down.store(down, Ordering::Release);
+    }
+
+    /// Changes the fault rates from the next request on: a test can log in on a
+    /// healthy device and then make it faulty.
+    pub fn set_faults(&self, faults: FaultRates) {
+        self.handler.state().dice.set_rates(faults);
+    }
+
+    pub fn users(&self) -> Vec<SimUser> {
+        users(&self.handler.state().device.tables)
+    }
+
+    pub fn cards(&self) -> Vec<SimCard> {
+        cards(&self.handler.state().device.tables)
+    }
+
+    pub fn groups(&self) -> Vec<SimGroup> {
+        groups(&self.handler.state().device.tables)
+    }
+
+    /// `(user_id, group_id)` pairs.
+    pub fn user_groups(&self) -> Vec<(i64, i64)> {
+        user_groups(&self.handler.state().device.tables)
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.handler.state().tally.snapshot()
+    }
+
+    /// Stores a user directly, as another system (or an earlier, sloppier tool) would
+    /// have; registrations are not unique, so this can seed a duplicate. Returns its id.
+    pub fn insert_user(&self, registration: &str, name: &str) -> i64 {
+        let mut user = Map::new();
+        user.insert("registration".into(), registration.into());
+        user.insert("name".into(), name.into());
+        let ids = self
+            .handler
+            .state()
+            .device
+            .tables
+            .insert(TableId::Users, &[user])
+            .expect("a user with a registration and a name always fits");
+        ids[0]
+    }
+
+    /// Stops listening, closes every connection (hung ones included) and waits for
+    /// the connection threads. Dropping the device does the same.
+    pub fn shutdown(mut self) {
+        self.server.stop();
+    }
+}
+
+/// Several devices, named `catraca-1`, `catraca-2`, ...
+#[derive(Debug)]
+pub struct Fleet {
+    pub devices: Vec<SimDevice>,
+}
+
+impl Fleet {
+    /// Starts `count` devices on free loopback ports.
+    pub fn start(count: usize, config: &SimConfig) -> io::Result<Fleet> {
+        Fleet::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, count, config)
+    }
+
+    /// Starts `count` devices on `ip`, at `first_port`, `first_port + 1`, ... (all on
+    /// free ports when `first_port` is 0). Device `i` (from 0) draws with `seed + i`.
+    pub fn start_on(
+        ip: IpAddr,
+        first_port: u16,
+        count: usize,
+        config: &SimConfig,
+    ) -> io::Result<Fleet> {
+        let devices = (0..count)
+            .map(|index| {
+                let port = if first_port == 0 {
+                    0
+                } else {
+                    u16::try_from(usize::from(first_port) + index).map_err(|_| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "device ports run past 65535")
+                    })?
+                };
+                let config = SimConfig {
+                    seed: config.seed.wrapping_add(index as u64),
+                    ..config.clone()
+                };
+                SimDevice::start(
+                    &format!("catraca-{}", index + 1),
+                    SocketAddr::new(ip, port),
+                    config,
+                )
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Fleet { devices })
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.devices.iter().map(SimDevice::url).collect()
+    }
+
+    /// Shuts every device down.
+    pub fn shutdown(self) {
+        self.devices.into_iter().for_each(SimDevice::shutdown);
+    }
+}

@@ -1,0 +1,339 @@
+//! `catraca enroll` end to end: device state, counts, exit codes, cache media.
+
+use crate::harness::*;
+use catraca::cache::redis_server;
+use catraca::simulator::SimConfig;
+
+fn counts(report: &serde_json::Value) -> [u64; 6] {
+    [
+        "registered",
+        "updated",
+        "unchanged",
+        "skipped_cache",
+        "failed",
+        "operations",
+    ]
+    .map(|k| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("report has no {k}"))
+    })
+}
+
+/// The core promise, with a given cache medium: 200 people on 3 devices exactly once,
+/// then a second run that skips all 600 pairs without sending anything.
+fn enroll_twice(cache_args: &[&str]) {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(3, SimConfig::default());
+    let rows = people(200);
+    let users = sandbox.write("participants.csv", csv(&rows));
+    let users = users.to_str().unwrap();
+    let report_file = sandbox.path("report.json");
+
+    let first = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users,
+            "--json",
+            "--report",
+            report_file.to_str().unwrap(),
+        ])
+        .args(cache_args)
+        .devices(&fleet)
+        .run();
+    first.expect_code(0);
+    let report = first.report();
+    assert_eq!(counts(&report), [600, 0, 0, 0, 0, 600], "{}", first.shown);
+    assert_eq!(report["participants"], 200);
+    assert_eq!(report["devices"], 3);
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report_file).unwrap()).unwrap();
+    assert_eq!(written["registered"], 600);
+    assert_eq!(written["per_device"].as_array().unwrap().len(), 3);
+    assert_eq!(written["per_device"][0]["registered"], 200);
+    for device in &fleet.devices {
+        assert_holds_exactly(device, &rows);
+    }
+    let before: Vec<u64> = fleet.devices.iter().map(|d| d.stats().total).collect();
+
+    let second = sandbox
+        .catraca(&["enroll", "--users", users, "--json"])
+        .args(cache_args)
+        .devices(&fleet)
+        .run();
+    second.expect_code(0);
+    assert_eq!(
+        counts(&second.report()),
+        [0, 0, 0, 600, 0, 600],
+        "{}",
+        second.shown
+    );
+    let after: Vec<u64> = fleet.devices.iter().map(|d| d.stats().total).collect();
+    assert_eq!(
+        before, after,
+        "a fully cached run must not contact any device"
+    );
+    for device in &fleet.devices {
+        assert_holds_exactly(device, &rows);
+    }
+}
+
+#[test]
+fn enrolls_everyone_exactly_once_then_skips_everything_with_the_embedded_cache() {
+    let sandbox_cache = tempfile::tempdir().unwrap();
+    let path = sandbox_cache.path().join("store.redb");
+    enroll_twice(&[
+        "--cache",
+        "embedded",
+        "--cache-path",
+        path.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn enrolls_everyone_exactly_once_then_skips_everything_with_redis() {
+    let url = redis_server::shared_url();
+    enroll_twice(&["--cache", &url]);
+}
+
+#[test]
+fn redis_url_from_the_environment_is_used_when_no_cache_flag_is_given() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    let users = sandbox.write("p.csv", csv(&people(5)));
+    let run = || {
+        sandbox
+            .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+            .env("REDIS_URL", &redis_server::shared_url())
+            .devices(&fleet)
+            .run()
+    };
+    run().expect_code(0);
+    let second = run();
+    second.expect_code(0);
+    assert_eq!(second.report()["skipped_cache"], 5);
+    assert!(second.report()["cache"]
+        .as_str()
+        .unwrap()
+        .starts_with("redis"));
+}
+
+#[test]
+fn skipping_the_cache_never_duplicates_people() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(2, SimConfig::default());
+    let rows = people(120);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let users = users.to_str().unwrap();
+    sandbox
+        .catraca(&["enroll", "--users", users, "--json"])
+        .embedded_cache()
+        .devices(&fleet)
+        .run()
+        .expect_code(0);
+    for skip_it in [true, false] {
+        let command = sandbox.catraca(&["enroll", "--users", users, "--json"]);
+        let command = if skip_it {
+            command.embedded_cache().args(&["--skip-cache"])
+        } else {
+            command.args(&["--cache", "none"])
+        };
+        let again = command.devices(&fleet).run();
+        again.expect_code(0);
+        assert_eq!(
+            counts(&again.report()),
+            [0, 0, 240, 0, 0, 240],
+            "{}",
+            again.shown
+        );
+    }
+    for device in &fleet.devices {
+        assert_holds_exactly(device, &rows);
+        assert!(requests(device, "create_objects") > 0);
+    }
+}
+
+#[test]
+fn a_changed_name_is_modified_and_everyone_else_skipped() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(3, SimConfig::default());
+    let mut rows = people(50);
+    let users = sandbox.write("p.csv", csv(&rows));
+    sandbox
+        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+        .embedded_cache()
+        .devices(&fleet)
+        .run()
+        .expect_code(0);
+    rows[7].name = "Maria da Conceição Renomeada".to_string();
+    rows[9].card = Some((200, 99));
+    let changed = sandbox.write("p2.csv", csv(&rows));
+    let run = sandbox
+        .catraca(&["enroll", "--users", changed.to_str().unwrap(), "--json"])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    assert_eq!(
+        counts(&run.report()),
+        [0, 6, 0, 144, 0, 150],
+        "{}",
+        run.shown
+    );
+    for device in &fleet.devices {
+        assert_holds_exactly(device, &rows);
+    }
+}
+
+#[test]
+fn sequential_one_thread_and_sixteen_threads_end_in_the_same_state() {
+    let rows = people(150);
+    let mut states = Vec::new();
+    for mode in [
+        &["--sequential"][..],
+        &["--threads", "1"],
+        &["--threads", "16"],
+        &["--batch-size", "1"],
+    ] {
+        let sandbox = Sandbox::new();
+        let fleet = fleet(2, SimConfig::default());
+        let users = sandbox.write("p.csv", csv(&rows));
+        let run = sandbox
+            .catraca(&[
+                "enroll",
+                "--users",
+                users.to_str().unwrap(),
+                "--json",
+                "--cache",
+                "none",
+            ])
+            .args(mode)
+            .devices(&fleet)
+            .run();
+        run.expect_code(0);
+        assert_eq!(run.report()["registered"], 300, "{}", run.shown);
+        for device in &fleet.devices {
+            assert_holds_exactly(device, &rows);
+        }
+        if mode == ["--batch-size", "1"] {
+            // One person per create request, as the old system did.
+            assert_eq!(
+                fleet.devices[0]
+                    .stats()
+                    .created
+                    .get("users")
+                    .copied()
+                    .unwrap_or(0),
+                150
+            );
+            assert!(requests(&fleet.devices[0], "create_objects") >= 150);
+        } else {
+            assert!(requests(&fleet.devices[0], "create_objects") < 20);
+        }
+        states.push(fleet.devices.iter().map(state_of).collect::<Vec<_>>());
+    }
+    assert!(states.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn participants_can_come_from_standard_input() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(2, SimConfig::default());
+    let rows = people(30);
+    let run = sandbox
+        .catraca(&["enroll", "--users", "-", "--json"])
+        .embedded_cache()
+        .devices(&fleet)
+        .stdin(csv(&rows))
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.report()["registered"], 60);
+    for device in &fleet.devices {
+        assert_holds_exactly(device, &rows);
+    }
+}
+
+#[test]
+fn a_down_device_fails_its_pairs_and_the_others_finish() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(3, SimConfig::default());
+    fleet.devices[1].set_down(true);
+    let rows = people(40);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let run = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--retries",
+            "1",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(1);
+    let report = run.report();
+    assert_eq!(counts(&report), [80, 0, 0, 0, 40, 120], "{}", run.shown);
+    let down_name = fleet.devices[1].name();
+    let down_url = fleet.devices[1].url();
+    let failures = report["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 40);
+    for f in failures {
+        assert_eq!(
+            f["device"].as_str(),
+            Some(down_url.trim_start_matches("http://")),
+            "{f}"
+        );
+        assert!(
+            f["error"].as_str().unwrap().contains("unreachable")
+                || f["error"].as_str().unwrap().contains("connection"),
+            "{f}"
+        );
+    }
+    let _ = down_name;
+    assert_holds_exactly(&fleet.devices[0], &rows);
+    assert_holds_exactly(&fleet.devices[2], &rows);
+}
+
+#[test]
+fn a_wrong_password_is_reported_naming_the_device_and_never_shown() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(2, SimConfig::default());
+    let users = sandbox.write("p.csv", csv(&people(10)));
+    let wrong = "senha-errada-123";
+    let report_file = sandbox.path("r.json");
+    let run = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "-vv",
+            "--report",
+            report_file.to_str().unwrap(),
+        ])
+        .embedded_cache()
+        .env("CATRACA_PASSWORD", wrong)
+        .devices(&fleet)
+        .run();
+    run.expect_code(1);
+    let first_name = fleet.urls()[0].trim_start_matches("http://").to_string();
+    assert!(run.stdout.contains("login refused"), "{}", run.shown);
+    assert!(run.stdout.contains(&first_name), "{}", run.shown);
+    assert!(run.stdout.contains("CATRACA_PASSWORD"), "{}", run.shown);
+    let written = std::fs::read_to_string(&report_file).unwrap();
+    for text in [&run.stdout, &run.stderr, &written] {
+        assert!(!text.contains(wrong), "the password leaked:\n{}", run.shown);
+        assert!(
+            !text.contains(PASSWORD),
+            "the password leaked:\n{}",
+            run.shown
+        );
+    }
+    // One refused login per device, never one per thread or per batch.
+    for device in &fleet.devices {
+        assert_eq!(requests(device, "login"), 1);
+        assert!(device.users().is_empty());
+    }
+}

@@ -1,0 +1,325 @@
+//! The test harness: a scratch directory, participant CSVs, simulated fleets, and a
+//! command runner for the real binary that prints everything when an assertion fails.
+
+use catraca::simulator::{Fleet, SimConfig, SimDevice};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+/// The password the test fleets expect (not the factory default, so tests prove the
+/// environment variable is read).
+pub const PASSWORD: &str = "s3nha-de-teste";
+
+/// A fleet of `count` simulated devices with the test password and `config`'s behaviour.
+pub fn fleet(count: usize, config: SimConfig) -> Fleet {
+    let config = SimConfig {
+        password: PASSWORD.to_string(),
+        ..config
+    };
+    Fleet::start(count, &config).expect("simulators start")
+}
+
+/// A scratch directory that disappears with the test.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    /// A cache key of this test alone, so tests sharing one Redis never see each other's pairs.
+    pub cache_key: String,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let key: [u8; 32] = rand::random();
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+            cache_key: key.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+
+    pub fn write(&self, name: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, content).expect("write file");
+        path
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `catraca ARGS` with a clean environment: this sandbox's cache key and embedded
+    /// store, the test password, and no cache settings inherited from the machine.
+    pub fn catraca(&self, args: &[&str]) -> TestCommand {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_catraca"));
+        cmd.args(args)
+            .env_remove("REDIS_URL")
+            .env_remove("CATRACA_CACHE")
+            .env_remove("RUST_LOG")
+            .env_remove("LANG")
+            .env_remove("LC_ALL")
+            .env("CATRACA_CACHE_KEY", &self.cache_key)
+            .env("CATRACA_PASSWORD", PASSWORD)
+            .current_dir(self.dir.path());
+        TestCommand {
+            cmd,
+            stdin: None,
+            cache_path: self.path("cache.redb"),
+        }
+    }
+}
+
+pub struct TestCommand {
+    pub cmd: Command,
+    stdin: Option<Vec<u8>>,
+    cache_path: PathBuf,
+}
+
+/// What a run of the binary left: exit code, stdout, stderr, and the command line.
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub shown: String,
+}
+
+impl Ran {
+    /// The JSON report printed by `--json`.
+    pub fn report(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not a JSON report ({e}):\n{}", self.shown))
+    }
+
+    pub fn expect_code(&self, code: i32) -> &Ran {
+        assert_eq!(self.code, code, "unexpected exit status\n{}", self.shown);
+        self
+    }
+}
+
+impl TestCommand {
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Uses the sandbox's embedded cache file (the default is the user's cache dir).
+    pub fn embedded_cache(self) -> Self {
+        let path = self.cache_path.display().to_string();
+        self.args(&["--cache", "embedded", "--cache-path", &path])
+    }
+
+    pub fn devices(self, fleet: &Fleet) -> Self {
+        let mut cmd = self;
+        for url in fleet.urls() {
+            cmd = cmd.args(&["--device", &url]);
+        }
+        cmd
+    }
+
+    pub fn run(mut self) -> Ran {
+        self.cmd
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("catraca starts");
+        if let Some(bytes) = self.stdin.take() {
+            let mut pipe = child.stdin.take().expect("stdin pipe");
+            pipe.write_all(&bytes).expect("write stdin");
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("catraca finishes");
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        let shown = format!(
+            "command: {:?}\nstatus: {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            self.cmd
+        );
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            shown,
+        }
+    }
+}
+
+/// A participant of a generated list.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub registration: String,
+    pub name: String,
+    /// (facility, number) of a Wiegand card, on every third person.
+    pub card: Option<(u32, u32)>,
+    /// (begin, end) as Unix seconds, written in the CSV as UTC ISO dates, on every fifth.
+    pub window: Option<(i64, i64)>,
+    pub group: Option<String>,
+}
+
+/// `count` people with accents, some with cards, validity windows and groups.
+pub fn people(count: usize) -> Vec<Row> {
+    let first = [
+        "João",
+        "Maria",
+        "Antônio",
+        "Conceição",
+        "José",
+        "Márcia",
+        "Luís",
+        "Açucena",
+    ];
+    let last = [
+        "Gonçalves",
+        "Assunção",
+        "Souza",
+        "Magalhães",
+        "Araújo",
+        "Simões",
+    ];
+    (0..count)
+        .map(|i| Row {
+            registration: format!("2026{i:06}"),
+            name: format!("{} {} {i}", first[i % first.len()], last[i % last.len()]),
+            card: (i % 3 == 0).then_some((100 + (i % 7) as u32, 10_000 + i as u32)),
+            window: (i % 5 == 0).then_some((1_780_000_000 + i as i64, 1_790_000_000 + i as i64)),
+            group: (i % 4 == 0).then(|| ["Alunos", "Funcionários"][i % 2].to_string()),
+        })
+        .collect()
+}
+
+/// The CSV of `rows`, comma-separated with English headers.
+pub fn csv(rows: &[Row]) -> String {
+    let mut out = String::from("registration,name,card,begin,end,group\n");
+    for r in rows {
+        let card = r
+            .card
+            .map(|(f, n)| format!("\"{f},{n}\""))
+            .unwrap_or_default();
+        let (begin, end) = r.window.map(|(b, e)| (iso(b), iso(e))).unwrap_or_default();
+        out.push_str(&format!(
+            "{},{},{card},{begin},{end},{}\n",
+            r.registration,
+            r.name,
+            r.group.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
+fn iso(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .expect("valid time")
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Asserts that `device` holds every row exactly once, with its name, card, validity and
+/// group, and nobody else.
+pub fn assert_holds_exactly(device: &SimDevice, rows: &[Row]) {
+    let users = device.users();
+    let mut by_registration: HashMap<&str, Vec<_>> = HashMap::new();
+    for u in &users {
+        by_registration
+            .entry(u.registration.as_str())
+            .or_default()
+            .push(u);
+    }
+    assert_eq!(
+        users.len(),
+        rows.len(),
+        "{} holds {} people, expected {}",
+        device.name(),
+        users.len(),
+        rows.len()
+    );
+    let cards = device.cards();
+    let groups: HashMap<i64, String> = device
+        .groups()
+        .into_iter()
+        .map(|g| (g.id, g.name))
+        .collect();
+    let links = device.user_groups();
+    for row in rows {
+        let found = by_registration
+            .get(row.registration.as_str())
+            .unwrap_or_else(|| panic!("{} lacks {}", device.name(), row.registration));
+        assert_eq!(
+            found.len(),
+            1,
+            "{} holds {} {} times",
+            device.name(),
+            row.registration,
+            found.len()
+        );
+        let user = found[0];
+        assert_eq!(user.name, row.name);
+        let (begin, end) = row.window.unwrap_or((0, 0));
+        assert_eq!(
+            (user.begin_time, user.end_time),
+            (begin, end),
+            "validity of {}",
+            row.registration
+        );
+        let held: Vec<u64> = cards
+            .iter()
+            .filter(|c| c.user_id == user.id)
+            .map(|c| c.value)
+            .collect();
+        let expected: Vec<u64> = row
+            .card
+            .map(|(f, n)| vec![(u64::from(f) << 32) + u64::from(n)])
+            .unwrap_or_default();
+        assert_eq!(held, expected, "cards of {}", row.registration);
+        let in_groups: Vec<&str> = links
+            .iter()
+            .filter(|(u, _)| *u == user.id)
+            .map(|(_, g)| groups[g].as_str())
+            .collect();
+        assert_eq!(
+            in_groups,
+            row.group.iter().map(String::as_str).collect::<Vec<_>>(),
+            "groups of {}",
+            row.registration
+        );
+    }
+}
+
+/// A device's state in a comparable form (ids differ between runs, content must not).
+pub fn state_of(device: &SimDevice) -> Vec<(String, String, i64, i64, Vec<u64>)> {
+    let cards = device.cards();
+    let mut state: Vec<_> = device
+        .users()
+        .into_iter()
+        .map(|u| {
+            let mut held: Vec<u64> = cards
+                .iter()
+                .filter(|c| c.user_id == u.id)
+                .map(|c| c.value)
+                .collect();
+            held.sort_unstable();
+            (u.registration, u.name, u.begin_time, u.end_time, held)
+        })
+        .collect();
+    state.sort();
+    state
+}
+
+/// How many requests of `command` the device received.
+pub fn requests(device: &SimDevice, command: &str) -> u64 {
+    device.stats().count(command)
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real `catraca` binary against simulated turnstiles over real
+//! HTTP on loopback, and a real Redis. One test binary, as ripgrep does, with a small
+//! harness in `harness.rs`.
+
+mod bad_input;
+mod demo;
+mod enroll;
+mod harness;
