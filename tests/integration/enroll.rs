@@ -121,21 +121,28 @@ fn redis_url_from_the_environment_is_used_when_no_cache_flag_is_given() {
 
 #[test]
 fn skipping_the_cache_never_duplicates_people() {
+    skipping_the_cache_never_duplicates_people_with(None);
+    skipping_the_cache_never_duplicates_people_with(Some(redis_server::shared_url()));
+}
+
+fn skipping_the_cache_never_duplicates_people_with(redis: Option<String>) {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
     let rows = people(120);
     let users = sandbox.write("p.csv", csv(&rows));
     let users = users.to_str().unwrap();
-    sandbox
-        .catraca(&["enroll", "--users", users, "--json"])
-        .embedded_cache()
+    let with_cache = |command: TestCommand| match &redis {
+        Some(url) => command.args(&["--cache", url]),
+        None => command.embedded_cache(),
+    };
+    with_cache(sandbox.catraca(&["enroll", "--users", users, "--json"]))
         .devices(&fleet)
         .run()
         .expect_code(0);
     for skip_it in [true, false] {
         let command = sandbox.catraca(&["enroll", "--users", users, "--json"]);
         let command = if skip_it {
-            command.embedded_cache().args(&["--skip-cache"])
+            with_cache(command).args(&["--skip-cache"])
         } else {
             command.args(&["--cache", "none"])
         };
@@ -156,24 +163,30 @@ fn skipping_the_cache_never_duplicates_people() {
 
 #[test]
 fn a_changed_name_is_modified_and_everyone_else_skipped() {
+    a_changed_name_is_modified_with(None);
+    a_changed_name_is_modified_with(Some(redis_server::shared_url()));
+}
+
+fn a_changed_name_is_modified_with(redis: Option<String>) {
+    let with_cache = |command: TestCommand| match &redis {
+        Some(url) => command.args(&["--cache", url]),
+        None => command.embedded_cache(),
+    };
     let sandbox = Sandbox::new();
     let fleet = fleet(3, SimConfig::default());
     let mut rows = people(50);
     let users = sandbox.write("p.csv", csv(&rows));
-    sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
-        .embedded_cache()
+    with_cache(sandbox.catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"]))
         .devices(&fleet)
         .run()
         .expect_code(0);
     rows[7].name = "Maria da Conceição Renomeada".to_string();
     rows[9].card = Some((200, 99));
     let changed = sandbox.write("p2.csv", csv(&rows));
-    let run = sandbox
-        .catraca(&["enroll", "--users", changed.to_str().unwrap(), "--json"])
-        .embedded_cache()
-        .devices(&fleet)
-        .run();
+    let run =
+        with_cache(sandbox.catraca(&["enroll", "--users", changed.to_str().unwrap(), "--json"]))
+            .devices(&fleet)
+            .run();
     run.expect_code(0);
     assert_eq!(
         counts(&run.report()),
@@ -336,4 +349,119 @@ fn a_wrong_password_is_reported_naming_the_device_and_never_shown() {
         assert_eq!(requests(device, "login"), 1);
         assert!(device.users().is_empty());
     }
+}
+
+#[test]
+fn lost_answers_and_expiring_sessions_never_make_duplicates() {
+    // Writes applied, then the answer lost (reset or garbage) on a fifth of requests,
+    // and sessions that expire every 7 requests: the driver must look before it writes
+    // again and log in again once, and still end with everyone exactly once.
+    let sandbox = Sandbox::new();
+    let config = SimConfig {
+        faults: catraca::simulator::FaultRates {
+            reset: 0.12,
+            garbage: 0.08,
+            ..Default::default()
+        },
+        faults_after_write: true,
+        session_expiry_after: Some(7),
+        seed: 7,
+        ..SimConfig::default()
+    };
+    let fleet = fleet(2, config);
+    let rows = people(150);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let run = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--batch-size",
+            "10",
+            "--retries",
+            "10",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.report()["registered"], 300, "{}", run.shown);
+    for device in &fleet.devices {
+        let stats = device.stats();
+        assert!(
+            stats.faults.values().sum::<u64>() > 5,
+            "faults were injected: {stats:?}"
+        );
+        assert!(
+            stats.count("login") > 2,
+            "sessions expired and were renewed: {stats:?}"
+        );
+        assert_holds_exactly(device, &rows);
+    }
+}
+
+#[test]
+fn windows_1252_with_semicolons_and_portuguese_headers_keeps_the_accents() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    // "Matrícula;Nome;Cartão" and "João Conceição" in Windows-1252, as Excel saves them.
+    let bytes = b"Matr\xedcula;Nome;Cart\xe3o;Grupo\r\n77;Jo\xe3o Concei\xe7\xe3o;123,45678;Funcion\xe1rios\r\n".to_vec();
+    let run = sandbox
+        .catraca(&["enroll", "--users", "-", "--json"])
+        .embedded_cache()
+        .devices(&fleet)
+        .stdin(bytes)
+        .run();
+    run.expect_code(0);
+    let users = fleet.devices[0].users();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].name, "João Conceição");
+    assert_eq!(fleet.devices[0].cards()[0].value, 528_281_023_086);
+    assert_eq!(fleet.devices[0].groups()[0].name, "Funcionários");
+}
+
+#[test]
+fn progress_lines_and_per_pair_lines_go_to_stderr() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(2, SimConfig::default());
+    let users = sandbox.write("p.csv", csv(&people(20)));
+    let run = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "-v",
+            "--batch-size",
+            "2",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("progress: 40/40 (100.0%)"),
+        "{}",
+        run.shown
+    );
+    let progress_lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .count();
+    assert!((2..=10).contains(&progress_lines), "{}", run.shown);
+    assert_eq!(
+        run.stderr.matches("registered: ").count(),
+        40,
+        "{}",
+        run.shown
+    );
+    assert!(
+        run.stderr
+            .contains("registered: João Gonçalves 0 (2026000000) on"),
+        "{}",
+        run.shown
+    );
+    // The human summary is the command's output.
+    assert!(run.stdout.contains("registered:      40"), "{}", run.shown);
 }
