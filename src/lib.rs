@@ -18,3 +18,4 @@ pub mod person;
 pub mod report;
 pub mod reporter;
 pub mod simulator;
+pub mod telemetry;

@@ -14,10 +14,11 @@
 use super::http::{HttpClient, Timeouts};
 use super::{Device, DeviceError, Outcome, Plan};
 use crate::person::{Card, Person};
+use crate::telemetry::DeviceTelemetry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The most values the device accepts in one `where ... IN` list.
@@ -62,7 +63,8 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn pause(&self, attempt: u32) {
+    fn pause(&self, attempt: u32, telemetry: &DeviceTelemetry) {
+        telemetry.count_retry();
         let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
         let millis = ceiling.as_millis().max(1) as u64;
         std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
@@ -266,7 +268,7 @@ impl ControlIdDevice {
             match self.call(command, body) {
                 Err(e) if e.is_transient() && attempt < self.retry.retries => {
                     log::debug!("{}: {command} failed ({e}), retrying", self.name);
-                    self.retry.pause(attempt);
+                    self.retry.pause(attempt, self.http.telemetry());
                     attempt += 1;
                 }
                 other => return other,
@@ -390,7 +392,7 @@ impl ControlIdDevice {
                 }
                 Err(e) if e.is_transient() && attempt < self.retry.retries => {
                     attempt += 1;
-                    self.retry.pause(attempt - 1);
+                    self.retry.pause(attempt - 1, self.http.telemetry());
                     if e.write_may_have_landed() {
                         // The device may hold them already: look before writing again.
                         match self.find_created(&batch) {
@@ -504,7 +506,7 @@ impl ControlIdDevice {
                     to_create.clear();
                 }
                 Err(e) if e.is_transient() && attempt < self.retry.retries => {
-                    self.retry.pause(attempt);
+                    self.retry.pause(attempt, self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
@@ -586,6 +588,10 @@ impl Device for ControlIdDevice {
 
     fn kind(&self) -> &'static str {
         "controlid"
+    }
+
+    fn telemetry(&self) -> Arc<DeviceTelemetry> {
+        Arc::clone(self.http.telemetry())
     }
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {

@@ -8,7 +8,9 @@
 //! put their own messages in 4xx bodies.
 
 use super::DeviceError;
+use crate::telemetry::DeviceTelemetry;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use ureq::Agent;
 
@@ -42,12 +44,14 @@ pub struct Answer {
 pub struct HttpClient {
     agent: Agent,
     timeouts: Timeouts,
+    telemetry: Arc<DeviceTelemetry>,
 }
 
 impl HttpClient {
     /// A client keeping at most `max_idle` idle connections to the device: one per
     /// request allowed in flight, so connections are reused, never re-opened per call.
     pub fn new(timeouts: Timeouts, max_idle: usize) -> HttpClient {
+        let telemetry = Arc::new(DeviceTelemetry::default());
         let agent: Agent = Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(timeouts.connect))
@@ -58,11 +62,33 @@ impl HttpClient {
             .user_agent(concat!("catraca/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        HttpClient { agent, timeouts }
+        HttpClient {
+            agent,
+            timeouts,
+            telemetry,
+        }
+    }
+
+    /// What this client measured: requests, latency, in flight, last error.
+    pub fn telemetry(&self) -> &Arc<DeviceTelemetry> {
+        &self.telemetry
     }
 
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        let _measured = self.telemetry.start_request();
+        let result = self.exchange(url, body);
+        match &result {
+            Err(e) => self.telemetry.set_last_error(&e.to_string()),
+            Ok(answer) if answer.status >= 400 => self
+                .telemetry
+                .set_last_error(&format!("HTTP {}", answer.status)),
+            Ok(_) => {}
+        }
+        result
+    }
+
+    fn exchange(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
         let mut response = self
             .agent
             .post(url)

@@ -11,7 +11,9 @@ pub mod controlid;
 pub mod http;
 
 use crate::person::Person;
+use crate::telemetry::DeviceTelemetry;
 use std::fmt;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Why one person could not be put on one device. Messages are shown to operators as the
@@ -127,6 +129,8 @@ pub trait Device: Send + Sync {
     fn url(&self) -> &str;
     /// The vendor family, e.g. `controlid`.
     fn kind(&self) -> &'static str;
+    /// Live measurements of this device's requests.
+    fn telemetry(&self) -> Arc<DeviceTelemetry>;
     /// A stable identity for cache keys: the kind and URL.
     fn cache_id(&self) -> String {
         format!("{}|{}", self.kind(), self.url())

@@ -1,0 +1,175 @@
+//! Live measurements of each device, shared by the threads that talk to it and read by
+//! whoever shows them (the dashboard, `/metrics`, the benchmark).
+//!
+//! Counters are atomics and the latency histogram sits behind a short lock, so recording
+//! costs a worker next to nothing; the reporter thread keeps the per-pair outcome
+//! counts, this module keeps what happens per *request*: how many are in flight, how
+//! long they take, how many were retries, the last error, the breaker's state.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency buckets, in milliseconds (the last bucket is +Inf).
+/// Spread from loopback (1 ms) to the 30 s request timeout.
+pub const LATENCY_BUCKETS_MS: [u64; 14] = [
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000,
+];
+
+/// A fixed-bucket latency histogram (Prometheus style: cumulative on export).
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
+    /// Count per bucket, not cumulative; index `LATENCY_BUCKETS_MS.len()` is +Inf.
+    pub counts: [u64; LATENCY_BUCKETS_MS.len() + 1],
+    pub total: u64,
+    pub sum: Duration,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, latency: Duration) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let bucket = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&bound| ms <= bound as f64)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.counts[bucket] += 1;
+        self.total += 1;
+        self.sum += latency;
+    }
+
+    /// The upper bound of the bucket holding the `q` quantile (0..=1), or `None` when
+    /// nothing was observed. Bucket resolution is what a dashboard needs.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Some(LATENCY_BUCKETS_MS.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        None
+    }
+}
+
+/// The state of a device's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl BreakerState {
+    pub fn label(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "ok",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+}
+
+/// What is measured about one device during a run.
+#[derive(Debug, Default)]
+pub struct DeviceTelemetry {
+    pub in_flight: AtomicU64,
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    breaker: AtomicU8,
+    latency: Mutex<Histogram>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl DeviceTelemetry {
+    /// Marks a request as started; the guard marks it finished and records its latency.
+    pub fn start_request(&self) -> RequestGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        RequestGuard {
+            telemetry: self,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn count_retry(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn set_last_error(&self, error: &str) {
+        *self.last_error.lock().expect("telemetry lock") = Some(error.to_string());
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().expect("telemetry lock").clone()
+    }
+
+    pub fn latency(&self) -> Histogram {
+        self.latency.lock().expect("telemetry lock").clone()
+    }
+
+    pub fn set_breaker(&self, state: BreakerState) {
+        self.breaker.store(state as u8, Ordering::Relaxed);
+    }
+
+    pub fn breaker(&self) -> BreakerState {
+        match self.breaker.load(Ordering::Relaxed) {
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+}
+
+/// Ends a request's measurement when dropped (also when the request failed).
+pub struct RequestGuard<'a> {
+    telemetry: &'a DeviceTelemetry,
+    started: std::time::Instant,
+}
+
+impl Drop for RequestGuard<'_> {
+    fn drop(&mut self) {
+        self.telemetry.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.telemetry
+            .latency
+            .lock()
+            .expect("telemetry lock")
+            .observe(self.started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_bucket_bounds() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile_ms(0.5), None);
+        for _ in 0..90 {
+            h.observe(Duration::from_millis(3));
+        }
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(400));
+        }
+        assert_eq!(h.quantile_ms(0.5), Some(5));
+        assert_eq!(h.quantile_ms(0.95), Some(500));
+        assert_eq!(h.total, 100);
+    }
+
+    #[test]
+    fn the_guard_counts_in_flight_requests() {
+        let t = DeviceTelemetry::default();
+        {
+            let _a = t.start_request();
+            let _b = t.start_request();
+            assert_eq!(t.in_flight.load(Ordering::Relaxed), 2);
+        }
+        assert_eq!(t.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(t.requests.load(Ordering::Relaxed), 2);
+        assert_eq!(t.latency().total, 2);
+    }
+}
