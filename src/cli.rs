@@ -9,14 +9,17 @@ use crate::cache::embedded::EmbeddedCache;
 use crate::cache::redis_cache::{redact_url, RedisCache};
 use crate::cache::{Cache, KeySecret, NoCache};
 use crate::config::{self, DeviceConfig};
+use crate::dashboard::{self, Dashboard};
 use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
 use crate::engine::{EngineOptions, Target};
 use crate::enroll::Enrollment;
+use crate::events::EventLog;
 use crate::exit::{Exit, EXIT_STATUS_HELP};
+use crate::live::{LivePublisher, LiveStatus};
 use crate::participants::{self, Source};
 use crate::report::Report;
-use crate::reporter::Verbosity;
+use crate::reporter::{Verbosity, Watch};
 use crate::simulator::SimulateArgs;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -88,6 +91,49 @@ pub struct EnrollArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+}
+
+/// Ways to follow a run while it goes and after: dashboard, metrics, events.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WatchArgs {
+    /// Serve a live dashboard (and /api/status, /metrics) during the run, on ADDR:
+    /// PORT or IP:PORT; PORT alone (or no value: 8787) listens on loopback only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this long after the run ends (e.g. 60s, 5m; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dashboard_linger: Duration,
+    /// Write the final metrics in Prometheus text format to FILE (for node_exporter's
+    /// textfile collector), replacing it whole.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Append one JSON line per finished pair to FILE (time, device, registration hash,
+    /// outcome, attempts, latency, error), flushed as the run goes.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+/// Reads `90`, `90s`, `5m`, `1h` or `500ms` as a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write e.g. 60s, 5m or 1h"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "ms" => Ok(Duration::from_millis(number)),
+        "m" | "min" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        other => Err(format!(
+            "{other:?} is not a unit of time: use ms, s, m or h (e.g. 60s)"
+        )),
+    }
 }
 
 /// How the work is spread and how patient to be with devices.
@@ -238,9 +284,82 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         options: args.run.engine_options(args.skip_cache),
         verbosity,
     };
-    let report = enrollment.run(&stop)?;
+    let (report, dashboard) = run_watched(&enrollment, &args.watch, &stop)?;
     emit(&report, args.json, args.report.as_deref())?;
+    dashboard.linger(&args.watch, enrollment.verbosity, &stop);
     Ok(Exit::of(&report))
+}
+
+/// The dashboard of a finished run, if there is one, still serving the final numbers.
+pub struct Lingering(Option<Dashboard>);
+
+impl Lingering {
+    /// Keeps the dashboard up for `--dashboard-linger` (Ctrl-C ends it), then stops it.
+    pub fn linger(self, watch: &WatchArgs, verbosity: Verbosity, stop: &AtomicBool) {
+        let Some(dashboard) = self.0 else { return };
+        if watch.dashboard_linger.is_zero() || stop.load(Ordering::SeqCst) {
+            return;
+        }
+        if verbosity != Verbosity::Quiet {
+            eprintln!(
+                "dashboard: {} stays up for {} s (Ctrl-C ends it)",
+                dashboard.url(),
+                watch.dashboard_linger.as_secs()
+            );
+        }
+        dashboard.linger(watch.dashboard_linger, stop);
+    }
+}
+
+/// Runs `enrollment` with what `watch` asks for: the dashboard bound before anything is
+/// sent (a taken port is a usage error), the events file, the metrics file at the end.
+pub fn run_watched(
+    enrollment: &Enrollment<'_>,
+    watch: &WatchArgs,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(Report, Lingering)> {
+    let live = LiveStatus::for_targets(enrollment.people.len(), &enrollment.targets);
+    let dashboard = match &watch.dashboard {
+        Some(addr) => {
+            let dashboard = Dashboard::start(dashboard::parse_address(addr)?, Arc::clone(&live))?;
+            if enrollment.verbosity != Verbosity::Quiet {
+                eprintln!("dashboard: {}", dashboard.url());
+            }
+            Some(dashboard)
+        }
+        None => None,
+    };
+    let mut events = match &watch.events {
+        Some(path) => Some(EventLog::open(
+            path,
+            enrollment
+                .targets
+                .iter()
+                .map(|t| t.device.name().to_string())
+                .collect(),
+            enrollment.secret.clone(),
+        )?),
+        None => None,
+    };
+    let mut publisher = LivePublisher::new(Arc::clone(&live));
+    let report = {
+        let mut watchers: Vec<&mut (dyn Watch + Send)> = vec![&mut publisher];
+        if let Some(events) = events.as_mut() {
+            watchers.push(events);
+        }
+        enrollment.run_watched(stop, &mut watchers)?
+    };
+    live.finish(report.interrupted);
+    if let Some(events) = events {
+        if let Err(e) = events.finish() {
+            log::warn!("{e:#}");
+        }
+    }
+    if let Some(path) = &watch.metrics_file {
+        crate::metrics::write_file(path, &live.status())
+            .with_context(|| format!("--metrics-file {}", path.display()))?;
+    }
+    Ok((report, Lingering(dashboard)))
 }
 
 /// Opens the cache named by `choice` and the secret that keys it.

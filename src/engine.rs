@@ -16,7 +16,8 @@
 use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
 use crate::device::{Device, DeviceError, Outcome, Plan};
 use crate::person::Person;
-use crate::reporter::Event;
+use crate::reporter::{Event, JobTiming};
+use crate::telemetry;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::VecDeque;
@@ -25,6 +26,7 @@ use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
 
 /// The most people one plan job reads from a device: the device's limit for an `IN` list.
 pub const PLAN_CHUNK: usize = 999;
@@ -241,6 +243,7 @@ impl Engine<'_> {
             let _ = events.send(Event::Pairs {
                 device: job.device(),
                 outcomes,
+                timing: None,
             });
         }
         Ok(())
@@ -334,6 +337,7 @@ impl Engine<'_> {
             let _ = events.send(Event::Pairs {
                 device,
                 outcomes: skipped,
+                timing: None,
             });
         }
         Ok(pending)
@@ -350,6 +354,8 @@ impl Engine<'_> {
         };
         while let Some(job) = scheduler.next_job(self.stop) {
             let device = job.device();
+            let retries_before = telemetry::retries_on_this_thread();
+            let began = Instant::now();
             let (outcomes, follow_ups) = match catch_unwind(AssertUnwindSafe(|| self.run_job(&job)))
             {
                 Ok(done) => done,
@@ -368,9 +374,17 @@ impl Engine<'_> {
                     (outcomes, Vec::new())
                 }
             };
+            let timing = JobTiming {
+                elapsed: began.elapsed(),
+                attempts: 1 + (telemetry::retries_on_this_thread() - retries_before) as u32,
+            };
             self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
             if !outcomes.is_empty() {
-                let _ = events.send(Event::Pairs { device, outcomes });
+                let _ = events.send(Event::Pairs {
+                    device,
+                    outcomes,
+                    timing: Some(timing),
+                });
             }
             scheduler.finish(device, follow_ups);
         }

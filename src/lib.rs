@@ -7,12 +7,16 @@
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod device;
 pub mod engine;
 pub mod enroll;
+pub mod events;
 pub mod exit;
+pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod participants;
 pub mod person;
 pub mod report;

@@ -11,7 +11,7 @@ use crate::report::{Counts, DeviceReport, Failure, Report};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What workers tell the reporter.
 pub enum Event {
@@ -19,11 +19,39 @@ pub enum Event {
     Pairs {
         device: usize,
         outcomes: Vec<(u32, Outcome)>,
+        /// How long the job that produced them took, when a job did (not for pairs
+        /// skipped by the cache or never sent).
+        timing: Option<JobTiming>,
     },
     /// Pairs done on the device whose record in the cache failed.
     NotCached { count: usize, error: String },
     /// A worker could not open its cache connection.
     CacheUnavailable(String),
+}
+
+/// How one job went, shared by every pair it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTiming {
+    /// From the worker taking the job to its outcomes being known (all its requests).
+    pub elapsed: Duration,
+    /// 1 + the retries the driver made during the job (its transient failures).
+    pub attempts: u32,
+}
+
+/// Follows the run as the reporter sees it, on the reporter's thread: the live status
+/// of the dashboard, the events file. The reporter stays the only owner of the counts;
+/// watchers get each pair, then the counts after each batch.
+pub trait Watch {
+    /// One finished pair: `person` on device number `device`.
+    fn pair(
+        &mut self,
+        device: usize,
+        person: &Person,
+        outcome: &Outcome,
+        timing: Option<JobTiming>,
+    );
+    /// After each batch of pairs: the counts so far, per device, and the pairs done.
+    fn batch(&mut self, per_device: &[Counts], done: u64);
 }
 
 /// How much the reporter prints while the run goes.
@@ -55,6 +83,16 @@ enum Progress {
 impl Reporter<'_> {
     /// Consumes events until every sender is gone, then returns the report.
     pub fn run(self, events: Receiver<Event>, started: Instant) -> Report {
+        self.run_watched(events, started, &mut [])
+    }
+
+    /// [`Reporter::run`], telling `watchers` about every pair and batch as it goes.
+    pub fn run_watched(
+        self,
+        events: Receiver<Event>,
+        started: Instant,
+        watchers: &mut [&mut (dyn Watch + Send)],
+    ) -> Report {
         let operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut per_device = vec![Counts::default(); self.devices.len()];
         let mut failures = Vec::new();
@@ -79,10 +117,17 @@ impl Reporter<'_> {
 
         for event in events {
             match event {
-                Event::Pairs { device, outcomes } => {
+                Event::Pairs {
+                    device,
+                    outcomes,
+                    timing,
+                } => {
                     let counts = &mut per_device[device];
                     for (person, outcome) in outcomes {
                         let person = &self.people[person as usize];
+                        for watcher in watchers.iter_mut() {
+                            watcher.pair(device, person, &outcome, timing);
+                        }
                         let (label, slot) = match &outcome {
                             Outcome::Registered => ("registered", &mut counts.registered),
                             Outcome::Updated => ("updated", &mut counts.updated),
@@ -128,6 +173,9 @@ impl Reporter<'_> {
                         log::warn!("cache unavailable ({error}); the run goes on without recording results");
                     }
                 }
+            }
+            for watcher in watchers.iter_mut() {
+                watcher.batch(&per_device, done);
             }
             match &mut progress {
                 Progress::Hidden => {}
