@@ -8,6 +8,7 @@
 use crate::cache::embedded::EmbeddedCache;
 use crate::cache::redis_cache::{redact_url, RedisCache};
 use crate::cache::{Cache, KeySecret, NoCache};
+use crate::check::CheckArgs;
 use crate::config::{self, DeviceConfig};
 use crate::dashboard::{self, Dashboard};
 use crate::device::controlid::RetryPolicy;
@@ -33,6 +34,8 @@ const EXAMPLES: &str = "Examples:
   catraca demo
   catraca enroll --users participants.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
+  catraca check --devices devices.toml
+  catraca enroll --users participants.csv --devices devices.toml --dashboard --events events.jsonl
   catraca simulate --devices 5 --port 8001 --latency-ms 50";
 
 /// Enroll every participant on every access-control turnstile, fast and exactly once.
@@ -57,6 +60,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
     Simulate(SimulateArgs),
+    /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
+    Check(CheckArgs),
 }
 
 /// Flags of `catraca enroll`.
@@ -244,6 +249,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Enroll(args) => enroll(args, verbosity),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+        Command::Check(args) => crate::check::run(args),
     }
 }
 
@@ -419,7 +425,6 @@ pub fn install_interrupt_handler(stop: &Arc<AtomicBool>) {
 
 /// Prints the report (human or JSON) on stdout and writes the JSON file if asked.
 pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<()> {
-    use std::io::Write;
     if let Some(path) = file {
         let text = serde_json::to_string_pretty(report)?;
         std::fs::write(path, text + "\n")
@@ -430,6 +435,12 @@ pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<
     } else {
         report.to_text()
     };
+    print_stdout(&text)
+}
+
+/// Writes `text` on stdout; a closed pipe (`| head`) is the reader's choice, not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

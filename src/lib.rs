@@ -5,6 +5,7 @@
 //! command line and maps the result to an exit status.
 
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dashboard;

@@ -38,6 +38,9 @@ impl Default for Timeouts {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
+    /// sends it on every answer; lighttpd does), to the second; `None` without one.
+    pub date: Option<std::time::SystemTime>,
 }
 
 /// A device's HTTP client. Cheap to share between threads (the agent is a handle).
@@ -96,13 +99,19 @@ impl HttpClient {
             .send(body)
             .map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(std::time::SystemTime::from);
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| self.classify(e))?;
-        Ok(Answer { status, body })
+        Ok(Answer { status, body, date })
     }
 
     fn classify(&self, error: ureq::Error) -> DeviceError {

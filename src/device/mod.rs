@@ -14,6 +14,7 @@ use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 /// Why one person could not be put on one device. Messages are shown to operators as the
@@ -121,6 +122,38 @@ impl Outcome {
     }
 }
 
+/// What `catraca check` learns from a device it could log in to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// People stored on the device.
+    pub people: Option<u64>,
+    /// Firmware version and model, when the vendor's API tells them.
+    pub firmware: Option<String>,
+    pub model: Option<String>,
+    /// The device's clock and this machine's at the same moment (the middle of the
+    /// request that read it), when the device tells its time.
+    pub clock: Option<ClockReading>,
+    /// The round trip of one trivial authenticated request.
+    pub round_trip: Option<Duration>,
+}
+
+/// A device's clock next to ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    pub device: SystemTime,
+    pub local: SystemTime,
+}
+
+impl ClockReading {
+    /// Device minus local time, in whole seconds (positive: the device is ahead).
+    pub fn drift_seconds(&self) -> i64 {
+        match self.device.duration_since(self.local) {
+            Ok(ahead) => ahead.as_secs_f64().round() as i64,
+            Err(behind) => -(behind.duration().as_secs_f64().round() as i64),
+        }
+    }
+}
+
 /// A turnstile, as the engine sees it. Implementations are shared by all worker threads.
 pub trait Device: Send + Sync {
     /// The operator's name for the device (from the devices file or the URL).
@@ -141,6 +174,14 @@ pub trait Device: Send + Sync {
     /// Applies the plans (never `Unchanged`), returning one outcome per person in order.
     /// A failure of one person does not fail the others.
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome>;
+    /// Logs in and reads what `catraca check` shows: people stored, clock, round trip,
+    /// firmware and model where the API tells. Drivers without it say so.
+    fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
+        Err(DeviceError::Internal(format!(
+            "catraca check cannot inspect {} devices yet",
+            self.kind()
+        )))
+    }
 }
 
 impl fmt::Debug for dyn Device {

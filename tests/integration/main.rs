@@ -3,6 +3,7 @@
 //! harness in `harness.rs`.
 
 mod bad_input;
+mod check;
 mod dashboard;
 mod demo;
 mod enroll;
