@@ -18,11 +18,11 @@ use crate::participants::{self, Source};
 use crate::report::Report;
 use crate::reporter::Verbosity;
 use crate::simulator::SimulateArgs;
+use crate::stop::{FailureLimit, Stop};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +88,14 @@ pub struct EnrollArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Write the people whose pairs failed to FILE, as a CSV that --users reads back
+    /// (with the devices and reasons in two extra columns).
+    #[arg(long, value_name = "FILE")]
+    pub failed: Option<PathBuf>,
+    /// Stop early (exit 1, report written) when more than N pairs, or P% of all pairs,
+    /// have failed: a wrong password or a wrong CSV should not grind through everything.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<FailureLimit>,
 }
 
 /// How the work is spread and how patient to be with devices.
@@ -228,7 +236,7 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         cache.describe()
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
     let enrollment = Enrollment {
         people: &people,
@@ -237,8 +245,12 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         secret: &secret,
         options: args.run.engine_options(args.skip_cache),
         verbosity,
+        max_failures: args.max_failures,
     };
     let report = enrollment.run(&stop)?;
+    if let Some(path) = &args.failed {
+        crate::failed::write(path, &people, &report)?;
+    }
     emit(&report, args.json, args.report.as_deref())?;
     Ok(Exit::of(&report))
 }
@@ -284,10 +296,10 @@ pub fn open_cache(
 }
 
 /// First Ctrl-C (or SIGTERM): stop taking new work and report. Second: exit at once.
-pub fn install_interrupt_handler(stop: &Arc<AtomicBool>) {
+pub fn install_interrupt_handler(stop: &Arc<Stop>) {
     let stop = Arc::clone(stop);
     let result = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
+        if stop.interrupt() {
             eprintln!("interrupted again: exiting now");
             std::process::exit(Exit::Interrupted.code().into());
         }

@@ -57,6 +57,8 @@ pub struct Report {
     pub not_cached: u64,
     /// Whether the run was stopped by Ctrl-C / SIGTERM before the end.
     pub interrupted: bool,
+    /// Why the run stopped early on its own (`--max-failures`), if it did.
+    pub halted: Option<String>,
     pub duration_ms: u64,
     /// The cache used, e.g. `embedded (/path)` or `redis (redis://host:6379/0)`.
     pub cache: String,
@@ -65,6 +67,27 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of nothing, to fill in.
+    pub fn empty() -> Report {
+        Report {
+            participants: 0,
+            devices: 0,
+            operations: 0,
+            registered: 0,
+            updated: 0,
+            unchanged: 0,
+            skipped_cache: 0,
+            failed: 0,
+            not_cached: 0,
+            interrupted: false,
+            halted: None,
+            duration_ms: 0,
+            cache: String::new(),
+            per_device: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
     /// The human summary: totals, then one line per device, then the failures.
     pub fn to_text(&self) -> String {
         let mut out = String::new();

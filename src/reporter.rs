@@ -8,6 +8,7 @@
 use crate::device::Outcome;
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
+use crate::stop::{FailureLimit, Stop};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -39,6 +40,9 @@ pub enum Verbosity {
 
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
+    /// Set when `max_failures` is passed.
+    pub stop: &'a Stop,
+    pub max_failures: Option<FailureLimit>,
     pub people: &'a [Person],
     /// Name and URL of each device, by index.
     pub devices: Vec<(String, String)>,
@@ -129,6 +133,16 @@ impl Reporter<'_> {
                     }
                 }
             }
+            if let Some(limit) = self.max_failures {
+                let failed: u64 = per_device.iter().map(|c| c.failed).sum();
+                if limit.exceeded(failed, operations) && !self.stop.is_set() {
+                    let reason = format!(
+                        "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
+                    );
+                    log::error!("{reason}");
+                    self.stop.halt(reason);
+                }
+            }
             match &mut progress {
                 Progress::Hidden => {}
                 Progress::Bar(bar) => bar.set_position(done),
@@ -169,6 +183,7 @@ impl Reporter<'_> {
             failed: totals.failed,
             not_cached,
             interrupted: false,
+            halted: None,
             duration_ms: started.elapsed().as_millis() as u64,
             cache: self.cache,
             per_device: self

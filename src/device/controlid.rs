@@ -260,13 +260,19 @@ impl ControlIdDevice {
         }
     }
 
+    /// Whether a failed call is worth another attempt: transient, within the retry
+    /// count, and the device not declared unreachable (its breaker answers for it).
+    fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
+        error.is_transient() && attempt < self.retry.retries && !self.http.breaker().is_tripped()
+    }
+
     /// `call`, repeated with backoff while it fails for a transient reason. Only for calls
     /// that are safe to repeat (reads, modifications by id, unique links).
     fn call_idempotent(&self, command: &str, body: &Value) -> Result<Value, DeviceError> {
         let mut attempt = 0;
         loop {
             match self.call(command, body) {
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     log::debug!("{}: {command} failed ({e}), retrying", self.name);
                     self.retry.pause(attempt, self.http.telemetry());
                     attempt += 1;
@@ -390,7 +396,7 @@ impl ControlIdDevice {
                     }
                     pending.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     attempt += 1;
                     self.retry.pause(attempt - 1, self.http.telemetry());
                     if e.write_may_have_landed() {
@@ -505,7 +511,7 @@ impl ControlIdDevice {
                     }
                     to_create.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     self.retry.pause(attempt, self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
@@ -588,6 +594,10 @@ impl Device for ControlIdDevice {
 
     fn kind(&self) -> &'static str {
         "controlid"
+    }
+
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.http.breaker()
     }
 
     fn telemetry(&self) -> Arc<DeviceTelemetry> {

@@ -7,6 +7,7 @@
 //! Status codes are not errors at this layer: drivers read them, because device APIs
 //! put their own messages in 4xx bodies.
 
+use super::breaker::{self, Breaker};
 use super::DeviceError;
 use crate::telemetry::DeviceTelemetry;
 use std::io;
@@ -45,6 +46,7 @@ pub struct HttpClient {
     agent: Agent,
     timeouts: Timeouts,
     telemetry: Arc<DeviceTelemetry>,
+    breaker: Breaker,
 }
 
 impl HttpClient {
@@ -65,8 +67,14 @@ impl HttpClient {
         HttpClient {
             agent,
             timeouts,
+            breaker: Breaker::new(breaker::DEFAULT_THRESHOLD, Arc::clone(&telemetry)),
             telemetry,
         }
+    }
+
+    /// The device's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// What this client measured: requests, latency, in flight, last error.
@@ -76,8 +84,13 @@ impl HttpClient {
 
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        self.breaker.admit()?;
         let _measured = self.telemetry.start_request();
         let result = self.exchange(url, body);
+        match &result {
+            Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
+            _ => self.breaker.record(true, None),
+        }
         match &result {
             Err(e) => self.telemetry.set_last_error(&e.to_string()),
             Ok(answer) if answer.status >= 400 => self

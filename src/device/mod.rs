@@ -7,6 +7,7 @@
 //! validity windows are encoded, and how a write whose answer was lost is reconciled so
 //! that a retry never makes a second copy of a person.
 
+pub mod breaker;
 pub mod controlid;
 pub mod http;
 
@@ -51,6 +52,9 @@ pub enum DeviceError {
     /// The run was interrupted (Ctrl-C) before this pair was sent.
     #[error("not sent: the run was interrupted")]
     Interrupted,
+    /// The run halted itself (`--max-failures`) before this pair was sent.
+    #[error("not sent: the run halted after too many failures")]
+    Halted,
     /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
     #[error("internal error: {0}")]
     Internal(String),
@@ -129,6 +133,8 @@ pub trait Device: Send + Sync {
     fn url(&self) -> &str;
     /// The vendor family, e.g. `controlid`.
     fn kind(&self) -> &'static str;
+    /// The device's circuit breaker (the engine sets its jobs aside while it is open).
+    fn breaker(&self) -> &breaker::Breaker;
     /// Live measurements of this device's requests.
     fn telemetry(&self) -> Arc<DeviceTelemetry>;
     /// A stable identity for cache keys: the kind and URL.
