@@ -113,6 +113,10 @@ pub struct RunArgs {
     /// these devices' small web servers drop connections under bursts.
     #[arg(long, default_value = "2", value_name = "N")]
     pub max_in_flight: NonZeroUsize,
+    /// Requests per second per device at most, on average (unless its devices-file entry
+    /// says otherwise). Default: no limit beyond --max-in-flight.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
     /// People per create request. 100: one request instead of a hundred, far below the
     /// body size the device accepts; 1 sends one person per request as the old system did.
     #[arg(long, default_value = "100", value_name = "N")]
@@ -135,6 +139,7 @@ impl Default for RunArgs {
             threads: NonZeroUsize::new(10).expect("nonzero"),
             sequential: false,
             max_in_flight: NonZeroUsize::new(2).expect("nonzero"),
+            rate: None,
             batch_size: NonZeroUsize::new(100).expect("nonzero"),
             timeout: 30,
             connect_timeout: 5,
@@ -160,6 +165,7 @@ impl RunArgs {
         }
     }
 
+    /// The retry policy of one run: every device shares its budget.
     pub fn retry(&self) -> RetryPolicy {
         RetryPolicy {
             retries: self.retries,
@@ -169,10 +175,11 @@ impl RunArgs {
 
     /// Drivers for the configured devices.
     pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
+        let retry = self.retry();
         devices
             .iter()
             .map(|d| Target {
-                device: d.connect(self.timeouts(), self.retry()),
+                device: d.connect(self.timeouts(), retry.clone()),
                 max_in_flight: d.max_in_flight,
             })
             .collect()
@@ -217,6 +224,7 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         args.devices.as_deref(),
         &args.device_urls,
         args.run.max_in_flight.get(),
+        args.run.rate,
         &env,
     )?;
     for warning in warnings {

@@ -40,6 +40,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
             url: d.url(),
             kind: Kind::Controlid,
             max_in_flight: args.run.max_in_flight.get(),
+            rate: args.run.rate,
             credentials: Credentials {
                 login: config.login.clone(),
                 password: config.password.clone(),

@@ -8,6 +8,7 @@
 //! put their own messages in 4xx bodies.
 
 use super::breaker::{self, Breaker};
+use super::rate::RateLimit;
 use super::DeviceError;
 use crate::telemetry::DeviceTelemetry;
 use std::io;
@@ -39,6 +40,8 @@ impl Default for Timeouts {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Seconds from a `Retry-After` header (the delay form; dates are ignored).
+    pub retry_after: Option<u64>,
 }
 
 /// A device's HTTP client. Cheap to share between threads (the agent is a handle).
@@ -47,6 +50,7 @@ pub struct HttpClient {
     timeouts: Timeouts,
     telemetry: Arc<DeviceTelemetry>,
     breaker: Breaker,
+    rate: Option<RateLimit>,
 }
 
 impl HttpClient {
@@ -69,7 +73,14 @@ impl HttpClient {
             timeouts,
             breaker: Breaker::new(breaker::DEFAULT_THRESHOLD, Arc::clone(&telemetry)),
             telemetry,
+            rate: None,
         }
+    }
+
+    /// Limits this device to `per_second` requests per second on average.
+    pub fn with_rate(mut self, per_second: Option<f64>) -> HttpClient {
+        self.rate = per_second.filter(|r| *r > 0.0).map(RateLimit::new);
+        self
     }
 
     /// The device's circuit breaker.
@@ -85,6 +96,9 @@ impl HttpClient {
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
         self.breaker.admit()?;
+        if let Some(rate) = &self.rate {
+            rate.acquire();
+        }
         let _measured = self.telemetry.start_request();
         let result = self.exchange(url, body);
         match &result {
@@ -109,13 +123,22 @@ impl HttpClient {
             .send(body)
             .map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| self.classify(e))?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
     }
 
     fn classify(&self, error: ureq::Error) -> DeviceError {

@@ -10,6 +10,8 @@
 pub mod breaker;
 pub mod controlid;
 pub mod http;
+pub mod rate;
+pub mod retry;
 
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
@@ -42,7 +44,11 @@ pub enum DeviceError {
     Rejected { status: u16, message: String },
     /// The device answered 5xx or 429: busy or failing, worth another try later.
     #[error("device busy or failing ({status}){}", retry_hint(*.status))]
-    Busy { status: u16 },
+    Busy {
+        status: u16,
+        /// Seconds the device asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<u64>,
+    },
     /// A 2xx answer whose body is not what the protocol says.
     #[error("invalid answer: {0}")]
     InvalidAnswer(String),

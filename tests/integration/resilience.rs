@@ -517,3 +517,38 @@ fn no_output_nor_cache_holds_the_password_or_a_raw_registration() {
         }
     }
 }
+
+#[test]
+fn a_rate_limit_spaces_the_requests_to_a_device() {
+    // 10 requests/s with a burst of 10: 40 people one per request need more than 40
+    // requests, so at least 3 s. (A lower bound: a slow machine cannot make it fail.)
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    let rows = people(40);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let started = std::time::Instant::now();
+    let run = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--batch-size",
+            "1",
+            "--rate",
+            "10",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    let sent = fleet.devices[0].stats().total;
+    assert!(sent > 40);
+    let floor = Duration::from_secs_f64((sent - 10) as f64 / 10.0);
+    assert!(
+        started.elapsed() >= floor,
+        "{sent} requests in {:?}",
+        started.elapsed()
+    );
+    assert_holds_exactly(&fleet.devices[0], &rows);
+}
