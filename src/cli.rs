@@ -29,6 +29,7 @@ use std::time::Duration;
 const EXAMPLES: &str = "Examples:
   catraca demo
   catraca enroll --users participants.csv --devices devices.toml
+  catraca plan --users participants.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
   catraca simulate --devices 5 --port 8001 --latency-ms 50";
 
@@ -50,6 +51,8 @@ pub struct Cli {
 pub enum Command {
     /// Put every participant of a CSV on every device.
     Enroll(EnrollArgs),
+    /// Show what `enroll` would do on each device (reads the devices, writes nothing).
+    Plan(EnrollArgs),
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
     /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
@@ -155,6 +158,7 @@ impl RunArgs {
             sequential: self.sequential,
             batch_size: self.batch_size,
             skip_cache,
+            dry_run: false,
         }
     }
 
@@ -210,13 +214,14 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let verbosity = cli.verbosity();
     match cli.command {
-        Command::Enroll(args) => enroll(args, verbosity),
+        Command::Enroll(args) => enroll(args, verbosity, false),
+        Command::Plan(args) => enroll(args, verbosity, true),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
     }
 }
 
-fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
+fn enroll(args: EnrollArgs, verbosity: Verbosity, dry_run: bool) -> anyhow::Result<Exit> {
     let source = Source::from_arg(&args.users);
     let people = participants::read(&source)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -251,12 +256,15 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         targets: args.run.targets(&devices),
         cache: cache.as_ref(),
         secret: &secret,
-        options: args.run.engine_options(args.skip_cache),
+        options: EngineOptions {
+            dry_run,
+            ..args.run.engine_options(args.skip_cache)
+        },
         verbosity,
         max_failures: args.max_failures,
     };
     let report = enrollment.run(&stop)?;
-    if let Some(path) = &args.failed {
+    if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
         crate::failed::write(path, &people, &report)?;
     }
     emit(&report, args.json, args.report.as_deref())?;

@@ -47,6 +47,9 @@ pub struct EngineOptions {
     pub batch_size: NonZeroUsize,
     /// Do not trust the cache for skipping (results are still recorded).
     pub skip_cache: bool,
+    /// `catraca plan`: read the devices and report what each pair needs; write nothing
+    /// to any device nor to the cache.
+    pub dry_run: bool,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +59,7 @@ impl Default for EngineOptions {
             sequential: false,
             batch_size: NonZeroUsize::new(100).expect("nonzero"),
             skip_cache: false,
+            dry_run: false,
         }
     }
 }
@@ -507,6 +511,14 @@ impl Engine<'_> {
                         people
                             .iter()
                             .map(|&p| (p, Outcome::Failed(e.clone())))
+                            .collect(),
+                        Vec::new(),
+                    ),
+                    Ok(plans) if self.options.dry_run => (
+                        people
+                            .iter()
+                            .zip(plans)
+                            .map(|(&p, plan)| (p, Outcome::Planned(plan)))
                             .collect(),
                         Vec::new(),
                     ),

@@ -62,6 +62,7 @@ impl Enrollment<'_> {
             outcome?;
             report.interrupted = stop.interrupted();
             report.halted = stop.halt_reason();
+            report.dry_run = self.options.dry_run;
             report.duration_ms = started.elapsed().as_millis() as u64;
             Ok(report)
         })

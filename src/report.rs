@@ -6,6 +6,7 @@
 //! failed pair is listed with its reason. Nothing here ever holds a password.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Counts for one device, or for the whole run.
@@ -16,6 +17,10 @@ pub struct Counts {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// `catraca plan`: how many people need each field changed (name, validity, card,
+    /// group). Empty, and left out of the JSON, for an enrollment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<&'static str, u64>,
 }
 
 impl Counts {
@@ -55,6 +60,9 @@ pub struct Report {
     /// Pairs done on the device whose result could not be written to the cache (they
     /// will be checked against the device again next time, never duplicated).
     pub not_cached: u64,
+    /// `catraca plan`: nothing was written; registered / updated count what would be.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// Whether the run was stopped by Ctrl-C / SIGTERM before the end.
     pub interrupted: bool,
     /// Why the run stopped early on its own (`--max-failures`), if it did.
@@ -79,6 +87,7 @@ impl Report {
             skipped_cache: 0,
             failed: 0,
             not_cached: 0,
+            dry_run: false,
             interrupted: false,
             halted: None,
             duration_ms: 0,
@@ -94,8 +103,13 @@ impl Report {
         let _ = writeln!(out, "participants:      {}", self.participants);
         let _ = writeln!(out, "devices:           {}", self.devices);
         let _ = writeln!(out, "operations:        {}", self.operations);
-        let _ = writeln!(out, "  registered:      {}", self.registered);
-        let _ = writeln!(out, "  updated:         {}", self.updated);
+        if self.dry_run {
+            let _ = writeln!(out, "  would register:  {}", self.registered);
+            let _ = writeln!(out, "  would update:    {}", self.updated);
+        } else {
+            let _ = writeln!(out, "  registered:      {}", self.registered);
+            let _ = writeln!(out, "  updated:         {}", self.updated);
+        }
         let _ = writeln!(out, "  unchanged:       {}", self.unchanged);
         let _ = writeln!(out, "  skipped (cache): {}", self.skipped_cache);
         let _ = writeln!(out, "  failed:          {}", self.failed);
@@ -124,17 +138,33 @@ impl Report {
             .max()
             .unwrap_or(6)
             .max(6);
+        let (add, update) = if self.dry_run {
+            ("to add", "to update")
+        } else {
+            ("registered", "updated")
+        };
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  url",
-            "device", "registered", "updated", "unchanged", "skipped", "failed"
+            "\n{:<name_width$}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  url",
+            "device", add, update, "unchanged", "skipped", "failed"
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  {}",
+                "{:<name_width$}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {}",
                 d.name, c.registered, c.updated, c.unchanged, c.skipped_cache, c.failed, d.url
+            );
+            if !c.changes.is_empty() {
+                let fields: Vec<String> =
+                    c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
+                let _ = writeln!(out, "{:<name_width$}  changes: {}", "", fields.join(", "));
+            }
+        }
+        if self.dry_run {
+            let _ = writeln!(
+                out,
+                "\nnothing was written: run `catraca enroll` with the same arguments to apply this"
             );
         }
         if !self.failures.is_empty() {

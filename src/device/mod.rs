@@ -122,12 +122,14 @@ pub enum Outcome {
     Unchanged,
     SkippedCache,
     Failed(DeviceError),
+    /// `catraca plan`: what the device needs, found by reading it; nothing was written.
+    Planned(Plan),
 }
 
 impl Outcome {
     /// Whether the device now holds the person as in the CSV (the pair may be cached).
     pub fn is_done(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, Outcome::Failed(_) | Outcome::Planned(_))
     }
 }
 
