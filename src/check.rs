@@ -140,8 +140,9 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
         let running: Vec<_> = devices
             .iter()
             .map(|device| {
+                let retry = no_retries.clone();
                 scope.spawn(move || {
-                    let driver = device.connect(timeouts, no_retries);
+                    let driver = device.connect(timeouts, retry);
                     DeviceCheck::of(device, driver.inspect())
                 })
             })
@@ -267,7 +268,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Exit> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // The in-flight limit does not matter for one request at a time.
     let (devices, warnings) =
-        config::load_devices(args.devices.as_deref(), &args.device_urls, 1, &env)?;
+        config::load_devices(args.devices.as_deref(), &args.device_urls, 1, None, &env)?;
     for warning in warnings {
         log::warn!("{warning}");
     }
@@ -303,6 +304,7 @@ mod tests {
             url: "http://10.0.0.5".into(),
             kind: Kind::Controlid,
             max_in_flight: 1,
+            rate: None,
             credentials: Credentials {
                 login: "admin".into(),
                 password: "x".into(),

@@ -22,17 +22,18 @@ use crate::participants::{self, Source};
 use crate::report::Report;
 use crate::reporter::{Verbosity, Watch};
 use crate::simulator::SimulateArgs;
+use crate::stop::{FailureLimit, Stop};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const EXAMPLES: &str = "Examples:
   catraca demo
   catraca enroll --users participants.csv --devices devices.toml
+  catraca plan --users participants.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
   catraca check --devices devices.toml
   catraca enroll --users participants.csv --devices devices.toml --dashboard --events events.jsonl
@@ -56,6 +57,8 @@ pub struct Cli {
 pub enum Command {
     /// Put every participant of a CSV on every device.
     Enroll(EnrollArgs),
+    /// Show what `enroll` would do on each device (reads the devices, writes nothing).
+    Plan(EnrollArgs),
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
     /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
@@ -98,6 +101,14 @@ pub struct EnrollArgs {
     pub json: bool,
     #[command(flatten)]
     pub watch: WatchArgs,
+    /// Write the people whose pairs failed to FILE, as a CSV that --users reads back
+    /// (with the devices and reasons in two extra columns).
+    #[arg(long, value_name = "FILE")]
+    pub failed: Option<PathBuf>,
+    /// Stop early (exit 1, report written) when more than N pairs, or P% of all pairs,
+    /// have failed: a wrong password or a wrong CSV should not grind through everything.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<FailureLimit>,
 }
 
 /// Ways to follow a run while it goes and after: dashboard, metrics, events.
@@ -156,6 +167,10 @@ pub struct RunArgs {
     /// these devices' small web servers drop connections under bursts.
     #[arg(long, default_value = "2", value_name = "N")]
     pub max_in_flight: NonZeroUsize,
+    /// Requests per second per device at most, on average (unless its devices-file entry
+    /// says otherwise). Default: no limit beyond --max-in-flight.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
     /// People per create request. 100: one request instead of a hundred, far below the
     /// body size the device accepts; 1 sends one person per request as the old system did.
     #[arg(long, default_value = "100", value_name = "N")]
@@ -178,6 +193,7 @@ impl Default for RunArgs {
             threads: NonZeroUsize::new(10).expect("nonzero"),
             sequential: false,
             max_in_flight: NonZeroUsize::new(2).expect("nonzero"),
+            rate: None,
             batch_size: NonZeroUsize::new(100).expect("nonzero"),
             timeout: 30,
             connect_timeout: 5,
@@ -193,6 +209,7 @@ impl RunArgs {
             sequential: self.sequential,
             batch_size: self.batch_size,
             skip_cache,
+            dry_run: false,
         }
     }
 
@@ -203,6 +220,7 @@ impl RunArgs {
         }
     }
 
+    /// The retry policy of one run: every device shares its budget.
     pub fn retry(&self) -> RetryPolicy {
         RetryPolicy {
             retries: self.retries,
@@ -212,10 +230,11 @@ impl RunArgs {
 
     /// Drivers for the configured devices.
     pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
+        let retry = self.retry();
         devices
             .iter()
             .map(|d| Target {
-                device: d.connect(self.timeouts(), self.retry()),
+                device: d.connect(self.timeouts(), retry.clone()),
                 max_in_flight: d.max_in_flight,
             })
             .collect()
@@ -246,14 +265,15 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let verbosity = cli.verbosity();
     match cli.command {
-        Command::Enroll(args) => enroll(args, verbosity),
+        Command::Enroll(args) => enroll(args, verbosity, false),
+        Command::Plan(args) => enroll(args, verbosity, true),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
         Command::Check(args) => crate::check::run(args),
     }
 }
 
-fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
+fn enroll(args: EnrollArgs, verbosity: Verbosity, dry_run: bool) -> anyhow::Result<Exit> {
     let source = Source::from_arg(&args.users);
     let people = participants::read(&source)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -261,6 +281,7 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         args.devices.as_deref(),
         &args.device_urls,
         args.run.max_in_flight.get(),
+        args.run.rate,
         &env,
     )?;
     for warning in warnings {
@@ -280,17 +301,24 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         cache.describe()
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
     let enrollment = Enrollment {
         people: &people,
         targets: args.run.targets(&devices),
         cache: cache.as_ref(),
         secret: &secret,
-        options: args.run.engine_options(args.skip_cache),
+        options: EngineOptions {
+            dry_run,
+            ..args.run.engine_options(args.skip_cache)
+        },
         verbosity,
+        max_failures: args.max_failures,
     };
     let (report, dashboard) = run_watched(&enrollment, &args.watch, &stop)?;
+    if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
+        crate::failed::write(path, &people, &report)?;
+    }
     emit(&report, args.json, args.report.as_deref())?;
     dashboard.linger(&args.watch, enrollment.verbosity, &stop);
     Ok(Exit::of(&report))
@@ -301,9 +329,9 @@ pub struct Lingering(Option<Dashboard>);
 
 impl Lingering {
     /// Keeps the dashboard up for `--dashboard-linger` (Ctrl-C ends it), then stops it.
-    pub fn linger(self, watch: &WatchArgs, verbosity: Verbosity, stop: &AtomicBool) {
+    pub fn linger(self, watch: &WatchArgs, verbosity: Verbosity, stop: &Stop) {
         let Some(dashboard) = self.0 else { return };
-        if watch.dashboard_linger.is_zero() || stop.load(Ordering::SeqCst) {
+        if watch.dashboard_linger.is_zero() || stop.is_set() {
             return;
         }
         if verbosity != Verbosity::Quiet {
@@ -313,7 +341,7 @@ impl Lingering {
                 watch.dashboard_linger.as_secs()
             );
         }
-        dashboard.linger(watch.dashboard_linger, stop);
+        dashboard.linger(watch.dashboard_linger, &|| stop.is_set());
     }
 }
 
@@ -322,7 +350,7 @@ impl Lingering {
 pub fn run_watched(
     enrollment: &Enrollment<'_>,
     watch: &WatchArgs,
-    stop: &Arc<AtomicBool>,
+    stop: &Stop,
 ) -> anyhow::Result<(Report, Lingering)> {
     let live = LiveStatus::for_targets(enrollment.people.len(), &enrollment.targets);
     let dashboard = match &watch.dashboard {
@@ -347,15 +375,21 @@ pub fn run_watched(
         )?),
         None => None,
     };
-    let mut publisher = LivePublisher::new(Arc::clone(&live));
+    // Nobody reads the live status without a dashboard or a metrics file: then the
+    // reporter does not publish it.
+    let mut publisher = (watch.dashboard.is_some() || watch.metrics_file.is_some())
+        .then(|| LivePublisher::new(Arc::clone(&live)));
     let report = {
-        let mut watchers: Vec<&mut (dyn Watch + Send)> = vec![&mut publisher];
+        let mut watchers: Vec<&mut (dyn Watch + Send)> = Vec::new();
+        if let Some(publisher) = publisher.as_mut() {
+            watchers.push(publisher);
+        }
         if let Some(events) = events.as_mut() {
             watchers.push(events);
         }
         enrollment.run_watched(stop, &mut watchers)?
     };
-    live.finish(report.interrupted);
+    live.finish(report.interrupted || report.halted.is_some());
     if let Some(events) = events {
         if let Err(e) = events.finish() {
             log::warn!("{e:#}");
@@ -409,10 +443,10 @@ pub fn open_cache(
 }
 
 /// First Ctrl-C (or SIGTERM): stop taking new work and report. Second: exit at once.
-pub fn install_interrupt_handler(stop: &Arc<AtomicBool>) {
+pub fn install_interrupt_handler(stop: &Arc<Stop>) {
     let stop = Arc::clone(stop);
     let result = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
+        if stop.interrupt() {
             eprintln!("interrupted again: exiting now");
             std::process::exit(Exit::Interrupted.code().into());
         }

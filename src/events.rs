@@ -21,7 +21,7 @@
 //!   attempts.
 
 use crate::cache::KeySecret;
-use crate::device::Outcome;
+use crate::device::{Outcome, Plan};
 use crate::live::rfc3339;
 use crate::person::Person;
 use crate::report::Counts;
@@ -100,6 +100,11 @@ pub fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::Unchanged => "unchanged",
         Outcome::SkippedCache => "skipped_cache",
         Outcome::Failed(_) => "failed",
+        // `catraca plan` (dry run): what enroll would do.
+        Outcome::Planned(Plan::Create) => "would_register",
+        Outcome::Planned(Plan::Update { .. }) => "would_update",
+        Outcome::Planned(Plan::Unchanged { .. }) => "unchanged",
+        Outcome::Planned(Plan::Ambiguous { .. }) => "failed",
     }
 }
 

@@ -284,6 +284,11 @@ impl LivePublisher {
 impl Watch for LivePublisher {
     fn pair(&mut self, device: usize, person: &Person, outcome: &Outcome, _: Option<JobTiming>) {
         if let Outcome::Failed(error) = outcome {
+            // Only the last few of a batch can be shown: keep the reporter quick when a
+            // device fails a thousand pairs at once.
+            if self.failures.len() >= RECENT_FAILURES {
+                self.failures.remove(0);
+            }
             self.failures.push(RecentFailure {
                 time: rfc3339(SystemTime::now()),
                 device: self.live.devices[device].name.clone(),

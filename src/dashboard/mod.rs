@@ -120,10 +120,10 @@ impl Dashboard {
         format!("http://{shown}/")
     }
 
-    /// Keeps serving the final numbers for `linger`, or until `stop` is set (Ctrl-C).
-    pub fn linger(&self, linger: Duration, stop: &AtomicBool) {
+    /// Keeps serving the final numbers for `linger`, or until `stopped` says so (Ctrl-C).
+    pub fn linger(&self, linger: Duration, stopped: &dyn Fn() -> bool) {
         let until = Instant::now() + linger;
-        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+        while Instant::now() < until && !stopped() {
             std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
         }
     }

@@ -44,32 +44,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// How hard to try a call that failed for a transient reason.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts after the first one. Default 3.
-    pub retries: u32,
-    /// First backoff; doubles per attempt, with full jitter. Default 100 ms.
-    pub base_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            retries: 3,
-            base_delay: Duration::from_millis(100),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn pause(&self, attempt: u32, telemetry: &DeviceTelemetry) {
-        telemetry.count_retry();
-        let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
-        let millis = ceiling.as_millis().max(1) as u64;
-        std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
-    }
-}
+pub use super::retry::RetryPolicy;
 
 enum Session {
     None,
@@ -145,6 +120,12 @@ impl ControlIdDevice {
         }
     }
 
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> ControlIdDevice {
+        self.http = self.http.with_rate(per_second);
+        self
+    }
+
     /// Logs in (once for all threads) and returns the token and its generation.
     fn session(&self) -> Result<(String, u64), DeviceError> {
         let mut slot = self.session.lock().expect("session lock");
@@ -202,6 +183,7 @@ impl ControlIdDevice {
             }
             (429 | 500..=599, _) => Err(DeviceError::Busy {
                 status: answer.status,
+                retry_after: answer.retry_after,
             }),
             (200..=299, None) if parsed.is_null() => Err(DeviceError::InvalidAnswer(
                 "login answer is not JSON".into(),
@@ -229,6 +211,7 @@ impl ControlIdDevice {
                 self.url,
                 percent_encode(&token)
             );
+            self.retry.budget.count_request();
             let answer = self.http.post_json(&url, payload.as_bytes())?;
             match answer.status {
                 401 | 403 if !relogged => {
@@ -247,6 +230,7 @@ impl ControlIdDevice {
                 429 | 500..=599 => {
                     return Err(DeviceError::Busy {
                         status: answer.status,
+                        retry_after: answer.retry_after,
                     })
                 }
                 status => {
@@ -260,15 +244,22 @@ impl ControlIdDevice {
         }
     }
 
+    /// Whether a failed call is worth another attempt: transient, within the retry
+    /// count, and the device not declared unreachable (its breaker answers for it).
+    fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
+        error.is_transient() && !self.http.breaker().is_tripped() && self.retry.allows(attempt)
+    }
+
     /// `call`, repeated with backoff while it fails for a transient reason. Only for calls
     /// that are safe to repeat (reads, modifications by id, unique links).
     fn call_idempotent(&self, command: &str, body: &Value) -> Result<Value, DeviceError> {
         let mut attempt = 0;
         loop {
             match self.call(command, body) {
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     log::debug!("{}: {command} failed ({e}), retrying", self.name);
-                    self.retry.pause(attempt, self.http.telemetry());
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                 }
                 other => return other,
@@ -415,9 +406,10 @@ impl ControlIdDevice {
                     }
                     pending.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     attempt += 1;
-                    self.retry.pause(attempt - 1, self.http.telemetry());
+                    self.retry
+                        .pause(attempt - 1, asked_wait(&e), self.http.telemetry());
                     if e.write_may_have_landed() {
                         // The device may hold them already: look before writing again.
                         match self.find_created(&batch) {
@@ -530,8 +522,9 @@ impl ControlIdDevice {
                     }
                     to_create.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
-                    self.retry.pause(attempt, self.http.telemetry());
+                Err(e) if self.may_retry(&e, attempt) => {
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
@@ -615,6 +608,10 @@ impl Device for ControlIdDevice {
         "controlid"
     }
 
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.http.breaker()
+    }
+
     fn telemetry(&self) -> Arc<DeviceTelemetry> {
         Arc::clone(self.http.telemetry())
     }
@@ -641,6 +638,7 @@ impl Device for ControlIdDevice {
                 429 | 500..=599 => {
                     return Err(DeviceError::Busy {
                         status: answer.status,
+                        retry_after: answer.retry_after,
                     })
                 }
                 status => {
@@ -889,6 +887,17 @@ impl Device for ControlIdDevice {
                 (None, _) => Outcome::Unchanged,
             })
             .collect()
+    }
+}
+
+/// How long the device asked us to wait before trying again, if it did.
+fn asked_wait(error: &DeviceError) -> Option<Duration> {
+    match error {
+        DeviceError::Busy {
+            retry_after: Some(seconds),
+            ..
+        } => Some(Duration::from_secs(*seconds)),
+        _ => None,
     }
 }
 

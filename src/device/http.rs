@@ -7,6 +7,8 @@
 //! Status codes are not errors at this layer: drivers read them, because device APIs
 //! put their own messages in 4xx bodies.
 
+use super::breaker::{self, Breaker};
+use super::rate::RateLimit;
 use super::DeviceError;
 use crate::telemetry::DeviceTelemetry;
 use std::io;
@@ -38,6 +40,8 @@ impl Default for Timeouts {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Seconds from a `Retry-After` header (the delay form; dates are ignored).
+    pub retry_after: Option<u64>,
     /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
     /// sends it on every answer; lighttpd does), to the second; `None` without one.
     pub date: Option<std::time::SystemTime>,
@@ -48,6 +52,8 @@ pub struct HttpClient {
     agent: Agent,
     timeouts: Timeouts,
     telemetry: Arc<DeviceTelemetry>,
+    breaker: Breaker,
+    rate: Option<RateLimit>,
 }
 
 impl HttpClient {
@@ -68,8 +74,21 @@ impl HttpClient {
         HttpClient {
             agent,
             timeouts,
+            breaker: Breaker::new(breaker::DEFAULT_THRESHOLD, Arc::clone(&telemetry)),
             telemetry,
+            rate: None,
         }
+    }
+
+    /// Limits this device to `per_second` requests per second on average.
+    pub fn with_rate(mut self, per_second: Option<f64>) -> HttpClient {
+        self.rate = per_second.filter(|r| *r > 0.0).map(RateLimit::new);
+        self
+    }
+
+    /// The device's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// What this client measured: requests, latency, in flight, last error.
@@ -79,8 +98,16 @@ impl HttpClient {
 
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        self.breaker.admit()?;
+        if let Some(rate) = &self.rate {
+            rate.acquire();
+        }
         let _measured = self.telemetry.start_request();
         let result = self.exchange(url, body);
+        match &result {
+            Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
+            _ => self.breaker.record(true, None),
+        }
         match &result {
             Err(e) => self.telemetry.set_last_error(&e.to_string()),
             Ok(answer) if answer.status >= 400 => self
@@ -99,6 +126,11 @@ impl HttpClient {
             .send(body)
             .map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let date = response
             .headers()
             .get("date")
@@ -111,7 +143,12 @@ impl HttpClient {
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| self.classify(e))?;
-        Ok(Answer { status, body, date })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+            date,
+        })
     }
 
     fn classify(&self, error: ureq::Error) -> DeviceError {

@@ -7,8 +7,11 @@
 //! validity windows are encoded, and how a write whose answer was lost is reconciled so
 //! that a retry never makes a second copy of a person.
 
+pub mod breaker;
 pub mod controlid;
 pub mod http;
+pub mod rate;
+pub mod retry;
 
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
@@ -42,7 +45,11 @@ pub enum DeviceError {
     Rejected { status: u16, message: String },
     /// The device answered 5xx or 429: busy or failing, worth another try later.
     #[error("device busy or failing ({status}){}", retry_hint(*.status))]
-    Busy { status: u16 },
+    Busy {
+        status: u16,
+        /// Seconds the device asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<u64>,
+    },
     /// A 2xx answer whose body is not what the protocol says.
     #[error("invalid answer: {0}")]
     InvalidAnswer(String),
@@ -52,6 +59,9 @@ pub enum DeviceError {
     /// The run was interrupted (Ctrl-C) before this pair was sent.
     #[error("not sent: the run was interrupted")]
     Interrupted,
+    /// The run halted itself (`--max-failures`) before this pair was sent.
+    #[error("not sent: the run halted after too many failures")]
+    Halted,
     /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
     #[error("internal error: {0}")]
     Internal(String),
@@ -113,12 +123,14 @@ pub enum Outcome {
     Unchanged,
     SkippedCache,
     Failed(DeviceError),
+    /// `catraca plan`: what the device needs, found by reading it; nothing was written.
+    Planned(Plan),
 }
 
 impl Outcome {
     /// Whether the device now holds the person as in the CSV (the pair may be cached).
     pub fn is_done(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, Outcome::Failed(_) | Outcome::Planned(_))
     }
 }
 
@@ -162,6 +174,8 @@ pub trait Device: Send + Sync {
     fn url(&self) -> &str;
     /// The vendor family, e.g. `controlid`.
     fn kind(&self) -> &'static str;
+    /// The device's circuit breaker (the engine sets its jobs aside while it is open).
+    fn breaker(&self) -> &breaker::Breaker;
     /// Live measurements of this device's requests.
     fn telemetry(&self) -> Arc<DeviceTelemetry>;
     /// A stable identity for cache keys: the kind and URL.

@@ -483,6 +483,17 @@ impl SimDevice {
         ids[0]
     }
 
+    /// Makes the device refuse any create of a user with this registration, as firmware
+    /// does with a row it objects to: the whole request fails with a 400 and stores
+    /// nothing (a bad row among good ones, for tests of batch splitting).
+    pub fn reject_registration(&self, registration: &str) {
+        self.handler
+            .state()
+            .device
+            .rejected
+            .insert(registration.to_owned());
+    }
+
     /// Stops listening, closes every connection (hung ones included) and waits for
     /// the connection threads. Dropping the device does the same.
     pub fn shutdown(mut self) {

@@ -235,7 +235,7 @@ fn status_metrics_events_and_the_metrics_file_agree_on_a_finished_run() {
 
     // Ctrl-C ends the linger; the run itself had finished: status 0.
     std::thread::sleep(Duration::from_millis(200));
-    run.interrupt();
+    run.signal(libc::SIGINT);
     let ran = run.finish(Duration::from_secs(20));
     ran.expect_code(0);
     assert_eq!(ran.report()["registered"], 40, "{}", ran.shown);
@@ -458,7 +458,7 @@ fn the_dashboard_shows_a_run_in_progress_in_a_browser() {
 
     // Ctrl-C: in-flight requests finish, the rest are reported as not sent; every pair
     // still has its one line in the events file.
-    run.interrupt();
+    run.signal(libc::SIGINT);
     let ran = run.finish(Duration::from_secs(30));
     ran.expect_code(130);
     let report = ran.report();

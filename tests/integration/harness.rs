@@ -128,7 +128,7 @@ impl TestCommand {
     }
 
     /// Starts the command without waiting: stdout and stderr are collected as they come,
-    /// so a test can act while it runs (load its dashboard, interrupt it).
+    /// so a test can act while it runs (load its dashboard, signal or kill it).
     pub fn spawn(mut self) -> Running {
         self.cmd
             .stdin(Stdio::null())
@@ -223,12 +223,16 @@ impl Running {
         }
     }
 
-    /// Sends SIGINT, as Ctrl-C would.
-    pub fn interrupt(&self) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGINT);
-        }
+    /// Sends a signal (SIGINT = Ctrl-C, SIGTERM, SIGKILL).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0, "signal {signal} could not be sent");
+    }
+
+    /// Waits for the end, however long it takes.
+    pub fn wait(mut self) -> Ran {
+        self.collect()
     }
 
     fn kill_and_collect(&mut self) -> Ran {

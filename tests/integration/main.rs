@@ -8,3 +8,5 @@ mod dashboard;
 mod demo;
 mod enroll;
 mod harness;
+mod plan;
+mod resilience;
