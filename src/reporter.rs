@@ -8,7 +8,6 @@
 use crate::device::{Outcome, Plan};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
-use crate::stop::{FailureLimit, Stop};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -40,9 +39,6 @@ pub enum Verbosity {
 
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
-    /// Set when `max_failures` is passed.
-    pub stop: &'a Stop,
-    pub max_failures: Option<FailureLimit>,
     pub people: &'a [Person],
     /// Name and URL of each device, by index.
     pub devices: Vec<(String, String)>,
@@ -150,16 +146,6 @@ impl Reporter<'_> {
                         warned_cache = true;
                         log::warn!("cache unavailable ({error}); the run goes on without recording results");
                     }
-                }
-            }
-            if let Some(limit) = self.max_failures {
-                let failed: u64 = per_device.iter().map(|c| c.failed).sum();
-                if limit.exceeded(failed, operations) && !self.stop.is_set() {
-                    let reason = format!(
-                        "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
-                    );
-                    log::error!("{reason}");
-                    self.stop.halt(reason);
                 }
             }
             match &mut progress {
