@@ -68,9 +68,12 @@ impl Reporter<'_> {
                     ProgressBar::with_draw_target(Some(operations), ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {per_sec} eta {eta}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} eta {eta}",
                     )
-                    .expect("valid template"),
+                    .expect("valid template")
+                    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} pairs/s", state.per_sec());
+                    }),
                 );
                 Progress::Bar(bar)
             }
