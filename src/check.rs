@@ -13,6 +13,7 @@ use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
 use crate::device::{DeviceError, DeviceFacts};
 use crate::exit::Exit;
+use crate::i18n::{t, tr, Msg};
 use clap::Args;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -97,9 +98,9 @@ impl DeviceCheck {
                 check.ready = true;
                 if let Some(drift) = check.clock_drift_s {
                     if drift.unsigned_abs() > CLOCK_DRIFT_WARNING.as_secs() {
-                        check.warnings.push(format!(
-                            "clock is {} off this machine's: validity windows will open and close at the wrong time; set the device's clock (or NTP)",
-                            human_seconds(drift.unsigned_abs())
+                        check.warnings.push(tr(
+                            Msg::CheckClockOff,
+                            &[("off", &human_seconds(drift.unsigned_abs()))],
                         ));
                     }
                 }
@@ -164,7 +165,7 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
 
 /// The table `catraca check` prints.
 pub fn to_text(checks: &[DeviceCheck]) -> String {
-    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let yes_no = |b: bool| t(if b { Msg::CheckYes } else { Msg::CheckNo });
     let rows: Vec<[String; 8]> = checks
         .iter()
         .map(|c| {
@@ -172,12 +173,12 @@ pub fn to_text(checks: &[DeviceCheck]) -> String {
                 c.name.clone(),
                 yes_no(c.reachable).to_string(),
                 match c.login_ok {
-                    Some(true) => "ok".into(),
-                    Some(false) => "refused".into(),
+                    Some(true) => t(Msg::CheckLoginOk).into(),
+                    Some(false) => t(Msg::CheckLoginRefused).into(),
                     None => "-".into(),
                 },
                 match (&c.firmware, &c.model) {
-                    (None, None) if c.reachable => "not reported".into(),
+                    (None, None) if c.reachable => t(Msg::CheckNotReported).into(),
                     (None, None) => "-".into(),
                     (f, m) => format!(
                         "{} / {}",
@@ -188,32 +189,34 @@ pub fn to_text(checks: &[DeviceCheck]) -> String {
                 c.people.map_or("-".into(), |p| p.to_string()),
                 match c.clock_drift_s {
                     Some(d) => format!("{d:+} s"),
-                    None if c.ready => "not reported".into(),
+                    None if c.ready => t(Msg::CheckNotReported).into(),
                     None => "-".into(),
                 },
                 c.round_trip_ms
                     .map_or("-".into(), |ms| format!("{ms:.1} ms")),
-                if c.ready && c.warnings.is_empty() {
-                    "ready".into()
+                t(if c.ready && c.warnings.is_empty() {
+                    Msg::CheckReady
                 } else if c.ready {
-                    "ready (warning)".into()
+                    Msg::CheckReadyWarning
                 } else {
-                    "NOT READY".into()
-                },
+                    Msg::CheckNotReady
+                })
+                .into(),
             ]
         })
         .collect();
     let header = [
-        "device",
-        "reachable",
-        "login",
-        "firmware / model",
-        "people",
-        "clock drift",
-        "round trip",
-        "status",
-    ];
-    let mut widths = header.map(str::len);
+        Msg::ColDevice,
+        Msg::CheckColReachable,
+        Msg::CheckColLogin,
+        Msg::CheckColFirmware,
+        Msg::CheckColPeople,
+        Msg::CheckColClock,
+        Msg::CheckColRoundTrip,
+        Msg::CheckColStatus,
+    ]
+    .map(t);
+    let mut widths = header.map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -243,7 +246,13 @@ pub fn to_text(checks: &[DeviceCheck]) -> String {
             let _ = writeln!(notes, "  {} ({}): {error}", c.name, c.url);
         }
         for warning in &c.warnings {
-            let _ = writeln!(notes, "  {} ({}): warning: {warning}", c.name, c.url);
+            let _ = writeln!(
+                notes,
+                "  {} ({}): {}: {warning}",
+                c.name,
+                c.url,
+                t(Msg::CheckWarning)
+            );
         }
     }
     if !notes.is_empty() {
@@ -252,12 +261,15 @@ pub fn to_text(checks: &[DeviceCheck]) -> String {
     let ready = checks.iter().filter(|c| c.ready).count();
     let _ = writeln!(
         out,
-        "\n{ready} of {} devices ready{}",
-        checks.len(),
+        "\n{}{}",
+        tr(
+            Msg::CheckSummary,
+            &[("ready", &ready), ("total", &checks.len())]
+        ),
         if ready == checks.len() {
             ""
         } else {
-            ": fix the others before enrolling"
+            t(Msg::CheckFixOthers)
         }
     );
     out

@@ -17,6 +17,7 @@ use crate::engine::{EngineOptions, Target};
 use crate::enroll::Enrollment;
 use crate::events::EventLog;
 use crate::exit::{Exit, EXIT_STATUS_HELP};
+use crate::i18n::{self, Msg};
 use crate::live::{LivePublisher, LiveStatus};
 use crate::participants::{self, Source};
 use crate::report::Report;
@@ -24,7 +25,7 @@ use crate::reporter::{Verbosity, Watch};
 use crate::simulator::SimulateArgs;
 use crate::stop::{FailureLimit, Stop};
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +52,90 @@ pub struct Cli {
     /// Only the final report and errors: no progress, no warnings.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Language of messages: en or pt-BR (default: from LC_ALL / LC_MESSAGES / LANG).
+    #[arg(long, global = true, value_name = "en|pt-BR")]
+    pub lang: Option<String>,
+}
+
+impl Cli {
+    /// Parses the process's arguments with `--help` in the language chosen by
+    /// [`i18n::init`], which must run first.
+    pub fn parse_localized() -> Cli {
+        let matches = localize(Cli::command()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
+/// The command definition with its help in the language in use (English as written in
+/// the `///` comments; Portuguese from the catalogue, where clap lets us: descriptions,
+/// flag help, headings, examples).
+pub fn localize(cmd: clap::Command) -> clap::Command {
+    if !i18n::is_pt() {
+        return cmd;
+    }
+    fn walk(cmd: clap::Command, root: bool) -> clap::Command {
+        let help_pt = |key: &str| {
+            i18n::HELP_PT
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, text)| *text)
+        };
+        let name = cmd.get_name().to_string();
+        let mut cmd = cmd
+            .help_template(format!(
+                "{{before-help}}{{about-with-newline}}\n{} {{usage}}\n\n{{all-args}}{{after-help}}",
+                i18n::t(Msg::HelpUsage)
+            ))
+            .subcommand_help_heading(i18n::t(Msg::HelpCommands).trim_end_matches(':'))
+            .disable_help_flag(true)
+            .arg(
+                clap::Arg::new("help")
+                    .short('h')
+                    .long("help")
+                    .action(clap::ArgAction::Help)
+                    .help("Mostra a ajuda")
+                    .global(root),
+            );
+        if root {
+            cmd = cmd.disable_version_flag(true).arg(
+                clap::Arg::new("version")
+                    .short('V')
+                    .long("version")
+                    .action(clap::ArgAction::Version)
+                    .help("Mostra a versão"),
+            );
+        }
+        if let Some(about) = help_pt(&format!("about:{name}")) {
+            cmd = cmd.about(about.trim_end_matches('.'));
+        }
+        if cmd.get_after_help().is_some() {
+            cmd = cmd.after_help(i18n::AFTER_HELP_PT);
+        }
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let heading: &'static str = i18n::t(Msg::HelpOptions).trim_end_matches(':');
+        for id in ids {
+            let text = help_pt(&id);
+            cmd = cmd.mut_arg(id, |arg| {
+                let arg = arg.help_heading(heading);
+                match text {
+                    Some(text) => arg.help(text.trim_end_matches('.')).long_help(None::<&str>),
+                    None => arg,
+                }
+            });
+        }
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for sub in subs {
+            cmd = cmd.mut_subcommand(sub, |s| walk(s, false));
+        }
+        cmd
+    }
+    walk(cmd, true)
 }
 
 #[derive(Debug, Subcommand)]
@@ -336,9 +421,14 @@ impl Lingering {
         }
         if verbosity != Verbosity::Quiet {
             eprintln!(
-                "dashboard: {} stays up for {} s (Ctrl-C ends it)",
-                dashboard.url(),
-                watch.dashboard_linger.as_secs()
+                "{}",
+                i18n::tr(
+                    Msg::DashboardLingers,
+                    &[
+                        ("url", &dashboard.url()),
+                        ("seconds", &watch.dashboard_linger.as_secs())
+                    ]
+                )
             );
         }
         dashboard.linger(watch.dashboard_linger, &|| stop.is_set());
@@ -357,7 +447,10 @@ pub fn run_watched(
         Some(addr) => {
             let dashboard = Dashboard::start(dashboard::parse_address(addr)?, Arc::clone(&live))?;
             if enrollment.verbosity != Verbosity::Quiet {
-                eprintln!("dashboard: {}", dashboard.url());
+                eprintln!(
+                    "{}",
+                    i18n::tr(Msg::DashboardAt, &[("url", &dashboard.url())])
+                );
             }
             Some(dashboard)
         }
@@ -447,10 +540,10 @@ pub fn install_interrupt_handler(stop: &Arc<Stop>) {
     let stop = Arc::clone(stop);
     let result = ctrlc::set_handler(move || {
         if stop.interrupt() {
-            eprintln!("interrupted again: exiting now");
+            eprintln!("{}", i18n::t(Msg::InterruptedAgain));
             std::process::exit(Exit::Interrupted.code().into());
         }
-        eprintln!("interrupted: finishing the requests in flight, then reporting (Ctrl-C again to quit now)");
+        eprintln!("{}", i18n::t(Msg::InterruptedFirst));
     });
     if let Err(e) = result {
         log::debug!("no Ctrl-C handler: {e}");

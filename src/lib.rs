@@ -16,6 +16,7 @@ pub mod enroll;
 pub mod events;
 pub mod exit;
 pub mod failed;
+pub mod i18n;
 pub mod live;
 pub mod logging;
 pub mod metrics;

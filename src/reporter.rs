@@ -6,6 +6,7 @@
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
 use crate::device::{Outcome, Plan};
+use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
 use crossbeam_channel::Receiver;
@@ -205,9 +206,18 @@ impl Reporter<'_> {
                 Progress::Lines { next_tenth } => {
                     // One line each time a tenth is crossed, even if a batch crosses two.
                     if *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
+                        let percent =
+                            format!("{:.1}", done as f64 * 100.0 / operations.max(1) as f64);
                         eprintln!(
-                            "progress: {done}/{operations} ({:.1}%)",
-                            done as f64 * 100.0 / operations.max(1) as f64
+                            "{}",
+                            i18n::tr(
+                                Msg::ProgressLine,
+                                &[
+                                    ("done", &done),
+                                    ("total", &operations),
+                                    ("percent", &percent)
+                                ]
+                            )
                         );
                         while *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
                             *next_tenth += 1;

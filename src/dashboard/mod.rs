@@ -147,7 +147,12 @@ fn answer(request: Request, live: &LiveStatus) {
     let path = request.url().split('?').next().unwrap_or("/").to_string();
     let (status, content_type, body) = match (request.method(), path.as_str()) {
         (Method::Get | Method::Head, "/" | "/index.html") => {
-            (200, "text/html; charset=utf-8", PAGE.to_string())
+            let page = if crate::i18n::is_pt() {
+                PAGE.replacen("<html lang=\"en\">", "<html lang=\"pt-BR\">", 1)
+            } else {
+                PAGE.to_string()
+            };
+            (200, "text/html; charset=utf-8", page)
         }
         (Method::Get | Method::Head, "/api/status") => {
             let body = serde_json::to_string(&live.status()).unwrap_or_else(|_| "{}".into());

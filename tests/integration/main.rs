@@ -9,4 +9,5 @@ mod demo;
 mod enroll;
 mod harness;
 mod plan;
+mod portuguese;
 mod resilience;
