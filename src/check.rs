@@ -14,6 +14,7 @@ use crate::device::http::Timeouts;
 use crate::device::{DeviceError, DeviceFacts};
 use crate::exit::Exit;
 use crate::i18n::{t, tr, Msg};
+use crate::style::{paint, Color};
 use clap::Args;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -163,8 +164,8 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
     })
 }
 
-/// The table `catraca check` prints.
-pub fn to_text(checks: &[DeviceCheck]) -> String {
+/// The table `catraca check` prints, the status coloured when `color`.
+pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
     let yes_no = |b: bool| t(if b { Msg::CheckYes } else { Msg::CheckNo });
     let rows: Vec<[String; 8]> = checks
         .iter()
@@ -228,10 +229,17 @@ pub fn to_text(checks: &[DeviceCheck]) -> String {
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             let pad = w.saturating_sub(cell.chars().count());
             // Names and words left, numbers right.
+            // The status after padding, so colour codes do not count as width.
+            let shown = match i {
+                7 if *cell == t(Msg::CheckReady) => paint(cell, Color::Green, color),
+                7 if *cell == t(Msg::CheckReadyWarning) => paint(cell, Color::Yellow, color),
+                7 if *cell == t(Msg::CheckNotReady) => paint(cell, Color::Red, color),
+                _ => cell.clone(),
+            };
             if (4..=6).contains(&i) {
-                let _ = write!(text, "{}{cell}  ", " ".repeat(pad));
+                let _ = write!(text, "{}{shown}  ", " ".repeat(pad));
             } else {
-                let _ = write!(text, "{cell}{}  ", " ".repeat(pad));
+                let _ = write!(text, "{shown}{}  ", " ".repeat(pad));
             }
         }
         let _ = writeln!(out, "{}", text.trim_end());
@@ -292,7 +300,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Exit> {
     let text = if args.json {
         serde_json::to_string_pretty(&checks)? + "\n"
     } else {
-        to_text(&checks)
+        to_text(&checks, crate::style::stdout_enabled())
     };
     crate::cli::print_stdout(&text)?;
     Ok(if checks.iter().all(|c| c.ready) {
@@ -344,7 +352,8 @@ mod tests {
         assert_eq!(far.clock_drift_s, Some(-7200));
         assert!(far.ready);
         assert!(far.warnings[0].contains("2.0 h"), "{:?}", far.warnings);
-        assert!(to_text(&[far]).contains("ready (warning)"));
+        assert!(to_text(std::slice::from_ref(&far), false).contains("ready (warning)"));
+        assert!(to_text(&[far], true).contains("\x1b[33mready (warning)\x1b[0m"));
     }
 
     #[test]

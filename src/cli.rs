@@ -22,6 +22,7 @@ use crate::live::{LivePublisher, LiveStatus};
 use crate::participants::{self, Source};
 use crate::report::Report;
 use crate::reporter::{Verbosity, Watch};
+use crate::settings::Settings;
 use crate::simulator::SimulateArgs;
 use crate::stop::{FailureLimit, Stop};
 use anyhow::Context;
@@ -55,14 +56,37 @@ pub struct Cli {
     /// Language of messages: en or pt-BR (default: from LC_ALL / LC_MESSAGES / LANG).
     #[arg(long, global = true, value_name = "en|pt-BR")]
     pub lang: Option<String>,
+    /// A settings file with defaults (threads, cache, devices, ...); default: catraca.toml
+    /// in the current directory, if there is one. Flags and environment win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 impl Cli {
-    /// Parses the process's arguments with `--help` in the language chosen by
-    /// [`i18n::init`], which must run first.
-    pub fn parse_localized() -> Cli {
+    /// The process's command line, with the language chosen (`--lang`, the locale, the
+    /// settings file) before clap parses so `--help` follows it, and the settings file
+    /// filling what the flags left at their defaults.
+    pub fn from_env() -> anyhow::Result<Cli> {
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let config = i18n::flag_value(&args, "--config").map(PathBuf::from);
+        let settings = Settings::load(config.as_deref());
+        let file_lang = settings.as_ref().ok().and_then(|s| s.lang.clone());
+        i18n::init(
+            i18n::flag_value(&args, "--lang").as_deref(),
+            file_lang.as_deref(),
+        );
         let matches = localize(Cli::command()).get_matches();
-        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let settings = settings?;
+        settings.apply(&mut cli, &matches, &|name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        });
+        if let Some(path) = &settings.path {
+            log::debug!("settings from {}", path.display());
+        }
+        Ok(cli)
     }
 }
 
@@ -150,6 +174,20 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
     Check(CheckArgs),
+    /// Print the shell completion script (bash, zsh or fish) on stdout.
+    Completions(CompletionsArgs),
+}
+
+/// Flags of `catraca completions`.
+#[derive(Debug, Args)]
+#[command(after_help = "Install, e.g.:
+  catraca completions bash > ~/.local/share/bash-completion/completions/catraca
+  catraca completions zsh > ~/.zfunc/_catraca      # with fpath+=(~/.zfunc) in ~/.zshrc
+  catraca completions fish > ~/.config/fish/completions/catraca.fish")]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh or fish (elvish and powershell work too).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Flags of `catraca enroll`.
@@ -355,6 +393,12 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
         Command::Check(args) => crate::check::run(args),
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "catraca", &mut script);
+            print_stdout(&String::from_utf8_lossy(&script))?;
+            Ok(Exit::Done)
+        }
     }
 }
 
@@ -560,7 +604,7 @@ pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<
     let text = if json {
         serde_json::to_string_pretty(report)? + "\n"
     } else {
-        report.to_text()
+        report.to_text_styled(crate::style::stdout_enabled())
     };
     print_stdout(&text)
 }

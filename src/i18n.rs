@@ -37,29 +37,38 @@ impl Lang {
 
     /// From the locale variables, as POSIX orders them; `env` reads one.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Lang {
+        Lang::from_locale(env).unwrap_or(Lang::En)
+    }
+
+    /// The locale's language, `None` when no locale variable is set.
+    pub fn from_locale(env: &dyn Fn(&str) -> Option<String>) -> Option<Lang> {
         ["LC_ALL", "LC_MESSAGES", "LANG"]
             .iter()
             .find_map(|var| env(var).filter(|v| !v.is_empty()))
             .and_then(|v| Lang::parse(&v))
-            .unwrap_or(Lang::En)
     }
 }
 
 /// Chooses the language for this process: `flag` (`--lang`) if given, else the
-/// locale. Only the first call counts.
-pub fn init(flag: Option<&str>) -> Lang {
+/// locale, else `file` (`lang` in catraca.toml), else English. Only the first call
+/// counts.
+pub fn init(flag: Option<&str>, file: Option<&str>) -> Lang {
     let lang = flag
         .and_then(Lang::parse)
-        .unwrap_or_else(|| Lang::from_env(&|v| std::env::var(v).ok()));
+        .or_else(|| Lang::from_locale(&|v| std::env::var(v).ok()))
+        .or_else(|| file.and_then(Lang::parse))
+        .unwrap_or(Lang::En);
     *LANG.get_or_init(|| lang)
 }
 
-/// The `--lang` value on a command line, before clap parses it (help text depends on it).
-pub fn lang_flag(args: &[String]) -> Option<String> {
+/// The value of `flag` (e.g. `--lang`) on a command line, before clap parses it: the
+/// help text depends on the language.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let prefix = format!("{flag}=");
     args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--lang=")
+        a.strip_prefix(&prefix)
             .map(str::to_string)
-            .or_else(|| (a == "--lang").then(|| args.get(i + 1).cloned()).flatten())
+            .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
     })
 }
 
@@ -384,10 +393,16 @@ mod tests {
         assert_eq!(Lang::from_env(&env(&[])), Lang::En);
         assert_eq!(Lang::parse("pt-BR"), Some(Lang::PtBr));
         assert_eq!(
-            lang_flag(&["catraca".into(), "--lang".into(), "pt-BR".into()]),
+            flag_value(
+                &["catraca".into(), "--lang".into(), "pt-BR".into()],
+                "--lang"
+            ),
             Some("pt-BR".into())
         );
-        assert_eq!(lang_flag(&["--lang=en".into()]), Some("en".into()));
+        assert_eq!(
+            flag_value(&["--lang=en".into()], "--lang"),
+            Some("en".into())
+        );
     }
 
     #[test]

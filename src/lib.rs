@@ -24,6 +24,8 @@ pub mod participants;
 pub mod person;
 pub mod report;
 pub mod reporter;
+pub mod settings;
 pub mod simulator;
 pub mod stop;
+pub mod style;
 pub mod telemetry;

@@ -100,6 +100,12 @@ impl Report {
 
     /// The human summary: totals, then one line per device, then the failures.
     pub fn to_text(&self) -> String {
+        self.to_text_styled(false)
+    }
+
+    /// [`Report::to_text`], with failures in red and registrations in green when `color`.
+    pub fn to_text_styled(&self, color: bool) -> String {
+        use crate::style::{paint, Color};
         let mut out = String::new();
         // `label:` padded to one column, in the operator's language.
         let mut field = |indent: &str, label: Msg, value: &dyn std::fmt::Display| {
@@ -118,7 +124,16 @@ impl Report {
         }
         field("  ", Msg::SumUnchanged, &self.unchanged);
         field("  ", Msg::SumSkipped, &self.skipped_cache);
-        field("  ", Msg::SumFailed, &self.failed);
+        let failed_count = self.failed.to_string();
+        field(
+            "  ",
+            Msg::SumFailed,
+            &if self.failed > 0 {
+                paint(&failed_count, Color::Red, color)
+            } else {
+                failed_count
+            },
+        );
         if self.not_cached > 0 {
             field(
                 "",
@@ -194,7 +209,11 @@ impl Report {
             let _ = writeln!(
                 out,
                 "\n{}",
-                i18n::tr(Msg::SumFailures, &[("count", &self.failures.len())])
+                paint(
+                    &i18n::tr(Msg::SumFailures, &[("count", &self.failures.len())]),
+                    Color::Red,
+                    color
+                )
             );
             const SHOWN: usize = 20;
             for f in self.failures.iter().take(SHOWN) {

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod check;
+mod cli;
 mod dashboard;
 mod demo;
 mod enroll;
