@@ -200,6 +200,29 @@ catalogue! {
         "{file} linha {line}, campo {field}: o cartão {card} já está na linha {first_line} (matrícula {first_registration}{written}): um dispositivo abre para uma pessoa por cartão; dê a cada pessoa o seu cartão ou deixe o campo vazio";
     CsvWrittenDifferently: ", written {card}, the same number on a device", ", escrito {card}, o mesmo número num dispositivo";
 
+    // Devices and their errors (the reason of a failed pair).
+    DevUnreachable: "unreachable: {reason}", "inacessível: {reason}";
+    DevTimeout: "timed out after {seconds} s without an answer", "sem resposta depois de {seconds} s";
+    DevConnectionLost: "connection lost: {reason}", "conexão perdida: {reason}";
+    DevLoginRefused: "login refused ({status}): {message}: check {hint}",
+        "login recusado ({status}): {message}: confira {hint}";
+    DevRejected: "device refused the request ({status}): {message}",
+        "o dispositivo recusou a requisição ({status}): {message}";
+    DevBusy: "device busy or failing ({status}){hint}", "dispositivo ocupado ou com falha ({status}){hint}";
+    DevTooManyRequests: ": too many requests", ": requisições demais";
+    DevInvalidAnswer: "invalid answer: {reason}", "resposta inválida: {reason}";
+    DevInterrupted: "not sent: the run was interrupted", "não enviado: a execução foi interrompida";
+    DevHalted: "not sent: the run halted after too many failures",
+        "não enviado: a execução parou depois de falhas demais";
+    DevInternal: "internal error: {reason}", "erro interno: {reason}";
+    CfgRead: "cannot read the devices file {path}: {error}",
+        "não foi possível ler o arquivo de dispositivos {path}: {error}";
+    CfgParse: "devices file {path}: {message}", "arquivo de dispositivos {path}: {message}";
+    CfgNoDevices: "no devices: give --devices FILE or at least one --device URL",
+        "nenhum dispositivo: informe --devices ARQUIVO ou ao menos uma --device URL";
+    CfgFactoryPassword: "device {name}: no password configured, using the factory default ({login}/{password}); set CATRACA_PASSWORD or password_env",
+        "dispositivo {name}: nenhuma senha configurada, usando o padrão de fábrica ({login}/{password}); defina CATRACA_PASSWORD ou password_env";
+
     // --help.
     HelpUsage: "Usage:", "Uso:";
     HelpCommands: "Commands:", "Comandos:";

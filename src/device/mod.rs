@@ -13,6 +13,7 @@ pub mod http;
 pub mod rate;
 pub mod retry;
 
+use crate::i18n::{t, tr, Msg};
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
 use std::fmt;
@@ -25,51 +26,51 @@ use thiserror::Error;
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum DeviceError {
     /// No TCP connection could be made (refused, unreachable, DNS).
-    #[error("unreachable: {0}")]
+    #[error("{}", tr(Msg::DevUnreachable, &[("reason", .0)]))]
     Unreachable(String),
     /// The device accepted the connection but did not answer in time.
-    #[error("timed out after {0} s without an answer")]
+    #[error("{}", tr(Msg::DevTimeout, &[("seconds", .0)]))]
     Timeout(u64),
     /// The connection broke in the middle of a request (reset, closed early).
-    #[error("connection lost: {0}")]
+    #[error("{}", tr(Msg::DevConnectionLost, &[("reason", .0)]))]
     ConnectionLost(String),
     /// The device refused our credentials. Never retried: it can lock the account.
-    #[error("login refused ({status}): {message}: check {hint}")]
+    #[error("{}", tr(Msg::DevLoginRefused, &[("status", .status), ("message", .message), ("hint", .hint)]))]
     LoginRefused {
         status: u16,
         message: String,
         hint: String,
     },
     /// The device refused the request as invalid (4xx); the message is the device's own.
-    #[error("device refused the request ({status}): {message}")]
+    #[error("{}", tr(Msg::DevRejected, &[("status", .status), ("message", .message)]))]
     Rejected { status: u16, message: String },
     /// The device answered 5xx or 429: busy or failing, worth another try later.
-    #[error("device busy or failing ({status}){}", retry_hint(*.status))]
+    #[error("{}", tr(Msg::DevBusy, &[("status", .status), ("hint", &retry_hint(*.status))]))]
     Busy {
         status: u16,
         /// Seconds the device asked us to wait (`Retry-After`), if it did.
         retry_after: Option<u64>,
     },
     /// A 2xx answer whose body is not what the protocol says.
-    #[error("invalid answer: {0}")]
+    #[error("{}", tr(Msg::DevInvalidAnswer, &[("reason", .0)]))]
     InvalidAnswer(String),
     /// The person conflicts with data already on the device (e.g. a card owned by another).
     #[error("{0}")]
     Conflict(String),
     /// The run was interrupted (Ctrl-C) before this pair was sent.
-    #[error("not sent: the run was interrupted")]
+    #[error("{}", t(Msg::DevInterrupted))]
     Interrupted,
     /// The run halted itself (`--max-failures`) before this pair was sent.
-    #[error("not sent: the run halted after too many failures")]
+    #[error("{}", t(Msg::DevHalted))]
     Halted,
     /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
-    #[error("internal error: {0}")]
+    #[error("{}", tr(Msg::DevInternal, &[("reason", .0)]))]
     Internal(String),
 }
 
 fn retry_hint(status: u16) -> &'static str {
     if status == 429 {
-        ": too many requests"
+        t(Msg::DevTooManyRequests)
     } else {
         ""
     }

@@ -150,4 +150,20 @@ fn help_and_check_speak_portuguese_too() {
         "{}",
         check.shown
     );
+    fleet.devices[0].set_down(true);
+    let down = sandbox
+        .catraca(&["check", "--lang", "pt-BR"])
+        .devices(&fleet)
+        .run();
+    down.expect_code(1);
+    assert!(down.stdout.contains("conexão perdida"), "{}", down.shown);
+    assert!(down.stdout.contains("NÃO PRONTO"), "{}", down.shown);
+    let none = sandbox.catraca(&["check", "--lang", "pt-BR"]).run();
+    none.expect_code(2);
+    assert!(
+        none.stderr
+            .contains("erro: nenhum dispositivo: informe --devices ARQUIVO"),
+        "{}",
+        none.shown
+    );
 }
