@@ -29,6 +29,8 @@ impl Counts {
 pub struct DeviceReport {
     pub name: String,
     pub url: String,
+    /// The vendor family: `controlid`, `hikvision` or `intelbras`.
+    pub kind: String,
     #[serde(flatten)]
     pub counts: Counts,
 }
@@ -103,15 +105,22 @@ impl Report {
             .max(6);
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  url",
-            "device", "registered", "updated", "unchanged", "skipped", "failed"
+            "\n{:<name_width$}  {:<9}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  url",
+            "device", "kind", "registered", "updated", "unchanged", "skipped", "failed"
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  {}",
-                d.name, c.registered, c.updated, c.unchanged, c.skipped_cache, c.failed, d.url
+                "{:<name_width$}  {:<9}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  {}",
+                d.name,
+                d.kind,
+                c.registered,
+                c.updated,
+                c.unchanged,
+                c.skipped_cache,
+                c.failed,
+                d.url
             );
         }
         if !self.failures.is_empty() {

@@ -40,8 +40,8 @@ pub enum Verbosity {
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
     pub people: &'a [Person],
-    /// Name and URL of each device, by index.
-    pub devices: Vec<(String, String)>,
+    /// Name, URL and vendor family of each device, by index.
+    pub devices: Vec<(String, String, &'static str)>,
     pub verbosity: Verbosity,
     pub cache: String,
 }
@@ -175,7 +175,12 @@ impl Reporter<'_> {
                 .devices
                 .into_iter()
                 .zip(per_device)
-                .map(|((name, url), counts)| DeviceReport { name, url, counts })
+                .map(|((name, url, kind), counts)| DeviceReport {
+                    name,
+                    url,
+                    kind: kind.to_string(),
+                    counts,
+                })
                 .collect(),
             failures,
         }

@@ -12,64 +12,34 @@
 //! repeated (it can lock the account).
 
 use super::http::{HttpClient, Timeouts};
-use super::{Device, DeviceError, Outcome, Plan};
+use super::{
+    Auth, CardEncoding, Device, DeviceError, Outcome, Plan, Profile, Upsert, ValidityEncoding,
+};
+pub use super::{Credentials, RetryPolicy};
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
 
-/// How a driver finds its device and proves who it is.
-#[derive(Clone)]
-pub struct Credentials {
-    pub login: String,
-    pub password: String,
-    /// Where the password came from, named in a refused-login message, e.g.
-    /// `CATRACA_PASSWORD` or `PORTARIA_PASSWORD (password_env of device portaria-1)`.
-    pub source: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credentials({}, password from {})",
-            self.login, self.source
-        )
-    }
-}
-
-/// How hard to try a call that failed for a transient reason.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts after the first one. Default 3.
-    pub retries: u32,
-    /// First backoff; doubles per attempt, with full jitter. Default 100 ms.
-    pub base_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            retries: 3,
-            base_delay: Duration::from_millis(100),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn pause(&self, attempt: u32, telemetry: &DeviceTelemetry) {
-        telemetry.count_retry();
-        let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
-        let millis = ceiling.as_millis().max(1) as u64;
-        std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
-    }
-}
+/// What Control iD does differently (docs/controlid-api.md).
+pub static PROFILE: Profile = Profile {
+    kind: "controlid",
+    auth: Auth::Session,
+    // No documented limit; a write job never holds more than the 999 people one plan job
+    // loads, so this changes nothing and says so.
+    max_batch: MAX_IN_LIST,
+    upsert: Upsert::SomeFirmware,
+    cards: CardEncoding::Integer,
+    validity: ValidityEncoding::UnixSeconds,
+    already_exists: "400 `UNIQUE constraint failed` (registrations are not unique: loaded first)",
+    busy: "HTTP 503 / 429 from the web server",
+    full: "undocumented",
+};
 
 enum Session {
     None,
@@ -586,8 +556,8 @@ impl Device for ControlIdDevice {
         &self.url
     }
 
-    fn kind(&self) -> &'static str {
-        "controlid"
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
     }
 
     fn telemetry(&self) -> Arc<DeviceTelemetry> {

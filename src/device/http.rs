@@ -38,6 +38,17 @@ impl Default for Timeouts {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `WWW-Authenticate` header of a 401, for Digest devices.
+    pub challenge: Option<String>,
+}
+
+/// One request as a driver builds it.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    /// `Content-Type` of the body; no body is sent when `None`.
+    pub body: Option<(&'a str, &'a [u8])>,
+    pub authorization: Option<&'a str>,
 }
 
 /// A device's HTTP client. Cheap to share between threads (the agent is a handle).
@@ -76,8 +87,18 @@ impl HttpClient {
 
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        self.send(&Call {
+            method: "POST",
+            url,
+            body: Some(("application/json", body)),
+            authorization: None,
+        })
+    }
+
+    /// Sends one request and reads the whole answer (so the connection returns to the pool).
+    pub fn send(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
         let _measured = self.telemetry.start_request();
-        let result = self.exchange(url, body);
+        let result = self.exchange(call);
         match &result {
             Err(e) => self.telemetry.set_last_error(&e.to_string()),
             Ok(answer) if answer.status >= 400 => self
@@ -88,21 +109,38 @@ impl HttpClient {
         result
     }
 
-    fn exchange(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
-        let mut response = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(body)
-            .map_err(|e| self.classify(e))?;
+    fn exchange(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+        let mut request = ureq::http::Request::builder()
+            .method(call.method)
+            .uri(call.url);
+        if let Some(authorization) = call.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        if let Some((content_type, _)) = call.body {
+            request = request.header("Content-Type", content_type);
+        }
+        let body = call.body.map(|(_, b)| b).unwrap_or_default();
+        let request = request
+            .body(body)
+            .map_err(|e| DeviceError::Unreachable(format!("bad request: {e}")))?;
+        let mut response = self.agent.run(request).map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| self.classify(e))?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            challenge,
+        })
     }
 
     fn classify(&self, error: ureq::Error) -> DeviceError {

@@ -8,13 +8,64 @@
 //! that a retry never makes a second copy of a person.
 
 pub mod controlid;
+pub mod digest;
+pub mod hikvision;
 pub mod http;
+pub mod intelbras;
 
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
+
+/// How a driver finds its device and proves who it is.
+#[derive(Clone)]
+pub struct Credentials {
+    pub login: String,
+    pub password: String,
+    /// Where the password came from, named in a refused-login message, e.g.
+    /// `CATRACA_PASSWORD` or `PORTARIA_PASSWORD (password_env of device portaria-1)`.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials({}, password from {})",
+            self.login, self.source
+        )
+    }
+}
+
+/// How hard to try a call that failed for a transient reason.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts after the first one. Default 3.
+    pub retries: u32,
+    /// First backoff; doubles per attempt, with full jitter. Default 100 ms.
+    pub base_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            base_delay: Duration::from_millis(100),
+        }
+    }
+}
+
+impl RetryPolicy {
+    pub(crate) fn pause(&self, attempt: u32, telemetry: &DeviceTelemetry) {
+        telemetry.count_retry();
+        let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
+        let millis = ceiling.as_millis().max(1) as u64;
+        std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
+    }
+}
 
 /// Why one person could not be put on one device. Messages are shown to operators as the
 /// reason of a failed pair, so they say what the device said and what to do about it.
@@ -48,6 +99,10 @@ pub enum DeviceError {
     /// The person conflicts with data already on the device (e.g. a card owned by another).
     #[error("{0}")]
     Conflict(String),
+    /// The device holds as many people as it can. Never retried: the driver stops
+    /// sending to the device, and every later pair fails with this reason.
+    #[error("device full: {0}: remove people from it or enroll them on another device")]
+    DeviceFull(String),
     /// The run was interrupted (Ctrl-C) before this pair was sent.
     #[error("not sent: the run was interrupted")]
     Interrupted,
@@ -121,14 +176,123 @@ impl Outcome {
     }
 }
 
+/// How a device proves who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// A login call returns a token passed with every later call (Control iD).
+    Session,
+    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Repeated
+    /// 401s lock the account, so a driver stops after two consecutive refusals.
+    Digest,
+}
+
+/// Whether the device can create-or-modify a person in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// No such call: look up first, then create or modify.
+    No,
+    /// Only on some firmware (Control iD `create_or_modify_objects`, Hikvision `SetUp`
+    /// where capabilities list it). Drivers do not rely on it.
+    SomeFirmware,
+}
+
+/// How a card number is written to the device. Every vendor gets the same number (see
+/// [`Card::number`](crate::person::Card::number)); only the notation differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardEncoding {
+    /// An unsigned integer in JSON: `facility * 2^32 + number` (Control iD `value`).
+    Integer,
+    /// A decimal string, e.g. `"528281023086"` (Hikvision `cardNo`).
+    DecimalString,
+    /// Uppercase hexadecimal, e.g. `"7B0000B26E"` (Intelbras `CardNo`).
+    UpperHex,
+}
+
+impl CardEncoding {
+    /// The card as this device writes it (for `Integer`, the decimal digits of the JSON number).
+    pub fn encode(self, card: crate::person::Card) -> String {
+        let number = card.number();
+        match self {
+            CardEncoding::Integer | CardEncoding::DecimalString => number.to_string(),
+            CardEncoding::UpperHex => format!("{number:X}"),
+        }
+    }
+}
+
+/// How the ends of a validity window are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidityEncoding {
+    /// Unix seconds; 0 means no limit (Control iD `begin_time` / `end_time`).
+    UnixSeconds,
+    /// This machine's local time without zone, `2025-01-01T00:00:00`, inside a
+    /// `Valid` object whose `enable` is false when there is no window (Hikvision).
+    LocalIso,
+    /// This machine's local time without zone, `2025-01-01 00:00:00` (Intelbras).
+    LocalSpaced,
+}
+
+/// What a device holds when the CSV gives no begin (or no end): the widest window the
+/// Hikvision and Intelbras firmware accept, which is also what their web pages write.
+pub const OPEN_BEGIN: &str = "2000-01-01 00:00:00";
+pub const OPEN_END: &str = "2037-12-31 23:59:59";
+
+impl ValidityEncoding {
+    /// One end of a window in this encoding; `None` is the open end (`is_end` picks which).
+    /// Local times use this machine's time zone, as the device's clock does.
+    pub fn encode(self, time: Option<i64>, is_end: bool) -> String {
+        use chrono::TimeZone;
+        if self == ValidityEncoding::UnixSeconds {
+            return time.unwrap_or(0).to_string();
+        }
+        let spaced = match time.and_then(|t| chrono::Local.timestamp_opt(t, 0).earliest()) {
+            Some(local) => local.format("%Y-%m-%d %H:%M:%S").to_string(),
+            None if is_end => OPEN_END.to_string(),
+            None => OPEN_BEGIN.to_string(),
+        };
+        match self {
+            ValidityEncoding::LocalIso => spaced.replacen(' ', "T", 1),
+            _ => spaced,
+        }
+    }
+}
+
+/// What differs between vendors, stated rather than hidden: each driver has one, the
+/// engine reads `max_batch` from it, and the drivers encode cards and times through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// The vendor family as written in the devices file: `controlid`, `hikvision`, `intelbras`.
+    pub kind: &'static str,
+    pub auth: Auth,
+    /// The most people one create request may carry.
+    pub max_batch: usize,
+    pub upsert: Upsert,
+    pub cards: CardEncoding,
+    pub validity: ValidityEncoding,
+    /// How the device says the person is already there.
+    pub already_exists: &'static str,
+    /// How the device says it is busy (the call is retried with backoff).
+    pub busy: &'static str,
+    /// How the device says it is full (the device is stopped).
+    pub full: &'static str,
+}
+
 /// A turnstile, as the engine sees it. Implementations are shared by all worker threads.
 pub trait Device: Send + Sync {
     /// The operator's name for the device (from the devices file or the URL).
     fn name(&self) -> &str;
     /// The device's base URL, without credentials.
     fn url(&self) -> &str;
+    /// What this vendor does differently.
+    fn profile(&self) -> &'static Profile;
     /// The vendor family, e.g. `controlid`.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> &'static str {
+        self.profile().kind
+    }
+    /// The most people one write job may hand to [`Device::apply`]: the engine cuts
+    /// write jobs at `min(--batch-size, max_batch)`.
+    fn max_batch(&self) -> usize {
+        self.profile().max_batch
+    }
     /// Live measurements of this device's requests.
     fn telemetry(&self) -> Arc<DeviceTelemetry>;
     /// A stable identity for cache keys: the kind and URL.

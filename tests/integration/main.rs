@@ -6,3 +6,4 @@ mod bad_input;
 mod demo;
 mod enroll;
 mod harness;
+mod vendors;
