@@ -18,17 +18,18 @@ use crate::participants::{self, Source};
 use crate::report::Report;
 use crate::reporter::Verbosity;
 use crate::simulator::SimulateArgs;
+use crate::stop::{FailureLimit, Stop};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 const EXAMPLES: &str = "Examples:
   catraca demo
   catraca enroll --users participants.csv --devices devices.toml
+  catraca plan --users participants.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
   catraca simulate --devices 5 --port 8001 --latency-ms 50";
 
@@ -50,6 +51,8 @@ pub struct Cli {
 pub enum Command {
     /// Put every participant of a CSV on every device.
     Enroll(EnrollArgs),
+    /// Show what `enroll` would do on each device (reads the devices, writes nothing).
+    Plan(EnrollArgs),
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
     /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
@@ -88,6 +91,14 @@ pub struct EnrollArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Write the people whose pairs failed to FILE, as a CSV that --users reads back
+    /// (with the devices and reasons in two extra columns).
+    #[arg(long, value_name = "FILE")]
+    pub failed: Option<PathBuf>,
+    /// Stop early (exit 1, report written) when more than N pairs, or P% of all pairs,
+    /// have failed: a wrong password or a wrong CSV should not grind through everything.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<FailureLimit>,
 }
 
 /// How the work is spread and how patient to be with devices.
@@ -105,6 +116,10 @@ pub struct RunArgs {
     /// these devices' small web servers drop connections under bursts.
     #[arg(long, default_value = "2", value_name = "N")]
     pub max_in_flight: NonZeroUsize,
+    /// Requests per second per device at most, on average (unless its devices-file entry
+    /// says otherwise). Default: no limit beyond --max-in-flight.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
     /// People per create request. 100: one request instead of a hundred, far below the
     /// body size the device accepts; 1 sends one person per request as the old system did.
     #[arg(long, default_value = "100", value_name = "N")]
@@ -127,6 +142,7 @@ impl Default for RunArgs {
             threads: NonZeroUsize::new(10).expect("nonzero"),
             sequential: false,
             max_in_flight: NonZeroUsize::new(2).expect("nonzero"),
+            rate: None,
             batch_size: NonZeroUsize::new(100).expect("nonzero"),
             timeout: 30,
             connect_timeout: 5,
@@ -142,6 +158,7 @@ impl RunArgs {
             sequential: self.sequential,
             batch_size: self.batch_size,
             skip_cache,
+            dry_run: false,
         }
     }
 
@@ -152,6 +169,7 @@ impl RunArgs {
         }
     }
 
+    /// The retry policy of one run: every device shares its budget.
     pub fn retry(&self) -> RetryPolicy {
         RetryPolicy {
             retries: self.retries,
@@ -161,10 +179,11 @@ impl RunArgs {
 
     /// Drivers for the configured devices.
     pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
+        let retry = self.retry();
         devices
             .iter()
             .map(|d| Target {
-                device: d.connect(self.timeouts(), self.retry()),
+                device: d.connect(self.timeouts(), retry.clone()),
                 max_in_flight: d.max_in_flight,
             })
             .collect()
@@ -195,13 +214,14 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let verbosity = cli.verbosity();
     match cli.command {
-        Command::Enroll(args) => enroll(args, verbosity),
+        Command::Enroll(args) => enroll(args, verbosity, false),
+        Command::Plan(args) => enroll(args, verbosity, true),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
     }
 }
 
-fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
+fn enroll(args: EnrollArgs, verbosity: Verbosity, dry_run: bool) -> anyhow::Result<Exit> {
     let source = Source::from_arg(&args.users);
     let people = participants::read(&source)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -209,6 +229,7 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         args.devices.as_deref(),
         &args.device_urls,
         args.run.max_in_flight.get(),
+        args.run.rate,
         &env,
     )?;
     for warning in warnings {
@@ -228,17 +249,24 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         cache.describe()
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
     let enrollment = Enrollment {
         people: &people,
         targets: args.run.targets(&devices),
         cache: cache.as_ref(),
         secret: &secret,
-        options: args.run.engine_options(args.skip_cache),
+        options: EngineOptions {
+            dry_run,
+            ..args.run.engine_options(args.skip_cache)
+        },
         verbosity,
+        max_failures: args.max_failures,
     };
     let report = enrollment.run(&stop)?;
+    if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
+        crate::failed::write(path, &people, &report)?;
+    }
     emit(&report, args.json, args.report.as_deref())?;
     Ok(Exit::of(&report))
 }
@@ -284,10 +312,10 @@ pub fn open_cache(
 }
 
 /// First Ctrl-C (or SIGTERM): stop taking new work and report. Second: exit at once.
-pub fn install_interrupt_handler(stop: &Arc<AtomicBool>) {
+pub fn install_interrupt_handler(stop: &Arc<Stop>) {
     let stop = Arc::clone(stop);
     let result = ctrlc::set_handler(move || {
-        if stop.swap(true, Ordering::SeqCst) {
+        if stop.interrupt() {
             eprintln!("interrupted again: exiting now");
             std::process::exit(Exit::Interrupted.code().into());
         }

@@ -12,8 +12,9 @@
 //! url = "http://10.0.0.5"
 //! kind = "controlid"          # the default; or "hikvision", "intelbras"
 //! max_in_flight = 2           # optional, else --max-in-flight
+//! rate = 20                   # optional requests/s, else --rate (no limit)
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
-//! password_env = "PORTARIA_PASSWORD"
+//! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
 //! ```
 
 use crate::device::controlid::ControlIdDevice;
@@ -24,7 +25,7 @@ use crate::device::Device;
 use crate::device::{Credentials, RetryPolicy};
 use serde::Deserialize;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -97,8 +98,10 @@ struct DeviceEntry {
     url: String,
     kind: Option<Kind>,
     max_in_flight: Option<usize>,
+    rate: Option<f64>,
     login: Option<String>,
     password_env: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 /// One device, ready to connect to.
@@ -108,6 +111,8 @@ pub struct DeviceConfig {
     pub url: String,
     pub kind: Kind,
     pub max_in_flight: usize,
+    /// Requests per second at most, on average (`None`: as fast as `max_in_flight` allows).
+    pub rate: Option<f64>,
     pub credentials: Credentials,
 }
 
@@ -116,30 +121,18 @@ impl DeviceConfig {
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
         let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
         match self.kind {
-            Kind::Controlid => Arc::new(ControlIdDevice::new(
-                name,
-                url,
-                credentials,
-                timeouts,
-                self.max_in_flight,
-                retry,
-            )),
-            Kind::Hikvision => Arc::new(HikvisionDevice::new(
-                name,
-                url,
-                credentials,
-                timeouts,
-                self.max_in_flight,
-                retry,
-            )),
-            Kind::Intelbras => Arc::new(IntelbrasDevice::new(
-                name,
-                url,
-                credentials,
-                timeouts,
-                self.max_in_flight,
-                retry,
-            )),
+            Kind::Controlid => Arc::new(
+                ControlIdDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
+            Kind::Hikvision => Arc::new(
+                HikvisionDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
+            Kind::Intelbras => Arc::new(
+                IntelbrasDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
         }
     }
 }
@@ -151,6 +144,7 @@ pub fn load_devices(
     file: Option<&Path>,
     urls: &[String],
     default_max_in_flight: usize,
+    default_rate: Option<f64>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<DeviceConfig>, Vec<String>), ConfigError> {
     let mut entries: Vec<(String, DeviceEntry)> = Vec::new();
@@ -197,8 +191,10 @@ pub fn load_devices(
                 url,
                 kind,
                 max_in_flight: None,
+                rate: None,
                 login: None,
                 password_env: None,
+                password_file: None,
             },
         ));
     }
@@ -235,12 +231,30 @@ pub fn load_devices(
         if max_in_flight == 0 {
             return Err(invalid("`max_in_flight` must be at least 1".into()));
         }
+        let rate = entry.rate.or(default_rate);
+        if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            return Err(invalid(
+                "`rate` must be a positive number of requests per second".into(),
+            ));
+        }
         let login = entry
             .login
             .clone()
             .or_else(|| env("CATRACA_LOGIN"))
             .unwrap_or_else(|| FACTORY_LOGIN.to_string());
+        if entry.password_env.is_some() && entry.password_file.is_some() {
+            return Err(invalid(
+                "give either password_env or password_file, not both".into(),
+            ));
+        }
         let (password, source) = match &entry.password_env {
+            None if entry.password_file.is_some() => {
+                let path = entry.password_file.as_deref().expect("checked");
+                (
+                    read_password_file(path).map_err(invalid)?,
+                    format!("{} (password_file of device {name})", path.display()),
+                )
+            }
             Some(var) => match env(var) {
                 Some(p) => (p, format!("{var} (password_env of device {name})")),
                 None => {
@@ -267,6 +281,7 @@ pub fn load_devices(
             url,
             kind: entry.kind.unwrap_or(Kind::Controlid),
             max_in_flight,
+            rate,
             credentials: Credentials {
                 login,
                 password,
@@ -275,6 +290,32 @@ pub fn load_devices(
         });
     }
     Ok((devices, warnings))
+}
+
+/// Reads a password from a file that only its owner can read: a password in a file
+/// others can read is as good as published.
+fn read_password_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "password_file {shown} can be read by other users (mode {:o}): run chmod 600 {shown}",
+                mode & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = metadata;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(format!("password_file {shown} is empty"));
+    }
+    Ok(password)
 }
 
 /// Checks a device URL and returns it without a trailing slash. The URL is never echoed
@@ -332,6 +373,7 @@ mod tests {
             None,
             &["http://10.0.0.5/".into(), "http://10.0.0.6:8080".into()],
             2,
+            Some(5.0),
             &env_of(&[("CATRACA_PASSWORD", "s3cret")]),
         )
         .unwrap();
@@ -341,6 +383,7 @@ mod tests {
         assert_eq!(devices[1].name, "10.0.0.6:8080");
         assert_eq!(devices[1].credentials.password, "s3cret");
         assert_eq!(devices[1].credentials.login, "admin");
+        assert_eq!(devices[1].rate, Some(5.0));
     }
 
     #[test]
@@ -353,13 +396,14 @@ mod tests {
                 "http://10.0.0.9".into(),
             ],
             2,
+            None,
             &env_of(&[("CATRACA_PASSWORD", "x")]),
         )
         .unwrap();
         let kinds: Vec<Kind> = devices.iter().map(|d| d.kind).collect();
         assert_eq!(kinds, [Kind::Hikvision, Kind::Intelbras, Kind::Controlid]);
         assert_eq!(devices[0].url, "http://10.0.0.7");
-        let err = load_devices(None, &["zkteco+http://a".into()], 2, &env_of(&[]))
+        let err = load_devices(None, &["zkteco+http://a".into()], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a device family"), "{err}");
@@ -370,7 +414,7 @@ mod tests {
             "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\n",
         )
         .unwrap();
-        let (devices, _) = load_devices(Some(&path), &[], 2, &env_of(&[])).unwrap();
+        let (devices, _) = load_devices(Some(&path), &[], 2, None, &env_of(&[])).unwrap();
         assert_eq!(devices[0].kind, Kind::Intelbras);
         assert_eq!(
             devices[0]
@@ -383,7 +427,7 @@ mod tests {
     #[test]
     fn factory_password_is_used_with_a_warning() {
         let (devices, warnings) =
-            load_devices(None, &["http://10.0.0.5".into()], 2, &env_of(&[])).unwrap();
+            load_devices(None, &["http://10.0.0.5".into()], 2, None, &env_of(&[])).unwrap();
         assert_eq!(devices[0].credentials.password, "admin");
         assert!(warnings[0].contains("factory default"));
     }
@@ -394,6 +438,7 @@ mod tests {
             None,
             &["http://admin:hunter2@10.0.0.5".into()],
             2,
+            None,
             &env_of(&[]),
         )
         .unwrap_err()
@@ -412,11 +457,11 @@ mod tests {
         )
         .unwrap();
         let (devices, _) =
-            load_devices(Some(&path), &[], 2, &env_of(&[("PORTARIA_PW", "x")])).unwrap();
+            load_devices(Some(&path), &[], 2, None, &env_of(&[("PORTARIA_PW", "x")])).unwrap();
         assert_eq!(devices[0].name, "portaria-1");
         assert_eq!(devices[0].max_in_flight, 1);
         assert_eq!(devices[0].credentials.login, "op");
-        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -430,7 +475,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.toml");
         std::fs::write(&path, "[[device]]\nurl = \"http://a\"\nmax_in_fligth = 3\n").unwrap();
-        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -438,13 +483,42 @@ mod tests {
             "{err}"
         );
         std::fs::write(&path, "[[device]]\nname = \"a\"\nurl = \"http://a\"\n[[device]]\nname = \"a\"\nurl = \"http://b\"\n").unwrap();
-        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("unique"), "{err}");
         assert!(matches!(
-            load_devices(None, &[], 2, &env_of(&[])),
+            load_devices(None, &[], 2, None, &env_of(&[])),
             Err(ConfigError::NoDevices)
         ));
+    }
+
+    #[test]
+    fn a_password_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("portaria.pw");
+        std::fs::write(&secret, "senha-do-arquivo\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let devices = dir.path().join("devices.toml");
+        std::fs::write(
+            &devices,
+            format!(
+                "[[device]]\nurl = \"http://a\"\npassword_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let err = load_devices(Some(&devices), &[], 2, None, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chmod 600") && !err.contains("senha-do-arquivo"),
+            "{err}"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (loaded, warnings) = load_devices(Some(&devices), &[], 2, None, &env_of(&[])).unwrap();
+        assert_eq!(loaded[0].credentials.password, "senha-do-arquivo");
+        assert!(warnings.is_empty());
     }
 }

@@ -16,8 +16,8 @@ use crate::exit::Exit;
 use crate::participants;
 use crate::reporter::Verbosity;
 use crate::simulator::{Fleet, SimConfig};
+use crate::stop::Stop;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
             url: d.url(),
             kind: Kind::Controlid,
             max_in_flight: args.run.max_in_flight.get(),
+            rate: args.run.rate,
             credentials: Credentials {
                 login: config.login.clone(),
                 password: config.password.clone(),
@@ -59,7 +60,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
     let dir = tempfile::tempdir()?;
     let cache = EmbeddedCache::open(&dir.path().join("cache.redb"))?;
     let secret = KeySecret::random();
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
 
     let mut exit = Exit::Done;
@@ -78,6 +79,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
             secret: &secret,
             options: args.run.engine_options(false),
             verbosity,
+            max_failures: None,
         };
         let report = enrollment.run(&stop)?;
         emit(&report, false, None)?;

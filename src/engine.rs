@@ -15,17 +15,18 @@
 //! worker panics reports all its pairs failed; it never hangs the run.
 
 use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
-use crate::device::{Device, DeviceError, Outcome, Plan};
+use crate::device::{breaker, Device, DeviceError, Outcome, Plan};
 use crate::person::Person;
 use crate::reporter::Event;
+use crate::stop::Stop;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// The most people one plan job reads from a device: the device's limit for an `IN` list.
 pub const PLAN_CHUNK: usize = 999;
@@ -47,6 +48,9 @@ pub struct EngineOptions {
     pub batch_size: NonZeroUsize,
     /// Do not trust the cache for skipping (results are still recorded).
     pub skip_cache: bool,
+    /// `catraca plan`: read the devices and report what each pair needs; write nothing
+    /// to any device nor to the cache.
+    pub dry_run: bool,
 }
 
 impl Default for EngineOptions {
@@ -56,6 +60,7 @@ impl Default for EngineOptions {
             sequential: false,
             batch_size: NonZeroUsize::new(100).expect("nonzero"),
             skip_cache: false,
+            dry_run: false,
         }
     }
 }
@@ -73,18 +78,26 @@ pub struct Engine<'a> {
     pub cache: &'a dyn Cache,
     pub secret: &'a KeySecret,
     pub options: &'a EngineOptions,
-    /// Set on the first Ctrl-C: no new job starts; pairs not sent are reported so.
-    pub stop: &'a AtomicBool,
+    /// Set on the first Ctrl-C or by `--max-failures`: no new job starts; pairs not
+    /// sent are reported so.
+    pub stop: &'a Stop,
 }
+
+/// How often a job may be set aside because its device did not answer, before its pairs
+/// are reported failed. With the breaker's cool-downs (0.25 s doubling to 4 s) this rides
+/// out a device that is gone for about 20 s, e.g. a reboot.
+const MAX_DEFERRALS: u32 = 8;
 
 enum Job {
     Plan {
         device: usize,
         people: Vec<u32>,
+        deferrals: u32,
     },
     Write {
         device: usize,
         work: Vec<(u32, Plan)>,
+        deferrals: u32,
     },
 }
 
@@ -101,6 +114,25 @@ impl Job {
             Job::Write { work, .. } => work.iter().map(|(p, _)| *p).collect(),
         }
     }
+
+    /// The job to run again after its device did not answer: always a fresh plan, since
+    /// a write may have landed before the connection dropped (never repeat it blindly).
+    fn deferred(self) -> Job {
+        let deferrals = match &self {
+            Job::Plan { deferrals, .. } | Job::Write { deferrals, .. } => *deferrals,
+        };
+        Job::Plan {
+            device: self.device(),
+            people: self.people(),
+            deferrals: deferrals + 1,
+        }
+    }
+
+    fn deferrals(&self) -> u32 {
+        match self {
+            Job::Plan { deferrals, .. } | Job::Write { deferrals, .. } => *deferrals,
+        }
+    }
 }
 
 struct DeviceQueue {
@@ -113,39 +145,80 @@ struct QueueState {
     devices: Vec<DeviceQueue>,
     running: usize,
     next: usize,
+    /// Jobs of devices that stayed unreachable when nothing else was left to do.
+    given_up: Vec<Job>,
 }
 
-/// Per-device job queues; hands a worker the next job of a device with a free slot.
-struct Scheduler {
+/// Per-device job queues; hands a worker the next job of a device with a free slot and
+/// a closed (or probing) breaker.
+struct Scheduler<'a> {
+    targets: &'a [Target],
     state: Mutex<QueueState>,
     changed: Condvar,
 }
 
-impl Scheduler {
-    fn next_job(&self, stop: &AtomicBool) -> Option<Job> {
+impl Scheduler<'_> {
+    fn next_job(&self, stop: &Stop) -> Option<Job> {
         let mut state = self.state.lock().expect("scheduler lock");
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_set() {
                 return None;
             }
             let count = state.devices.len();
+            let mut wake_at: Option<Instant> = None;
             for offset in 0..count {
                 let d = (state.next + offset) % count;
-                let queue = &mut state.devices[d];
-                if queue.in_flight < queue.limit {
-                    if let Some(job) = queue.jobs.pop_front() {
-                        queue.in_flight += 1;
-                        state.running += 1;
-                        state.next = (d + 1) % count;
-                        return Some(job);
-                    }
+                let queue = &state.devices[d];
+                if queue.in_flight >= queue.limit || queue.jobs.is_empty() {
+                    continue;
                 }
+                if let Some(until) = self.targets[d].device.breaker().blocked_until() {
+                    wake_at = Some(wake_at.map_or(until, |w: Instant| w.min(until)));
+                    continue;
+                }
+                let queue = &mut state.devices[d];
+                let job = queue.jobs.pop_front().expect("checked non-empty");
+                queue.in_flight += 1;
+                state.running += 1;
+                state.next = (d + 1) % count;
+                return Some(job);
             }
             if state.running == 0 {
-                return None;
+                if wake_at.is_some() && !self.blocked_devices_gave_up(&state) {
+                    // Nothing else to do: wait for the breaker's next probe.
+                } else {
+                    let drained: Vec<Job> = state
+                        .devices
+                        .iter_mut()
+                        .flat_map(|q| q.jobs.drain(..))
+                        .collect();
+                    state.given_up.extend(drained);
+                    self.changed.notify_all();
+                    return None;
+                }
             }
-            state = self.changed.wait(state).expect("scheduler lock");
+            state = match wake_at {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    self.changed
+                        .wait_timeout(state, wait.max(Duration::from_millis(1)))
+                        .expect("scheduler lock")
+                        .0
+                }
+                None => self.changed.wait(state).expect("scheduler lock"),
+            };
         }
+    }
+
+    /// Whether every device still holding jobs has failed enough probes that waiting
+    /// longer, with nothing else to do, would only delay the report.
+    fn blocked_devices_gave_up(&self, state: &QueueState) -> bool {
+        state
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.jobs.is_empty())
+            .all(|(d, _)| self.targets[d].device.breaker().failed_probes() >= GIVE_UP_AFTER_PROBES)
     }
 
     fn finish(&self, device: usize, follow_ups: Vec<Job>) {
@@ -159,14 +232,38 @@ impl Scheduler {
         self.changed.notify_all();
     }
 
-    fn remaining(&self) -> Vec<Job> {
+    /// Puts a job whose device did not answer back at the end of its queue.
+    fn defer(&self, job: Job) {
         let mut state = self.state.lock().expect("scheduler lock");
-        state
+        let queue = &mut state.devices[job.device()];
+        queue.in_flight -= 1;
+        queue.jobs.push_back(job.deferred());
+        state.running -= 1;
+        self.changed.notify_all();
+    }
+
+    /// Jobs never run: left by a stop, or given up on an unreachable device.
+    fn remaining(&self) -> (Vec<Job>, Vec<Job>) {
+        let mut state = self.state.lock().expect("scheduler lock");
+        let left = state
             .devices
             .iter_mut()
             .flat_map(|q| q.jobs.drain(..))
-            .collect()
+            .collect();
+        (left, std::mem::take(&mut state.given_up))
     }
+}
+
+/// With nothing else left to do, an unreachable device gets this many failed probes
+/// (about 0.75 s with the breaker's cool-downs) before its pairs are reported.
+const GIVE_UP_AFTER_PROBES: u32 = 2;
+
+/// Whether every pair of a job failed because the device did not answer at all.
+fn device_did_not_answer(outcomes: &[(u32, Outcome)]) -> bool {
+    !outcomes.is_empty()
+        && outcomes
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::Failed(e) if breaker::is_no_answer(e)))
 }
 
 impl Engine<'_> {
@@ -195,6 +292,7 @@ impl Engine<'_> {
         };
 
         let scheduler = Scheduler {
+            targets: self.targets,
             state: Mutex::new(QueueState {
                 devices: self
                     .targets
@@ -207,6 +305,7 @@ impl Engine<'_> {
                             .map(|c| Job::Plan {
                                 device: d,
                                 people: c.to_vec(),
+                                deferrals: 0,
                             })
                             .collect(),
                         in_flight: 0,
@@ -219,6 +318,7 @@ impl Engine<'_> {
                     .collect(),
                 running: 0,
                 next: 0,
+                given_up: Vec::new(),
             }),
             changed: Condvar::new(),
         };
@@ -233,16 +333,26 @@ impl Engine<'_> {
             });
         }
 
-        for job in scheduler.remaining() {
+        let (left, given_up) = scheduler.remaining();
+        for (job, unreachable) in left
+            .into_iter()
+            .map(|j| (j, false))
+            .chain(given_up.into_iter().map(|j| (j, true)))
+        {
+            let device = job.device();
+            let reason = if unreachable {
+                self.targets[device].device.breaker().unreachable_error()
+            } else if self.stop.halt_reason().is_some() {
+                DeviceError::Halted
+            } else {
+                DeviceError::Interrupted
+            };
             let outcomes = job
                 .people()
                 .into_iter()
-                .map(|p| (p, Outcome::Failed(DeviceError::Interrupted)))
+                .map(|p| (p, Outcome::Failed(reason.clone())))
                 .collect();
-            let _ = events.send(Event::Pairs {
-                device: job.device(),
-                outcomes,
-            });
+            let _ = events.send(Event::Pairs { device, outcomes });
         }
         Ok(())
     }
@@ -341,7 +451,7 @@ impl Engine<'_> {
     }
 
     /// One worker: takes jobs until there are none, with its own cache connection.
-    fn work(&self, scheduler: &Scheduler, fingerprints: &[u64], events: &Sender<Event>) {
+    fn work(&self, scheduler: &Scheduler<'_>, fingerprints: &[u64], events: &Sender<Event>) {
         let mut cache = match self.cache.connect() {
             Ok(c) => Some(c),
             Err(e) => {
@@ -369,6 +479,18 @@ impl Engine<'_> {
                     (outcomes, Vec::new())
                 }
             };
+            if device_did_not_answer(&outcomes)
+                && job.deferrals() < MAX_DEFERRALS
+                && !self.stop.is_set()
+            {
+                log::debug!(
+                    "{}: no answer, setting {} people aside to try again",
+                    self.targets[device].device.name(),
+                    outcomes.len()
+                );
+                scheduler.defer(job);
+                continue;
+            }
             self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
             if !outcomes.is_empty() {
                 let _ = events.send(Event::Pairs { device, outcomes });
@@ -379,13 +501,25 @@ impl Engine<'_> {
 
     fn run_job(&self, job: &Job) -> (Vec<(u32, Outcome)>, Vec<Job>) {
         match job {
-            Job::Plan { device, people } => {
+            Job::Plan {
+                device,
+                people,
+                deferrals,
+            } => {
                 let refs: Vec<&Person> = people.iter().map(|&p| &self.people[p as usize]).collect();
                 match self.targets[*device].device.plan(&refs) {
                     Err(e) => (
                         people
                             .iter()
                             .map(|&p| (p, Outcome::Failed(e.clone())))
+                            .collect(),
+                        Vec::new(),
+                    ),
+                    Ok(plans) if self.options.dry_run => (
+                        people
+                            .iter()
+                            .zip(plans)
+                            .map(|(&p, plan)| (p, Outcome::Planned(plan)))
                             .collect(),
                         Vec::new(),
                     ),
@@ -405,6 +539,7 @@ impl Engine<'_> {
                         while !writes.is_empty() {
                             let rest = writes.split_off(batch.min(writes.len()));
                             follow_ups.push(Job::Write {
+                                deferrals: *deferrals,
                                 device: *device,
                                 work: std::mem::replace(&mut writes, rest),
                             });
@@ -413,7 +548,7 @@ impl Engine<'_> {
                     }
                 }
             }
-            Job::Write { device, work } => {
+            Job::Write { device, work, .. } => {
                 let refs: Vec<(&Person, Plan)> = work
                     .iter()
                     .map(|(p, plan)| (&self.people[*p as usize], plan.clone()))
@@ -462,5 +597,98 @@ impl Engine<'_> {
                 error: e.to_string(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::NoCache;
+    use crate::device::breaker::Breaker;
+    use crate::enroll::Enrollment;
+    use crate::reporter::Verbosity;
+    use crate::telemetry::DeviceTelemetry;
+
+    /// A device whose driver panics on one person: the panic must cost that job's
+    /// pairs, reported failed, and never hang the run.
+    struct PanickingDevice {
+        poison: String,
+        breaker: Breaker,
+        telemetry: Arc<DeviceTelemetry>,
+    }
+
+    impl Device for PanickingDevice {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn url(&self) -> &str {
+            "http://fake"
+        }
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn profile(&self) -> &'static crate::device::Profile {
+            &crate::device::controlid::PROFILE
+        }
+        fn breaker(&self) -> &Breaker {
+            &self.breaker
+        }
+        fn telemetry(&self) -> Arc<DeviceTelemetry> {
+            Arc::clone(&self.telemetry)
+        }
+        fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+            Ok(people.iter().map(|_| Plan::Create).collect())
+        }
+        fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+            if work.iter().any(|(p, _)| p.registration == self.poison) {
+                panic!("driver bug on {}", self.poison);
+            }
+            work.iter().map(|_| Outcome::Registered).collect()
+        }
+    }
+
+    #[test]
+    fn a_panicking_worker_fails_its_pairs_and_never_hangs_the_run() {
+        let people: Vec<Person> = (0..50)
+            .map(|i| Person {
+                registration: format!("R{i}"),
+                name: format!("P{i}"),
+                card: None,
+                begin: None,
+                end: None,
+                group: None,
+                line: i + 2,
+            })
+            .collect();
+        let telemetry = Arc::new(DeviceTelemetry::default());
+        let device = PanickingDevice {
+            poison: "R17".into(),
+            breaker: Breaker::new(5, Arc::clone(&telemetry)),
+            telemetry,
+        };
+        let stop = Stop::default();
+        let report = Enrollment {
+            people: &people,
+            targets: vec![Target {
+                device: Arc::new(device),
+                max_in_flight: 2,
+            }],
+            cache: &NoCache,
+            secret: &KeySecret::random(),
+            options: EngineOptions {
+                batch_size: NonZeroUsize::new(10).unwrap(),
+                ..EngineOptions::default()
+            },
+            verbosity: Verbosity::Quiet,
+            max_failures: None,
+        }
+        .run(&stop)
+        .unwrap();
+        assert_eq!(report.registered, 40);
+        assert_eq!(report.failed, 10);
+        assert!(report
+            .failures
+            .iter()
+            .all(|f| f.error.contains("worker panicked: driver bug on R17")));
     }
 }

@@ -7,7 +7,7 @@ use crate::engine::{Engine, EngineOptions, Target};
 use crate::person::Person;
 use crate::report::Report;
 use crate::reporter::{Reporter, Verbosity};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::stop::{FailureLimit, Stop};
 use std::time::Instant;
 
 /// Room for this many batches of outcomes between the workers and the reporter: enough
@@ -22,12 +22,14 @@ pub struct Enrollment<'a> {
     pub secret: &'a KeySecret,
     pub options: EngineOptions,
     pub verbosity: Verbosity,
+    /// Halt the run when failures pass this limit.
+    pub max_failures: Option<FailureLimit>,
 }
 
 impl Enrollment<'_> {
     /// Runs every pair and returns the report. `stop` set (first Ctrl-C) ends the run
     /// early: jobs in flight finish, the rest are reported as not sent.
-    pub fn run(&self, stop: &AtomicBool) -> anyhow::Result<Report> {
+    pub fn run(&self, stop: &Stop) -> anyhow::Result<Report> {
         let started = Instant::now();
         let (events, received) = crossbeam_channel::bounded(EVENT_QUEUE);
         let reporter = Reporter {
@@ -45,6 +47,8 @@ impl Enrollment<'_> {
                 .collect(),
             verbosity: self.verbosity,
             cache: self.cache.describe(),
+            stop,
+            max_failures: self.max_failures,
         };
         let engine = Engine {
             people: self.people,
@@ -62,7 +66,9 @@ impl Enrollment<'_> {
                 .join()
                 .expect("the reporter thread does not panic");
             outcome?;
-            report.interrupted = stop.load(Ordering::SeqCst);
+            report.interrupted = stop.interrupted();
+            report.halted = stop.halt_reason();
+            report.dry_run = self.options.dry_run;
             report.duration_ms = started.elapsed().as_millis() as u64;
             Ok(report)
         })

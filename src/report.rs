@@ -6,6 +6,7 @@
 //! failed pair is listed with its reason. Nothing here ever holds a password.
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Counts for one device, or for the whole run.
@@ -16,6 +17,10 @@ pub struct Counts {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// `catraca plan`: how many people need each field changed (name, validity, card,
+    /// group). Empty, and left out of the JSON, for an enrollment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<&'static str, u64>,
 }
 
 impl Counts {
@@ -57,8 +62,13 @@ pub struct Report {
     /// Pairs done on the device whose result could not be written to the cache (they
     /// will be checked against the device again next time, never duplicated).
     pub not_cached: u64,
+    /// `catraca plan`: nothing was written; registered / updated count what would be.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// Whether the run was stopped by Ctrl-C / SIGTERM before the end.
     pub interrupted: bool,
+    /// Why the run stopped early on its own (`--max-failures`), if it did.
+    pub halted: Option<String>,
     pub duration_ms: u64,
     /// The cache used, e.g. `embedded (/path)` or `redis (redis://host:6379/0)`.
     pub cache: String,
@@ -67,14 +77,41 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of nothing, to fill in.
+    pub fn empty() -> Report {
+        Report {
+            participants: 0,
+            devices: 0,
+            operations: 0,
+            registered: 0,
+            updated: 0,
+            unchanged: 0,
+            skipped_cache: 0,
+            failed: 0,
+            not_cached: 0,
+            dry_run: false,
+            interrupted: false,
+            halted: None,
+            duration_ms: 0,
+            cache: String::new(),
+            per_device: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
     /// The human summary: totals, then one line per device, then the failures.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "participants:      {}", self.participants);
         let _ = writeln!(out, "devices:           {}", self.devices);
         let _ = writeln!(out, "operations:        {}", self.operations);
-        let _ = writeln!(out, "  registered:      {}", self.registered);
-        let _ = writeln!(out, "  updated:         {}", self.updated);
+        if self.dry_run {
+            let _ = writeln!(out, "  would register:  {}", self.registered);
+            let _ = writeln!(out, "  would update:    {}", self.updated);
+        } else {
+            let _ = writeln!(out, "  registered:      {}", self.registered);
+            let _ = writeln!(out, "  updated:         {}", self.updated);
+        }
         let _ = writeln!(out, "  unchanged:       {}", self.unchanged);
         let _ = writeln!(out, "  skipped (cache): {}", self.skipped_cache);
         let _ = writeln!(out, "  failed:          {}", self.failed);
@@ -103,16 +140,21 @@ impl Report {
             .max()
             .unwrap_or(6)
             .max(6);
+        let (add, update) = if self.dry_run {
+            ("to add", "to update")
+        } else {
+            ("registered", "updated")
+        };
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:<9}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  url",
-            "device", "kind", "registered", "updated", "unchanged", "skipped", "failed"
+            "\n{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  url",
+            "device", "kind", add, update, "unchanged", "skipped", "failed"
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:<9}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  {}",
+                "{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {}",
                 d.name,
                 d.kind,
                 c.registered,
@@ -121,6 +163,17 @@ impl Report {
                 c.skipped_cache,
                 c.failed,
                 d.url
+            );
+            if !c.changes.is_empty() {
+                let fields: Vec<String> =
+                    c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
+                let _ = writeln!(out, "{:<name_width$}  changes: {}", "", fields.join(", "));
+            }
+        }
+        if self.dry_run {
+            let _ = writeln!(
+                out,
+                "\nnothing was written: run `catraca enroll` with the same arguments to apply this"
             );
         }
         if !self.failures.is_empty() {

@@ -5,9 +5,10 @@
 //! `-v` lines. Progress is an indicatif bar on a terminal and, when stderr is a file or
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
-use crate::device::Outcome;
+use crate::device::{Outcome, Plan};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
+use crate::stop::{FailureLimit, Stop};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -39,6 +40,9 @@ pub enum Verbosity {
 
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
+    /// Set when `max_failures` is passed.
+    pub stop: &'a Stop,
+    pub max_failures: Option<FailureLimit>,
     pub people: &'a [Person],
     /// Name, URL and vendor family of each device, by index.
     pub devices: Vec<(String, String, &'static str)>,
@@ -89,6 +93,17 @@ impl Reporter<'_> {
                             Outcome::Unchanged => ("unchanged", &mut counts.unchanged),
                             Outcome::SkippedCache => ("skipped (cache)", &mut counts.skipped_cache),
                             Outcome::Failed(_) => ("failed", &mut counts.failed),
+                            Outcome::Planned(plan) => match plan {
+                                Plan::Create => ("would register", &mut counts.registered),
+                                Plan::Update { changes, .. } => {
+                                    for field in changes {
+                                        *counts.changes.entry(field).or_default() += 1;
+                                    }
+                                    ("would update", &mut counts.updated)
+                                }
+                                Plan::Unchanged { .. } => ("unchanged", &mut counts.unchanged),
+                                Plan::Ambiguous { .. } => ("conflict", &mut counts.failed),
+                            },
                         };
                         *slot += 1;
                         done += 1;
@@ -106,11 +121,19 @@ impl Reporter<'_> {
                                 _ => eprintln!("{line}"),
                             }
                         }
-                        if let Outcome::Failed(e) = outcome {
+                        let failure = match outcome {
+                            Outcome::Failed(e) => Some(e.to_string()),
+                            Outcome::Planned(Plan::Ambiguous { ids }) => Some(format!(
+                                "registration is on this device {} times: remove the extra copies there",
+                                ids.len()
+                            )),
+                            _ => None,
+                        };
+                        if let Some(error) = failure {
                             failures.push(Failure {
                                 registration: person.registration.clone(),
                                 device: self.devices[device].0.clone(),
-                                error: e.to_string(),
+                                error,
                             });
                         }
                     }
@@ -127,6 +150,16 @@ impl Reporter<'_> {
                         warned_cache = true;
                         log::warn!("cache unavailable ({error}); the run goes on without recording results");
                     }
+                }
+            }
+            if let Some(limit) = self.max_failures {
+                let failed: u64 = per_device.iter().map(|c| c.failed).sum();
+                if limit.exceeded(failed, operations) && !self.stop.is_set() {
+                    let reason = format!(
+                        "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
+                    );
+                    log::error!("{reason}");
+                    self.stop.halt(reason);
                 }
             }
             match &mut progress {
@@ -168,7 +201,9 @@ impl Reporter<'_> {
             skipped_cache: totals.skipped_cache,
             failed: totals.failed,
             not_cached,
+            dry_run: false,
             interrupted: false,
+            halted: None,
             duration_ms: started.elapsed().as_millis() as u64,
             cache: self.cache,
             per_device: self

@@ -15,13 +15,13 @@ use super::http::{HttpClient, Timeouts};
 use super::{
     Auth, CardEncoding, Device, DeviceError, Outcome, Plan, Profile, Upsert, ValidityEncoding,
 };
-pub use super::{Credentials, RetryPolicy};
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
@@ -40,6 +40,28 @@ pub static PROFILE: Profile = Profile {
     busy: "HTTP 503 / 429 from the web server",
     full: "undocumented",
 };
+
+/// How a driver finds its device and proves who it is.
+#[derive(Clone)]
+pub struct Credentials {
+    pub login: String,
+    pub password: String,
+    /// Where the password came from, named in a refused-login message, e.g.
+    /// `CATRACA_PASSWORD` or `PORTARIA_PASSWORD (password_env of device portaria-1)`.
+    pub source: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Credentials({}, password from {})",
+            self.login, self.source
+        )
+    }
+}
+
+pub use super::retry::RetryPolicy;
 
 enum Session {
     None,
@@ -115,6 +137,12 @@ impl ControlIdDevice {
         }
     }
 
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> ControlIdDevice {
+        self.http = self.http.with_rate(per_second);
+        self
+    }
+
     /// Logs in (once for all threads) and returns the token and its generation.
     fn session(&self) -> Result<(String, u64), DeviceError> {
         let mut slot = self.session.lock().expect("session lock");
@@ -172,6 +200,7 @@ impl ControlIdDevice {
             }
             (429 | 500..=599, _) => Err(DeviceError::Busy {
                 status: answer.status,
+                retry_after: answer.retry_after,
             }),
             (200..=299, None) if parsed.is_null() => Err(DeviceError::InvalidAnswer(
                 "login answer is not JSON".into(),
@@ -199,6 +228,7 @@ impl ControlIdDevice {
                 self.url,
                 percent_encode(&token)
             );
+            self.retry.budget.count_request();
             let answer = self.http.post_json(&url, payload.as_bytes())?;
             match answer.status {
                 401 | 403 if !relogged => {
@@ -217,6 +247,7 @@ impl ControlIdDevice {
                 429 | 500..=599 => {
                     return Err(DeviceError::Busy {
                         status: answer.status,
+                        retry_after: answer.retry_after,
                     })
                 }
                 status => {
@@ -230,15 +261,22 @@ impl ControlIdDevice {
         }
     }
 
+    /// Whether a failed call is worth another attempt: transient, within the retry
+    /// count, and the device not declared unreachable (its breaker answers for it).
+    fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
+        error.is_transient() && !self.http.breaker().is_tripped() && self.retry.allows(attempt)
+    }
+
     /// `call`, repeated with backoff while it fails for a transient reason. Only for calls
     /// that are safe to repeat (reads, modifications by id, unique links).
     fn call_idempotent(&self, command: &str, body: &Value) -> Result<Value, DeviceError> {
         let mut attempt = 0;
         loop {
             match self.call(command, body) {
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     log::debug!("{}: {command} failed ({e}), retrying", self.name);
-                    self.retry.pause(attempt, self.http.telemetry());
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                 }
                 other => return other,
@@ -360,9 +398,10 @@ impl ControlIdDevice {
                     }
                     pending.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     attempt += 1;
-                    self.retry.pause(attempt - 1, self.http.telemetry());
+                    self.retry
+                        .pause(attempt - 1, asked_wait(&e), self.http.telemetry());
                     if e.write_may_have_landed() {
                         // The device may hold them already: look before writing again.
                         match self.find_created(&batch) {
@@ -475,8 +514,9 @@ impl ControlIdDevice {
                     }
                     to_create.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
-                    self.retry.pause(attempt, self.http.telemetry());
+                Err(e) if self.may_retry(&e, attempt) => {
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
@@ -558,6 +598,10 @@ impl Device for ControlIdDevice {
 
     fn profile(&self) -> &'static Profile {
         &PROFILE
+    }
+
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.http.breaker()
     }
 
     fn telemetry(&self) -> Arc<DeviceTelemetry> {
@@ -782,6 +826,17 @@ impl Device for ControlIdDevice {
                 (None, _) => Outcome::Unchanged,
             })
             .collect()
+    }
+}
+
+/// How long the device asked us to wait before trying again, if it did.
+pub(crate) fn asked_wait(error: &DeviceError) -> Option<Duration> {
+    match error {
+        DeviceError::Busy {
+            retry_after: Some(seconds),
+            ..
+        } => Some(Duration::from_secs(*seconds)),
+        _ => None,
     }
 }
 

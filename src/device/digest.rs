@@ -12,6 +12,7 @@
 //! same reason. Once accepted, requests run in parallel; a 401 after that (password
 //! changed mid-run) counts again toward the same limit.
 
+use super::controlid::asked_wait;
 use super::http::{Answer, Call, HttpClient};
 use super::{Credentials, DeviceError, RetryPolicy};
 use digest_auth::{AuthContext, HttpMethod, WwwAuthenticateHeader};
@@ -69,6 +70,24 @@ impl DigestClient {
         }
     }
 
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> DigestClient {
+        self.http = self.http.with_rate(per_second);
+        self
+    }
+
+    /// Whether a failed call is worth another attempt: transient, within the retry
+    /// count and budget, and the device not declared unreachable by its breaker.
+    pub fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
+        error.is_transient() && !self.http.breaker().is_tripped() && self.retry.allows(attempt)
+    }
+
+    /// Sleeps before retry `attempt`, at least as long as the device asked.
+    pub fn pause(&self, attempt: u32, error: &DeviceError) {
+        self.retry
+            .pause(attempt, asked_wait(error), self.http.telemetry());
+    }
+
     pub fn http(&self) -> &HttpClient {
         &self.http
     }
@@ -108,6 +127,7 @@ impl DigestClient {
                     None => None,
                 }
             };
+            self.retry.budget.count_request();
             let answer = self.http.send(&Call {
                 method,
                 url: &url,
@@ -206,9 +226,9 @@ impl DigestClient {
         let mut attempt = 0;
         loop {
             match self.send(method, target, body).and_then(&classify) {
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     log::debug!("{}: {method} {target} failed ({e}), retrying", self.name);
-                    self.retry.pause(attempt, self.http.telemetry());
+                    self.pause(attempt, &e);
                     attempt += 1;
                 }
                 other => return other,

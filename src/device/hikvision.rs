@@ -93,6 +93,7 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
     if status_code == Some(2) {
         return Err(DeviceError::Busy {
             status: answer.status,
+            retry_after: answer.retry_after,
         });
     }
     if sub.eq_ignore_ascii_case("userExceedLimit") {
@@ -109,6 +110,7 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
         },
         (429 | 500..=599, None) => Err(DeviceError::Busy {
             status: answer.status,
+            retry_after: answer.retry_after,
         }),
         (status, _) => {
             let detail = [field("statusString"), sub.clone(), field("errorMsg")]
@@ -170,6 +172,12 @@ impl HikvisionDevice {
             full: Mutex::new(None),
             searches: AtomicU64::new(0),
         }
+    }
+
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> HikvisionDevice {
+        self.client = self.client.with_rate(per_second);
+        self
     }
 
     fn check_full(&self) -> Result<(), DeviceError> {
@@ -455,6 +463,10 @@ impl Device for HikvisionDevice {
         &PROFILE
     }
 
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.client.http().breaker()
+    }
+
     fn telemetry(&self) -> Arc<DeviceTelemetry> {
         Arc::clone(self.client.http().telemetry())
     }
@@ -512,6 +524,7 @@ mod tests {
         Answer {
             status,
             body: body.as_bytes().to_vec(),
+            retry_after: None,
             challenge: None,
         }
     }

@@ -7,6 +7,8 @@
 //! Status codes are not errors at this layer: drivers read them, because device APIs
 //! put their own messages in 4xx bodies.
 
+use super::breaker::{self, Breaker};
+use super::rate::RateLimit;
 use super::DeviceError;
 use crate::telemetry::DeviceTelemetry;
 use std::io;
@@ -38,6 +40,8 @@ impl Default for Timeouts {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Seconds from a `Retry-After` header (the delay form; dates are ignored).
+    pub retry_after: Option<u64>,
     /// The `WWW-Authenticate` header of a 401, for Digest devices.
     pub challenge: Option<String>,
 }
@@ -56,6 +60,8 @@ pub struct HttpClient {
     agent: Agent,
     timeouts: Timeouts,
     telemetry: Arc<DeviceTelemetry>,
+    breaker: Breaker,
+    rate: Option<RateLimit>,
 }
 
 impl HttpClient {
@@ -76,8 +82,21 @@ impl HttpClient {
         HttpClient {
             agent,
             timeouts,
+            breaker: Breaker::new(breaker::DEFAULT_THRESHOLD, Arc::clone(&telemetry)),
             telemetry,
+            rate: None,
         }
+    }
+
+    /// Limits this device to `per_second` requests per second on average.
+    pub fn with_rate(mut self, per_second: Option<f64>) -> HttpClient {
+        self.rate = per_second.filter(|r| *r > 0.0).map(RateLimit::new);
+        self
+    }
+
+    /// The device's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// What this client measured: requests, latency, in flight, last error.
@@ -97,8 +116,16 @@ impl HttpClient {
 
     /// Sends one request and reads the whole answer (so the connection returns to the pool).
     pub fn send(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+        self.breaker.admit()?;
+        if let Some(rate) = &self.rate {
+            rate.acquire();
+        }
         let _measured = self.telemetry.start_request();
         let result = self.exchange(call);
+        match &result {
+            Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
+            _ => self.breaker.record(true, None),
+        }
         match &result {
             Err(e) => self.telemetry.set_last_error(&e.to_string()),
             Ok(answer) if answer.status >= 400 => self
@@ -125,6 +152,11 @@ impl HttpClient {
             .map_err(|e| DeviceError::Unreachable(format!("bad request: {e}")))?;
         let mut response = self.agent.run(request).map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         let challenge = response
             .headers()
             .get("www-authenticate")
@@ -139,6 +171,7 @@ impl HttpClient {
         Ok(Answer {
             status,
             body,
+            retry_after,
             challenge,
         })
     }

@@ -72,6 +72,7 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
         400 => Ok(Reply::BadRequest),
         429 | 500 | 502..=599 => Err(DeviceError::Busy {
             status: answer.status,
+            retry_after: answer.retry_after,
         }),
         501 => Err(DeviceError::Rejected {
             status: 501,
@@ -146,6 +147,12 @@ impl IntelbrasDevice {
         }
     }
 
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> IntelbrasDevice {
+        self.client = self.client.with_rate(per_second);
+        self
+    }
+
     fn get(&self, target: &str) -> Result<Reply, DeviceError> {
         self.client.send_idempotent("GET", target, None, classify)
     }
@@ -172,12 +179,10 @@ impl IntelbrasDevice {
                 Ok(Reply::BadRequest) => return Ok(false),
                 // Refused before processing: safe to send again.
                 Err(e @ (DeviceError::Busy { .. } | DeviceError::Unreachable(_)))
-                    if attempt < self.client.retry().retries =>
+                    if self.client.may_retry(&e, attempt) =>
                 {
                     log::debug!("{}: {target} failed ({e}), retrying", self.name);
-                    self.client
-                        .retry()
-                        .pause(attempt, self.client.http().telemetry());
+                    self.client.pause(attempt, &e);
                     attempt += 1;
                 }
                 Err(e) => return Err(e),
@@ -469,6 +474,10 @@ impl Device for IntelbrasDevice {
         &PROFILE
     }
 
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.client.http().breaker()
+    }
+
     fn telemetry(&self) -> Arc<DeviceTelemetry> {
         Arc::clone(self.client.http().telemetry())
     }
@@ -593,6 +602,7 @@ mod tests {
         Answer {
             status,
             body: body.as_bytes().to_vec(),
+            retry_after: None,
             challenge: None,
         }
     }

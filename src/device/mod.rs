@@ -7,65 +7,23 @@
 //! validity windows are encoded, and how a write whose answer was lost is reconciled so
 //! that a retry never makes a second copy of a person.
 
+pub mod breaker;
 pub mod controlid;
 pub mod digest;
 pub mod hikvision;
 pub mod http;
 pub mod intelbras;
+pub mod rate;
+pub mod retry;
+
+pub use controlid::Credentials;
+pub use retry::RetryPolicy;
 
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 use thiserror::Error;
-
-/// How a driver finds its device and proves who it is.
-#[derive(Clone)]
-pub struct Credentials {
-    pub login: String,
-    pub password: String,
-    /// Where the password came from, named in a refused-login message, e.g.
-    /// `CATRACA_PASSWORD` or `PORTARIA_PASSWORD (password_env of device portaria-1)`.
-    pub source: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credentials({}, password from {})",
-            self.login, self.source
-        )
-    }
-}
-
-/// How hard to try a call that failed for a transient reason.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts after the first one. Default 3.
-    pub retries: u32,
-    /// First backoff; doubles per attempt, with full jitter. Default 100 ms.
-    pub base_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            retries: 3,
-            base_delay: Duration::from_millis(100),
-        }
-    }
-}
-
-impl RetryPolicy {
-    pub(crate) fn pause(&self, attempt: u32, telemetry: &DeviceTelemetry) {
-        telemetry.count_retry();
-        let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
-        let millis = ceiling.as_millis().max(1) as u64;
-        std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
-    }
-}
 
 /// Why one person could not be put on one device. Messages are shown to operators as the
 /// reason of a failed pair, so they say what the device said and what to do about it.
@@ -92,7 +50,11 @@ pub enum DeviceError {
     Rejected { status: u16, message: String },
     /// The device answered 5xx or 429: busy or failing, worth another try later.
     #[error("device busy or failing ({status}){}", retry_hint(*.status))]
-    Busy { status: u16 },
+    Busy {
+        status: u16,
+        /// Seconds the device asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<u64>,
+    },
     /// A 2xx answer whose body is not what the protocol says.
     #[error("invalid answer: {0}")]
     InvalidAnswer(String),
@@ -106,6 +68,9 @@ pub enum DeviceError {
     /// The run was interrupted (Ctrl-C) before this pair was sent.
     #[error("not sent: the run was interrupted")]
     Interrupted,
+    /// The run halted itself (`--max-failures`) before this pair was sent.
+    #[error("not sent: the run halted after too many failures")]
+    Halted,
     /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
     #[error("internal error: {0}")]
     Internal(String),
@@ -167,12 +132,14 @@ pub enum Outcome {
     Unchanged,
     SkippedCache,
     Failed(DeviceError),
+    /// `catraca plan`: what the device needs, found by reading it; nothing was written.
+    Planned(Plan),
 }
 
 impl Outcome {
     /// Whether the device now holds the person as in the CSV (the pair may be cached).
     pub fn is_done(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, Outcome::Failed(_) | Outcome::Planned(_))
     }
 }
 
@@ -293,6 +260,8 @@ pub trait Device: Send + Sync {
     fn max_batch(&self) -> usize {
         self.profile().max_batch
     }
+    /// The device's circuit breaker (the engine sets its jobs aside while it is open).
+    fn breaker(&self) -> &breaker::Breaker;
     /// Live measurements of this device's requests.
     fn telemetry(&self) -> Arc<DeviceTelemetry>;
     /// A stable identity for cache keys: the kind and URL.

@@ -780,6 +780,17 @@ impl SimDevice {
         ids[0]
     }
 
+    /// Makes the device refuse any create of a user with this registration, as firmware
+    /// does with a row it objects to: the whole request fails with a 400 and stores
+    /// nothing (a bad row among good ones, for tests of batch splitting).
+    pub fn reject_registration(&self, registration: &str) {
+        let mut state = self.handler.state();
+        let Protocol::ControlId(device) = &mut state.device else {
+            panic!("reject_registration is for Control iD devices");
+        };
+        device.rejected.insert(registration.to_owned());
+    }
+
     /// Stops listening, closes every connection (hung ones included) and waits for
     /// the connection threads. Dropping the device does the same.
     pub fn shutdown(mut self) {

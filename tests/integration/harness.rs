@@ -125,6 +125,19 @@ impl TestCommand {
         cmd
     }
 
+    /// Starts the command without waiting, for tests that signal or kill it mid-run.
+    pub fn spawn(mut self) -> Running {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = self.cmd.spawn().expect("catraca starts");
+        Running {
+            child,
+            shown: format!("{:?}", self.cmd),
+        }
+    }
+
     pub fn run(mut self) -> Ran {
         self.cmd
             .stdin(if self.stdin.is_some() {
@@ -409,5 +422,40 @@ pub fn assert_people(device: &SimDevice, rows: &[Row]) {
     );
     for (h, w) in held.iter().zip(&wanted) {
         assert_eq!(h, w, "{} ({})", device.name(), device.kind());
+    }
+}
+
+/// A command running in the background.
+pub struct Running {
+    pub child: std::process::Child,
+    shown: String,
+}
+
+impl Running {
+    /// Sends a signal (SIGINT = Ctrl-C, SIGTERM, SIGKILL).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0, "signal {signal} could not be sent");
+    }
+
+    pub fn wait(self) -> Ran {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.child.wait_with_output().expect("catraca finishes");
+        let stdout = String::from_utf8_lossy(&stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&stderr).into_owned();
+        let shown = format!(
+            "command: {}\nstatus: {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            self.shown
+        );
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            shown,
+        }
     }
 }

@@ -6,4 +6,6 @@ mod bad_input;
 mod demo;
 mod enroll;
 mod harness;
+mod plan;
+mod resilience;
 mod vendors;
