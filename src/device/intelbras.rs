@@ -561,12 +561,11 @@ impl Device for IntelbrasDevice {
                 Plan::Update { changes, .. } => (changes.contains(&"card"), true),
                 _ => (false, false),
             };
-            if let (true, None, Some(card)) = (needed, &failed[i], person.card) {
+            if needed && failed[i].is_none() && person.card.is_some() {
                 card_work.push(i);
                 if replacing {
                     replace.push(person.registration.as_str());
                 }
-                let _ = card;
             }
         }
         let wanted: Vec<(&str, String)> = card_work

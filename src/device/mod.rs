@@ -281,3 +281,52 @@ impl fmt::Debug for dyn Device {
         write!(f, "{} ({})", self.name(), self.url())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::person::Card;
+
+    #[test]
+    fn each_vendor_writes_the_same_card_in_its_own_notation() {
+        let card = Card::Wiegand {
+            facility: 123,
+            number: 45678,
+        };
+        assert_eq!(CardEncoding::Integer.encode(card), "528281023086");
+        assert_eq!(CardEncoding::DecimalString.encode(card), "528281023086");
+        assert_eq!(CardEncoding::UpperHex.encode(card), "7B0000B26E");
+        assert_eq!(
+            CardEncoding::UpperHex.encode(Card::Number(0x12EA_3004)),
+            "12EA3004"
+        );
+    }
+
+    #[test]
+    fn validity_is_unix_seconds_or_local_time_without_zone() {
+        use chrono::TimeZone;
+        let t = 1_780_000_000;
+        let local = chrono::Local.timestamp_opt(t, 0).unwrap();
+        assert_eq!(
+            ValidityEncoding::UnixSeconds.encode(Some(t), false),
+            t.to_string()
+        );
+        assert_eq!(ValidityEncoding::UnixSeconds.encode(None, true), "0");
+        assert_eq!(
+            ValidityEncoding::LocalIso.encode(Some(t), false),
+            local.format("%Y-%m-%dT%H:%M:%S").to_string()
+        );
+        assert_eq!(
+            ValidityEncoding::LocalSpaced.encode(Some(t), true),
+            local.format("%Y-%m-%d %H:%M:%S").to_string()
+        );
+        assert_eq!(
+            ValidityEncoding::LocalSpaced.encode(None, false),
+            OPEN_BEGIN
+        );
+        assert_eq!(
+            ValidityEncoding::LocalIso.encode(None, true),
+            "2037-12-31T23:59:59"
+        );
+    }
+}

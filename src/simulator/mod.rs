@@ -1,14 +1,16 @@
-//! Simulated Control iD turnstiles over real HTTP on loopback: the target of every
-//! test, of the demo and of the benchmark.
+//! Simulated turnstiles (Control iD, Hikvision ISAPI, Intelbras) over real HTTP on
+//! loopback: the target of every test, of the demo and of the benchmark.
 //!
 //! A [`SimDevice`] is one device: its own port, its own tables behind one lock (a real
 //! device is a small SQLite box that serves one statement at a time), and the bad
 //! habits of the real thing on demand: latency, an in-flight limit, random 503s,
 //! resets, hangs and garbage, lost answers after a write, expiring sessions, and being
-//! switched off. A [`Fleet`] is several of them. The protocol itself lives in
-//! `controlid.rs` over `tables.rs`, the misbehaviour in `faults.rs`, the transport in
+//! switched off. A [`Fleet`] is several of them, of one kind or mixed. The protocols
+//! live in `controlid.rs` over `tables.rs`, `hikvision.rs` and `intelbras.rs` (both
+//! behind the Digest of `digest.rs`), the misbehaviour in `faults.rs`, the transport in
 //! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
-//! one request path and offers the typed views tests assert on.
+//! one request path per kind (faults and latency shared) and offers the typed views
+//! tests assert on: Control iD tables, and [`SimPerson`]s in each vendor's notation.
 
 mod cli;
 mod controlid;
@@ -20,6 +22,8 @@ mod intelbras;
 mod tables;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vendor_tests;
 
 use std::collections::BTreeMap;
 use std::io;
