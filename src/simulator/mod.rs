@@ -223,6 +223,9 @@ struct DeviceState {
     dice: FaultDice,
     /// Requests still to be answered "busy" (see [`SimDevice::busy_next`]).
     busy_next: u64,
+    /// Request names whose next authenticated call is applied but its answer lost
+    /// (see [`SimDevice::lose_next_answer`]).
+    lose_next: Vec<String>,
 }
 
 impl DeviceState {
@@ -511,10 +514,16 @@ impl DeviceHandler {
             }
             Protocol::ControlId(_) => unreachable!("Control iD devices take the session path"),
         };
+        let mut fault = fault;
         let response = match (api_answer, verdict) {
             (Some(served), _) => {
                 if let Some((table, count)) = served.created {
                     Tally::add(&mut state.tally.created, table, count);
+                }
+                if let Some(i) = state.lose_next.iter().position(|n| n == name) {
+                    state.lose_next.remove(i);
+                    Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
+                    fault = Some(Fault::Reset);
                 }
                 served.response
             }
@@ -665,6 +674,7 @@ impl SimDevice {
             tally: Tally::default(),
             dice: FaultDice::new(config.faults, config.seed),
             busy_next: 0,
+            lose_next: Vec::new(),
         };
         let handler = Arc::new(DeviceHandler {
             name: name.to_owned(),
@@ -727,6 +737,13 @@ impl SimDevice {
     /// answers when busy: Hikvision `Device Busy` (statusCode 2), 503 otherwise.
     pub fn busy_next(&self, count: u64) {
         self.handler.state().busy_next += count;
+    }
+
+    /// Hikvision and Intelbras: the next accepted request named `request` (as in the
+    /// statistics, e.g. `user_record`, `user_insertMulti`) is applied, then its
+    /// connection is reset: the write is stored, its answer lost.
+    pub fn lose_next_answer(&self, request: &str) {
+        self.handler.state().lose_next.push(request.to_owned());
     }
 
     /// Control iD `users` rows (empty for other kinds).

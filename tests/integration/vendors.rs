@@ -296,3 +296,37 @@ fn the_simulated_batch_limits_hold_and_the_drivers_respect_them() {
         assert_people(device, &rows);
     }
 }
+
+#[test]
+fn a_create_whose_answer_was_lost_becomes_a_modify_not_a_second_copy() {
+    let sandbox = Sandbox::new();
+    let fleet = digest_fleet(SimConfig::default());
+    let (hikvision, intelbras) = (&fleet.devices[0], &fleet.devices[1]);
+    hikvision.lose_next_answer("user_record");
+    intelbras.lose_next_answer("user_insertMulti");
+    let rows = people(6);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let ran = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--cache",
+            "none",
+        ])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(0);
+    assert_eq!(counts(&ran.report()), [12, 0, 0, 0, 0], "{}", ran.shown);
+    for device in &fleet.devices {
+        assert_people(device, &rows);
+        assert_eq!(device.stats().faults.get("reset"), Some(&1));
+    }
+    // Hikvision: the repeated Record met employeeNoAlreadyExist and became a Modify.
+    assert_eq!(requests(hikvision, "user_record"), 7);
+    assert_eq!(requests(hikvision, "user_modify"), 1);
+    // Intelbras: the batch was listed, found stored, and written with updateMulti.
+    assert_eq!(requests(intelbras, "user_insertMulti"), 1);
+    assert_eq!(requests(intelbras, "user_updateMulti"), 1);
+}
