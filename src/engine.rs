@@ -18,13 +18,14 @@ use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
 use crate::device::{breaker, Device, DeviceError, Outcome, Plan};
 use crate::person::Person;
 use crate::reporter::Event;
-use crate::stop::Stop;
+use crate::stop::{FailureLimit, Stop};
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,8 @@ pub struct Engine<'a> {
     /// Set on the first Ctrl-C or by `--max-failures`: no new job starts; pairs not
     /// sent are reported so.
     pub stop: &'a Stop,
+    /// Halt the run when failures pass this limit.
+    pub max_failures: Option<FailureLimit>,
 }
 
 /// How often a job may be set aside because its device did not answer, before its pairs
@@ -115,19 +118,6 @@ impl Job {
         }
     }
 
-    /// The job to run again after its device did not answer: always a fresh plan, since
-    /// a write may have landed before the connection dropped (never repeat it blindly).
-    fn deferred(self) -> Job {
-        let deferrals = match &self {
-            Job::Plan { deferrals, .. } | Job::Write { deferrals, .. } => *deferrals,
-        };
-        Job::Plan {
-            device: self.device(),
-            people: self.people(),
-            deferrals: deferrals + 1,
-        }
-    }
-
     fn deferrals(&self) -> u32 {
         match self {
             Job::Plan { deferrals, .. } | Job::Write { deferrals, .. } => *deferrals,
@@ -153,6 +143,8 @@ struct QueueState {
 /// a closed (or probing) breaker.
 struct Scheduler<'a> {
     targets: &'a [Target],
+    /// Pairs reported failed so far, for `--max-failures`.
+    failed: AtomicU64,
     state: Mutex<QueueState>,
     changed: Condvar,
 }
@@ -221,23 +213,16 @@ impl Scheduler<'_> {
             .all(|(d, _)| self.targets[d].device.breaker().failed_probes() >= GIVE_UP_AFTER_PROBES)
     }
 
-    fn finish(&self, device: usize, follow_ups: Vec<Job>) {
+    /// Ends a job: its follow-ups go first in the device's queue (their plan is fresh),
+    /// a deferred job last (it waits for the device to recover).
+    fn finish(&self, device: usize, follow_ups: Vec<Job>, deferred: Option<Job>) {
         let mut state = self.state.lock().expect("scheduler lock");
         let queue = &mut state.devices[device];
         queue.in_flight -= 1;
         for job in follow_ups.into_iter().rev() {
             queue.jobs.push_front(job);
         }
-        state.running -= 1;
-        self.changed.notify_all();
-    }
-
-    /// Puts a job whose device did not answer back at the end of its queue.
-    fn defer(&self, job: Job) {
-        let mut state = self.state.lock().expect("scheduler lock");
-        let queue = &mut state.devices[job.device()];
-        queue.in_flight -= 1;
-        queue.jobs.push_back(job.deferred());
+        queue.jobs.extend(deferred);
         state.running -= 1;
         self.changed.notify_all();
     }
@@ -258,13 +243,21 @@ impl Scheduler<'_> {
 /// (about 0.75 s with the breaker's cool-downs) before its pairs are reported.
 const GIVE_UP_AFTER_PROBES: u32 = 2;
 
-/// Whether every pair of a job failed because the device did not answer at all.
-fn device_did_not_answer(outcomes: &[(u32, Outcome)]) -> bool {
-    !outcomes.is_empty()
-        && outcomes
-            .iter()
-            .all(|(_, o)| matches!(o, Outcome::Failed(e) if breaker::is_no_answer(e)))
+/// Whether a pair that failed with `error` is set aside and tried again later (always
+/// with a fresh plan: a write may have landed before its answer was lost, so it is
+/// never repeated blindly). A device that did not answer gets many chances (it may be
+/// rebooting; its breaker keeps the traffic down); one that answered with a passing
+/// error (503, garbage) after all its retries gets two more rounds.
+fn worth_another_go(error: &DeviceError, deferrals: u32) -> bool {
+    if breaker::is_no_answer(error) {
+        deferrals < MAX_DEFERRALS
+    } else {
+        error.is_transient() && deferrals < MAX_ANSWERED_DEFERRALS
+    }
 }
+
+/// Rounds of deferral for pairs whose device answered with a transient error.
+const MAX_ANSWERED_DEFERRALS: u32 = 2;
 
 impl Engine<'_> {
     /// Runs every pair, sending each outcome to `events`. Returns when all pairs are
@@ -293,6 +286,7 @@ impl Engine<'_> {
 
         let scheduler = Scheduler {
             targets: self.targets,
+            failed: AtomicU64::new(0),
             state: Mutex::new(QueueState {
                 devices: self
                     .targets
@@ -479,23 +473,50 @@ impl Engine<'_> {
                     (outcomes, Vec::new())
                 }
             };
-            if device_did_not_answer(&outcomes)
-                && job.deferrals() < MAX_DEFERRALS
-                && !self.stop.is_set()
-            {
+            let deferrals = job.deferrals();
+            let (later, outcomes): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(_, o)| {
+                !self.stop.is_set()
+                    && matches!(o, Outcome::Failed(e) if worth_another_go(e, deferrals))
+            });
+            let deferred = (!later.is_empty()).then(|| {
                 log::debug!(
-                    "{}: no answer, setting {} people aside to try again",
+                    "{}: {} people failed for a passing reason; they will be tried again later",
                     self.targets[device].device.name(),
-                    outcomes.len()
+                    later.len()
                 );
-                scheduler.defer(job);
-                continue;
-            }
+                Job::Plan {
+                    device,
+                    people: later.into_iter().map(|(p, _)| p).collect(),
+                    deferrals: deferrals + 1,
+                }
+            });
             self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
+            self.check_failure_limit(scheduler, &outcomes);
             if !outcomes.is_empty() {
                 let _ = events.send(Event::Pairs { device, outcomes });
             }
-            scheduler.finish(device, follow_ups);
+            scheduler.finish(device, follow_ups, deferred);
+        }
+    }
+
+    /// Halts the run (`--max-failures`) as soon as failures pass the limit, before the
+    /// worker takes another job: the reporter thread may lag behind, the limit must not.
+    fn check_failure_limit(&self, scheduler: &Scheduler<'_>, outcomes: &[(u32, Outcome)]) {
+        let Some(limit) = self.max_failures else {
+            return;
+        };
+        let new = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+            .count() as u64;
+        let failed = scheduler.failed.fetch_add(new, AtomicOrdering::SeqCst) + new;
+        let operations = self.people.len() as u64 * self.targets.len() as u64;
+        if limit.exceeded(failed, operations) && !self.stop.is_set() {
+            let reason = format!(
+                "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
+            );
+            log::error!("{reason}");
+            self.stop.halt(reason);
         }
     }
 

@@ -47,8 +47,6 @@ impl Enrollment<'_> {
                 .collect(),
             verbosity: self.verbosity,
             cache: self.cache.describe(),
-            stop,
-            max_failures: self.max_failures,
         };
         let engine = Engine {
             people: self.people,
@@ -57,6 +55,7 @@ impl Enrollment<'_> {
             secret: self.secret,
             options: &self.options,
             stop,
+            max_failures: self.max_failures,
         };
         std::thread::scope(|scope| {
             let reporting = scope.spawn(move || reporter.run(received, started));

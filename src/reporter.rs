@@ -8,7 +8,6 @@
 use crate::device::{Outcome, Plan};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
-use crate::stop::{FailureLimit, Stop};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -40,9 +39,6 @@ pub enum Verbosity {
 
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
-    /// Set when `max_failures` is passed.
-    pub stop: &'a Stop,
-    pub max_failures: Option<FailureLimit>,
     pub people: &'a [Person],
     /// Name, URL and vendor family of each device, by index.
     pub devices: Vec<(String, String, &'static str)>,
@@ -72,9 +68,12 @@ impl Reporter<'_> {
                     ProgressBar::with_draw_target(Some(operations), ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {per_sec} eta {eta}",
+                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} eta {eta}",
                     )
-                    .expect("valid template"),
+                    .expect("valid template")
+                    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} pairs/s", state.per_sec());
+                    }),
                 );
                 Progress::Bar(bar)
             }
@@ -150,16 +149,6 @@ impl Reporter<'_> {
                         warned_cache = true;
                         log::warn!("cache unavailable ({error}); the run goes on without recording results");
                     }
-                }
-            }
-            if let Some(limit) = self.max_failures {
-                let failed: u64 = per_device.iter().map(|c| c.failed).sum();
-                if limit.exceeded(failed, operations) && !self.stop.is_set() {
-                    let reason = format!(
-                        "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
-                    );
-                    log::error!("{reason}");
-                    self.stop.halt(reason);
                 }
             }
             match &mut progress {
