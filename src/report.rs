@@ -36,6 +36,9 @@ pub struct DeviceReport {
     pub url: String,
     /// The vendor family: `controlid`, `hikvision` or `intelbras`.
     pub kind: String,
+    /// When this device's last pair was settled, from the start of the run: shows which
+    /// turnstile held the run up (and that fast ones did not wait for slow ones).
+    pub finished_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
 }
