@@ -62,7 +62,7 @@ pub struct DeviceCheck {
     /// Device clock minus this machine's, in seconds; null when the device does not say.
     pub clock_drift_s: Option<i64>,
     pub round_trip_ms: Option<f64>,
-    /// Reachable, login accepted, people counted.
+    /// Reachable and login accepted (what the driver could read, it read).
     pub ready: bool,
     /// Why it is not ready.
     pub error: Option<String>,
@@ -187,7 +187,11 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
                         m.as_deref().unwrap_or("?")
                     ),
                 },
-                c.people.map_or("-".into(), |p| p.to_string()),
+                match c.people {
+                    Some(p) => p.to_string(),
+                    None if c.ready => t(Msg::CheckNotReported).into(),
+                    None => "-".into(),
+                },
                 match c.clock_drift_s {
                     Some(d) => format!("{d:+} s"),
                     None if c.ready => t(Msg::CheckNotReported).into(),

@@ -170,7 +170,7 @@ pub enum Command {
     Plan(EnrollArgs),
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
-    /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
+    /// Serve simulated Control iD, Hikvision and Intelbras devices on loopback (for tests and trials).
     Simulate(SimulateArgs),
     /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
     Check(CheckArgs),
@@ -201,7 +201,8 @@ pub struct EnrollArgs {
     /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env).
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
-    /// A device URL, e.g. http://10.0.0.5 (repeatable; adds to --devices).
+    /// A device URL, e.g. http://10.0.0.5 (Control iD) or hikvision+http://10.0.0.6,
+    /// intelbras+http://10.0.0.7 (repeatable; adds to --devices).
     #[arg(long = "device", value_name = "URL")]
     pub device_urls: Vec<String>,
     #[command(flatten)]

@@ -1,5 +1,5 @@
 //! Which devices to enroll on, and with which credentials: the `--devices` TOML file and
-//! repeated `--device URL` flags, validated into [`DeviceConfig`]s before anything is
+//! repeated `--device [KIND+]URL` flags, validated into [`DeviceConfig`]s before anything is
 //! sent.
 //!
 //! A password never comes from the command line (shell history, `ps`): it comes from
@@ -10,16 +10,19 @@
 //! [[device]]
 //! name = "portaria-1"
 //! url = "http://10.0.0.5"
-//! kind = "controlid"          # the default
+//! kind = "controlid"          # the default; or "hikvision", "intelbras"
 //! max_in_flight = 2           # optional, else --max-in-flight
 //! rate = 20                   # optional requests/s, else --rate (no limit)
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
 //! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
 //! ```
 
-use crate::device::controlid::{ControlIdDevice, Credentials, RetryPolicy};
+use crate::device::controlid::ControlIdDevice;
+use crate::device::hikvision::HikvisionDevice;
 use crate::device::http::Timeouts;
+use crate::device::intelbras::IntelbrasDevice;
 use crate::device::Device;
+use crate::device::{Credentials, RetryPolicy};
 use crate::i18n::{t, tr, Msg};
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -48,10 +51,38 @@ pub enum ConfigError {
 }
 
 /// The device families catraca can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// Control iD (iDBlock, iDAccess, iDFlex, iDFace): sessions, batches of hundreds.
     Controlid,
+    /// Hikvision ISAPI (DS-K1T, DS-K2): Digest, one person per request.
+    Hikvision,
+    /// Intelbras (SS 3530/5530, CT 3000) and Dahua: Digest, ten people per request.
+    Intelbras,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Controlid, Kind::Hikvision, Kind::Intelbras];
+
+    /// The name used in the devices file, `--device KIND+URL` and the simulator.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Controlid => "controlid",
+            Kind::Hikvision => "hikvision",
+            Kind::Intelbras => "intelbras",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,17 +120,19 @@ pub struct DeviceConfig {
 impl DeviceConfig {
     /// The driver for this device.
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
+        let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
         match self.kind {
             Kind::Controlid => Arc::new(
-                ControlIdDevice::new(
-                    &self.name,
-                    &self.url,
-                    self.credentials.clone(),
-                    timeouts,
-                    self.max_in_flight,
-                    retry,
-                )
-                .with_rate(self.rate),
+                ControlIdDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
+            Kind::Hikvision => Arc::new(
+                HikvisionDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
+            Kind::Intelbras => Arc::new(
+                IntelbrasDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
             ),
         }
     }
@@ -137,12 +170,27 @@ pub fn load_devices(
         }
     }
     for url in urls {
+        // `hikvision+http://...` names the family; a plain URL is Control iD.
+        let (kind, url) = match url.split_once("+http") {
+            Some((kind, rest)) if !kind.contains('/') => match Kind::from_name(kind) {
+                Some(kind) => (Some(kind), format!("http{rest}")),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        origin: "--device".into(),
+                        message: format!(
+                            "{kind:?} is not a device family: write controlid+URL, hikvision+URL or intelbras+URL"
+                        ),
+                    })
+                }
+            },
+            _ => (None, url.clone()),
+        };
         entries.push((
             "--device".to_string(),
             DeviceEntry {
                 name: None,
-                url: url.clone(),
-                kind: None,
+                url,
+                kind,
                 max_in_flight: None,
                 rate: None,
                 login: None,
@@ -342,6 +390,44 @@ mod tests {
         assert_eq!(devices[1].credentials.password, "s3cret");
         assert_eq!(devices[1].credentials.login, "admin");
         assert_eq!(devices[1].rate, Some(5.0));
+    }
+
+    #[test]
+    fn a_device_flag_can_name_its_family() {
+        let (devices, _) = load_devices(
+            None,
+            &[
+                "hikvision+http://10.0.0.7".into(),
+                "intelbras+http://10.0.0.8".into(),
+                "http://10.0.0.9".into(),
+            ],
+            2,
+            None,
+            &env_of(&[("CATRACA_PASSWORD", "x")]),
+        )
+        .unwrap();
+        let kinds: Vec<Kind> = devices.iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, [Kind::Hikvision, Kind::Intelbras, Kind::Controlid]);
+        assert_eq!(devices[0].url, "http://10.0.0.7");
+        let err = load_devices(None, &["zkteco+http://a".into()], 2, None, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a device family"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(
+            &path,
+            "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\n",
+        )
+        .unwrap();
+        let (devices, _) = load_devices(Some(&path), &[], 2, None, &env_of(&[])).unwrap();
+        assert_eq!(devices[0].kind, Kind::Intelbras);
+        assert_eq!(
+            devices[0]
+                .connect(Timeouts::default(), RetryPolicy::default())
+                .kind(),
+            "intelbras"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! connection, takes jobs from per-device queues; results travel over a crossbeam
 //! channel to the one reporter thread that owns every counter. Work per device is a
 //! pipeline of two kinds of job: a *plan* job reads up to 999 people from the device
-//! (one `IN` list) and turns into *write* jobs of `--batch-size` people. A worker only
+//! (one `IN` list) and turns into *write* jobs of `--batch-size` people, or fewer when
+//! the device's driver says it takes fewer per request (Hikvision 1, Intelbras 10). A worker only
 //! takes a job from a device with a free in-flight slot, so a slow device never holds
 //! threads that other devices could use, and no device ever sees more than its
 //! `max_in_flight` requests at once.
@@ -568,7 +569,9 @@ impl Engine<'_> {
                                 other => writes.push((p, other)),
                             }
                         }
-                        let batch = self.options.batch_size.get();
+                        // Some devices take fewer people per request than asked for.
+                        let device_max = self.targets[*device].device.max_batch().max(1);
+                        let batch = self.options.batch_size.get().min(device_max);
                         let mut follow_ups = Vec::new();
                         while !writes.is_empty() {
                             let rest = writes.split_off(batch.min(writes.len()));
@@ -660,6 +663,9 @@ mod tests {
         }
         fn kind(&self) -> &'static str {
             "fake"
+        }
+        fn profile(&self) -> &'static crate::device::Profile {
+            &crate::device::controlid::PROFILE
         }
         fn breaker(&self) -> &Breaker {
             &self.breaker

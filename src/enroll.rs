@@ -47,7 +47,13 @@ impl Enrollment<'_> {
             devices: self
                 .targets
                 .iter()
-                .map(|t| (t.device.name().to_string(), t.device.url().to_string()))
+                .map(|t| {
+                    (
+                        t.device.name().to_string(),
+                        t.device.url().to_string(),
+                        t.device.kind(),
+                    )
+                })
                 .collect(),
             verbosity: self.verbosity,
             cache: self.cache.describe(),

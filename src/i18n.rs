@@ -132,6 +132,7 @@ catalogue! {
     SumInterrupted: " (interrupted)", " (interrompida)";
     SumCache: "cache", "cache";
     ColDevice: "device", "dispositivo";
+    ColKind: "kind", "tipo";
     ColToAdd: "to add", "a cadastrar";
     ColToUpdate: "to update", "a atualizar";
     ColSkipped: "skipped", "pulados";
@@ -211,6 +212,8 @@ catalogue! {
     DevBusy: "device busy or failing ({status}){hint}", "dispositivo ocupado ou com falha ({status}){hint}";
     DevTooManyRequests: ": too many requests", ": requisições demais";
     DevInvalidAnswer: "invalid answer: {reason}", "resposta inválida: {reason}";
+    DevFull: "device full: {reason}: remove people from it or enroll them on another device",
+        "dispositivo cheio: {reason}: remova pessoas dele ou cadastre-as em outro dispositivo";
     DevInterrupted: "not sent: the run was interrupted", "não enviado: a execução foi interrompida";
     DevHalted: "not sent: the run halted after too many failures",
         "não enviado: a execução parou depois de falhas demais";

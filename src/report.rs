@@ -35,6 +35,11 @@ impl Counts {
 pub struct DeviceReport {
     pub name: String,
     pub url: String,
+    /// The vendor family: `controlid`, `hikvision` or `intelbras`.
+    pub kind: String,
+    /// When this device's last pair was settled, from the start of the run: shows which
+    /// turnstile held the run up (and that fast ones did not wait for slow ones).
+    pub finished_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
 }
@@ -180,15 +185,23 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  url",
-            i18n::t(Msg::ColDevice)
+            "\n{:<name_width$}  {:<9}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  url",
+            i18n::t(Msg::ColDevice),
+            i18n::t(Msg::ColKind)
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {}",
-                d.name, c.registered, c.updated, c.unchanged, c.skipped_cache, c.failed, d.url
+                "{:<name_width$}  {:<9}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {}",
+                d.name,
+                d.kind,
+                c.registered,
+                c.updated,
+                c.unchanged,
+                c.skipped_cache,
+                c.failed,
+                d.url
             );
             if !c.changes.is_empty() {
                 let fields: Vec<String> =

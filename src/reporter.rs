@@ -69,8 +69,8 @@ pub enum Verbosity {
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
     pub people: &'a [Person],
-    /// Name and URL of each device, by index.
-    pub devices: Vec<(String, String)>,
+    /// Name, URL and vendor family of each device, by index.
+    pub devices: Vec<(String, String, &'static str)>,
     pub verbosity: Verbosity,
     pub cache: String,
 }
@@ -96,6 +96,7 @@ impl Reporter<'_> {
     ) -> Report {
         let operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut per_device = vec![Counts::default(); self.devices.len()];
+        let mut finished_ms = vec![0u64; self.devices.len()];
         let mut failures = Vec::new();
         let mut not_cached = 0u64;
         let mut warned_cache = false;
@@ -126,6 +127,7 @@ impl Reporter<'_> {
                     outcomes,
                     timing,
                 } => {
+                    finished_ms[device] = started.elapsed().as_millis() as u64;
                     let counts = &mut per_device[device];
                     for (person, outcome) in outcomes {
                         let person = &self.people[person as usize];
@@ -257,7 +259,14 @@ impl Reporter<'_> {
                 .devices
                 .into_iter()
                 .zip(per_device)
-                .map(|((name, url), counts)| DeviceReport { name, url, counts })
+                .zip(finished_ms)
+                .map(|(((name, url, kind), counts), finished_ms)| DeviceReport {
+                    name,
+                    url,
+                    kind: kind.to_string(),
+                    finished_ms,
+                    counts,
+                })
                 .collect(),
             failures,
         }

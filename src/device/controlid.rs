@@ -12,7 +12,10 @@
 //! repeated (it can lock the account).
 
 use super::http::{HttpClient, Timeouts};
-use super::{ClockReading, Device, DeviceError, DeviceFacts, Outcome, Plan};
+use super::{
+    Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, Outcome, Plan, Profile,
+    Upsert, ValidityEncoding,
+};
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
 use serde::Deserialize;
@@ -23,6 +26,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
+
+/// What Control iD does differently (docs/controlid-api.md).
+pub static PROFILE: Profile = Profile {
+    kind: "controlid",
+    auth: Auth::Session,
+    // No documented limit; a write job never holds more than the 999 people one plan job
+    // loads, so this changes nothing and says so.
+    max_batch: MAX_IN_LIST,
+    upsert: Upsert::SomeFirmware,
+    cards: CardEncoding::Integer,
+    validity: ValidityEncoding::UnixSeconds,
+    already_exists: "400 `UNIQUE constraint failed` (registrations are not unique: loaded first)",
+    busy: "HTTP 503 / 429 from the web server",
+    full: "undocumented",
+};
 
 /// How a driver finds its device and proves who it is.
 #[derive(Clone)]
@@ -604,8 +622,8 @@ impl Device for ControlIdDevice {
         &self.url
     }
 
-    fn kind(&self) -> &'static str {
-        "controlid"
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
     }
 
     fn breaker(&self) -> &super::breaker::Breaker {
@@ -891,7 +909,7 @@ impl Device for ControlIdDevice {
 }
 
 /// How long the device asked us to wait before trying again, if it did.
-fn asked_wait(error: &DeviceError) -> Option<Duration> {
+pub(crate) fn asked_wait(error: &DeviceError) -> Option<Duration> {
     match error {
         DeviceError::Busy {
             retry_after: Some(seconds),

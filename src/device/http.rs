@@ -45,6 +45,17 @@ pub struct Answer {
     /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
     /// sends it on every answer; lighttpd does), to the second; `None` without one.
     pub date: Option<std::time::SystemTime>,
+    /// The `WWW-Authenticate` header of a 401, for Digest devices.
+    pub challenge: Option<String>,
+}
+
+/// One request as a driver builds it.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    /// `Content-Type` of the body; no body is sent when `None`.
+    pub body: Option<(&'a str, &'a [u8])>,
+    pub authorization: Option<&'a str>,
 }
 
 /// A device's HTTP client. Cheap to share between threads (the agent is a handle).
@@ -98,12 +109,22 @@ impl HttpClient {
 
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        self.send(&Call {
+            method: "POST",
+            url,
+            body: Some(("application/json", body)),
+            authorization: None,
+        })
+    }
+
+    /// Sends one request and reads the whole answer (so the connection returns to the pool).
+    pub fn send(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
         self.breaker.admit()?;
         if let Some(rate) = &self.rate {
             rate.acquire();
         }
         let _measured = self.telemetry.start_request();
-        let result = self.exchange(url, body);
+        let result = self.exchange(call);
         match &result {
             Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
             _ => self.breaker.record(true, None),
@@ -118,13 +139,21 @@ impl HttpClient {
         result
     }
 
-    fn exchange(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
-        let mut response = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(body)
-            .map_err(|e| self.classify(e))?;
+    fn exchange(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+        let mut request = ureq::http::Request::builder()
+            .method(call.method)
+            .uri(call.url);
+        if let Some(authorization) = call.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        if let Some((content_type, _)) = call.body {
+            request = request.header("Content-Type", content_type);
+        }
+        let body = call.body.map(|(_, b)| b).unwrap_or_default();
+        let request = request
+            .body(body)
+            .map_err(|e| DeviceError::Unreachable(format!("bad request: {e}")))?;
+        let mut response = self.agent.run(request).map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -137,6 +166,11 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
             .map(std::time::SystemTime::from);
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response
             .body_mut()
             .with_config()
@@ -148,6 +182,7 @@ impl HttpClient {
             body,
             retry_after,
             date,
+            challenge,
         })
     }
 

@@ -2,7 +2,7 @@
 //! off, or that refuse the password.
 
 use crate::harness::*;
-use catraca::simulator::SimConfig;
+use catraca::simulator::{Kind, SimConfig};
 use serde_json::Value;
 
 #[test]
@@ -87,4 +87,28 @@ fn a_device_down_and_a_wrong_password_are_named_and_exit_1() {
         1,
         "a refused login is never repeated"
     );
+}
+
+#[test]
+fn other_vendors_are_checked_by_a_read_only_lookup() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimConfig::default(),
+    );
+    let ran = sandbox
+        .catraca(&["check", "--json"])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(0);
+    let checks: Value = serde_json::from_str(&ran.stdout).unwrap();
+    for c in checks.as_array().unwrap() {
+        assert_eq!(c["ready"], true, "{c}");
+        assert_eq!(
+            c["people"],
+            Value::Null,
+            "not counted by the generic check: {c}"
+        );
+        assert!(c["round_trip_ms"].as_f64().is_some(), "{c}");
+    }
 }

@@ -1,7 +1,7 @@
 //! The test harness: a scratch directory, participant CSVs, simulated fleets, and a
 //! command runner for the real binary that prints everything when an assertion fails.
 
-use catraca::simulator::{Fleet, SimConfig, SimDevice};
+use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice, SimPerson};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -466,4 +466,92 @@ pub fn state_of(device: &SimDevice) -> Vec<(String, String, i64, i64, Vec<u64>)>
 /// How many requests of `command` the device received.
 pub fn requests(device: &SimDevice, command: &str) -> u64 {
     device.stats().count(command)
+}
+
+/// A fleet of `count` devices of each kind, with the test password.
+pub fn mixed_fleet(kinds: &[(Kind, usize)], config: SimConfig) -> Fleet {
+    let config = SimConfig {
+        password: PASSWORD.to_string(),
+        ..config
+    };
+    Fleet::start_mixed(kinds, &config).expect("simulators start")
+}
+
+impl TestCommand {
+    /// Every device of the fleet as `--device KIND+URL`.
+    pub fn kinded_devices(self, fleet: &Fleet) -> Self {
+        let mut cmd = self;
+        for flag in fleet.device_flags() {
+            cmd = cmd.args(&["--device", &flag]);
+        }
+        cmd
+    }
+}
+
+/// How `device` should hold `row`, in its vendor's notation (see `SimPerson`).
+pub fn expected_person(kind: Kind, row: &Row) -> SimPerson {
+    let card = row.card.map(|(f, n)| (u64::from(f) << 32) + u64::from(n));
+    let local = |t: i64, format: &str| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .expect("valid time")
+            .with_timezone(&chrono::Local)
+            .format(format)
+            .to_string()
+    };
+    let (cards, begin, end) = match kind {
+        Kind::Controlid => (
+            card.map(|c| c.to_string()),
+            row.window.map_or(0, |w| w.0).to_string(),
+            row.window.map_or(0, |w| w.1).to_string(),
+        ),
+        Kind::Hikvision => (
+            card.map(|c| c.to_string()),
+            row.window
+                .map(|w| local(w.0, "%Y-%m-%dT%H:%M:%S"))
+                .unwrap_or_default(),
+            row.window
+                .map(|w| local(w.1, "%Y-%m-%dT%H:%M:%S"))
+                .unwrap_or_default(),
+        ),
+        Kind::Intelbras => (
+            card.map(|c| format!("{c:X}")),
+            row.window.map_or("2000-01-01 00:00:00".into(), |w| {
+                local(w.0, "%Y-%m-%d %H:%M:%S")
+            }),
+            row.window.map_or("2037-12-31 23:59:59".into(), |w| {
+                local(w.1, "%Y-%m-%d %H:%M:%S")
+            }),
+        ),
+    };
+    SimPerson {
+        key: row.registration.clone(),
+        name: row.name.clone(),
+        cards: cards.into_iter().collect(),
+        begin,
+        end,
+    }
+}
+
+/// Asserts that `device` holds every row exactly once with its name, card and validity
+/// in the vendor's encoding, and nobody else.
+pub fn assert_people(device: &SimDevice, rows: &[Row]) {
+    let mut held = device.people();
+    held.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut wanted: Vec<SimPerson> = rows
+        .iter()
+        .map(|r| expected_person(device.kind(), r))
+        .collect();
+    wanted.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        held.len(),
+        wanted.len(),
+        "{} ({}) holds {} people, expected {}",
+        device.name(),
+        device.kind(),
+        held.len(),
+        wanted.len()
+    );
+    for (h, w) in held.iter().zip(&wanted) {
+        assert_eq!(h, w, "{} ({})", device.name(), device.kind());
+    }
 }

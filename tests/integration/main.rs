@@ -12,3 +12,4 @@ mod harness;
 mod plan;
 mod portuguese;
 mod resilience;
+mod vendors;
