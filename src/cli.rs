@@ -373,6 +373,13 @@ pub struct DemoArgs {
     pub latency_ms: u64,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Serve the live dashboard of the first pass on ADDR (PORT alone, or no value:
+    /// loopback 8787); try --latency-ms 100 --batch-size 1 to watch it fill up.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this long after the demo (e.g. 60s, 5m; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dashboard_linger: Duration,
 }
 
 impl Cli {

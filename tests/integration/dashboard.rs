@@ -479,3 +479,32 @@ fn the_dashboard_shows_a_run_in_progress_in_a_browser() {
         .iter()
         .any(|e| e["outcome"] == "failed" && e["attempts"] == 0 && e["latency_ms"].is_null()));
 }
+
+#[test]
+fn the_demo_serves_its_first_pass_and_lingers() {
+    let sandbox = Sandbox::new();
+    let mut run = sandbox
+        .catraca(&[
+            "demo",
+            "--latency-ms",
+            "0",
+            "--dashboard",
+            "127.0.0.1:0",
+            "--dashboard-linger",
+            "60s",
+        ])
+        .spawn();
+    let lingering = run.wait_for_line("dashboard: ", Duration::from_secs(30));
+    let base = lingering.split(' ').next().unwrap().to_string();
+    // "stays up" is printed once both passes are done.
+    run.wait_for_line(
+        &format!("dashboard: {base} stays up"),
+        Duration::from_secs(60),
+    );
+    let s = status(&base);
+    assert_eq!(s["phase"], "finished", "{s}");
+    assert_eq!(s["done"], 500, "{s}");
+    assert_eq!(s["totals"]["registered"], 500, "the first pass: {s}");
+    run.signal(libc::SIGINT);
+    run.finish(Duration::from_secs(20)).expect_code(0);
+}
