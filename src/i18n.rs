@@ -113,6 +113,10 @@ catalogue! {
 
     // Progress, while a run goes.
     ProgressLine: "progress: {done}/{total} ({percent}%)", "progresso: {done}/{total} ({percent}%)";
+    // indicatif's template: its own {placeholders} pass through untouched.
+    ProgressBar: "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} eta {eta}",
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} faltam {eta}";
+    ProgressRate: "{rate} pairs/s", "{rate} pares/s";
 
     // The summary.
     SumParticipants: "participants", "participantes";

@@ -107,13 +107,21 @@ impl Reporter<'_> {
                 let bar =
                     ProgressBar::with_draw_target(Some(operations), ProgressDrawTarget::stderr());
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} eta {eta}",
-                    )
-                    .expect("valid template")
-                    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{:.0} pairs/s", state.per_sec());
-                    }),
+                    ProgressStyle::with_template(i18n::t(Msg::ProgressBar))
+                        .expect("valid template")
+                        .with_key(
+                            "rate",
+                            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(
+                                    w,
+                                    "{}",
+                                    i18n::tr(
+                                        Msg::ProgressRate,
+                                        &[("rate", &format!("{:.0}", state.per_sec()))]
+                                    )
+                                );
+                            },
+                        ),
                 );
                 Progress::Bar(bar)
             }
