@@ -54,6 +54,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve simulated Control iD turnstiles on loopback (for tests and trials).
     Simulate(SimulateArgs),
+    /// Measure enrollments against simulated turnstiles and print one table of figures.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Flags of `catraca enroll`.
@@ -95,7 +97,7 @@ pub struct EnrollArgs {
 pub struct RunArgs {
     /// Worker threads. 10, as the system catraca replaces: enough for 5 devices with 2
     /// requests in flight each, plus lookups.
-    #[arg(long, default_value = "10", value_name = "N")]
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_THREADS).expect("nonzero"), value_name = "N")]
     pub threads: NonZeroUsize,
     /// No thread pool: one job after another in one thread (for comparison, or devices
     /// that must not see any parallelism).
@@ -103,11 +105,11 @@ pub struct RunArgs {
     pub sequential: bool,
     /// Requests in flight per device, unless its devices-file entry says otherwise. 2:
     /// these devices' small web servers drop connections under bursts.
-    #[arg(long, default_value = "2", value_name = "N")]
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_MAX_IN_FLIGHT).expect("nonzero"), value_name = "N")]
     pub max_in_flight: NonZeroUsize,
     /// People per create request. 100: one request instead of a hundred, far below the
     /// body size the device accepts; 1 sends one person per request as the old system did.
-    #[arg(long, default_value = "100", value_name = "N")]
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_BATCH_SIZE).expect("nonzero"), value_name = "N")]
     pub batch_size: NonZeroUsize,
     /// Seconds to wait for a device's answer to one request (loads of thousands of rows
     /// take long on these devices).
@@ -124,10 +126,11 @@ pub struct RunArgs {
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
-            threads: NonZeroUsize::new(10).expect("nonzero"),
+            threads: NonZeroUsize::new(crate::engine::DEFAULT_THREADS).expect("nonzero"),
             sequential: false,
-            max_in_flight: NonZeroUsize::new(2).expect("nonzero"),
-            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            max_in_flight: NonZeroUsize::new(crate::engine::DEFAULT_MAX_IN_FLIGHT)
+                .expect("nonzero"),
+            batch_size: NonZeroUsize::new(crate::engine::DEFAULT_BATCH_SIZE).expect("nonzero"),
             timeout: 30,
             connect_timeout: 5,
             retries: 3,
@@ -198,6 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Enroll(args) => enroll(args, verbosity),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+        Command::Bench(args) => crate::bench::run(args),
     }
 }
 

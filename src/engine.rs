@@ -29,6 +29,18 @@ use std::sync::{Arc, Condvar, Mutex};
 /// The most people one plan job reads from a device: the device's limit for an `IN` list.
 pub const PLAN_CHUNK: usize = 999;
 
+/// Worker threads unless `--threads` says otherwise. See `EngineOptions::threads`.
+pub const DEFAULT_THREADS: usize = 10;
+
+/// People per create request unless `--batch-size` says otherwise. See
+/// `EngineOptions::batch_size`.
+pub const DEFAULT_BATCH_SIZE: usize = 100;
+
+/// Requests in flight per device unless `--max-in-flight` or the devices file says
+/// otherwise: Control iD's small lighttpd drops connections under bursts
+/// (docs/controlid-api.md: keep one or two in flight per device).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
+
 /// Cache lookups are made in chunks of this many keys: one round trip each.
 const CACHE_CHUNK: usize = 1000;
 
@@ -51,9 +63,9 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            threads: NonZeroUsize::new(10).expect("nonzero"),
+            threads: NonZeroUsize::new(DEFAULT_THREADS).expect("nonzero"),
             sequential: false,
-            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            batch_size: NonZeroUsize::new(DEFAULT_BATCH_SIZE).expect("nonzero"),
             skip_cache: false,
         }
     }

@@ -3,6 +3,7 @@
 //! harness in `harness.rs`.
 
 mod bad_input;
+mod bench;
 mod demo;
 mod enroll;
 mod harness;
