@@ -194,7 +194,7 @@ impl Engine<'_> {
             .thread_name(|i| format!("catraca-worker-{i}"))
             .build()?;
 
-        let pending = if self.options.skip_cache {
+        let pending = if self.options.skip_cache || !self.cache.remembers() {
             self.targets
                 .iter()
                 .map(|_| (0..self.people.len() as u32).collect())
@@ -450,7 +450,7 @@ impl Engine<'_> {
             .filter(|(_, o)| o.is_done())
             .map(|(p, _)| *p)
             .collect();
-        if done.is_empty() {
+        if done.is_empty() || !self.cache.remembers() {
             return;
         }
         let Some(cache) = cache else {
