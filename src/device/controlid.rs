@@ -335,21 +335,27 @@ impl ControlIdDevice {
         if !create {
             return Ok(None);
         }
-        let created = self.call(
-            "create_objects",
-            &json!({"object": "groups", "values": [{"name": name}]}),
-        );
-        let id = match created {
-            Ok(answer) => first_id(&answer)?,
-            Err(e) if e.write_may_have_landed() => {
-                let found: Vec<RemoteGroup> =
-                    self.load("groups", &["id", "name"], "name", vec![json!(name)])?;
-                match found.iter().min_by_key(|g| g.id) {
-                    Some(g) => g.id,
-                    None => return Err(e),
+        // Retried like any write: a lost answer is looked up before the group is sent
+        // again, and a failure that did not land (a refused re-login, a 503) is simply
+        // tried again rather than failing the link of whoever asked first.
+        let body = json!({"object": "groups", "values": [{"name": name}]});
+        let mut attempt = 0;
+        let id = loop {
+            match self.call("create_objects", &body) {
+                Ok(answer) => break first_id(&answer)?,
+                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                    self.retry.pause(attempt, self.http.telemetry());
+                    attempt += 1;
+                    if e.write_may_have_landed() {
+                        let found: Vec<RemoteGroup> =
+                            self.load("groups", &["id", "name"], "name", vec![json!(name)])?;
+                        if let Some(g) = found.iter().min_by_key(|g| g.id) {
+                            break g.id;
+                        }
+                    }
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         groups.insert(name.to_string(), id);
         Ok(Some(id))
@@ -457,29 +463,43 @@ impl ControlIdDevice {
                 }
             }
         }
-        self.create_cards(wanted)
+        // Only users whose card changed can already hold one of the wanted cards.
+        self.create_cards(wanted, !replace.is_empty())
     }
 
-    fn create_cards(&self, wanted: &[(i64, u64)]) -> Vec<Result<(), DeviceError>> {
+    /// Creates the cards of `wanted`. With `look_first`, loads them by value first so
+    /// that cards already in place (a replaced card kept, a lost answer) are not re-sent
+    /// and a card held by someone else is a conflict at once. Without it (cards of users
+    /// just created, which hold none), sends them straight away, saving a request per
+    /// batch; a refused card is then looked up on its own, which ends the same way.
+    fn create_cards(
+        &self,
+        wanted: &[(i64, u64)],
+        look_first: bool,
+    ) -> Vec<Result<(), DeviceError>> {
         if wanted.is_empty() {
             return Vec::new();
         }
-        // Cards already in place (a replaced card kept, or a lost answer) are not re-sent.
-        let values: Vec<Value> = wanted.iter().map(|(_, v)| json!(v)).collect();
-        let existing: Vec<RemoteCard> =
-            match self.load("cards", &["id", "value", "user_id"], "value", values) {
-                Ok(cards) => cards,
-                Err(e) => return vec![Err(e); wanted.len()],
-            };
-        let owner_of: HashMap<u64, i64> = existing.iter().map(|c| (c.value, c.user_id)).collect();
         let mut results: Vec<Option<Result<(), DeviceError>>> = vec![None; wanted.len()];
         let mut to_create = Vec::new();
-        for (i, (user, value)) in wanted.iter().enumerate() {
-            match owner_of.get(value) {
-                Some(owner) if owner == user => results[i] = Some(Ok(())),
-                Some(owner) => results[i] = Some(Err(self.card_conflict(*value, *owner))),
-                None => to_create.push(i),
+        if look_first {
+            let values: Vec<Value> = wanted.iter().map(|(_, v)| json!(v)).collect();
+            let existing: Vec<RemoteCard> =
+                match self.load("cards", &["id", "value", "user_id"], "value", values) {
+                    Ok(cards) => cards,
+                    Err(e) => return vec![Err(e); wanted.len()],
+                };
+            let owner_of: HashMap<u64, i64> =
+                existing.iter().map(|c| (c.value, c.user_id)).collect();
+            for (i, (user, value)) in wanted.iter().enumerate() {
+                match owner_of.get(value) {
+                    Some(owner) if owner == user => results[i] = Some(Ok(())),
+                    Some(owner) => results[i] = Some(Err(self.card_conflict(*value, *owner))),
+                    None => to_create.push(i),
+                }
             }
+        } else {
+            to_create.extend(0..wanted.len());
         }
         let mut attempt = 0;
         while !to_create.is_empty() {
@@ -499,10 +519,18 @@ impl ControlIdDevice {
                     let (left, right) = to_create.split_at(to_create.len() / 2);
                     for half in [left, right] {
                         let sub: Vec<(i64, u64)> = half.iter().map(|&i| wanted[i]).collect();
-                        for (&i, r) in half.iter().zip(self.create_cards(&sub)) {
+                        for (&i, r) in half.iter().zip(self.create_cards(&sub, look_first)) {
                             results[i] = Some(r);
                         }
                     }
+                    to_create.clear();
+                }
+                Err(DeviceError::Rejected { message, .. })
+                    if !look_first && message.to_lowercase().contains("unique") =>
+                {
+                    // Already there: ours (a lost answer) or someone else's (a conflict).
+                    let i = to_create[0];
+                    results[i] = self.create_cards(&[wanted[i]], true).pop();
                     to_create.clear();
                 }
                 Err(e) if e.is_transient() && attempt < self.retry.retries => {
@@ -510,7 +538,7 @@ impl ControlIdDevice {
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
-                        for (&i, r) in to_create.iter().zip(self.create_cards(&sub)) {
+                        for (&i, r) in to_create.iter().zip(self.create_cards(&sub, true)) {
                             results[i] = Some(r);
                         }
                         to_create.clear();
