@@ -21,7 +21,6 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 use workloads::{CacheMode, Sizes, Workload};
 
@@ -43,6 +42,9 @@ pub struct BenchArgs {
     /// Print the rows as JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Internal: serve as the small process that starts and measures the children.
+    #[arg(long, hide = true)]
+    pub launcher: bool,
 }
 
 /// One measured line of the table.
@@ -95,6 +97,10 @@ struct Results {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
+    if args.launcher {
+        measure::serve_launcher()?;
+        return Ok(crate::exit::Exit::Done);
+    }
     let sizes = if args.quick {
         Sizes::quick()
     } else {
@@ -108,6 +114,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         _ => sizes,
     };
     let exe = std::env::current_exe().context("finding the catraca executable")?;
+    let mut launcher = measure::Launcher::start(&exe).context("starting the launcher")?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let mut results = Results {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
@@ -125,7 +132,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
             "bench: {} ({} people x {} devices)",
             workload.name, workload.people, workload.devices
         );
-        let row = measure_workload(&exe, scratch.path(), &workload)?;
+        let row = measure_workload(&mut launcher, &exe, scratch.path(), &workload)?;
         eprintln!(
             "bench:   {:.0} ms, {:.4} requests/pair, {:.1} MB",
             row.wall_ms, row.requests_per_pair, row.peak_rss_mb
@@ -171,27 +178,41 @@ fn machine() -> String {
 /// The child command for one enroll run against `fleet`.
 fn enroll_command(
     exe: &Path,
+    scratch: &Path,
     csv: &Path,
     fleet: &Fleet,
     workload: &Workload,
     cache: &[String],
     cache_key: &str,
-) -> Command {
-    let mut command = Command::new(exe);
-    command.args(["-q", "enroll", "--json", "--users"]).arg(csv);
+) -> measure::Spec {
+    let mut args: Vec<String> = ["-q", "enroll", "--json", "--users"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.push(csv.display().to_string());
     for url in fleet.urls() {
-        command.args(["--device", &url]);
+        args.push("--device".into());
+        args.push(url);
     }
-    command
-        .args(&workload.flags)
-        .args(cache)
-        .env_remove("REDIS_URL")
-        .env_remove("CATRACA_CACHE")
-        .env_remove("RUST_LOG")
-        .env_remove("CATRACA_PASSWORD")
-        .env_remove("CATRACA_LOGIN")
-        .env("CATRACA_CACHE_KEY", cache_key);
-    command
+    args.extend(workload.flags.iter().cloned());
+    args.extend(cache.iter().cloned());
+    measure::Spec {
+        program: exe.to_path_buf(),
+        args,
+        env_remove: [
+            "REDIS_URL",
+            "CATRACA_CACHE",
+            "RUST_LOG",
+            "CATRACA_PASSWORD",
+            "CATRACA_LOGIN",
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .collect(),
+        env_set: vec![("CATRACA_CACHE_KEY".into(), cache_key.into())],
+        stdout: scratch.join("child.stdout"),
+        stderr: scratch.join("child.stderr"),
+    }
 }
 
 fn random_key() -> String {
@@ -207,7 +228,12 @@ fn total_requests(fleet: &Fleet) -> (u64, u64) {
 }
 
 /// Runs one workload (after its unmeasured fill run, for a cached one) and checks it.
-fn measure_workload(exe: &Path, scratch: &Path, workload: &Workload) -> anyhow::Result<Row> {
+fn measure_workload(
+    launcher: &mut measure::Launcher,
+    exe: &Path,
+    scratch: &Path,
+    workload: &Workload,
+) -> anyhow::Result<Row> {
     let csv = scratch.join(format!("people-{}-{:?}.csv", workload.people, workload.mix));
     if !csv.exists() {
         std::fs::write(&csv, participants_csv(workload.people, workload.mix))?;
@@ -220,7 +246,7 @@ fn measure_workload(exe: &Path, scratch: &Path, workload: &Workload) -> anyhow::
     let mut walls = Vec::new();
     let mut last = None;
     for _ in 0..workload.repeat.max(1) {
-        let measured = measure_once(exe, scratch, &csv, workload, &config)?;
+        let measured = measure_once(launcher, exe, scratch, &csv, workload, &config)?;
         walls.push(measured.0.wall_ms);
         last = Some(measured);
     }
@@ -236,6 +262,7 @@ fn measure_workload(exe: &Path, scratch: &Path, workload: &Workload) -> anyhow::
 }
 
 fn measure_once(
+    launcher: &mut measure::Launcher,
     exe: &Path,
     scratch: &Path,
     csv: &Path,
@@ -263,10 +290,9 @@ fn measure_once(
         ],
     };
     if workload.cache != CacheMode::None {
-        let fill = measure::run(
-            &mut enroll_command(exe, csv, &fleet, workload, &cache, &key),
-            scratch,
-        )?;
+        let fill = launcher.run(&enroll_command(
+            exe, scratch, csv, &fleet, workload, &cache, &key,
+        ))?;
         if fill.code != 0 {
             bail!(
                 "{}: the run that fills the cache failed ({}):\n{}",
@@ -277,10 +303,9 @@ fn measure_once(
         }
     }
     let (before, creates_before) = total_requests(&fleet);
-    let finished = measure::run(
-        &mut enroll_command(exe, csv, &fleet, workload, &cache, &key),
-        scratch,
-    )?;
+    let finished = launcher.run(&enroll_command(
+        exe, scratch, csv, &fleet, workload, &cache, &key,
+    ))?;
     let (after, creates_after) = total_requests(&fleet);
     if finished.code != 0 {
         bail!(
