@@ -96,7 +96,7 @@ pub struct EnrollArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Worker threads. 10, as the system catraca replaces: enough for 5 devices with 2
-    /// requests in flight each, plus lookups.
+    /// requests in flight each (why: `DEFAULT_THREADS` in src/engine.rs).
     #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_THREADS).expect("nonzero"), value_name = "N")]
     pub threads: NonZeroUsize,
     /// No thread pool: one job after another in one thread (for comparison, or devices
@@ -104,11 +104,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub sequential: bool,
     /// Requests in flight per device, unless its devices-file entry says otherwise. 2:
-    /// these devices' small web servers drop connections under bursts.
+    /// these devices' small web servers drop connections under bursts (why:
+    /// `DEFAULT_MAX_IN_FLIGHT` in src/engine.rs).
     #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_MAX_IN_FLIGHT).expect("nonzero"), value_name = "N")]
     pub max_in_flight: NonZeroUsize,
-    /// People per create request. 100: one request instead of a hundred, far below the
-    /// body size the device accepts; 1 sends one person per request as the old system did.
+    /// People per create request. 250: a batch costs 3 writes whatever its size, so
+    /// 250 needs 0.013 requests per person-on-device where 100 needed 0.031, and is far
+    /// below the body size the device accepts (why: `DEFAULT_BATCH_SIZE` in
+    /// src/engine.rs); 1 sends one person per request as the old system did.
     #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_BATCH_SIZE).expect("nonzero"), value_name = "N")]
     pub batch_size: NonZeroUsize,
     /// Seconds to wait for a device's answer to one request (loads of thousands of rows
