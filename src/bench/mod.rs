@@ -92,6 +92,9 @@ pub struct Throughput {
 struct Results {
     date: String,
     machine: String,
+    /// `/proc/loadavg` before and after: the machine may be shared.
+    load_before: String,
+    load_after: String,
     rows: Vec<Row>,
     simulator: Option<Throughput>,
 }
@@ -119,6 +122,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
     let mut results = Results {
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine: machine(),
+        load_before: load_average(),
+        load_after: String::new(),
         rows: Vec::new(),
         simulator: None,
     };
@@ -139,12 +144,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         );
         results.rows.push(row);
     }
+    results.load_after = load_average();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", table(&results));
     }
     Ok(crate::exit::Exit::Done)
+}
+
+/// The 1, 5 and 15 minute load averages, or `?` where `/proc` is not there.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// `CPU model, N cores, Linux x.y` from /proc, as far as it can tell.
@@ -253,6 +266,9 @@ fn measure_workload(
     let (mut row, fleet) = last.expect("at least one run");
     walls.sort_by(f64::total_cmp);
     row.wall_ms = walls[walls.len() / 2];
+    if walls.len() > 1 {
+        row.settings = format!("{}; median of {} runs", row.settings, walls.len());
+    }
     if let Some(ideal) = row.ideal_ms {
         row.efficiency = Some(ideal / row.wall_ms);
     }
@@ -516,6 +532,11 @@ fn table(results: &Results) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(out, "catraca bench, {}, {}", results.date, results.machine);
+    let _ = writeln!(
+        out,
+        "load average {} before, {} after (other work on the machine slows every figure)",
+        results.load_before, results.load_after
+    );
     let _ = writeln!(
         out,
         "\n| workload | settings | wall | ideal | efficiency | requests/pair | requests | peak RSS | CPU | simulator CPU |"

@@ -176,8 +176,8 @@ pub struct Sizes {
     /// W2 and W3: the largest list; W2 also runs a hundredth and a tenth of it.
     pub scale_people: usize,
     pub scale_devices: usize,
-    /// Startup runs (the median is shown).
-    pub startup_runs: usize,
+    /// Runs of short workloads (startup, W1, the smaller W2); the median is shown.
+    pub short_runs: usize,
     /// How long the simulator's throughput is measured.
     pub throughput_for: Duration,
 }
@@ -192,7 +192,7 @@ impl Sizes {
             per_object: Duration::from_millis(1),
             scale_people,
             scale_devices: 10,
-            startup_runs: 5,
+            short_runs: 5,
             throughput_for: Duration::from_secs(1),
         }
     }
@@ -206,7 +206,7 @@ impl Sizes {
             per_object: Duration::from_millis(1),
             scale_people: 300,
             scale_devices: 3,
-            startup_runs: 1,
+            short_runs: 1,
             throughput_for: Duration::from_millis(200),
         }
     }
@@ -222,7 +222,9 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
     let wanted =
         |group: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(group));
     let mut list = Vec::new();
-    let old = |name: &str, flags: &[&str]| Workload {
+    // Short runs are repeated and the median shown: on a shared machine one run can
+    // lose a scheduling slice to someone else's build and look twice as slow.
+    let old = |name: &str, flags: &[&str], repeat: usize| Workload {
         name: name.into(),
         people: sizes.old_people,
         devices: sizes.old_devices,
@@ -231,16 +233,17 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         per_object: sizes.per_object,
         flags: strings(flags),
         cache: CacheMode::None,
-        repeat: 1,
+        repeat,
     };
     if wanted("W1") {
         list.push(old(
             "W1 one per request",
             &["--batch-size", "1", "--threads", "10"],
+            sizes.short_runs.min(3),
         ));
-        list.push(old("W1 batched", &[]));
+        list.push(old("W1 batched", &[], sizes.short_runs));
     }
-    let scale = |name: String, people: usize, cache: CacheMode| Workload {
+    let scale = |name: String, people: usize, cache: CacheMode, repeat: usize| Workload {
         name,
         people,
         devices: sizes.scale_devices,
@@ -249,7 +252,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         per_object: Duration::ZERO,
         flags: Vec::new(),
         cache,
-        repeat: 1,
+        repeat,
     };
     if wanted("W2") {
         for people in [
@@ -258,7 +261,17 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             sizes.scale_people,
         ] {
             if people > 0 {
-                list.push(scale(format!("W2 scale {people}"), people, CacheMode::None));
+                let repeat = if people < sizes.scale_people {
+                    sizes.short_runs.min(3)
+                } else {
+                    1
+                };
+                list.push(scale(
+                    format!("W2 scale {people}"),
+                    people,
+                    CacheMode::None,
+                    repeat,
+                ));
             }
         }
     }
@@ -268,11 +281,13 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             format!("W3 cached {people}, embedded"),
             people,
             CacheMode::EmbeddedFilled,
+            1,
         ));
         list.push(scale(
             format!("W3 cached {people}, Redis"),
             people,
             CacheMode::RedisFilled,
+            1,
         ));
     }
     if wanted("startup") {
@@ -285,7 +300,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             per_object: Duration::ZERO,
             flags: Vec::new(),
             cache: CacheMode::None,
-            repeat: sizes.startup_runs,
+            repeat: sizes.short_runs,
         });
     }
     list
