@@ -13,7 +13,7 @@
 //! A pair is recorded in the cache only after the device confirmed it. A job whose
 //! worker panics reports all its pairs failed; it never hangs the run.
 
-use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
+use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
 use crate::device::{Device, DeviceError, Outcome, Plan};
 use crate::person::Person;
 use crate::reporter::Event;
@@ -272,10 +272,10 @@ impl Engine<'_> {
     }
 
     fn keys(&self, device: usize, people: &[u32]) -> Vec<CacheKey> {
-        let id = self.targets[device].device.cache_id();
+        let keys = DeviceKeys::new(self.secret, &self.targets[device].device.cache_id());
         people
             .iter()
-            .map(|&p| CacheKey::for_pair(self.secret, &id, &self.people[p as usize].registration))
+            .map(|&p| keys.key(&self.people[p as usize].registration))
             .collect()
     }
 

@@ -16,7 +16,7 @@ pub mod key;
 pub mod redis_cache;
 pub mod redis_server;
 
-pub use key::{CacheKey, KeySecret};
+pub use key::{CacheKey, DeviceKeys, KeySecret};
 
 use thiserror::Error;
 
