@@ -1,5 +1,5 @@
 //! Which devices to enroll on, and with which credentials: the `--devices` TOML file and
-//! repeated `--device URL` flags, validated into [`DeviceConfig`]s before anything is
+//! repeated `--device [KIND+]URL` flags, validated into [`DeviceConfig`]s before anything is
 //! sent.
 //!
 //! A password never comes from the command line (shell history, `ps`): it comes from
@@ -10,18 +10,23 @@
 //! [[device]]
 //! name = "portaria-1"
 //! url = "http://10.0.0.5"
-//! kind = "controlid"          # the default
+//! kind = "controlid"          # the default; or "hikvision", "intelbras"
 //! max_in_flight = 2           # optional, else --max-in-flight
+//! rate = 20                   # optional requests/s, else --rate (no limit)
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
-//! password_env = "PORTARIA_PASSWORD"
+//! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
 //! ```
 
-use crate::device::controlid::{ControlIdDevice, Credentials, RetryPolicy};
+use crate::device::controlid::ControlIdDevice;
+use crate::device::hikvision::HikvisionDevice;
 use crate::device::http::Timeouts;
+use crate::device::intelbras::IntelbrasDevice;
 use crate::device::Device;
+use crate::device::{Credentials, RetryPolicy};
+use crate::i18n::{t, tr, Msg};
 use serde::Deserialize;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use thiserror::Error;
 
@@ -32,24 +37,52 @@ const FACTORY_PASSWORD: &str = "admin";
 /// What is wrong with the device configuration; every message says how to fix it.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read the devices file {path}: {source}")]
+    #[error("{}", tr(Msg::CfgRead, &[("path", .path), ("error", .source)]))]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("devices file {path}: {message}")]
+    #[error("{}", tr(Msg::CfgParse, &[("path", .path), ("message", .message)]))]
     Parse { path: String, message: String },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("no devices: give --devices FILE or at least one --device URL")]
+    #[error("{}", t(Msg::CfgNoDevices))]
     NoDevices,
 }
 
 /// The device families catraca can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
+    /// Control iD (iDBlock, iDAccess, iDFlex, iDFace): sessions, batches of hundreds.
     Controlid,
+    /// Hikvision ISAPI (DS-K1T, DS-K2): Digest, one person per request.
+    Hikvision,
+    /// Intelbras (SS 3530/5530, CT 3000) and Dahua: Digest, ten people per request.
+    Intelbras,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [Kind::Controlid, Kind::Hikvision, Kind::Intelbras];
+
+    /// The name used in the devices file, `--device KIND+URL` and the simulator.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Controlid => "controlid",
+            Kind::Hikvision => "hikvision",
+            Kind::Intelbras => "intelbras",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,8 +99,10 @@ struct DeviceEntry {
     url: String,
     kind: Option<Kind>,
     max_in_flight: Option<usize>,
+    rate: Option<f64>,
     login: Option<String>,
     password_env: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 /// One device, ready to connect to.
@@ -77,21 +112,28 @@ pub struct DeviceConfig {
     pub url: String,
     pub kind: Kind,
     pub max_in_flight: usize,
+    /// Requests per second at most, on average (`None`: as fast as `max_in_flight` allows).
+    pub rate: Option<f64>,
     pub credentials: Credentials,
 }
 
 impl DeviceConfig {
     /// The driver for this device.
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
+        let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
         match self.kind {
-            Kind::Controlid => Arc::new(ControlIdDevice::new(
-                &self.name,
-                &self.url,
-                self.credentials.clone(),
-                timeouts,
-                self.max_in_flight,
-                retry,
-            )),
+            Kind::Controlid => Arc::new(
+                ControlIdDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
+            Kind::Hikvision => Arc::new(
+                HikvisionDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
+            Kind::Intelbras => Arc::new(
+                IntelbrasDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
+                    .with_rate(self.rate),
+            ),
         }
     }
 }
@@ -103,6 +145,7 @@ pub fn load_devices(
     file: Option<&Path>,
     urls: &[String],
     default_max_in_flight: usize,
+    default_rate: Option<f64>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<DeviceConfig>, Vec<String>), ConfigError> {
     let mut entries: Vec<(String, DeviceEntry)> = Vec::new();
@@ -127,15 +170,32 @@ pub fn load_devices(
         }
     }
     for url in urls {
+        // `hikvision+http://...` names the family; a plain URL is Control iD.
+        let (kind, url) = match url.split_once("+http") {
+            Some((kind, rest)) if !kind.contains('/') => match Kind::from_name(kind) {
+                Some(kind) => (Some(kind), format!("http{rest}")),
+                None => {
+                    return Err(ConfigError::Invalid {
+                        origin: "--device".into(),
+                        message: format!(
+                            "{kind:?} is not a device family: write controlid+URL, hikvision+URL or intelbras+URL"
+                        ),
+                    })
+                }
+            },
+            _ => (None, url.clone()),
+        };
         entries.push((
             "--device".to_string(),
             DeviceEntry {
                 name: None,
-                url: url.clone(),
-                kind: None,
+                url,
+                kind,
                 max_in_flight: None,
+                rate: None,
                 login: None,
                 password_env: None,
+                password_file: None,
             },
         ));
     }
@@ -172,12 +232,30 @@ pub fn load_devices(
         if max_in_flight == 0 {
             return Err(invalid("`max_in_flight` must be at least 1".into()));
         }
+        let rate = entry.rate.or(default_rate);
+        if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            return Err(invalid(
+                "`rate` must be a positive number of requests per second".into(),
+            ));
+        }
         let login = entry
             .login
             .clone()
             .or_else(|| env("CATRACA_LOGIN"))
             .unwrap_or_else(|| FACTORY_LOGIN.to_string());
+        if entry.password_env.is_some() && entry.password_file.is_some() {
+            return Err(invalid(
+                "give either password_env or password_file, not both".into(),
+            ));
+        }
         let (password, source) = match &entry.password_env {
+            None if entry.password_file.is_some() => {
+                let path = entry.password_file.as_deref().expect("checked");
+                (
+                    read_password_file(path).map_err(invalid)?,
+                    format!("{} (password_file of device {name})", path.display()),
+                )
+            }
             Some(var) => match env(var) {
                 Some(p) => (p, format!("{var} (password_env of device {name})")),
                 None => {
@@ -189,8 +267,13 @@ pub fn load_devices(
             None => match env("CATRACA_PASSWORD") {
                 Some(p) => (p, "CATRACA_PASSWORD".to_string()),
                 None => {
-                    warnings.push(format!(
-                        "device {name}: no password configured, using the factory default ({FACTORY_LOGIN}/{FACTORY_PASSWORD}); set CATRACA_PASSWORD or password_env"
+                    warnings.push(tr(
+                        Msg::CfgFactoryPassword,
+                        &[
+                            ("name", &name),
+                            ("login", &FACTORY_LOGIN),
+                            ("password", &FACTORY_PASSWORD),
+                        ],
                     ));
                     (
                         FACTORY_PASSWORD.to_string(),
@@ -204,6 +287,7 @@ pub fn load_devices(
             url,
             kind: entry.kind.unwrap_or(Kind::Controlid),
             max_in_flight,
+            rate,
             credentials: Credentials {
                 login,
                 password,
@@ -212,6 +296,32 @@ pub fn load_devices(
         });
     }
     Ok((devices, warnings))
+}
+
+/// Reads a password from a file that only its owner can read: a password in a file
+/// others can read is as good as published.
+fn read_password_file(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "password_file {shown} can be read by other users (mode {:o}): run chmod 600 {shown}",
+                mode & 0o777
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = metadata;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(format!("password_file {shown} is empty"));
+    }
+    Ok(password)
 }
 
 /// Checks a device URL and returns it without a trailing slash. The URL is never echoed
@@ -269,6 +379,7 @@ mod tests {
             None,
             &["http://10.0.0.5/".into(), "http://10.0.0.6:8080".into()],
             2,
+            Some(5.0),
             &env_of(&[("CATRACA_PASSWORD", "s3cret")]),
         )
         .unwrap();
@@ -278,12 +389,51 @@ mod tests {
         assert_eq!(devices[1].name, "10.0.0.6:8080");
         assert_eq!(devices[1].credentials.password, "s3cret");
         assert_eq!(devices[1].credentials.login, "admin");
+        assert_eq!(devices[1].rate, Some(5.0));
+    }
+
+    #[test]
+    fn a_device_flag_can_name_its_family() {
+        let (devices, _) = load_devices(
+            None,
+            &[
+                "hikvision+http://10.0.0.7".into(),
+                "intelbras+http://10.0.0.8".into(),
+                "http://10.0.0.9".into(),
+            ],
+            2,
+            None,
+            &env_of(&[("CATRACA_PASSWORD", "x")]),
+        )
+        .unwrap();
+        let kinds: Vec<Kind> = devices.iter().map(|d| d.kind).collect();
+        assert_eq!(kinds, [Kind::Hikvision, Kind::Intelbras, Kind::Controlid]);
+        assert_eq!(devices[0].url, "http://10.0.0.7");
+        let err = load_devices(None, &["zkteco+http://a".into()], 2, None, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a device family"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(
+            &path,
+            "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\n",
+        )
+        .unwrap();
+        let (devices, _) = load_devices(Some(&path), &[], 2, None, &env_of(&[])).unwrap();
+        assert_eq!(devices[0].kind, Kind::Intelbras);
+        assert_eq!(
+            devices[0]
+                .connect(Timeouts::default(), RetryPolicy::default())
+                .kind(),
+            "intelbras"
+        );
     }
 
     #[test]
     fn factory_password_is_used_with_a_warning() {
         let (devices, warnings) =
-            load_devices(None, &["http://10.0.0.5".into()], 2, &env_of(&[])).unwrap();
+            load_devices(None, &["http://10.0.0.5".into()], 2, None, &env_of(&[])).unwrap();
         assert_eq!(devices[0].credentials.password, "admin");
         assert!(warnings[0].contains("factory default"));
     }
@@ -294,6 +444,7 @@ mod tests {
             None,
             &["http://admin:hunter2@10.0.0.5".into()],
             2,
+            None,
             &env_of(&[]),
         )
         .unwrap_err()
@@ -312,11 +463,11 @@ mod tests {
         )
         .unwrap();
         let (devices, _) =
-            load_devices(Some(&path), &[], 2, &env_of(&[("PORTARIA_PW", "x")])).unwrap();
+            load_devices(Some(&path), &[], 2, None, &env_of(&[("PORTARIA_PW", "x")])).unwrap();
         assert_eq!(devices[0].name, "portaria-1");
         assert_eq!(devices[0].max_in_flight, 1);
         assert_eq!(devices[0].credentials.login, "op");
-        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -330,7 +481,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.toml");
         std::fs::write(&path, "[[device]]\nurl = \"http://a\"\nmax_in_fligth = 3\n").unwrap();
-        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(
@@ -338,13 +489,42 @@ mod tests {
             "{err}"
         );
         std::fs::write(&path, "[[device]]\nname = \"a\"\nurl = \"http://a\"\n[[device]]\nname = \"a\"\nurl = \"http://b\"\n").unwrap();
-        let err = load_devices(Some(&path), &[], 2, &env_of(&[]))
+        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
             .unwrap_err()
             .to_string();
         assert!(err.contains("unique"), "{err}");
         assert!(matches!(
-            load_devices(None, &[], 2, &env_of(&[])),
+            load_devices(None, &[], 2, None, &env_of(&[])),
             Err(ConfigError::NoDevices)
         ));
+    }
+
+    #[test]
+    fn a_password_file_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("portaria.pw");
+        std::fs::write(&secret, "senha-do-arquivo\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let devices = dir.path().join("devices.toml");
+        std::fs::write(
+            &devices,
+            format!(
+                "[[device]]\nurl = \"http://a\"\npassword_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let err = load_devices(Some(&devices), &[], 2, None, &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("chmod 600") && !err.contains("senha-do-arquivo"),
+            "{err}"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (loaded, warnings) = load_devices(Some(&devices), &[], 2, None, &env_of(&[])).unwrap();
+        assert_eq!(loaded[0].credentials.password, "senha-do-arquivo");
+        assert!(warnings.is_empty());
     }
 }

@@ -5,7 +5,8 @@
 //! connection, takes jobs from per-device queues; results travel over a crossbeam
 //! channel to the one reporter thread that owns every counter. Work per device is a
 //! pipeline of two kinds of job: a *plan* job reads up to 999 people from the device
-//! (one `IN` list) and turns into *write* jobs of `--batch-size` people. A worker only
+//! (one `IN` list) and turns into *write* jobs of `--batch-size` people, or fewer when
+//! the device's driver says it takes fewer per request (Hikvision 1, Intelbras 10). A worker only
 //! takes a job from a device with a free in-flight slot, so a slow device never holds
 //! threads that other devices could use, and no device ever sees more than its
 //! `max_in_flight` requests at once.
@@ -14,17 +15,20 @@
 //! worker panics reports all its pairs failed; it never hangs the run.
 
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
-use crate::device::{Device, DeviceError, Outcome, Plan};
+use crate::device::{breaker, Device, DeviceError, Outcome, Plan};
 use crate::person::Person;
-use crate::reporter::Event;
+use crate::reporter::{Event, JobTiming};
+use crate::stop::{FailureLimit, Stop};
+use crate::telemetry;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// The most people one plan job reads from a device: the device's limit for an `IN` list.
 pub const PLAN_CHUNK: usize = 999;
@@ -71,6 +75,9 @@ pub struct EngineOptions {
     pub batch_size: NonZeroUsize,
     /// Do not trust the cache for skipping (results are still recorded).
     pub skip_cache: bool,
+    /// `catraca plan`: read the devices and report what each pair needs; write nothing
+    /// to any device nor to the cache.
+    pub dry_run: bool,
 }
 
 impl Default for EngineOptions {
@@ -80,6 +87,7 @@ impl Default for EngineOptions {
             sequential: false,
             batch_size: NonZeroUsize::new(DEFAULT_BATCH_SIZE).expect("nonzero"),
             skip_cache: false,
+            dry_run: false,
         }
     }
 }
@@ -97,18 +105,28 @@ pub struct Engine<'a> {
     pub cache: &'a dyn Cache,
     pub secret: &'a KeySecret,
     pub options: &'a EngineOptions,
-    /// Set on the first Ctrl-C: no new job starts; pairs not sent are reported so.
-    pub stop: &'a AtomicBool,
+    /// Set on the first Ctrl-C or by `--max-failures`: no new job starts; pairs not
+    /// sent are reported so.
+    pub stop: &'a Stop,
+    /// Halt the run when failures pass this limit.
+    pub max_failures: Option<FailureLimit>,
 }
+
+/// How often a job may be set aside because its device did not answer, before its pairs
+/// are reported failed. With the breaker's cool-downs (0.25 s doubling to 4 s) this rides
+/// out a device that is gone for about 20 s, e.g. a reboot.
+const MAX_DEFERRALS: u32 = 8;
 
 enum Job {
     Plan {
         device: usize,
         people: Vec<u32>,
+        deferrals: u32,
     },
     Write {
         device: usize,
         work: Vec<(u32, Plan)>,
+        deferrals: u32,
     },
 }
 
@@ -125,6 +143,12 @@ impl Job {
             Job::Write { work, .. } => work.iter().map(|(p, _)| *p).collect(),
         }
     }
+
+    fn deferrals(&self) -> u32 {
+        match self {
+            Job::Plan { deferrals, .. } | Job::Write { deferrals, .. } => *deferrals,
+        }
+    }
 }
 
 struct DeviceQueue {
@@ -137,61 +161,129 @@ struct QueueState {
     devices: Vec<DeviceQueue>,
     running: usize,
     next: usize,
+    /// Jobs of devices that stayed unreachable when nothing else was left to do.
+    given_up: Vec<Job>,
 }
 
-/// Per-device job queues; hands a worker the next job of a device with a free slot.
-struct Scheduler {
+/// Per-device job queues; hands a worker the next job of a device with a free slot and
+/// a closed (or probing) breaker.
+struct Scheduler<'a> {
+    targets: &'a [Target],
+    /// Pairs reported failed so far, for `--max-failures`.
+    failed: AtomicU64,
     state: Mutex<QueueState>,
     changed: Condvar,
 }
 
-impl Scheduler {
-    fn next_job(&self, stop: &AtomicBool) -> Option<Job> {
+impl Scheduler<'_> {
+    fn next_job(&self, stop: &Stop) -> Option<Job> {
         let mut state = self.state.lock().expect("scheduler lock");
         loop {
-            if stop.load(Ordering::SeqCst) {
+            if stop.is_set() {
                 return None;
             }
             let count = state.devices.len();
+            let mut wake_at: Option<Instant> = None;
             for offset in 0..count {
                 let d = (state.next + offset) % count;
-                let queue = &mut state.devices[d];
-                if queue.in_flight < queue.limit {
-                    if let Some(job) = queue.jobs.pop_front() {
-                        queue.in_flight += 1;
-                        state.running += 1;
-                        state.next = (d + 1) % count;
-                        return Some(job);
-                    }
+                let queue = &state.devices[d];
+                if queue.in_flight >= queue.limit || queue.jobs.is_empty() {
+                    continue;
                 }
+                if let Some(until) = self.targets[d].device.breaker().blocked_until() {
+                    wake_at = Some(wake_at.map_or(until, |w: Instant| w.min(until)));
+                    continue;
+                }
+                let queue = &mut state.devices[d];
+                let job = queue.jobs.pop_front().expect("checked non-empty");
+                queue.in_flight += 1;
+                state.running += 1;
+                state.next = (d + 1) % count;
+                return Some(job);
             }
             if state.running == 0 {
-                return None;
+                if wake_at.is_some() && !self.blocked_devices_gave_up(&state) {
+                    // Nothing else to do: wait for the breaker's next probe.
+                } else {
+                    let drained: Vec<Job> = state
+                        .devices
+                        .iter_mut()
+                        .flat_map(|q| q.jobs.drain(..))
+                        .collect();
+                    state.given_up.extend(drained);
+                    self.changed.notify_all();
+                    return None;
+                }
             }
-            state = self.changed.wait(state).expect("scheduler lock");
+            state = match wake_at {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    self.changed
+                        .wait_timeout(state, wait.max(Duration::from_millis(1)))
+                        .expect("scheduler lock")
+                        .0
+                }
+                None => self.changed.wait(state).expect("scheduler lock"),
+            };
         }
     }
 
-    fn finish(&self, device: usize, follow_ups: Vec<Job>) {
+    /// Whether every device still holding jobs has failed enough probes that waiting
+    /// longer, with nothing else to do, would only delay the report.
+    fn blocked_devices_gave_up(&self, state: &QueueState) -> bool {
+        state
+            .devices
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| !q.jobs.is_empty())
+            .all(|(d, _)| self.targets[d].device.breaker().failed_probes() >= GIVE_UP_AFTER_PROBES)
+    }
+
+    /// Ends a job: its follow-ups go first in the device's queue (their plan is fresh),
+    /// a deferred job last (it waits for the device to recover).
+    fn finish(&self, device: usize, follow_ups: Vec<Job>, deferred: Option<Job>) {
         let mut state = self.state.lock().expect("scheduler lock");
         let queue = &mut state.devices[device];
         queue.in_flight -= 1;
         for job in follow_ups.into_iter().rev() {
             queue.jobs.push_front(job);
         }
+        queue.jobs.extend(deferred);
         state.running -= 1;
         self.changed.notify_all();
     }
 
-    fn remaining(&self) -> Vec<Job> {
+    /// Jobs never run: left by a stop, or given up on an unreachable device.
+    fn remaining(&self) -> (Vec<Job>, Vec<Job>) {
         let mut state = self.state.lock().expect("scheduler lock");
-        state
+        let left = state
             .devices
             .iter_mut()
             .flat_map(|q| q.jobs.drain(..))
-            .collect()
+            .collect();
+        (left, std::mem::take(&mut state.given_up))
     }
 }
+
+/// With nothing else left to do, an unreachable device gets this many failed probes
+/// (about 0.75 s with the breaker's cool-downs) before its pairs are reported.
+const GIVE_UP_AFTER_PROBES: u32 = 2;
+
+/// Whether a pair that failed with `error` is set aside and tried again later (always
+/// with a fresh plan: a write may have landed before its answer was lost, so it is
+/// never repeated blindly). A device that did not answer gets many chances (it may be
+/// rebooting; its breaker keeps the traffic down); one that answered with a passing
+/// error (503, garbage) after all its retries gets two more rounds.
+fn worth_another_go(error: &DeviceError, deferrals: u32) -> bool {
+    if breaker::is_no_answer(error) {
+        deferrals < MAX_DEFERRALS
+    } else {
+        error.is_transient() && deferrals < MAX_ANSWERED_DEFERRALS
+    }
+}
+
+/// Rounds of deferral for pairs whose device answered with a transient error.
+const MAX_ANSWERED_DEFERRALS: u32 = 2;
 
 impl Engine<'_> {
     /// Runs every pair, sending each outcome to `events`. Returns when all pairs are
@@ -219,6 +311,8 @@ impl Engine<'_> {
         };
 
         let scheduler = Scheduler {
+            targets: self.targets,
+            failed: AtomicU64::new(0),
             state: Mutex::new(QueueState {
                 devices: self
                     .targets
@@ -231,6 +325,7 @@ impl Engine<'_> {
                             .map(|c| Job::Plan {
                                 device: d,
                                 people: c.to_vec(),
+                                deferrals: 0,
                             })
                             .collect(),
                         in_flight: 0,
@@ -243,6 +338,7 @@ impl Engine<'_> {
                     .collect(),
                 running: 0,
                 next: 0,
+                given_up: Vec::new(),
             }),
             changed: Condvar::new(),
         };
@@ -257,15 +353,29 @@ impl Engine<'_> {
             });
         }
 
-        for job in scheduler.remaining() {
+        let (left, given_up) = scheduler.remaining();
+        for (job, unreachable) in left
+            .into_iter()
+            .map(|j| (j, false))
+            .chain(given_up.into_iter().map(|j| (j, true)))
+        {
+            let device = job.device();
+            let reason = if unreachable {
+                self.targets[device].device.breaker().unreachable_error()
+            } else if self.stop.halt_reason().is_some() {
+                DeviceError::Halted
+            } else {
+                DeviceError::Interrupted
+            };
             let outcomes = job
                 .people()
                 .into_iter()
-                .map(|p| (p, Outcome::Failed(DeviceError::Interrupted)))
+                .map(|p| (p, Outcome::Failed(reason.clone())))
                 .collect();
             let _ = events.send(Event::Pairs {
-                device: job.device(),
+                device,
                 outcomes,
+                timing: None,
             });
         }
         Ok(())
@@ -359,13 +469,14 @@ impl Engine<'_> {
             let _ = events.send(Event::Pairs {
                 device,
                 outcomes: skipped,
+                timing: None,
             });
         }
         Ok(pending)
     }
 
     /// One worker: takes jobs until there are none, with its own cache connection.
-    fn work(&self, scheduler: &Scheduler, fingerprints: &[u64], events: &Sender<Event>) {
+    fn work(&self, scheduler: &Scheduler<'_>, fingerprints: &[u64], events: &Sender<Event>) {
         let mut cache = match self.cache.connect() {
             Ok(c) => Some(c),
             Err(e) => {
@@ -375,6 +486,8 @@ impl Engine<'_> {
         };
         while let Some(job) = scheduler.next_job(self.stop) {
             let device = job.device();
+            let retries_before = telemetry::retries_on_this_thread();
+            let began = Instant::now();
             let (outcomes, follow_ups) = match catch_unwind(AssertUnwindSafe(|| self.run_job(&job)))
             {
                 Ok(done) => done,
@@ -393,23 +506,82 @@ impl Engine<'_> {
                     (outcomes, Vec::new())
                 }
             };
+            let deferrals = job.deferrals();
+            let (later, outcomes): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(_, o)| {
+                !self.stop.is_set()
+                    && matches!(o, Outcome::Failed(e) if worth_another_go(e, deferrals))
+            });
+            let deferred = (!later.is_empty()).then(|| {
+                log::debug!(
+                    "{}: {} people failed for a passing reason; they will be tried again later",
+                    self.targets[device].device.name(),
+                    later.len()
+                );
+                Job::Plan {
+                    device,
+                    people: later.into_iter().map(|(p, _)| p).collect(),
+                    deferrals: deferrals + 1,
+                }
+            });
+            let timing = JobTiming {
+                elapsed: began.elapsed(),
+                attempts: 1 + (telemetry::retries_on_this_thread() - retries_before) as u32,
+            };
             self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
+            self.check_failure_limit(scheduler, &outcomes);
             if !outcomes.is_empty() {
-                let _ = events.send(Event::Pairs { device, outcomes });
+                let _ = events.send(Event::Pairs {
+                    device,
+                    outcomes,
+                    timing: Some(timing),
+                });
             }
-            scheduler.finish(device, follow_ups);
+            scheduler.finish(device, follow_ups, deferred);
+        }
+    }
+
+    /// Halts the run (`--max-failures`) as soon as failures pass the limit, before the
+    /// worker takes another job: the reporter thread may lag behind, the limit must not.
+    fn check_failure_limit(&self, scheduler: &Scheduler<'_>, outcomes: &[(u32, Outcome)]) {
+        let Some(limit) = self.max_failures else {
+            return;
+        };
+        let new = outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+            .count() as u64;
+        let failed = scheduler.failed.fetch_add(new, AtomicOrdering::SeqCst) + new;
+        let operations = self.people.len() as u64 * self.targets.len() as u64;
+        if limit.exceeded(failed, operations) && !self.stop.is_set() {
+            let reason = format!(
+                "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
+            );
+            log::error!("{reason}");
+            self.stop.halt(reason);
         }
     }
 
     fn run_job(&self, job: &Job) -> (Vec<(u32, Outcome)>, Vec<Job>) {
         match job {
-            Job::Plan { device, people } => {
+            Job::Plan {
+                device,
+                people,
+                deferrals,
+            } => {
                 let refs: Vec<&Person> = people.iter().map(|&p| &self.people[p as usize]).collect();
                 match self.targets[*device].device.plan(&refs) {
                     Err(e) => (
                         people
                             .iter()
                             .map(|&p| (p, Outcome::Failed(e.clone())))
+                            .collect(),
+                        Vec::new(),
+                    ),
+                    Ok(plans) if self.options.dry_run => (
+                        people
+                            .iter()
+                            .zip(plans)
+                            .map(|(&p, plan)| (p, Outcome::Planned(plan)))
                             .collect(),
                         Vec::new(),
                     ),
@@ -422,11 +594,14 @@ impl Engine<'_> {
                                 other => writes.push((p, other)),
                             }
                         }
-                        let batch = self.options.batch_size.get();
+                        // Some devices take fewer people per request than asked for.
+                        let device_max = self.targets[*device].device.max_batch().max(1);
+                        let batch = self.options.batch_size.get().min(device_max);
                         let mut follow_ups = Vec::new();
                         while !writes.is_empty() {
                             let rest = writes.split_off(batch.min(writes.len()));
                             follow_ups.push(Job::Write {
+                                deferrals: *deferrals,
                                 device: *device,
                                 work: std::mem::replace(&mut writes, rest),
                             });
@@ -435,7 +610,7 @@ impl Engine<'_> {
                     }
                 }
             }
-            Job::Write { device, work } => {
+            Job::Write { device, work, .. } => {
                 let refs: Vec<(&Person, Plan)> = work
                     .iter()
                     .map(|(p, plan)| (&self.people[*p as usize], plan.clone()))
@@ -484,5 +659,98 @@ impl Engine<'_> {
                 error: e.to_string(),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::NoCache;
+    use crate::device::breaker::Breaker;
+    use crate::enroll::Enrollment;
+    use crate::reporter::Verbosity;
+    use crate::telemetry::DeviceTelemetry;
+
+    /// A device whose driver panics on one person: the panic must cost that job's
+    /// pairs, reported failed, and never hang the run.
+    struct PanickingDevice {
+        poison: String,
+        breaker: Breaker,
+        telemetry: Arc<DeviceTelemetry>,
+    }
+
+    impl Device for PanickingDevice {
+        fn name(&self) -> &str {
+            "fake"
+        }
+        fn url(&self) -> &str {
+            "http://fake"
+        }
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn profile(&self) -> &'static crate::device::Profile {
+            &crate::device::controlid::PROFILE
+        }
+        fn breaker(&self) -> &Breaker {
+            &self.breaker
+        }
+        fn telemetry(&self) -> Arc<DeviceTelemetry> {
+            Arc::clone(&self.telemetry)
+        }
+        fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+            Ok(people.iter().map(|_| Plan::Create).collect())
+        }
+        fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+            if work.iter().any(|(p, _)| p.registration == self.poison) {
+                panic!("driver bug on {}", self.poison);
+            }
+            work.iter().map(|_| Outcome::Registered).collect()
+        }
+    }
+
+    #[test]
+    fn a_panicking_worker_fails_its_pairs_and_never_hangs_the_run() {
+        let people: Vec<Person> = (0..50)
+            .map(|i| Person {
+                registration: format!("R{i}"),
+                name: format!("P{i}"),
+                card: None,
+                begin: None,
+                end: None,
+                group: None,
+                line: i + 2,
+            })
+            .collect();
+        let telemetry = Arc::new(DeviceTelemetry::default());
+        let device = PanickingDevice {
+            poison: "R17".into(),
+            breaker: Breaker::new(5, Arc::clone(&telemetry)),
+            telemetry,
+        };
+        let stop = Stop::default();
+        let report = Enrollment {
+            people: &people,
+            targets: vec![Target {
+                device: Arc::new(device),
+                max_in_flight: 2,
+            }],
+            cache: &NoCache,
+            secret: &KeySecret::random(),
+            options: EngineOptions {
+                batch_size: NonZeroUsize::new(10).unwrap(),
+                ..EngineOptions::default()
+            },
+            verbosity: Verbosity::Quiet,
+            max_failures: None,
+        }
+        .run(&stop)
+        .unwrap();
+        assert_eq!(report.registered, 40);
+        assert_eq!(report.failed, 10);
+        assert!(report
+            .failures
+            .iter()
+            .all(|f| f.error.contains("worker panicked: driver bug on R17")));
     }
 }

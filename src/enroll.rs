@@ -6,8 +6,8 @@ use crate::cache::{Cache, KeySecret};
 use crate::engine::{Engine, EngineOptions, Target};
 use crate::person::Person;
 use crate::report::Report;
-use crate::reporter::{Reporter, Verbosity};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::reporter::{Reporter, Verbosity, Watch};
+use crate::stop::{FailureLimit, Stop};
 use std::time::Instant;
 
 /// Room for this many batches of outcomes between the workers and the reporter: enough
@@ -22,12 +22,24 @@ pub struct Enrollment<'a> {
     pub secret: &'a KeySecret,
     pub options: EngineOptions,
     pub verbosity: Verbosity,
+    /// Halt the run when failures pass this limit.
+    pub max_failures: Option<FailureLimit>,
 }
 
 impl Enrollment<'_> {
     /// Runs every pair and returns the report. `stop` set (first Ctrl-C) ends the run
     /// early: jobs in flight finish, the rest are reported as not sent.
-    pub fn run(&self, stop: &AtomicBool) -> anyhow::Result<Report> {
+    pub fn run(&self, stop: &Stop) -> anyhow::Result<Report> {
+        self.run_watched(stop, &mut [])
+    }
+
+    /// [`Enrollment::run`], with `watchers` (live status, events file) following every
+    /// pair on the reporter's thread.
+    pub fn run_watched(
+        &self,
+        stop: &Stop,
+        watchers: &mut [&mut (dyn Watch + Send)],
+    ) -> anyhow::Result<Report> {
         let started = Instant::now();
         let (events, received) = crossbeam_channel::bounded(EVENT_QUEUE);
         let reporter = Reporter {
@@ -35,7 +47,13 @@ impl Enrollment<'_> {
             devices: self
                 .targets
                 .iter()
-                .map(|t| (t.device.name().to_string(), t.device.url().to_string()))
+                .map(|t| {
+                    (
+                        t.device.name().to_string(),
+                        t.device.url().to_string(),
+                        t.device.kind(),
+                    )
+                })
                 .collect(),
             verbosity: self.verbosity,
             cache: self.cache.describe(),
@@ -47,16 +65,19 @@ impl Enrollment<'_> {
             secret: self.secret,
             options: &self.options,
             stop,
+            max_failures: self.max_failures,
         };
         std::thread::scope(|scope| {
-            let reporting = scope.spawn(move || reporter.run(received, started));
+            let reporting = scope.spawn(move || reporter.run_watched(received, started, watchers));
             let outcome = engine.run(&events);
             drop(events);
             let mut report = reporting
                 .join()
                 .expect("the reporter thread does not panic");
             outcome?;
-            report.interrupted = stop.load(Ordering::SeqCst);
+            report.interrupted = stop.interrupted();
+            report.halted = stop.halt_reason();
+            report.dry_run = self.options.dry_run;
             report.duration_ms = started.elapsed().as_millis() as u64;
             Ok(report)
         })

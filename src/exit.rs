@@ -16,7 +16,7 @@ pub enum Exit {
 impl Exit {
     /// The status a finished run ends with: an interruption outranks failures.
     pub fn of(report: &Report) -> Exit {
-        if report.interrupted {
+        if report.interrupted && report.halted.is_none() {
             Exit::Interrupted
         } else if report.failed > 0 {
             Exit::SomeFailed

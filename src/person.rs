@@ -25,6 +25,14 @@ impl Card {
             Card::Number(n) => n,
         }
     }
+
+    /// The one number catraca writes for this card on every vendor, each in its own
+    /// notation (see [`CardEncoding`](crate::device::CardEncoding)): the Control iD value.
+    /// Whether a Hikvision or Intelbras reader reports a Wiegand card as this number is
+    /// not documented: check one card on the device before a large enrollment.
+    pub fn number(self) -> u64 {
+        self.controlid_value()
+    }
 }
 
 /// One participant: a row of the CSV.

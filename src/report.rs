@@ -5,7 +5,9 @@
 //! number of operations (people x devices): every pair is counted exactly once, and a
 //! failed pair is listed with its reason. Nothing here ever holds a password.
 
+use crate::i18n::{self, Msg};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// Counts for one device, or for the whole run.
@@ -16,6 +18,10 @@ pub struct Counts {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// `catraca plan`: how many people need each field changed (name, validity, card,
+    /// group). Empty, and left out of the JSON, for an enrollment.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub changes: BTreeMap<&'static str, u64>,
 }
 
 impl Counts {
@@ -29,6 +35,11 @@ impl Counts {
 pub struct DeviceReport {
     pub name: String,
     pub url: String,
+    /// The vendor family: `controlid`, `hikvision` or `intelbras`.
+    pub kind: String,
+    /// When this device's last pair was settled, from the start of the run: shows which
+    /// turnstile held the run up (and that fast ones did not wait for slow ones).
+    pub finished_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
 }
@@ -55,8 +66,13 @@ pub struct Report {
     /// Pairs done on the device whose result could not be written to the cache (they
     /// will be checked against the device again next time, never duplicated).
     pub not_cached: u64,
+    /// `catraca plan`: nothing was written; registered / updated count what would be.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// Whether the run was stopped by Ctrl-C / SIGTERM before the end.
     pub interrupted: bool,
+    /// Why the run stopped early on its own (`--max-failures`), if it did.
+    pub halted: Option<String>,
     pub duration_ms: u64,
     /// The cache used, e.g. `embedded (/path)` or `redis (redis://host:6379/0)`.
     pub cache: String,
@@ -65,66 +81,176 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of nothing, to fill in.
+    pub fn empty() -> Report {
+        Report {
+            participants: 0,
+            devices: 0,
+            operations: 0,
+            registered: 0,
+            updated: 0,
+            unchanged: 0,
+            skipped_cache: 0,
+            failed: 0,
+            not_cached: 0,
+            dry_run: false,
+            interrupted: false,
+            halted: None,
+            duration_ms: 0,
+            cache: String::new(),
+            per_device: Vec::new(),
+            failures: Vec::new(),
+        }
+    }
+
     /// The human summary: totals, then one line per device, then the failures.
     pub fn to_text(&self) -> String {
+        self.to_text_styled(false)
+    }
+
+    /// [`Report::to_text`], with failures in red and registrations in green when `color`.
+    pub fn to_text_styled(&self, color: bool) -> String {
+        use crate::style::{paint, Color};
         let mut out = String::new();
-        let _ = writeln!(out, "participants:      {}", self.participants);
-        let _ = writeln!(out, "devices:           {}", self.devices);
-        let _ = writeln!(out, "operations:        {}", self.operations);
-        let _ = writeln!(out, "  registered:      {}", self.registered);
-        let _ = writeln!(out, "  updated:         {}", self.updated);
-        let _ = writeln!(out, "  unchanged:       {}", self.unchanged);
-        let _ = writeln!(out, "  skipped (cache): {}", self.skipped_cache);
-        let _ = writeln!(out, "  failed:          {}", self.failed);
+        // `label:` padded to one column, in the operator's language.
+        let mut field = |indent: &str, label: Msg, value: &dyn std::fmt::Display| {
+            let label = format!("{indent}{}:", i18n::t(label));
+            let _ = writeln!(out, "{label:<19}{value}");
+        };
+        field("", Msg::SumParticipants, &self.participants);
+        field("", Msg::SumDevices, &self.devices);
+        field("", Msg::SumOperations, &self.operations);
+        if self.dry_run {
+            field("  ", Msg::SumWouldRegister, &self.registered);
+            field("  ", Msg::SumWouldUpdate, &self.updated);
+        } else {
+            field("  ", Msg::SumRegistered, &self.registered);
+            field("  ", Msg::SumUpdated, &self.updated);
+        }
+        field("  ", Msg::SumUnchanged, &self.unchanged);
+        field("  ", Msg::SumSkipped, &self.skipped_cache);
+        let failed_count = self.failed.to_string();
+        field(
+            "  ",
+            Msg::SumFailed,
+            &if self.failed > 0 {
+                paint(&failed_count, Color::Red, color)
+            } else {
+                failed_count
+            },
+        );
         if self.not_cached > 0 {
-            let _ = writeln!(
-                out,
-                "not cached:        {} (done on the device, will be checked again next run)",
-                self.not_cached
+            field(
+                "",
+                Msg::SumNotCached,
+                &i18n::tr(Msg::SumNotCachedWhy, &[("count", &self.not_cached)]),
             );
         }
-        let _ = writeln!(
-            out,
-            "duration:          {:.2} s{}",
+        let duration = format!(
+            "{:.2} s{}",
             self.duration_ms as f64 / 1000.0,
             if self.interrupted {
-                " (interrupted)"
+                i18n::t(Msg::SumInterrupted)
             } else {
                 ""
             }
         );
-        let _ = writeln!(out, "cache:             {}", self.cache);
+        field("", Msg::SumDuration, &duration);
+        field("", Msg::SumCache, &self.cache);
         let name_width = self
             .per_device
             .iter()
             .map(|d| d.name.chars().count())
             .max()
             .unwrap_or(6)
-            .max(6);
+            .max(i18n::t(Msg::ColDevice).chars().count());
+        let (add, update) = if self.dry_run {
+            (i18n::t(Msg::ColToAdd), i18n::t(Msg::ColToUpdate))
+        } else {
+            (i18n::t(Msg::SumRegistered), i18n::t(Msg::SumUpdated))
+        };
+        let (unchanged, skipped, failed) = (
+            i18n::t(Msg::SumUnchanged),
+            i18n::t(Msg::ColSkipped),
+            i18n::t(Msg::SumFailed),
+        );
+        // The English widths, wider when a Portuguese heading needs it.
+        let w = |min: usize, heading: &str| min.max(heading.chars().count());
+        let (w1, w2, w3, w4, w5) = (
+            w(10, add),
+            w(9, update),
+            w(9, unchanged),
+            w(7, skipped),
+            w(6, failed),
+        );
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  url",
-            "device", "registered", "updated", "unchanged", "skipped", "failed"
+            "\n{:<name_width$}  {:<9}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  url",
+            i18n::t(Msg::ColDevice),
+            i18n::t(Msg::ColKind)
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:>10}  {:>8}  {:>9}  {:>7}  {:>6}  {}",
-                d.name, c.registered, c.updated, c.unchanged, c.skipped_cache, c.failed, d.url
+                "{:<name_width$}  {:<9}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {}",
+                d.name,
+                d.kind,
+                c.registered,
+                c.updated,
+                c.unchanged,
+                c.skipped_cache,
+                c.failed,
+                d.url
             );
+            if !c.changes.is_empty() {
+                let fields: Vec<String> =
+                    c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
+                let _ = writeln!(
+                    out,
+                    "{:<name_width$}  {}: {}",
+                    "",
+                    i18n::t(Msg::ColChanges),
+                    fields.join(", ")
+                );
+            }
+        }
+        if self.dry_run {
+            let _ = writeln!(out, "\n{}", i18n::t(Msg::SumNothingWritten));
         }
         if !self.failures.is_empty() {
-            let _ = writeln!(out, "\nfailures ({}):", self.failures.len());
+            let _ = writeln!(
+                out,
+                "\n{}",
+                paint(
+                    &i18n::tr(Msg::SumFailures, &[("count", &self.failures.len())]),
+                    Color::Red,
+                    color
+                )
+            );
             const SHOWN: usize = 20;
             for f in self.failures.iter().take(SHOWN) {
-                let _ = writeln!(out, "  {} on {}: {}", f.registration, f.device, f.error);
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    i18n::tr(
+                        Msg::SumFailureLine,
+                        &[
+                            ("registration", &f.registration),
+                            ("device", &f.device),
+                            ("error", &f.error)
+                        ]
+                    )
+                );
             }
             if self.failures.len() > SHOWN {
                 let _ = writeln!(
                     out,
-                    "  ... and {} more (all of them are in the JSON report: --report FILE)",
-                    self.failures.len() - SHOWN
+                    "{}",
+                    i18n::tr(
+                        Msg::SumMoreFailures,
+                        &[("count", &(self.failures.len() - SHOWN))]
+                    )
                 );
             }
         }

@@ -5,13 +5,14 @@
 //! `-v` lines. Progress is an indicatif bar on a terminal and, when stderr is a file or
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
-use crate::device::Outcome;
+use crate::device::{Outcome, Plan};
+use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What workers tell the reporter.
 pub enum Event {
@@ -19,11 +20,39 @@ pub enum Event {
     Pairs {
         device: usize,
         outcomes: Vec<(u32, Outcome)>,
+        /// How long the job that produced them took, when a job did (not for pairs
+        /// skipped by the cache or never sent).
+        timing: Option<JobTiming>,
     },
     /// Pairs done on the device whose record in the cache failed.
     NotCached { count: usize, error: String },
     /// A worker could not open its cache connection.
     CacheUnavailable(String),
+}
+
+/// How one job went, shared by every pair it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTiming {
+    /// From the worker taking the job to its outcomes being known (all its requests).
+    pub elapsed: Duration,
+    /// 1 + the retries the driver made during the job (its transient failures).
+    pub attempts: u32,
+}
+
+/// Follows the run as the reporter sees it, on the reporter's thread: the live status
+/// of the dashboard, the events file. The reporter stays the only owner of the counts;
+/// watchers get each pair, then the counts after each batch.
+pub trait Watch {
+    /// One finished pair: `person` on device number `device`.
+    fn pair(
+        &mut self,
+        device: usize,
+        person: &Person,
+        outcome: &Outcome,
+        timing: Option<JobTiming>,
+    );
+    /// After each batch of pairs: the counts so far, per device, and the pairs done.
+    fn batch(&mut self, per_device: &[Counts], done: u64);
 }
 
 /// How much the reporter prints while the run goes.
@@ -40,8 +69,8 @@ pub enum Verbosity {
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
     pub people: &'a [Person],
-    /// Name and URL of each device, by index.
-    pub devices: Vec<(String, String)>,
+    /// Name, URL and vendor family of each device, by index.
+    pub devices: Vec<(String, String, &'static str)>,
     pub verbosity: Verbosity,
     pub cache: String,
 }
@@ -55,8 +84,19 @@ enum Progress {
 impl Reporter<'_> {
     /// Consumes events until every sender is gone, then returns the report.
     pub fn run(self, events: Receiver<Event>, started: Instant) -> Report {
+        self.run_watched(events, started, &mut [])
+    }
+
+    /// [`Reporter::run`], telling `watchers` about every pair and batch as it goes.
+    pub fn run_watched(
+        self,
+        events: Receiver<Event>,
+        started: Instant,
+        watchers: &mut [&mut (dyn Watch + Send)],
+    ) -> Report {
         let operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut per_device = vec![Counts::default(); self.devices.len()];
+        let mut finished_ms = vec![0u64; self.devices.len()];
         let mut failures = Vec::new();
         let mut not_cached = 0u64;
         let mut warned_cache = false;
@@ -67,10 +107,21 @@ impl Reporter<'_> {
                 let bar =
                     ProgressBar::with_draw_target(Some(operations), ProgressDrawTarget::stderr());
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {per_sec} eta {eta}",
-                    )
-                    .expect("valid template"),
+                    ProgressStyle::with_template(i18n::t(Msg::ProgressBar))
+                        .expect("valid template")
+                        .with_key(
+                            "rate",
+                            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(
+                                    w,
+                                    "{}",
+                                    i18n::tr(
+                                        Msg::ProgressRate,
+                                        &[("rate", &format!("{:.0}", state.per_sec()))]
+                                    )
+                                );
+                            },
+                        ),
                 );
                 Progress::Bar(bar)
             }
@@ -79,16 +130,35 @@ impl Reporter<'_> {
 
         for event in events {
             match event {
-                Event::Pairs { device, outcomes } => {
+                Event::Pairs {
+                    device,
+                    outcomes,
+                    timing,
+                } => {
+                    finished_ms[device] = started.elapsed().as_millis() as u64;
                     let counts = &mut per_device[device];
                     for (person, outcome) in outcomes {
                         let person = &self.people[person as usize];
+                        for watcher in watchers.iter_mut() {
+                            watcher.pair(device, person, &outcome, timing);
+                        }
                         let (label, slot) = match &outcome {
                             Outcome::Registered => ("registered", &mut counts.registered),
                             Outcome::Updated => ("updated", &mut counts.updated),
                             Outcome::Unchanged => ("unchanged", &mut counts.unchanged),
                             Outcome::SkippedCache => ("skipped (cache)", &mut counts.skipped_cache),
                             Outcome::Failed(_) => ("failed", &mut counts.failed),
+                            Outcome::Planned(plan) => match plan {
+                                Plan::Create => ("would register", &mut counts.registered),
+                                Plan::Update { changes, .. } => {
+                                    for field in changes {
+                                        *counts.changes.entry(field).or_default() += 1;
+                                    }
+                                    ("would update", &mut counts.updated)
+                                }
+                                Plan::Unchanged { .. } => ("unchanged", &mut counts.unchanged),
+                                Plan::Ambiguous { .. } => ("conflict", &mut counts.failed),
+                            },
                         };
                         *slot += 1;
                         done += 1;
@@ -106,11 +176,19 @@ impl Reporter<'_> {
                                 _ => eprintln!("{line}"),
                             }
                         }
-                        if let Outcome::Failed(e) = outcome {
+                        let failure = match outcome {
+                            Outcome::Failed(e) => Some(e.to_string()),
+                            Outcome::Planned(Plan::Ambiguous { ids }) => Some(format!(
+                                "registration is on this device {} times: remove the extra copies there",
+                                ids.len()
+                            )),
+                            _ => None,
+                        };
+                        if let Some(error) = failure {
                             failures.push(Failure {
                                 registration: person.registration.clone(),
                                 device: self.devices[device].0.clone(),
-                                error: e.to_string(),
+                                error,
                             });
                         }
                     }
@@ -129,15 +207,27 @@ impl Reporter<'_> {
                     }
                 }
             }
+            for watcher in watchers.iter_mut() {
+                watcher.batch(&per_device, done);
+            }
             match &mut progress {
                 Progress::Hidden => {}
                 Progress::Bar(bar) => bar.set_position(done),
                 Progress::Lines { next_tenth } => {
                     // One line each time a tenth is crossed, even if a batch crosses two.
                     if *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
+                        let percent =
+                            format!("{:.1}", done as f64 * 100.0 / operations.max(1) as f64);
                         eprintln!(
-                            "progress: {done}/{operations} ({:.1}%)",
-                            done as f64 * 100.0 / operations.max(1) as f64
+                            "{}",
+                            i18n::tr(
+                                Msg::ProgressLine,
+                                &[
+                                    ("done", &done),
+                                    ("total", &operations),
+                                    ("percent", &percent)
+                                ]
+                            )
                         );
                         while *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
                             *next_tenth += 1;
@@ -168,14 +258,23 @@ impl Reporter<'_> {
             skipped_cache: totals.skipped_cache,
             failed: totals.failed,
             not_cached,
+            dry_run: false,
             interrupted: false,
+            halted: None,
             duration_ms: started.elapsed().as_millis() as u64,
             cache: self.cache,
             per_device: self
                 .devices
                 .into_iter()
                 .zip(per_device)
-                .map(|((name, url), counts)| DeviceReport { name, url, counts })
+                .zip(finished_ms)
+                .map(|(((name, url, kind), counts), finished_ms)| DeviceReport {
+                    name,
+                    url,
+                    kind: kind.to_string(),
+                    finished_ms,
+                    counts,
+                })
                 .collect(),
             failures,
         }

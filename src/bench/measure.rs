@@ -49,6 +49,9 @@ pub struct Spec {
     pub env_set: Vec<(String, String)>,
     pub stdout: PathBuf,
     pub stderr: PathBuf,
+    /// Where it runs: a scratch directory, so no `catraca.toml` of the caller's
+    /// directory changes the settings being measured.
+    pub current_dir: PathBuf,
 }
 
 /// The launcher's answer about one child.
@@ -158,6 +161,7 @@ fn launch(spec: &Spec) -> io::Result<Reaped> {
         command.env(name, value);
     }
     command
+        .current_dir(&spec.current_dir)
         .stdin(Stdio::null())
         .stdout(File::create(&spec.stdout)?)
         .stderr(File::create(&spec.stderr)?);

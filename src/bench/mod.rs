@@ -225,6 +225,7 @@ fn enroll_command(
         env_set: vec![("CATRACA_CACHE_KEY".into(), cache_key.into())],
         stdout: scratch.join("child.stdout"),
         stderr: scratch.join("child.stderr"),
+        current_dir: scratch.to_path_buf(),
     }
 }
 

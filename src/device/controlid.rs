@@ -12,17 +12,35 @@
 //! repeated (it can lock the account).
 
 use super::http::{HttpClient, Timeouts};
-use super::{Device, DeviceError, Outcome, Plan};
+use super::{
+    Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, Outcome, Plan, Profile,
+    Upsert, ValidityEncoding,
+};
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
+
+/// What Control iD does differently (docs/controlid-api.md).
+pub static PROFILE: Profile = Profile {
+    kind: "controlid",
+    auth: Auth::Session,
+    // No documented limit; a write job never holds more than the 999 people one plan job
+    // loads, so this changes nothing and says so.
+    max_batch: MAX_IN_LIST,
+    upsert: Upsert::SomeFirmware,
+    cards: CardEncoding::Integer,
+    validity: ValidityEncoding::UnixSeconds,
+    already_exists: "400 `UNIQUE constraint failed` (registrations are not unique: loaded first)",
+    busy: "HTTP 503 / 429 from the web server",
+    full: "undocumented",
+};
 
 /// How a driver finds its device and proves who it is.
 #[derive(Clone)]
@@ -44,32 +62,7 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// How hard to try a call that failed for a transient reason.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// Attempts after the first one. Default 3.
-    pub retries: u32,
-    /// First backoff; doubles per attempt, with full jitter. Default 100 ms.
-    pub base_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            retries: 3,
-            base_delay: Duration::from_millis(100),
-        }
-    }
-}
-
-impl RetryPolicy {
-    fn pause(&self, attempt: u32, telemetry: &DeviceTelemetry) {
-        telemetry.count_retry();
-        let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
-        let millis = ceiling.as_millis().max(1) as u64;
-        std::thread::sleep(Duration::from_millis(rand::random_range(0..=millis)));
-    }
-}
+pub use super::retry::RetryPolicy;
 
 enum Session {
     None,
@@ -145,6 +138,12 @@ impl ControlIdDevice {
         }
     }
 
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> ControlIdDevice {
+        self.http = self.http.with_rate(per_second);
+        self
+    }
+
     /// Logs in (once for all threads) and returns the token and its generation.
     fn session(&self) -> Result<(String, u64), DeviceError> {
         let mut slot = self.session.lock().expect("session lock");
@@ -202,6 +201,7 @@ impl ControlIdDevice {
             }
             (429 | 500..=599, _) => Err(DeviceError::Busy {
                 status: answer.status,
+                retry_after: answer.retry_after,
             }),
             (200..=299, None) if parsed.is_null() => Err(DeviceError::InvalidAnswer(
                 "login answer is not JSON".into(),
@@ -231,6 +231,7 @@ impl ControlIdDevice {
                 self.url,
                 percent_encode(&token)
             );
+            self.retry.budget.count_request();
             let answer = self.http.post_json(&url, &payload)?;
             match answer.status {
                 401 | 403 if !relogged => {
@@ -249,6 +250,7 @@ impl ControlIdDevice {
                 429 | 500..=599 => {
                     return Err(DeviceError::Busy {
                         status: answer.status,
+                        retry_after: answer.retry_after,
                     })
                 }
                 status => {
@@ -262,6 +264,12 @@ impl ControlIdDevice {
         }
     }
 
+    /// Whether a failed call is worth another attempt: transient, within the retry
+    /// count, and the device not declared unreachable (its breaker answers for it).
+    fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
+        error.is_transient() && !self.http.breaker().is_tripped() && self.retry.allows(attempt)
+    }
+
     /// `call`, repeated with backoff while it fails for a transient reason. Only for calls
     /// that are safe to repeat (reads, modifications by id, unique links).
     fn call_idempotent<B: Serialize + ?Sized>(
@@ -272,9 +280,10 @@ impl ControlIdDevice {
         let mut attempt = 0;
         loop {
             match self.call(command, body) {
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     log::debug!("{}: {command} failed ({e}), retrying", self.name);
-                    self.retry.pause(attempt, self.http.telemetry());
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                 }
                 other => return other,
@@ -343,8 +352,9 @@ impl ControlIdDevice {
         let id = loop {
             match self.call("create_objects", &body) {
                 Ok(answer) => break first_id(&answer)?,
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
-                    self.retry.pause(attempt, self.http.telemetry());
+                Err(e) if self.may_retry(&e, attempt) => {
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let found: Vec<RemoteGroup> =
@@ -359,6 +369,31 @@ impl ControlIdDevice {
         };
         groups.insert(name.to_string(), id);
         Ok(Some(id))
+    }
+
+    /// How many users the device holds, read in pages of ids (`limit` / `offset`).
+    fn count_users(&self) -> Result<u64, DeviceError> {
+        const PAGE: usize = 1000;
+        let mut total = 0u64;
+        loop {
+            let body = json!({
+                "object": "users",
+                "fields": ["id"],
+                "order": ["ascending", "id"],
+                "limit": PAGE,
+                "offset": total,
+            });
+            let answer = self.call_idempotent("load_objects", &body)?;
+            let page = answer
+                .get("users")
+                .and_then(Value::as_array)
+                .ok_or_else(|| DeviceError::InvalidAnswer("load of users: no list".into()))?
+                .len();
+            total += page as u64;
+            if page < PAGE {
+                return Ok(total);
+            }
+        }
     }
 
     /// Creates users; one result per person, in order. Lost answers are reconciled by
@@ -399,9 +434,10 @@ impl ControlIdDevice {
                     }
                     pending.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
+                Err(e) if self.may_retry(&e, attempt) => {
                     attempt += 1;
-                    self.retry.pause(attempt - 1, self.http.telemetry());
+                    self.retry
+                        .pause(attempt - 1, asked_wait(&e), self.http.telemetry());
                     if e.write_may_have_landed() {
                         // The device may hold them already: look before writing again.
                         match self.find_created(&batch) {
@@ -542,8 +578,9 @@ impl ControlIdDevice {
                     results[i] = self.create_cards(&[wanted[i]], true).pop();
                     to_create.clear();
                 }
-                Err(e) if e.is_transient() && attempt < self.retry.retries => {
-                    self.retry.pause(attempt, self.http.telemetry());
+                Err(e) if self.may_retry(&e, attempt) => {
+                    self.retry
+                        .pause(attempt, asked_wait(&e), self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
@@ -626,12 +663,69 @@ impl Device for ControlIdDevice {
         &self.url
     }
 
-    fn kind(&self) -> &'static str {
-        "controlid"
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
+    }
+
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.http.breaker()
     }
 
     fn telemetry(&self) -> Arc<DeviceTelemetry> {
         Arc::clone(self.http.telemetry())
+    }
+
+    /// Logs in, times three `session_is_valid` calls (the fastest gives the round trip,
+    /// and its `Date` header the device's clock, like ping's minimum) and counts the
+    /// users page by page. The documented API has no call for the firmware or the
+    /// model, so they stay unknown.
+    fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
+        let (token, _) = self.session()?;
+        let url = format!(
+            "{}/session_is_valid.fcgi?session={}",
+            self.url,
+            percent_encode(&token)
+        );
+        let mut fastest: Option<(Duration, Option<ClockReading>)> = None;
+        for _ in 0..3 {
+            let sent = SystemTime::now();
+            let began = Instant::now();
+            let answer = self.http.post_json(&url, b"{}")?;
+            let round_trip = began.elapsed();
+            match answer.status {
+                200..=299 => {}
+                429 | 500..=599 => {
+                    return Err(DeviceError::Busy {
+                        status: answer.status,
+                        retry_after: answer.retry_after,
+                    })
+                }
+                status => {
+                    let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                    return Err(DeviceError::Rejected {
+                        status,
+                        message: device_message(&parsed, "session_is_valid refused"),
+                    });
+                }
+            }
+            if fastest.is_none_or(|(best, _)| round_trip < best) {
+                let clock = answer.date.map(|device| ClockReading {
+                    // The header is truncated to the second: half a second is its
+                    // expected error.
+                    device: device + Duration::from_millis(500),
+                    local: sent + round_trip / 2,
+                });
+                fastest = Some((round_trip, clock));
+            }
+        }
+        let (round_trip, clock) = fastest.expect("three calls were made");
+        Ok(DeviceFacts {
+            people: Some(self.count_users()?),
+            firmware: None,
+            model: None,
+            clock,
+            round_trip: Some(round_trip),
+        })
     }
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
@@ -852,6 +946,17 @@ impl Device for ControlIdDevice {
                 (None, _) => Outcome::Unchanged,
             })
             .collect()
+    }
+}
+
+/// How long the device asked us to wait before trying again, if it did.
+pub(crate) fn asked_wait(error: &DeviceError) -> Option<Duration> {
+    match error {
+        DeviceError::Busy {
+            retry_after: Some(seconds),
+            ..
+        } => Some(Duration::from_secs(*seconds)),
+        _ => None,
     }
 }
 

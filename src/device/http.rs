@@ -7,6 +7,8 @@
 //! Status codes are not errors at this layer: drivers read them, because device APIs
 //! put their own messages in 4xx bodies.
 
+use super::breaker::{self, Breaker};
+use super::rate::RateLimit;
 use super::DeviceError;
 use crate::telemetry::DeviceTelemetry;
 use std::io;
@@ -74,6 +76,22 @@ impl Resolver for LiteralFirstResolver {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// Seconds from a `Retry-After` header (the delay form; dates are ignored).
+    pub retry_after: Option<u64>,
+    /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
+    /// sends it on every answer; lighttpd does), to the second; `None` without one.
+    pub date: Option<std::time::SystemTime>,
+    /// The `WWW-Authenticate` header of a 401, for Digest devices.
+    pub challenge: Option<String>,
+}
+
+/// One request as a driver builds it.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    /// `Content-Type` of the body; no body is sent when `None`.
+    pub body: Option<(&'a str, &'a [u8])>,
+    pub authorization: Option<&'a str>,
 }
 
 /// A device's HTTP client. Cheap to share between threads (the agent is a handle).
@@ -81,6 +99,8 @@ pub struct HttpClient {
     agent: Agent,
     timeouts: Timeouts,
     telemetry: Arc<DeviceTelemetry>,
+    breaker: Breaker,
+    rate: Option<RateLimit>,
 }
 
 impl HttpClient {
@@ -105,8 +125,21 @@ impl HttpClient {
         HttpClient {
             agent,
             timeouts,
+            breaker: Breaker::new(breaker::DEFAULT_THRESHOLD, Arc::clone(&telemetry)),
             telemetry,
+            rate: None,
         }
+    }
+
+    /// Limits this device to `per_second` requests per second on average.
+    pub fn with_rate(mut self, per_second: Option<f64>) -> HttpClient {
+        self.rate = per_second.filter(|r| *r > 0.0).map(RateLimit::new);
+        self
+    }
+
+    /// The device's circuit breaker.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// What this client measured: requests, latency, in flight, last error.
@@ -116,8 +149,26 @@ impl HttpClient {
 
     /// POSTs a JSON body and reads the whole answer (so the connection returns to the pool).
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
+        self.send(&Call {
+            method: "POST",
+            url,
+            body: Some(("application/json", body)),
+            authorization: None,
+        })
+    }
+
+    /// Sends one request and reads the whole answer (so the connection returns to the pool).
+    pub fn send(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+        self.breaker.admit()?;
+        if let Some(rate) = &self.rate {
+            rate.acquire();
+        }
         let _measured = self.telemetry.start_request();
-        let result = self.exchange(url, body);
+        let result = self.exchange(call);
+        match &result {
+            Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
+            _ => self.breaker.record(true, None),
+        }
         match &result {
             Err(e) => self.telemetry.set_last_error(&e.to_string()),
             Ok(answer) if answer.status >= 400 => self
@@ -128,21 +179,51 @@ impl HttpClient {
         result
     }
 
-    fn exchange(&self, url: &str, body: &[u8]) -> Result<Answer, DeviceError> {
-        let mut response = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json")
-            .send(body)
-            .map_err(|e| self.classify(e))?;
+    fn exchange(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+        let mut request = ureq::http::Request::builder()
+            .method(call.method)
+            .uri(call.url);
+        if let Some(authorization) = call.authorization {
+            request = request.header("Authorization", authorization);
+        }
+        if let Some((content_type, _)) = call.body {
+            request = request.header("Content-Type", content_type);
+        }
+        let body = call.body.map(|(_, b)| b).unwrap_or_default();
+        let request = request
+            .body(body)
+            .map_err(|e| DeviceError::Unreachable(format!("bad request: {e}")))?;
+        let mut response = self.agent.run(request).map_err(|e| self.classify(e))?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(std::time::SystemTime::from);
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| self.classify(e))?;
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+            date,
+            challenge,
+        })
     }
 
     fn classify(&self, error: ureq::Error) -> DeviceError {

@@ -7,13 +7,24 @@
 //! validity windows are encoded, and how a write whose answer was lost is reconciled so
 //! that a retry never makes a second copy of a person.
 
+pub mod breaker;
 pub mod controlid;
+pub mod digest;
+pub mod hikvision;
 pub mod http;
+pub mod intelbras;
+pub mod rate;
+pub mod retry;
 
+pub use controlid::Credentials;
+pub use retry::RetryPolicy;
+
+use crate::i18n::{t, tr, Msg};
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 /// Why one person could not be put on one device. Messages are shown to operators as the
@@ -21,44 +32,55 @@ use thiserror::Error;
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum DeviceError {
     /// No TCP connection could be made (refused, unreachable, DNS).
-    #[error("unreachable: {0}")]
+    #[error("{}", tr(Msg::DevUnreachable, &[("reason", .0)]))]
     Unreachable(String),
     /// The device accepted the connection but did not answer in time.
-    #[error("timed out after {0} s without an answer")]
+    #[error("{}", tr(Msg::DevTimeout, &[("seconds", .0)]))]
     Timeout(u64),
     /// The connection broke in the middle of a request (reset, closed early).
-    #[error("connection lost: {0}")]
+    #[error("{}", tr(Msg::DevConnectionLost, &[("reason", .0)]))]
     ConnectionLost(String),
     /// The device refused our credentials. Never retried: it can lock the account.
-    #[error("login refused ({status}): {message}: check {hint}")]
+    #[error("{}", tr(Msg::DevLoginRefused, &[("status", .status), ("message", .message), ("hint", .hint)]))]
     LoginRefused {
         status: u16,
         message: String,
         hint: String,
     },
     /// The device refused the request as invalid (4xx); the message is the device's own.
-    #[error("device refused the request ({status}): {message}")]
+    #[error("{}", tr(Msg::DevRejected, &[("status", .status), ("message", .message)]))]
     Rejected { status: u16, message: String },
     /// The device answered 5xx or 429: busy or failing, worth another try later.
-    #[error("device busy or failing ({status}){}", retry_hint(*.status))]
-    Busy { status: u16 },
+    #[error("{}", tr(Msg::DevBusy, &[("status", .status), ("hint", &retry_hint(*.status))]))]
+    Busy {
+        status: u16,
+        /// Seconds the device asked us to wait (`Retry-After`), if it did.
+        retry_after: Option<u64>,
+    },
     /// A 2xx answer whose body is not what the protocol says.
-    #[error("invalid answer: {0}")]
+    #[error("{}", tr(Msg::DevInvalidAnswer, &[("reason", .0)]))]
     InvalidAnswer(String),
     /// The person conflicts with data already on the device (e.g. a card owned by another).
     #[error("{0}")]
     Conflict(String),
+    /// The device holds as many people as it can. Never retried: the driver stops
+    /// sending to the device, and every later pair fails with this reason.
+    #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
+    DeviceFull(String),
     /// The run was interrupted (Ctrl-C) before this pair was sent.
-    #[error("not sent: the run was interrupted")]
+    #[error("{}", t(Msg::DevInterrupted))]
     Interrupted,
+    /// The run halted itself (`--max-failures`) before this pair was sent.
+    #[error("{}", t(Msg::DevHalted))]
+    Halted,
     /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
-    #[error("internal error: {0}")]
+    #[error("{}", tr(Msg::DevInternal, &[("reason", .0)]))]
     Internal(String),
 }
 
 fn retry_hint(status: u16) -> &'static str {
     if status == 429 {
-        ": too many requests"
+        t(Msg::DevTooManyRequests)
     } else {
         ""
     }
@@ -112,12 +134,146 @@ pub enum Outcome {
     Unchanged,
     SkippedCache,
     Failed(DeviceError),
+    /// `catraca plan`: what the device needs, found by reading it; nothing was written.
+    Planned(Plan),
 }
 
 impl Outcome {
     /// Whether the device now holds the person as in the CSV (the pair may be cached).
     pub fn is_done(&self) -> bool {
-        !matches!(self, Outcome::Failed(_))
+        !matches!(self, Outcome::Failed(_) | Outcome::Planned(_))
+    }
+}
+
+/// How a device proves who is calling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// A login call returns a token passed with every later call (Control iD).
+    Session,
+    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Repeated
+    /// 401s lock the account, so a driver stops after two consecutive refusals.
+    Digest,
+}
+
+/// Whether the device can create-or-modify a person in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// No such call: look up first, then create or modify.
+    No,
+    /// Only on some firmware (Control iD `create_or_modify_objects`, Hikvision `SetUp`
+    /// where capabilities list it). Drivers do not rely on it.
+    SomeFirmware,
+}
+
+/// How a card number is written to the device. Every vendor gets the same number (see
+/// [`Card::number`](crate::person::Card::number)); only the notation differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardEncoding {
+    /// An unsigned integer in JSON: `facility * 2^32 + number` (Control iD `value`).
+    Integer,
+    /// A decimal string, e.g. `"528281023086"` (Hikvision `cardNo`).
+    DecimalString,
+    /// Uppercase hexadecimal, e.g. `"7B0000B26E"` (Intelbras `CardNo`).
+    UpperHex,
+}
+
+impl CardEncoding {
+    /// The card as this device writes it (for `Integer`, the decimal digits of the JSON number).
+    pub fn encode(self, card: crate::person::Card) -> String {
+        let number = card.number();
+        match self {
+            CardEncoding::Integer | CardEncoding::DecimalString => number.to_string(),
+            CardEncoding::UpperHex => format!("{number:X}"),
+        }
+    }
+}
+
+/// How the ends of a validity window are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidityEncoding {
+    /// Unix seconds; 0 means no limit (Control iD `begin_time` / `end_time`).
+    UnixSeconds,
+    /// This machine's local time without zone, `2025-01-01T00:00:00`, inside a
+    /// `Valid` object whose `enable` is false when there is no window (Hikvision).
+    LocalIso,
+    /// This machine's local time without zone, `2025-01-01 00:00:00` (Intelbras).
+    LocalSpaced,
+}
+
+/// What a device holds when the CSV gives no begin (or no end): the widest window the
+/// Hikvision and Intelbras firmware accept, which is also what their web pages write.
+pub const OPEN_BEGIN: &str = "2000-01-01 00:00:00";
+pub const OPEN_END: &str = "2037-12-31 23:59:59";
+
+impl ValidityEncoding {
+    /// One end of a window in this encoding; `None` is the open end (`is_end` picks which).
+    /// Local times use this machine's time zone, as the device's clock does.
+    pub fn encode(self, time: Option<i64>, is_end: bool) -> String {
+        use chrono::TimeZone;
+        if self == ValidityEncoding::UnixSeconds {
+            return time.unwrap_or(0).to_string();
+        }
+        let spaced = match time.and_then(|t| chrono::Local.timestamp_opt(t, 0).earliest()) {
+            Some(local) => local.format("%Y-%m-%d %H:%M:%S").to_string(),
+            None if is_end => OPEN_END.to_string(),
+            None => OPEN_BEGIN.to_string(),
+        };
+        match self {
+            ValidityEncoding::LocalIso => spaced.replacen(' ', "T", 1),
+            _ => spaced,
+        }
+    }
+}
+
+/// What differs between vendors, stated rather than hidden: each driver has one, the
+/// engine reads `max_batch` from it, and the drivers encode cards and times through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    /// The vendor family as written in the devices file: `controlid`, `hikvision`, `intelbras`.
+    pub kind: &'static str,
+    pub auth: Auth,
+    /// The most people one create request may carry.
+    pub max_batch: usize,
+    pub upsert: Upsert,
+    pub cards: CardEncoding,
+    pub validity: ValidityEncoding,
+    /// How the device says the person is already there.
+    pub already_exists: &'static str,
+    /// How the device says it is busy (the call is retried with backoff).
+    pub busy: &'static str,
+    /// How the device says it is full (the device is stopped).
+    pub full: &'static str,
+}
+
+/// What `catraca check` learns from a device it could log in to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// People stored on the device.
+    pub people: Option<u64>,
+    /// Firmware version and model, when the vendor's API tells them.
+    pub firmware: Option<String>,
+    pub model: Option<String>,
+    /// The device's clock and this machine's at the same moment (the middle of the
+    /// request that read it), when the device tells its time.
+    pub clock: Option<ClockReading>,
+    /// The round trip of one trivial authenticated request.
+    pub round_trip: Option<Duration>,
+}
+
+/// A device's clock next to ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    pub device: SystemTime,
+    pub local: SystemTime,
+}
+
+impl ClockReading {
+    /// Device minus local time, in whole seconds (positive: the device is ahead).
+    pub fn drift_seconds(&self) -> i64 {
+        match self.device.duration_since(self.local) {
+            Ok(ahead) => ahead.as_secs_f64().round() as i64,
+            Err(behind) => -(behind.duration().as_secs_f64().round() as i64),
+        }
     }
 }
 
@@ -127,8 +283,19 @@ pub trait Device: Send + Sync {
     fn name(&self) -> &str;
     /// The device's base URL, without credentials.
     fn url(&self) -> &str;
+    /// What this vendor does differently.
+    fn profile(&self) -> &'static Profile;
     /// The vendor family, e.g. `controlid`.
-    fn kind(&self) -> &'static str;
+    fn kind(&self) -> &'static str {
+        self.profile().kind
+    }
+    /// The most people one write job may hand to [`Device::apply`]: the engine cuts
+    /// write jobs at `min(--batch-size, max_batch)`.
+    fn max_batch(&self) -> usize {
+        self.profile().max_batch
+    }
+    /// The device's circuit breaker (the engine sets its jobs aside while it is open).
+    fn breaker(&self) -> &breaker::Breaker;
     /// Live measurements of this device's requests.
     fn telemetry(&self) -> Arc<DeviceTelemetry>;
     /// A stable identity for cache keys: the kind and URL.
@@ -141,10 +308,80 @@ pub trait Device: Send + Sync {
     /// Applies the plans (never `Unchanged`), returning one outcome per person in order.
     /// A failure of one person does not fail the others.
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome>;
+    /// Logs in and reads what `catraca check` shows: people stored, clock, round trip,
+    /// firmware and model where the API tells. By default, one read-only lookup of a
+    /// registration nobody has (it proves the device answers and takes the login, and
+    /// gives the round trip); drivers that can tell more override it.
+    fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
+        let probe = Person {
+            registration: "catraca-check-probe".into(),
+            name: "catraca check".into(),
+            card: None,
+            begin: None,
+            end: None,
+            group: None,
+            line: 0,
+        };
+        let began = std::time::Instant::now();
+        self.plan(&[&probe])?;
+        Ok(DeviceFacts {
+            round_trip: Some(began.elapsed()),
+            ..DeviceFacts::default()
+        })
+    }
 }
 
 impl fmt::Debug for dyn Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.name(), self.url())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::person::Card;
+
+    #[test]
+    fn each_vendor_writes_the_same_card_in_its_own_notation() {
+        let card = Card::Wiegand {
+            facility: 123,
+            number: 45678,
+        };
+        assert_eq!(CardEncoding::Integer.encode(card), "528281023086");
+        assert_eq!(CardEncoding::DecimalString.encode(card), "528281023086");
+        assert_eq!(CardEncoding::UpperHex.encode(card), "7B0000B26E");
+        assert_eq!(
+            CardEncoding::UpperHex.encode(Card::Number(0x12EA_3004)),
+            "12EA3004"
+        );
+    }
+
+    #[test]
+    fn validity_is_unix_seconds_or_local_time_without_zone() {
+        use chrono::TimeZone;
+        let t = 1_780_000_000;
+        let local = chrono::Local.timestamp_opt(t, 0).unwrap();
+        assert_eq!(
+            ValidityEncoding::UnixSeconds.encode(Some(t), false),
+            t.to_string()
+        );
+        assert_eq!(ValidityEncoding::UnixSeconds.encode(None, true), "0");
+        assert_eq!(
+            ValidityEncoding::LocalIso.encode(Some(t), false),
+            local.format("%Y-%m-%dT%H:%M:%S").to_string()
+        );
+        assert_eq!(
+            ValidityEncoding::LocalSpaced.encode(Some(t), true),
+            local.format("%Y-%m-%d %H:%M:%S").to_string()
+        );
+        assert_eq!(
+            ValidityEncoding::LocalSpaced.encode(None, false),
+            OPEN_BEGIN
+        );
+        assert_eq!(
+            ValidityEncoding::LocalIso.encode(None, true),
+            "2037-12-31T23:59:59"
+        );
     }
 }

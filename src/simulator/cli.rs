@@ -12,7 +12,48 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{FaultRates, Fleet, Overload, SimConfig};
+use super::{FaultRates, Fleet, Kind, Overload, SimConfig};
+
+/// The devices of `--devices`: counts, each of a family or (`None`) of `--kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetSpec(pub Vec<(Option<Kind>, NonZeroUsize)>);
+
+impl FleetSpec {
+    pub fn total(&self) -> usize {
+        self.0.iter().map(|(_, n)| n.get()).sum()
+    }
+
+    /// Each family with its count, `--kind` standing in where none was named.
+    pub fn kinds(&self, default: Kind) -> Vec<(Kind, usize)> {
+        self.0
+            .iter()
+            .map(|(kind, n)| (kind.unwrap_or(default), n.get()))
+            .collect()
+    }
+}
+
+fn parse_fleet(text: &str) -> Result<FleetSpec, String> {
+    let count = |n: &str| {
+        n.trim()
+            .parse::<NonZeroUsize>()
+            .map_err(|_| format!("`{n}` is not a number of devices: give 1 or more"))
+    };
+    if !text.contains(':') {
+        return Ok(FleetSpec(vec![(None, count(text)?)]));
+    }
+    text.split(',')
+        .map(|part| {
+            let (kind, n) = part.split_once(':').ok_or_else(|| {
+                format!("`{part}`: write KIND:N, e.g. controlid:3,hikvision:2,intelbras:2")
+            })?;
+            let kind = Kind::from_name(kind.trim()).ok_or_else(|| {
+                format!("`{kind}` is not a device family: controlid, hikvision or intelbras")
+            })?;
+            Ok((Some(kind), count(n)?))
+        })
+        .collect::<Result<_, String>>()
+        .map(FleetSpec)
+}
 
 /// The environment variable holding the simulated devices' password.
 pub const PASSWORD_ENV: &str = "CATRACA_SIM_PASSWORD";
@@ -20,9 +61,18 @@ pub const PASSWORD_ENV: &str = "CATRACA_SIM_PASSWORD";
 /// Flags of `catraca simulate`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
-    /// How many devices to simulate, named catraca-1, catraca-2, ...
-    #[arg(long, value_name = "N", default_value_t = NonZeroUsize::new(5).expect("5 is not zero"))]
-    pub devices: NonZeroUsize,
+    /// How many devices to simulate, named catraca-1, catraca-2, ...: N devices of
+    /// --kind, or a mixed fleet such as controlid:3,hikvision:2,intelbras:2
+    #[arg(long, value_name = "N|KIND:N,...", default_value = "5", value_parser = parse_fleet)]
+    pub devices: FleetSpec,
+
+    /// The family of the devices when --devices is a plain number
+    #[arg(long, value_enum, value_name = "KIND", default_value_t = Kind::Controlid)]
+    pub kind: Kind,
+
+    /// Hikvision and Intelbras: the most people a device stores (Hikvision then answers userExceedLimit)
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<usize>,
 
     /// First port: devices listen on P, P+1, ...; 0 picks free ports
     #[arg(long, value_name = "P", default_value_t = 0)]
@@ -115,7 +165,7 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 impl SimulateArgs {
     /// Checks the flags together and builds the devices' configuration.
     pub fn config(&self, password: String) -> Result<SimConfig, SimulateError> {
-        let devices = self.devices.get();
+        let devices = self.devices.total();
         if let Some(&index) = self.down.iter().find(|&&i| i == 0 || i > devices) {
             return Err(SimulateError::NoSuchDevice { index, devices });
         }
@@ -148,6 +198,8 @@ impl SimulateArgs {
             login: self.login.clone(),
             password,
             seed: self.seed,
+            capacity: self.capacity,
+            ..SimConfig::default()
         })
     }
 }
@@ -162,11 +214,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let _ = signal_tx.try_send(());
     })
     .context("could not install the Ctrl-C/SIGTERM handler")?;
+    let kinds = args.devices.kinds(args.kind);
     let fleet =
-        Fleet::start_on(args.bind, args.port, args.devices.get(), &config).with_context(|| {
+        Fleet::start_mixed_on(args.bind, args.port, &kinds, &config).with_context(|| {
             format!(
             "could not listen on {}:{} for {} devices: is the port taken? try another --port, or 0",
-            args.bind, args.port, args.devices
+            args.bind,
+            args.port,
+            args.devices.total()
         )
         })?;
     for &index in &args.down {
@@ -178,7 +233,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         } else {
             ""
         };
-        eprintln!("{} {} (controlid){down}", device.name(), device.url());
+        eprintln!(
+            "{} {} ({}){down}",
+            device.name(),
+            device.url(),
+            device.kind()
+        );
     }
     eprintln!("simulating {} devices; Ctrl-C to stop", fleet.devices.len());
     let _ = signal_rx.recv();
@@ -248,6 +308,24 @@ mod tests {
             ("admin", "secret")
         );
         assert_eq!(config.seed, 9);
+    }
+
+    #[test]
+    fn fleets_are_a_number_of_one_kind_or_a_mix() {
+        let plain = parse(&["--devices", "3", "--kind", "intelbras"]).unwrap();
+        assert_eq!(plain.devices.kinds(plain.kind), [(Kind::Intelbras, 3)]);
+        let mixed = parse(&["--devices", "controlid:3,hikvision:2,intelbras:2"]).unwrap();
+        assert_eq!(
+            mixed.devices.kinds(mixed.kind),
+            [
+                (Kind::Controlid, 3),
+                (Kind::Hikvision, 2),
+                (Kind::Intelbras, 2)
+            ]
+        );
+        assert_eq!(mixed.devices.total(), 7);
+        assert!(parse(&["--devices", "zkteco:2"]).is_err());
+        assert!(parse(&["--devices", "hikvision:0"]).is_err());
     }
 
     #[test]

@@ -71,6 +71,8 @@ enum CallError {
         "every object in values must carry the same fields: object {index} differs from object 0"
     )]
     MixedFields { index: usize },
+    #[error("CHECK constraint failed: users.registration ({0})")]
+    Rejected(String),
     #[error(transparent)]
     Statement(#[from] DbError),
 }
@@ -79,7 +81,10 @@ impl CallError {
     fn status(&self) -> u16 {
         match self {
             CallError::BadCredentials | CallError::InvalidSession => 401,
-            CallError::BadBody(_) | CallError::MixedFields { .. } | CallError::Statement(_) => 400,
+            CallError::BadBody(_)
+            | CallError::MixedFields { .. }
+            | CallError::Rejected(_)
+            | CallError::Statement(_) => 400,
         }
     }
 }
@@ -172,6 +177,8 @@ pub(crate) struct ControlIdDevice {
     login: String,
     password: String,
     session_expiry_after: Option<u64>,
+    /// Registrations whose creation is refused (see `SimDevice::reject_registration`).
+    pub(crate) rejected: std::collections::HashSet<String>,
 }
 
 impl ControlIdDevice {
@@ -188,6 +195,7 @@ impl ControlIdDevice {
             login: login.to_owned(),
             password: password.to_owned(),
             session_expiry_after,
+            rejected: Default::default(),
         }
     }
 
@@ -290,6 +298,16 @@ impl ControlIdDevice {
         if let Some((first, rest)) = request.values.split_first() {
             if let Some(index) = rest.iter().position(|o| !o.keys().eq(first.keys())) {
                 return Err(CallError::MixedFields { index: index + 1 });
+            }
+        }
+        if request.object == "users" {
+            let refused = request.values.iter().find_map(|v| {
+                v.get("registration")
+                    .and_then(Value::as_str)
+                    .filter(|r| self.rejected.contains(*r))
+            });
+            if let Some(registration) = refused {
+                return Err(CallError::Rejected(registration.to_owned()));
             }
         }
         let ids = self.tables.insert(table, &request.values)?;

@@ -32,9 +32,21 @@ pub(crate) struct Request<'a> {
     pub(crate) path: &'a str,
     query: &'a str,
     pub(crate) body: &'a [u8],
+    /// The `Authorization` header, for Digest devices.
+    pub(crate) authorization: Option<&'a str>,
 }
 
 impl Request<'_> {
+    /// The request target as sent (path and query, still encoded): what a Digest
+    /// `uri` must repeat.
+    pub(crate) fn target(&self) -> String {
+        if self.query.is_empty() {
+            self.path.to_owned()
+        } else {
+            format!("{}?{}", self.path, self.query)
+        }
+    }
+
     /// The first value of a query parameter, percent-decoded with `+` read as a space
     /// (form encoding, as the device's CGI layer reads it).
     pub(crate) fn query_param(&self, name: &str) -> Option<String> {
@@ -77,6 +89,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: &'static str,
     pub(crate) body: Vec<u8>,
+    /// A `WWW-Authenticate` challenge to send with a 401.
+    pub(crate) challenge: Option<String>,
 }
 
 impl Response {
@@ -85,6 +99,16 @@ impl Response {
             status,
             content_type: "application/json",
             body,
+            challenge: None,
+        }
+    }
+
+    pub(crate) fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain",
+            body: body.as_bytes().to_vec(),
+            challenge: None,
         }
     }
 }
@@ -329,6 +353,7 @@ enum Ending {
 /// What the head of a request said about the connection and the body.
 struct Head {
     content_length: usize,
+    authorization: Option<String>,
     keep_alive: bool,
     chunked: bool,
 }
@@ -381,6 +406,7 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
             path,
             query,
             body: &body,
+            authorization: head.authorization.as_deref(),
         };
         match handler.handle(&request) {
             Reply::Answer(response) => {
@@ -417,6 +443,7 @@ fn read_head(
     let http_10 = trim_line(request_line).ends_with(b"HTTP/1.0");
     let mut head = Head {
         content_length: 0,
+        authorization: None,
         keep_alive: !http_10,
         chunked: false,
     };
@@ -449,6 +476,8 @@ fn read_head(
             } else if value.eq_ignore_ascii_case(b"keep-alive") {
                 head.keep_alive = true;
             }
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            head.authorization = Some(String::from_utf8_lossy(value).into_owned());
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             head.chunked = !value.eq_ignore_ascii_case(b"identity");
         }
@@ -479,6 +508,8 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        403 => "Forbidden",
+        501 => "Not Implemented",
         411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
@@ -499,6 +530,7 @@ pub(crate) fn error_response(status: u16) -> Response {
         status,
         content_type: "text/html",
         body: body.into_bytes(),
+        challenge: None,
     }
 }
 
@@ -512,9 +544,12 @@ fn write_response(
     out.clear();
     write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}",
         response.status,
         reason(response.status),
+        // RFC 9110 6.6.1: a server with a clock sends Date on every answer, and the
+        // device's lighttpd does; `catraca check` reads the device's clock from it.
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
         response.content_type,
         response.body.len(),
         if keep_alive {
@@ -523,6 +558,10 @@ fn write_response(
             "Connection: close\r\n"
         },
     )?;
+    if let Some(challenge) = &response.challenge {
+        write!(out, "WWW-Authenticate: {challenge}\r\n")?;
+    }
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(&response.body);
     stream.write_all(out)?;
     stream.flush()
@@ -602,6 +641,7 @@ mod tests {
             path: "/x",
             query: "a=1&session=q%2FAc%2Bx+y&bad=%zz%4",
             body: b"",
+            authorization: None,
         };
         assert_eq!(request.query_param("session").as_deref(), Some("q/Ac+x y"));
         assert_eq!(request.query_param("bad").as_deref(), Some("%zz%4"));

@@ -1,22 +1,29 @@
-//! Simulated Control iD turnstiles over real HTTP on loopback: the target of every
-//! test, of the demo and of the benchmark.
+//! Simulated turnstiles (Control iD, Hikvision ISAPI, Intelbras) over real HTTP on
+//! loopback: the target of every test, of the demo and of the benchmark.
 //!
 //! A [`SimDevice`] is one device: its own port, its own tables behind one lock (a real
 //! device is a small SQLite box that serves one statement at a time), and the bad
 //! habits of the real thing on demand: latency, an in-flight limit, random 503s,
 //! resets, hangs and garbage, lost answers after a write, expiring sessions, and being
-//! switched off. A [`Fleet`] is several of them. The protocol itself lives in
-//! `controlid.rs` over `tables.rs`, the misbehaviour in `faults.rs`, the transport in
+//! switched off. A [`Fleet`] is several of them, of one kind or mixed. The protocols
+//! live in `controlid.rs` over `tables.rs`, `hikvision.rs` and `intelbras.rs` (both
+//! behind the Digest of `digest.rs`), the misbehaviour in `faults.rs`, the transport in
 //! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
-//! one request path and offers the typed views tests assert on.
+//! one request path per kind (faults and latency shared) and offers the typed views
+//! tests assert on: Control iD tables, and [`SimPerson`]s in each vendor's notation.
 
 mod cli;
 mod controlid;
+mod digest;
 mod faults;
+mod hikvision;
 mod http;
+mod intelbras;
 mod tables;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vendor_tests;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -28,12 +35,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+pub use crate::config::Kind;
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
 pub use faults::{FaultRates, Overload};
 
 use controlid::{Command, ControlIdDevice};
+use digest::{DigestGuard, Verdict};
 use faults::{Fault, FaultDice, InFlight};
+use hikvision::HikvisionApi;
 use http::{Handler, Reply, Request, Response, Server, StopSignal};
+use intelbras::IntelbrasApi;
 use tables::{col, Cell, TableId};
 
 /// How simulated devices behave. The default is a perfect device: no latency, no
@@ -68,6 +79,12 @@ pub struct SimConfig {
     /// Seeds the fault draws and session tokens; a fleet gives device `i` (from 0)
     /// `seed + i`. Default: 0.
     pub seed: u64,
+    /// Hikvision and Intelbras: the most people the device stores; beyond it Hikvision
+    /// answers `userExceedLimit`, Intelbras `Bad Request`. Default: no limit.
+    pub capacity: Option<usize>,
+    /// Hikvision and Intelbras: refused Digest authentications in a row that lock the
+    /// account (then even the right password is refused). Default: 5, as the firmware.
+    pub lockout_after: u32,
 }
 
 impl Default for SimConfig {
@@ -84,6 +101,8 @@ impl Default for SimConfig {
             login: "admin".to_owned(),
             password: "admin".to_owned(),
             seed: 0,
+            capacity: None,
+            lockout_after: 5,
         }
     }
 }
@@ -173,18 +192,118 @@ impl Tally {
     }
 }
 
+/// The protocol a device speaks, with its data.
+#[derive(Debug)]
+enum Protocol {
+    /// Boxed: its tables and indexes make it the largest by far.
+    ControlId(Box<ControlIdDevice>),
+    Hikvision(HikvisionApi, DigestGuard),
+    Intelbras(IntelbrasApi, DigestGuard),
+}
+
+/// One person as a device holds it, whatever the vendor, each field in the vendor's own
+/// notation: Control iD cards as decimal `value`s and validity as Unix seconds (`"0"`:
+/// no limit); Hikvision cards as `cardNo` and validity as `Valid.beginTime/endTime`
+/// (both empty when `Valid.enable` is false); Intelbras cards as `CardNo` (uppercase
+/// hex) and validity as `ValidFrom` / `ValidTo`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimPerson {
+    /// `registration`, `employeeNo` or `UserID`.
+    pub key: String,
+    pub name: String,
+    pub cards: Vec<String>,
+    pub begin: String,
+    pub end: String,
+}
+
 /// Everything behind the device's one lock.
 #[derive(Debug)]
 struct DeviceState {
-    device: ControlIdDevice,
+    device: Protocol,
     tally: Tally,
     dice: FaultDice,
+    /// Requests still to be answered "busy" (see [`SimDevice::busy_next`]).
+    busy_next: u64,
+    /// Request names whose next authenticated call is applied but its answer lost
+    /// (see [`SimDevice::lose_next_answer`]).
+    lose_next: Vec<String>,
+}
+
+impl DeviceState {
+    fn controlid(&self) -> Option<&ControlIdDevice> {
+        match &self.device {
+            Protocol::ControlId(device) => Some(device),
+            _ => None,
+        }
+    }
+
+    fn people(&self) -> Vec<SimPerson> {
+        match &self.device {
+            Protocol::ControlId(device) => {
+                let cards = cards(&device.tables);
+                users(&device.tables)
+                    .into_iter()
+                    .map(|u| SimPerson {
+                        cards: cards
+                            .iter()
+                            .filter(|c| c.user_id == u.id)
+                            .map(|c| c.value.to_string())
+                            .collect(),
+                        key: u.registration,
+                        name: u.name,
+                        begin: u.begin_time.to_string(),
+                        end: u.end_time.to_string(),
+                    })
+                    .collect()
+            }
+            Protocol::Hikvision(api, _) => api
+                .users
+                .values()
+                .map(|u| {
+                    let enabled = u.valid.get("enable").and_then(Value::as_bool) == Some(true);
+                    let time = |k: &str| match (enabled, u.valid.get(k).and_then(Value::as_str)) {
+                        (true, Some(t)) => t.to_owned(),
+                        _ => String::new(),
+                    };
+                    SimPerson {
+                        key: u.employee_no.clone(),
+                        name: u.name.clone(),
+                        cards: api
+                            .cards
+                            .iter()
+                            .filter(|(_, e)| **e == u.employee_no)
+                            .map(|(c, _)| c.clone())
+                            .collect(),
+                        begin: time("beginTime"),
+                        end: time("endTime"),
+                    }
+                })
+                .collect(),
+            Protocol::Intelbras(api, _) => api
+                .users
+                .values()
+                .map(|u| SimPerson {
+                    key: u.user_id.clone(),
+                    name: u.name.clone(),
+                    cards: api
+                        .cards
+                        .iter()
+                        .filter(|(_, id)| **id == u.user_id)
+                        .map(|(c, _)| c.clone())
+                        .collect(),
+                    begin: u.valid_from.clone(),
+                    end: u.valid_to.clone(),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The request path of one device, shared by its connection threads.
 #[derive(Debug)]
 struct DeviceHandler {
     name: String,
+    kind: Kind,
     config: SimConfig,
     state: Mutex<DeviceState>,
     down: AtomicBool,
@@ -197,6 +316,17 @@ const GARBAGE: &[u8] = b"{\"ids\":[17,\"regist";
 
 /// Keeps session tokens apart from fault draws made with the same seed.
 const TOKEN_SEED_SALT: u64 = 0x70c3_e5ee_d5a1_7000;
+
+impl DeviceState {
+    /// The fault for this request: a pending "busy" first, then the dice.
+    fn roll(&mut self) -> Option<Fault> {
+        if self.busy_next > 0 {
+            self.busy_next -= 1;
+            return Some(Fault::Busy503);
+        }
+        self.dice.roll()
+    }
+}
 
 impl DeviceHandler {
     fn state(&self) -> MutexGuard<'_, DeviceState> {
@@ -222,14 +352,27 @@ impl DeviceHandler {
                 self.stop.sleep(self.config.hang_for);
                 Reply::Close
             }
-            Fault::Busy503 => Reply::Answer(http::error_response(503)),
+            Fault::Busy503 => Reply::Answer(match self.kind {
+                Kind::Controlid => http::error_response(503),
+                Kind::Hikvision => hikvision::busy(),
+                Kind::Intelbras => intelbras::busy(),
+            }),
             Fault::Garbage => Reply::Answer(Response::json(200, GARBAGE.to_vec())),
         }
     }
 
     fn state_json(&self) -> Vec<u8> {
         let state = self.state();
-        let tables = &state.device.tables;
+        let Some(device) = state.controlid() else {
+            let body = json!({
+                "name": self.name,
+                "kind": self.kind.name(),
+                "people": state.people(),
+                "stats": state.tally.snapshot(),
+            });
+            return body.to_string().into_bytes();
+        };
+        let tables = &device.tables;
         let links: Vec<Value> = user_groups(tables)
             .into_iter()
             .map(|(user_id, group_id)| json!({"user_id": user_id, "group_id": group_id}))
@@ -268,6 +411,9 @@ impl Handler for DeviceHandler {
             };
         };
         let received = Instant::now();
+        if self.kind != Kind::Controlid {
+            return self.handle_digest(request, received);
+        }
         let Some(command) = Command::from_path(request.path) else {
             self.state().tally.request("unknown");
             let body = json!({"error": format!("Unknown command {}", request.path), "code": 1});
@@ -281,7 +427,7 @@ impl Handler for DeviceHandler {
 
         let mut state = self.state();
         state.tally.request(command.name());
-        let fault = state.dice.roll();
+        let fault = state.roll();
         if let Some(fault) = fault {
             Tally::add(&mut state.tally.faults, fault.name(), 1);
             if fault == Fault::Busy503 || !self.config.faults_after_write {
@@ -295,7 +441,10 @@ impl Handler for DeviceHandler {
                 return self.misbehave(fault);
             }
         }
-        let answer = state.device.call(command, session.as_deref(), request.body);
+        let Protocol::ControlId(device) = &mut state.device else {
+            unreachable!("only Control iD devices take this path")
+        };
+        let answer = device.call(command, session.as_deref(), request.body);
         if let Some((table, count)) = answer.created {
             Tally::add(&mut state.tally.created, table, count);
         }
@@ -320,6 +469,94 @@ impl Handler for DeviceHandler {
             // The write is stored; only its answer is lost.
             Some(fault) => self.misbehave(fault),
             None => Reply::Answer(Response::json(answer.status, answer.body)),
+        }
+    }
+}
+
+impl DeviceHandler {
+    /// A Hikvision or Intelbras request: Digest first, then the vendor's API, with the
+    /// same faults and latency as a Control iD request.
+    fn handle_digest(&self, request: &Request<'_>, received: Instant) -> Reply {
+        let action = request.query_param("action");
+        let name = match self.kind {
+            Kind::Hikvision => hikvision::route_name(request.path),
+            _ => intelbras::route_name(request.path, action.as_deref()),
+        };
+        let mut state = self.state();
+        state.tally.request(name);
+        let fault = state.roll();
+        if let Some(fault) = fault {
+            Tally::add(&mut state.tally.faults, fault.name(), 1);
+            if fault == Fault::Busy503 || !self.config.faults_after_write {
+                drop(state);
+                let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
+                if answers && !self.wait_answer_due(received, self.config.latency) {
+                    return Reply::Close;
+                }
+                return self.misbehave(fault);
+            }
+        }
+        let target = request.target();
+        let (api_answer, verdict) = match &mut state.device {
+            Protocol::Hikvision(api, guard) => {
+                match guard.check(request.method, &target, request.authorization) {
+                    Verdict::Accepted => (
+                        Some(api.call(request.method, request.path, request.body)),
+                        None,
+                    ),
+                    other => (None, Some(other)),
+                }
+            }
+            Protocol::Intelbras(api, guard) => {
+                match guard.check(request.method, &target, request.authorization) {
+                    Verdict::Accepted => (Some(api.call(request)), None),
+                    other => (None, Some(other)),
+                }
+            }
+            Protocol::ControlId(_) => unreachable!("Control iD devices take the session path"),
+        };
+        let mut fault = fault;
+        let response = match (api_answer, verdict) {
+            (Some(served), _) => {
+                if let Some((table, count)) = served.created {
+                    Tally::add(&mut state.tally.created, table, count);
+                }
+                if let Some(i) = state.lose_next.iter().position(|n| n == name) {
+                    state.lose_next.remove(i);
+                    Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
+                    fault = Some(Fault::Reset);
+                }
+                served.response
+            }
+            (None, Some(verdict)) => {
+                let challenge = match verdict {
+                    Verdict::Challenge(c) => c,
+                    Verdict::Refused(c) => {
+                        state.tally.request_event("auth_refused");
+                        c
+                    }
+                    Verdict::Locked(c) => {
+                        state.tally.request_event("auth_locked");
+                        c
+                    }
+                    Verdict::Accepted => unreachable!("accepted requests are served"),
+                };
+                let mut response = match self.kind {
+                    Kind::Hikvision => hikvision::unauthorized(),
+                    _ => intelbras::unauthorized(),
+                };
+                response.challenge = Some(challenge);
+                response
+            }
+            (None, None) => unreachable!("a request is served or refused"),
+        };
+        drop(state);
+        if !self.wait_answer_due(received, self.config.latency) {
+            return Reply::Close;
+        }
+        match fault {
+            Some(fault) => self.misbehave(fault),
+            None => Reply::Answer(response),
         }
     }
 }
@@ -387,21 +624,62 @@ impl std::fmt::Debug for SimDevice {
 }
 
 impl SimDevice {
-    /// Starts a device listening on `addr` (port 0 picks a free port).
+    /// Starts a Control iD device listening on `addr` (port 0 picks a free port).
     pub fn start(name: &str, addr: SocketAddr, config: SimConfig) -> io::Result<SimDevice> {
+        SimDevice::start_kind(name, addr, Kind::Controlid, config)
+    }
+
+    /// Starts a device of `kind` listening on `addr` (port 0 picks a free port).
+    /// `session_expiry_after` ages Digest nonces out on Hikvision and Intelbras.
+    pub fn start_kind(
+        name: &str,
+        addr: SocketAddr,
+        kind: Kind,
+        config: SimConfig,
+    ) -> io::Result<SimDevice> {
         let stop = Arc::new(StopSignal::default());
-        let state = DeviceState {
-            device: ControlIdDevice::new(
+        let guard = |realm: &str| {
+            DigestGuard::new(
+                realm,
+                &config.login,
+                &config.password,
+                config.session_expiry_after,
+                config.lockout_after,
+                config.seed ^ TOKEN_SEED_SALT,
+            )
+        };
+        let device = match kind {
+            Kind::Controlid => Protocol::ControlId(Box::new(ControlIdDevice::new(
                 &config.login,
                 &config.password,
                 config.session_expiry_after,
                 config.seed ^ TOKEN_SEED_SALT,
+            ))),
+            Kind::Hikvision => Protocol::Hikvision(
+                HikvisionApi {
+                    capacity: config.capacity,
+                    ..HikvisionApi::default()
+                },
+                guard("DS-K1T671M"),
             ),
+            Kind::Intelbras => Protocol::Intelbras(
+                IntelbrasApi {
+                    capacity: config.capacity,
+                    ..IntelbrasApi::default()
+                },
+                guard("Login to SS3530"),
+            ),
+        };
+        let state = DeviceState {
+            device,
             tally: Tally::default(),
             dice: FaultDice::new(config.faults, config.seed),
+            busy_next: 0,
+            lose_next: Vec::new(),
         };
         let handler = Arc::new(DeviceHandler {
             name: name.to_owned(),
+            kind,
             in_flight: InFlight::new(config.max_in_flight),
             config,
             state: Mutex::new(state),
@@ -446,21 +724,61 @@ impl SimDevice {
         self.handler.state().dice.set_rates(faults);
     }
 
+    /// The vendor family this device simulates.
+    pub fn kind(&self) -> Kind {
+        self.handler.kind
+    }
+
+    /// Everyone the device holds, in the vendor's notation (see [`SimPerson`]).
+    pub fn people(&self) -> Vec<SimPerson> {
+        self.handler.state().people()
+    }
+
+    /// The next `count` requests (after any still pending) are answered as the device
+    /// answers when busy: Hikvision `Device Busy` (statusCode 2), 503 otherwise.
+    pub fn busy_next(&self, count: u64) {
+        self.handler.state().busy_next += count;
+    }
+
+    /// Hikvision and Intelbras: the next accepted request named `request` (as in the
+    /// statistics, e.g. `user_record`, `user_insertMulti`) is applied, then its
+    /// connection is reset: the write is stored, its answer lost.
+    pub fn lose_next_answer(&self, request: &str) {
+        self.handler.state().lose_next.push(request.to_owned());
+    }
+
+    /// Control iD `users` rows (empty for other kinds).
     pub fn users(&self) -> Vec<SimUser> {
-        users(&self.handler.state().device.tables)
+        self.handler
+            .state()
+            .controlid()
+            .map(|d| users(&d.tables))
+            .unwrap_or_default()
     }
 
     pub fn cards(&self) -> Vec<SimCard> {
-        cards(&self.handler.state().device.tables)
+        self.handler
+            .state()
+            .controlid()
+            .map(|d| cards(&d.tables))
+            .unwrap_or_default()
     }
 
     pub fn groups(&self) -> Vec<SimGroup> {
-        groups(&self.handler.state().device.tables)
+        self.handler
+            .state()
+            .controlid()
+            .map(|d| groups(&d.tables))
+            .unwrap_or_default()
     }
 
     /// `(user_id, group_id)` pairs.
     pub fn user_groups(&self) -> Vec<(i64, i64)> {
-        user_groups(&self.handler.state().device.tables)
+        self.handler
+            .state()
+            .controlid()
+            .map(|d| user_groups(&d.tables))
+            .unwrap_or_default()
     }
 
     pub fn stats(&self) -> SimStats {
@@ -473,14 +791,26 @@ impl SimDevice {
         let mut user = Map::new();
         user.insert("registration".into(), registration.into());
         user.insert("name".into(), name.into());
-        let ids = self
-            .handler
-            .state()
-            .device
+        let mut state = self.handler.state();
+        let Protocol::ControlId(device) = &mut state.device else {
+            panic!("insert_user is for Control iD devices");
+        };
+        let ids = device
             .tables
             .insert(TableId::Users, &[user])
             .expect("a user with a registration and a name always fits");
         ids[0]
+    }
+
+    /// Makes the device refuse any create of a user with this registration, as firmware
+    /// does with a row it objects to: the whole request fails with a 400 and stores
+    /// nothing (a bad row among good ones, for tests of batch splitting).
+    pub fn reject_registration(&self, registration: &str) {
+        let mut state = self.handler.state();
+        let Protocol::ControlId(device) = &mut state.device else {
+            panic!("reject_registration is for Control iD devices");
+        };
+        device.rejected.insert(registration.to_owned());
     }
 
     /// Stops listening, closes every connection (hung ones included) and waits for
@@ -510,8 +840,30 @@ impl Fleet {
         count: usize,
         config: &SimConfig,
     ) -> io::Result<Fleet> {
-        let devices = (0..count)
-            .map(|index| {
+        Fleet::start_mixed_on(ip, first_port, &[(Kind::Controlid, count)], config)
+    }
+
+    /// Starts `count` devices of each kind, in order, on free loopback ports, named
+    /// `catraca-1`, `catraca-2`, ... across the whole fleet.
+    pub fn start_mixed(kinds: &[(Kind, usize)], config: &SimConfig) -> io::Result<Fleet> {
+        Fleet::start_mixed_on(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, kinds, config)
+    }
+
+    /// [`Fleet::start_mixed`] on `ip` from `first_port` (0: free ports).
+    pub fn start_mixed_on(
+        ip: IpAddr,
+        first_port: u16,
+        kinds: &[(Kind, usize)],
+        config: &SimConfig,
+    ) -> io::Result<Fleet> {
+        let each: Vec<Kind> = kinds
+            .iter()
+            .flat_map(|&(kind, count)| std::iter::repeat_n(kind, count))
+            .collect();
+        let devices = each
+            .iter()
+            .enumerate()
+            .map(|(index, &kind)| {
                 let port = if first_port == 0 {
                     0
                 } else {
@@ -523,9 +875,10 @@ impl Fleet {
                     seed: config.seed.wrapping_add(index as u64),
                     ..config.clone()
                 };
-                SimDevice::start(
+                SimDevice::start_kind(
                     &format!("catraca-{}", index + 1),
                     SocketAddr::new(ip, port),
+                    kind,
                     config,
                 )
             })
@@ -535,6 +888,14 @@ impl Fleet {
 
     pub fn urls(&self) -> Vec<String> {
         self.devices.iter().map(SimDevice::url).collect()
+    }
+
+    /// `KIND+URL` of each device, as `catraca enroll --device` takes them.
+    pub fn device_flags(&self) -> Vec<String> {
+        self.devices
+            .iter()
+            .map(|d| format!("{}+{}", d.kind(), d.url()))
+            .collect()
     }
 
     /// Shuts every device down.

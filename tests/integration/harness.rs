@@ -1,12 +1,14 @@
 //! The test harness: a scratch directory, participant CSVs, simulated fleets, and a
 //! command runner for the real binary that prints everything when an assertion fails.
 
-use catraca::simulator::{Fleet, SimConfig, SimDevice};
+use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice, SimPerson};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The password the test fleets expect (not the factory default, so tests prove the
 /// environment variable is read).
@@ -125,6 +127,37 @@ impl TestCommand {
         cmd
     }
 
+    /// Starts the command without waiting: stdout and stderr are collected as they come,
+    /// so a test can act while it runs (load its dashboard, signal or kill it).
+    pub fn spawn(mut self) -> Running {
+        self.cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = self.cmd.spawn().expect("catraca starts");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let text = Arc::new(Mutex::new(String::new()));
+            let sink = Arc::clone(&text);
+            let thread = std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = sink.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+            (text, thread)
+        };
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout pipe")));
+        let stderr = collect(Box::new(child.stderr.take().expect("stderr pipe")));
+        Running {
+            command: format!("{:?}", self.cmd),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
     pub fn run(mut self) -> Ran {
         self.cmd
             .stdin(if self.stdin.is_some() {
@@ -157,6 +190,117 @@ impl TestCommand {
             shown,
         }
     }
+}
+
+type Collected = (Arc<Mutex<String>>, std::thread::JoinHandle<()>);
+
+/// A `catraca` process still running (see [`TestCommand::spawn`]).
+pub struct Running {
+    command: String,
+    pub child: std::process::Child,
+    stdout: Collected,
+    stderr: Collected,
+}
+
+impl Running {
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.0.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) for a stderr line starting with `prefix`; its rest.
+    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.stderr().lines().find_map(|l| l.strip_prefix(prefix)) {
+                return line.to_string();
+            }
+            if Instant::now() > until || self.child.try_wait().unwrap().is_some() {
+                let ran = self.kill_and_collect();
+                panic!("no line starting with {prefix:?} on stderr\n{}", ran.shown);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (SIGINT = Ctrl-C, SIGTERM, SIGKILL).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0, "signal {signal} could not be sent");
+    }
+
+    /// Waits for the end, however long it takes.
+    pub fn wait(mut self) -> Ran {
+        self.collect()
+    }
+
+    fn kill_and_collect(&mut self) -> Ran {
+        let _ = self.child.kill();
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Ran {
+        let status = self.child.wait().expect("catraca ends");
+        let take = |c: &mut Collected| {
+            let thread = std::mem::replace(&mut c.1, std::thread::spawn(|| {}));
+            let _ = thread.join();
+            c.0.lock().unwrap().clone()
+        };
+        let stdout = take(&mut self.stdout);
+        let stderr = take(&mut self.stderr);
+        let shown = format!(
+            "command: {}\nstatus: {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            self.command
+        );
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            shown,
+        }
+    }
+
+    /// Waits for the end (at most `timeout`, then kills it and fails).
+    pub fn finish(mut self, timeout: Duration) -> Ran {
+        let until = Instant::now() + timeout;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let ran = self.kill_and_collect();
+                panic!("catraca did not end within {timeout:?}\n{}", ran.shown);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.collect()
+    }
+}
+
+impl Drop for Running {
+    /// A failed test must not leave the process behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GETs `url` on loopback: status and body.
+pub fn get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut answer = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = answer.status().as_u16();
+    (
+        status,
+        answer.body_mut().read_to_string().expect("a text body"),
+    )
 }
 
 /// A participant of a generated list.
@@ -322,4 +466,92 @@ pub fn state_of(device: &SimDevice) -> Vec<(String, String, i64, i64, Vec<u64>)>
 /// How many requests of `command` the device received.
 pub fn requests(device: &SimDevice, command: &str) -> u64 {
     device.stats().count(command)
+}
+
+/// A fleet of `count` devices of each kind, with the test password.
+pub fn mixed_fleet(kinds: &[(Kind, usize)], config: SimConfig) -> Fleet {
+    let config = SimConfig {
+        password: PASSWORD.to_string(),
+        ..config
+    };
+    Fleet::start_mixed(kinds, &config).expect("simulators start")
+}
+
+impl TestCommand {
+    /// Every device of the fleet as `--device KIND+URL`.
+    pub fn kinded_devices(self, fleet: &Fleet) -> Self {
+        let mut cmd = self;
+        for flag in fleet.device_flags() {
+            cmd = cmd.args(&["--device", &flag]);
+        }
+        cmd
+    }
+}
+
+/// How `device` should hold `row`, in its vendor's notation (see `SimPerson`).
+pub fn expected_person(kind: Kind, row: &Row) -> SimPerson {
+    let card = row.card.map(|(f, n)| (u64::from(f) << 32) + u64::from(n));
+    let local = |t: i64, format: &str| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .expect("valid time")
+            .with_timezone(&chrono::Local)
+            .format(format)
+            .to_string()
+    };
+    let (cards, begin, end) = match kind {
+        Kind::Controlid => (
+            card.map(|c| c.to_string()),
+            row.window.map_or(0, |w| w.0).to_string(),
+            row.window.map_or(0, |w| w.1).to_string(),
+        ),
+        Kind::Hikvision => (
+            card.map(|c| c.to_string()),
+            row.window
+                .map(|w| local(w.0, "%Y-%m-%dT%H:%M:%S"))
+                .unwrap_or_default(),
+            row.window
+                .map(|w| local(w.1, "%Y-%m-%dT%H:%M:%S"))
+                .unwrap_or_default(),
+        ),
+        Kind::Intelbras => (
+            card.map(|c| format!("{c:X}")),
+            row.window.map_or("2000-01-01 00:00:00".into(), |w| {
+                local(w.0, "%Y-%m-%d %H:%M:%S")
+            }),
+            row.window.map_or("2037-12-31 23:59:59".into(), |w| {
+                local(w.1, "%Y-%m-%d %H:%M:%S")
+            }),
+        ),
+    };
+    SimPerson {
+        key: row.registration.clone(),
+        name: row.name.clone(),
+        cards: cards.into_iter().collect(),
+        begin,
+        end,
+    }
+}
+
+/// Asserts that `device` holds every row exactly once with its name, card and validity
+/// in the vendor's encoding, and nobody else.
+pub fn assert_people(device: &SimDevice, rows: &[Row]) {
+    let mut held = device.people();
+    held.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut wanted: Vec<SimPerson> = rows
+        .iter()
+        .map(|r| expected_person(device.kind(), r))
+        .collect();
+    wanted.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        held.len(),
+        wanted.len(),
+        "{} ({}) holds {} people, expected {}",
+        device.name(),
+        device.kind(),
+        held.len(),
+        wanted.len()
+    );
+    for (h, w) in held.iter().zip(&wanted) {
+        assert_eq!(h, w, "{} ({})", device.name(), device.kind());
+    }
 }

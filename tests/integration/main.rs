@@ -4,6 +4,13 @@
 
 mod bad_input;
 mod bench;
+mod check;
+mod cli;
+mod dashboard;
 mod demo;
 mod enroll;
 mod harness;
+mod plan;
+mod portuguese;
+mod resilience;
+mod vendors;

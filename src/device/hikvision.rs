@@ -1,0 +1,580 @@
+//! The Hikvision ISAPI driver (DS-K1T terminals, DS-K2 controllers), as described in
+//! `docs/hikvision-intelbras-api.md`: HTTP Digest on every request, ONE person per
+//! create, `employeeNo` as the unique key.
+//!
+//! Idempotence comes from the device itself: `employeeNo` is unique there, so a create
+//! that is repeated (after a lost answer, or because another run got there first) is
+//! answered `employeeNoAlreadyExist` and turns into a `Modify`. That makes every call of
+//! this driver safe to repeat, and a transient failure (timeout, reset, `Device Busy`
+//! = statusCode 2) is simply retried with backoff. Cards are written after the person,
+//! as the device requires; a card is a key of its own (`cardNo`), so changing a
+//! person's card deletes the old number and records the new one. `userExceedLimit`
+//! means the device is full: the driver remembers it and fails every later pair at
+//! once instead of sending more people to a device that cannot take them.
+
+use super::digest::DigestClient;
+use super::http::{Answer, HttpClient, Timeouts};
+use super::{
+    Auth, CardEncoding, Credentials, Device, DeviceError, Outcome, Plan, Profile, RetryPolicy,
+    Upsert, ValidityEncoding,
+};
+use crate::person::Person;
+use crate::telemetry::DeviceTelemetry;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What Hikvision does differently.
+pub static PROFILE: Profile = Profile {
+    kind: "hikvision",
+    auth: Auth::Digest,
+    max_batch: 1,
+    upsert: Upsert::SomeFirmware,
+    cards: CardEncoding::DecimalString,
+    validity: ValidityEncoding::LocalIso,
+    already_exists:
+        "400, subStatusCode employeeNoAlreadyExist (some firmware deviceUserAlreadyExist)",
+    busy: "statusCode 2, Device Busy",
+    full: "subStatusCode userExceedLimit",
+};
+
+/// employeeNos per search: the paging cap the devices' capabilities report (30).
+const SEARCH_PAGE: usize = 30;
+
+const JSON: &str = "application/json";
+
+/// What the device answered, once transport trouble and busy/full are set apart.
+enum Reply {
+    Ok(Value),
+    /// A refusal with the device's reason (`subStatusCode`).
+    Refused {
+        status: u16,
+        sub: String,
+        message: String,
+    },
+}
+
+impl Reply {
+    fn refused_as(sub: &str, candidates: &[&str]) -> bool {
+        candidates.iter().any(|c| sub.eq_ignore_ascii_case(c))
+    }
+
+    /// The payload, or the refusal as a final error.
+    fn into_value(self) -> Result<Value, DeviceError> {
+        match self {
+            Reply::Ok(v) => Ok(v),
+            Reply::Refused {
+                status, message, ..
+            } => Err(DeviceError::Rejected { status, message }),
+        }
+    }
+}
+
+/// Reads an ISAPI answer: `{"statusCode":N,"statusString":..,"subStatusCode":..,"errorMsg":..}`.
+fn classify(answer: Answer) -> Result<Reply, DeviceError> {
+    let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    let field = |name: &str| -> String {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .unwrap_or_default()
+    };
+    let status_code = parsed
+        .as_ref()
+        .and_then(|v| v.get("statusCode"))
+        .and_then(Value::as_i64);
+    let sub = field("subStatusCode");
+    if status_code == Some(2) {
+        return Err(DeviceError::Busy {
+            status: answer.status,
+            retry_after: answer.retry_after,
+        });
+    }
+    if sub.eq_ignore_ascii_case("userExceedLimit") {
+        return Err(DeviceError::DeviceFull(format!(
+            "the device answered {} (userExceedLimit)",
+            answer.status
+        )));
+    }
+    match (answer.status, status_code) {
+        (200..=299, None | Some(1)) => match parsed {
+            Some(v) => Ok(Reply::Ok(v)),
+            None if answer.body.iter().all(u8::is_ascii_whitespace) => Ok(Reply::Ok(Value::Null)),
+            None => Err(DeviceError::InvalidAnswer("the answer is not JSON".into())),
+        },
+        (429 | 500..=599, None) => Err(DeviceError::Busy {
+            status: answer.status,
+            retry_after: answer.retry_after,
+        }),
+        (status, _) => {
+            let detail = [field("statusString"), sub.clone(), field("errorMsg")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            Ok(Reply::Refused {
+                status,
+                sub,
+                message: if detail.is_empty() {
+                    format!("HTTP {status}")
+                } else {
+                    detail
+                },
+            })
+        }
+    }
+}
+
+/// A Hikvision ISAPI device.
+pub struct HikvisionDevice {
+    name: String,
+    url: String,
+    client: DigestClient,
+    /// Set when the device said it is full: every later pair fails with it.
+    full: Mutex<Option<DeviceError>>,
+    searches: AtomicU64,
+}
+
+/// A person as the device holds it.
+#[derive(Debug, Default)]
+struct Held {
+    name: String,
+    valid: (bool, String, String),
+    cards: Vec<String>,
+}
+
+impl HikvisionDevice {
+    pub fn new(
+        name: &str,
+        url: &str,
+        credentials: Credentials,
+        timeouts: Timeouts,
+        max_in_flight: usize,
+        retry: RetryPolicy,
+    ) -> HikvisionDevice {
+        let url = url.trim_end_matches('/').to_string();
+        HikvisionDevice {
+            name: name.to_string(),
+            client: DigestClient::new(
+                name,
+                &url,
+                credentials,
+                HttpClient::new(timeouts, max_in_flight),
+                retry,
+            ),
+            url,
+            full: Mutex::new(None),
+            searches: AtomicU64::new(0),
+        }
+    }
+
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> HikvisionDevice {
+        self.client = self.client.with_rate(per_second);
+        self
+    }
+
+    fn check_full(&self) -> Result<(), DeviceError> {
+        match &*self.full.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(full) => Err(full.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// One ISAPI call, retried while transient (every call here is safe to repeat).
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, DeviceError> {
+        let text = body.map(Value::to_string);
+        let target = format!("{path}?format=json");
+        let result = self.client.send_idempotent(
+            method,
+            &target,
+            text.as_deref().map(|t| (JSON, t.as_bytes())),
+            classify,
+        );
+        if let Err(full @ DeviceError::DeviceFull(_)) = &result {
+            log::warn!("{}: {full}; nothing more is sent to it", self.name);
+            *self.full.lock().unwrap_or_else(|e| e.into_inner()) = Some(full.clone());
+        }
+        result
+    }
+
+    fn search_id(&self) -> String {
+        format!("catraca-{}", self.searches.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Pages through `/<what>/Search` for the given employeeNos; returns every row.
+    fn search(
+        &self,
+        what: &str,
+        cond: &str,
+        result: &str,
+        list: &str,
+        employees: &[&str],
+    ) -> Result<Vec<Value>, DeviceError> {
+        let mut rows = Vec::new();
+        for chunk in employees.chunks(SEARCH_PAGE) {
+            let id = self.search_id();
+            let mut position = 0;
+            loop {
+                let body = json!({cond: {
+                    "searchID": id,
+                    "searchResultPosition": position,
+                    "maxResults": SEARCH_PAGE,
+                    "EmployeeNoList": chunk.iter().map(|e| json!({"employeeNo": e})).collect::<Vec<_>>(),
+                }});
+                let answer = self
+                    .call(
+                        "POST",
+                        &format!("/ISAPI/AccessControl/{what}/Search"),
+                        Some(&body),
+                    )?
+                    .into_value()?;
+                let found = answer.get(result).ok_or_else(|| {
+                    DeviceError::InvalidAnswer(format!("{what} search: no {result}"))
+                })?;
+                let page = found
+                    .get(list)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                position += page.len();
+                rows.extend(page.clone());
+                let more = found.get("responseStatusStrg").and_then(Value::as_str) == Some("MORE");
+                if !more || page.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    fn held(
+        &self,
+        people: &[&str],
+        with_cards: &[&str],
+    ) -> Result<HashMap<String, Held>, DeviceError> {
+        let mut held: HashMap<String, Held> = HashMap::new();
+        for user in self.search(
+            "UserInfo",
+            "UserInfoSearchCond",
+            "UserInfoSearch",
+            "UserInfo",
+            people,
+        )? {
+            let text =
+                |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+            let valid = user.get("Valid").cloned().unwrap_or(Value::Null);
+            held.insert(
+                text(&user, "employeeNo"),
+                Held {
+                    name: text(&user, "name"),
+                    valid: (
+                        valid
+                            .get("enable")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                        text(&valid, "beginTime"),
+                        text(&valid, "endTime"),
+                    ),
+                    cards: Vec::new(),
+                },
+            );
+        }
+        let with_cards: Vec<&str> = with_cards
+            .iter()
+            .copied()
+            .filter(|e| held.contains_key(*e))
+            .collect();
+        if !with_cards.is_empty() {
+            for card in self.search(
+                "CardInfo",
+                "CardInfoSearchCond",
+                "CardInfoSearch",
+                "CardInfo",
+                &with_cards,
+            )? {
+                let employee = card.get("employeeNo").and_then(Value::as_str).unwrap_or("");
+                let number = card.get("cardNo").and_then(Value::as_str).unwrap_or("");
+                if let Some(h) = held.get_mut(employee) {
+                    h.cards.push(number.to_string());
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    fn user_info(person: &Person) -> Value {
+        let (enable, begin, end) = wanted_validity(person);
+        json!({"UserInfo": {
+            "employeeNo": person.registration,
+            "name": person.name,
+            "userType": "normal",
+            "Valid": {"enable": enable, "beginTime": begin, "endTime": end, "timeType": "local"},
+            "doorRight": "1",
+            "RightPlan": [{"doorNo": 1, "planTemplateNo": "1"}],
+        }})
+    }
+
+    /// Creates the person; one that is already there is modified instead.
+    fn create(&self, person: &Person) -> Result<(), DeviceError> {
+        let body = Self::user_info(person);
+        match self.call("POST", "/ISAPI/AccessControl/UserInfo/Record", Some(&body))? {
+            Reply::Ok(_) => Ok(()),
+            Reply::Refused { sub, .. }
+                if Reply::refused_as(
+                    &sub,
+                    &["employeeNoAlreadyExist", "deviceUserAlreadyExist"],
+                ) =>
+            {
+                log::debug!(
+                    "{}: {} already there, modifying",
+                    self.name,
+                    person.registration
+                );
+                self.modify(person)
+            }
+            refused => refused.into_value().map(drop),
+        }
+    }
+
+    /// Modifies the person; one that is gone is created instead.
+    fn modify(&self, person: &Person) -> Result<(), DeviceError> {
+        let body = Self::user_info(person);
+        match self.call("PUT", "/ISAPI/AccessControl/UserInfo/Modify", Some(&body))? {
+            Reply::Ok(_) => Ok(()),
+            Reply::Refused { sub, .. } if Reply::refused_as(&sub, &["employeeNoNotExist"]) => {
+                match self.call("POST", "/ISAPI/AccessControl/UserInfo/Record", Some(&body))? {
+                    Reply::Ok(_) => Ok(()),
+                    refused => refused.into_value().map(drop),
+                }
+            }
+            refused => refused.into_value().map(drop),
+        }
+    }
+
+    /// Leaves the person with exactly `card`: other numbers deleted, this one recorded.
+    fn put_card(&self, person: &Person, card: &str, replace: bool) -> Result<(), DeviceError> {
+        let employee = person.registration.as_str();
+        if replace {
+            let held = self.held(&[employee], &[employee])?;
+            let stale: Vec<Value> = held
+                .get(employee)
+                .map(|h| {
+                    h.cards
+                        .iter()
+                        .filter(|c| *c != card)
+                        .map(|c| json!({"cardNo": c}))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !stale.is_empty() {
+                let body = json!({"CardInfoDelCond": {"CardNoList": stale}});
+                self.call("PUT", "/ISAPI/AccessControl/CardInfo/Delete", Some(&body))?
+                    .into_value()?;
+            }
+        }
+        let body =
+            json!({"CardInfo": {"employeeNo": employee, "cardNo": card, "cardType": "normalCard"}});
+        match self.call("POST", "/ISAPI/AccessControl/CardInfo/Record", Some(&body))? {
+            Reply::Ok(_) => Ok(()),
+            Reply::Refused { sub, .. }
+                if Reply::refused_as(&sub, &["cardNoAlreadyExist", "duplicateCardNo"]) =>
+            {
+                // Ours already (a repeated call), or another person's: the device knows.
+                let body = json!({"CardInfoSearchCond": {
+                    "searchID": self.search_id(), "searchResultPosition": 0, "maxResults": SEARCH_PAGE,
+                    "CardNoList": [{"cardNo": card}],
+                }});
+                let found = self
+                    .call("POST", "/ISAPI/AccessControl/CardInfo/Search", Some(&body))?
+                    .into_value()?;
+                let owner = found["CardInfoSearch"]["CardInfo"]
+                    .as_array()
+                    .and_then(|cards| cards.first())
+                    .and_then(|c| c.get("employeeNo"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                if owner == employee {
+                    Ok(())
+                } else {
+                    Err(DeviceError::Conflict(format!(
+                        "card {card} already belongs to employeeNo {owner} on this device: remove it there or fix the CSV"
+                    )))
+                }
+            }
+            refused => refused.into_value().map(drop),
+        }
+    }
+
+    fn apply_one(&self, person: &Person, plan: &Plan) -> Result<Outcome, DeviceError> {
+        self.check_full()?;
+        let card = person.card.map(|c| PROFILE.cards.encode(c));
+        match plan {
+            Plan::Create => {
+                self.create(person)?;
+                if let Some(card) = &card {
+                    self.put_card(person, card, false)?;
+                }
+                Ok(Outcome::Registered)
+            }
+            Plan::Update { changes, .. } => {
+                if changes.iter().any(|c| *c == "name" || *c == "validity") {
+                    self.modify(person)?;
+                }
+                if let (true, Some(card)) = (changes.contains(&"card"), &card) {
+                    self.put_card(person, card, true)?;
+                }
+                Ok(Outcome::Updated)
+            }
+            Plan::Unchanged { .. } => Ok(Outcome::Unchanged),
+            Plan::Ambiguous { .. } => Err(DeviceError::Internal(
+                "a Hikvision device cannot hold an employeeNo twice".into(),
+            )),
+        }
+    }
+}
+
+/// The `Valid` object catraca writes for the person: disabled when there is no window.
+fn wanted_validity(person: &Person) -> (bool, String, String) {
+    (
+        person.begin.is_some() || person.end.is_some(),
+        PROFILE.validity.encode(person.begin, false),
+        PROFILE.validity.encode(person.end, true),
+    )
+}
+
+impl Device for HikvisionDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
+    }
+
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.client.http().breaker()
+    }
+
+    fn telemetry(&self) -> Arc<DeviceTelemetry> {
+        Arc::clone(self.client.http().telemetry())
+    }
+
+    fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+        self.check_full()?;
+        let employees: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let with_cards: Vec<&str> = people
+            .iter()
+            .filter(|p| p.card.is_some())
+            .map(|p| p.registration.as_str())
+            .collect();
+        let held = self.held(&employees, &with_cards)?;
+        Ok(people
+            .iter()
+            .map(|person| match held.get(&person.registration) {
+                None => Plan::Create,
+                Some(h) => {
+                    let mut changes = Vec::new();
+                    if h.name != person.name {
+                        changes.push("name");
+                    }
+                    let (enable, begin, end) = wanted_validity(person);
+                    // A disabled window's times mean nothing: only compare them when on.
+                    if h.valid.0 != enable || (enable && (h.valid.1 != begin || h.valid.2 != end)) {
+                        changes.push("validity");
+                    }
+                    if let Some(card) = person.card {
+                        if h.cards != [PROFILE.cards.encode(card)] {
+                            changes.push("card");
+                        }
+                    }
+                    if changes.is_empty() {
+                        Plan::Unchanged { id: 0 }
+                    } else {
+                        Plan::Update { id: 0, changes }
+                    }
+                }
+            })
+            .collect())
+    }
+
+    fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+        work.iter()
+            .map(|(person, plan)| self.apply_one(person, plan).unwrap_or_else(Outcome::Failed))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            body: body.as_bytes().to_vec(),
+            retry_after: None,
+            date: None,
+            challenge: None,
+        }
+    }
+
+    #[test]
+    fn device_busy_is_transient_whatever_the_http_status() {
+        for status in [200, 400, 503] {
+            let e = classify(answer(
+                status,
+                r#"{"statusCode":2,"statusString":"Device Busy"}"#,
+            ))
+            .err()
+            .unwrap();
+            assert!(e.is_transient(), "{status}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_full_device_is_final_and_says_so() {
+        let e = classify(answer(
+            400,
+            r#"{"statusCode":6,"statusString":"Invalid Content","subStatusCode":"userExceedLimit"}"#,
+        ))
+        .err()
+        .unwrap();
+        assert!(matches!(e, DeviceError::DeviceFull(_)));
+        assert!(!e.is_transient());
+        assert!(e.to_string().contains("userExceedLimit"), "{e}");
+    }
+
+    #[test]
+    fn refusals_keep_the_sub_status() {
+        match classify(answer(
+            400,
+            r#"{"statusCode":6,"statusString":"Invalid Content","subStatusCode":"employeeNoAlreadyExist","errorMsg":"x"}"#,
+        )) {
+            Ok(Reply::Refused { sub, message, .. }) => {
+                assert_eq!(sub, "employeeNoAlreadyExist");
+                assert!(message.contains("Invalid Content"), "{message}");
+            }
+            _ => panic!("not a refusal"),
+        }
+        assert!(matches!(
+            classify(answer(200, r#"{"statusCode":1,"statusString":"OK"}"#)),
+            Ok(Reply::Ok(_))
+        ));
+        assert!(matches!(
+            classify(answer(200, "{\"statusCo")),
+            Err(DeviceError::InvalidAnswer(_))
+        ));
+    }
+}

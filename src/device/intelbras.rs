@@ -1,0 +1,635 @@
+//! The Intelbras driver (SS 3530/5530, CT 3000; Dahua access controllers), as described
+//! in `docs/hikvision-intelbras-api.md`: HTTP Digest, `/cgi-bin/AccessUser.cgi` and
+//! `/cgi-bin/AccessCard.cgi`, at most 10 users or cards per call, answers and errors in
+//! plain text (`OK`, `Error\r\nBad Request!\r\n`).
+//!
+//! `UserID` is unique on the device, so a repeated `insertMulti` cannot duplicate a
+//! person; it fails with `Bad Request`, which is also what any other refused row gets.
+//! So after a `Bad Request` (or a lost answer) the driver lists the batch: people now
+//! there are written with `updateMulti`, the others are inserted again, and a batch that
+//! still fails with nobody on the device is split in halves until the one refused person
+//! is isolated. Cards cannot be modified: a changed card is removed, then inserted.
+//! The user and card lists (`action=list`) answer JSON.
+
+use super::digest::DigestClient;
+use super::http::{Answer, HttpClient, Timeouts};
+use super::{
+    Auth, CardEncoding, Credentials, Device, DeviceError, Outcome, Plan, Profile, RetryPolicy,
+    Upsert, ValidityEncoding,
+};
+use crate::person::Person;
+use crate::telemetry::DeviceTelemetry;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// What Intelbras does differently.
+pub static PROFILE: Profile = Profile {
+    kind: "intelbras",
+    auth: Auth::Digest,
+    max_batch: MAX_PER_CALL,
+    upsert: Upsert::No,
+    cards: CardEncoding::UpperHex,
+    validity: ValidityEncoding::LocalSpaced,
+    already_exists: "400 `Error Bad Request!` on insertMulti (the text any refused row gets)",
+    busy: "HTTP 503",
+    full: "undocumented: a refused insert only says Bad Request",
+};
+
+/// Users or cards per call: the firmware refuses more.
+pub const MAX_PER_CALL: usize = 10;
+
+const USERS: &str = "/cgi-bin/AccessUser.cgi";
+const CARDS: &str = "/cgi-bin/AccessCard.cgi";
+
+/// A plain-text answer, once transport trouble is set apart.
+enum Reply {
+    Ok(Vec<u8>),
+    BadRequest,
+}
+
+/// `Error\r\nBad Request!\r\n` and friends, as one line.
+fn error_text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn classify(answer: Answer) -> Result<Reply, DeviceError> {
+    let text = error_text(&answer.body);
+    if text.contains("Invalid Authority") {
+        return Err(DeviceError::LoginRefused {
+            status: answer.status,
+            message: text,
+            hint: "that this device's account has the rights to manage users".into(),
+        });
+    }
+    match answer.status {
+        200..=299 if !text.starts_with("Error") => Ok(Reply::Ok(answer.body)),
+        400 => Ok(Reply::BadRequest),
+        429 | 500 | 502..=599 => Err(DeviceError::Busy {
+            status: answer.status,
+            retry_after: answer.retry_after,
+        }),
+        501 => Err(DeviceError::Rejected {
+            status: 501,
+            message: format!("{text} (this firmware lacks the call)"),
+        }),
+        status => Err(DeviceError::Rejected {
+            status,
+            message: if text.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                text
+            },
+        }),
+    }
+}
+
+/// `name[0]=a&name[1]=b` with the brackets escaped, as the CGI reads it.
+fn list_query(name: &str, values: &[&str]) -> String {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("&{name}%5B{i}%5D={}", encode(v)))
+        .collect()
+}
+
+fn encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An Intelbras/Dahua access controller.
+pub struct IntelbrasDevice {
+    name: String,
+    url: String,
+    client: DigestClient,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    name: String,
+    valid_from: String,
+    valid_to: String,
+    cards: Vec<String>,
+}
+
+impl IntelbrasDevice {
+    pub fn new(
+        name: &str,
+        url: &str,
+        credentials: Credentials,
+        timeouts: Timeouts,
+        max_in_flight: usize,
+        retry: RetryPolicy,
+    ) -> IntelbrasDevice {
+        let url = url.trim_end_matches('/').to_string();
+        IntelbrasDevice {
+            name: name.to_string(),
+            client: DigestClient::new(
+                name,
+                &url,
+                credentials,
+                HttpClient::new(timeouts, max_in_flight),
+                retry,
+            ),
+            url,
+        }
+    }
+
+    /// Limits the device to `per_second` requests per second (`None`: no limit).
+    pub fn with_rate(mut self, per_second: Option<f64>) -> IntelbrasDevice {
+        self.client = self.client.with_rate(per_second);
+        self
+    }
+
+    fn get(&self, target: &str) -> Result<Reply, DeviceError> {
+        self.client.send_idempotent("GET", target, None, classify)
+    }
+
+    /// A write: `Ok(true)` when the device said OK, `Ok(false)` on Bad Request, and a
+    /// lost answer reported as such (the caller reconciles by listing).
+    fn post(&self, target: &str, body: &Value) -> Result<bool, DeviceError> {
+        let text = body.to_string();
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .client
+                .send("POST", target, Some(("application/json", text.as_bytes())))
+                .and_then(classify);
+            match sent {
+                Ok(Reply::Ok(body)) if error_text(&body) == "OK" => return Ok(true),
+                // Anything else after a write is a broken answer: reconciled by listing.
+                Ok(Reply::Ok(body)) => {
+                    return Err(DeviceError::InvalidAnswer(format!(
+                        "{target}: expected OK, got {:?}",
+                        error_text(&body)
+                    )))
+                }
+                Ok(Reply::BadRequest) => return Ok(false),
+                // Refused before processing: safe to send again.
+                Err(e @ (DeviceError::Busy { .. } | DeviceError::Unreachable(_)))
+                    if self.client.may_retry(&e, attempt) =>
+                {
+                    log::debug!("{}: {target} failed ({e}), retrying", self.name);
+                    self.client.pause(attempt, &e);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn list_json(&self, target: &str, key: &str) -> Result<Vec<Value>, DeviceError> {
+        match self.get(target)? {
+            Reply::Ok(body) => {
+                let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
+                    DeviceError::InvalidAnswer(format!("{target}: the list is not JSON ({e})"))
+                })?;
+                Ok(parsed
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default())
+            }
+            Reply::BadRequest => Err(DeviceError::Rejected {
+                status: 400,
+                message: format!("Bad Request listing {key}"),
+            }),
+        }
+    }
+
+    /// What the device holds for these UserIDs (cards included for `with_cards`).
+    fn held(&self, ids: &[&str], with_cards: bool) -> Result<HashMap<String, Held>, DeviceError> {
+        let mut held = HashMap::new();
+        for chunk in ids.chunks(MAX_PER_CALL) {
+            let target = format!("{USERS}?action=list{}", list_query("UserIDList", chunk));
+            for user in self.list_json(&target, "UserList")? {
+                let text = |k: &str| {
+                    user.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                held.insert(
+                    text("UserID"),
+                    Held {
+                        name: text("UserName"),
+                        valid_from: text("ValidFrom"),
+                        valid_to: text("ValidTo"),
+                        cards: Vec::new(),
+                    },
+                );
+            }
+        }
+        if with_cards {
+            let present: Vec<&str> = ids
+                .iter()
+                .copied()
+                .filter(|i| held.contains_key(*i))
+                .collect();
+            for chunk in present.chunks(MAX_PER_CALL) {
+                for card in self.cards_where("UserIDList", chunk)? {
+                    if let Some(h) = held.get_mut(&card.0) {
+                        h.cards.push(card.1);
+                    }
+                }
+            }
+        }
+        Ok(held)
+    }
+
+    /// (UserID, CardNo) of the cards matching a list filter.
+    fn cards_where(
+        &self,
+        list: &str,
+        values: &[&str],
+    ) -> Result<Vec<(String, String)>, DeviceError> {
+        if values.is_empty() {
+            // Without a filter the device would list every card it holds.
+            return Ok(Vec::new());
+        }
+        let target = format!("{CARDS}?action=list{}", list_query(list, values));
+        Ok(self
+            .list_json(&target, "CardList")?
+            .iter()
+            .map(|c| {
+                let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                (text("UserID"), text("CardNo"))
+            })
+            .collect())
+    }
+
+    fn user_entry(person: &Person) -> Value {
+        json!({
+            "UserID": person.registration,
+            "UserName": person.name,
+            "UserType": 0,
+            "Authority": 2,
+            "Doors": [0],
+            "TimeSections": [255],
+            "ValidFrom": PROFILE.validity.encode(person.begin, false),
+            "ValidTo": PROFILE.validity.encode(person.end, true),
+        })
+    }
+
+    /// `insertMulti` (or `updateMulti`) of people already known to fit in one call.
+    fn write_users(&self, action: &str, people: &[&Person]) -> Result<bool, DeviceError> {
+        let list: Vec<Value> = people.iter().map(|p| Self::user_entry(p)).collect();
+        self.post(
+            &format!("{USERS}?action={action}"),
+            &json!({"UserList": list}),
+        )
+    }
+
+    /// Puts every person on the device (inserted, or updated when already there);
+    /// one result per person. Split in halves until a refused person is alone.
+    fn put_users(&self, people: &[&Person], update_first: bool) -> Vec<Result<(), DeviceError>> {
+        if people.is_empty() {
+            return Vec::new();
+        }
+        let first = if update_first {
+            "updateMulti"
+        } else {
+            "insertMulti"
+        };
+        match self.write_users(first, people) {
+            Ok(true) => return vec![Ok(()); people.len()],
+            Ok(false) => {}
+            Err(e) if e.write_may_have_landed() => {}
+            Err(e) => return vec![Err(e); people.len()],
+        }
+        // Refused or lost: see who is there now, update those, insert the rest.
+        let ids: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let present: HashSet<String> = match self.held(&ids, false) {
+            Ok(held) => held.into_keys().collect(),
+            Err(e) => return vec![Err(e); people.len()],
+        };
+        let (there, missing): (Vec<usize>, Vec<usize>) =
+            (0..people.len()).partition(|&i| present.contains(&people[i].registration));
+        let mut results: Vec<Result<(), DeviceError>> = vec![Ok(()); people.len()];
+        let mut redo = |indices: &[usize], update: bool| {
+            if indices.is_empty() {
+                return;
+            }
+            let sub: Vec<&Person> = indices.iter().map(|&i| people[i]).collect();
+            let outcome = if sub.len() == people.len() && update == update_first {
+                // The same call again would fail the same way: split it.
+                self.split(&sub, update)
+            } else {
+                self.put_users(&sub, update)
+            };
+            for (&i, r) in indices.iter().zip(outcome) {
+                results[i] = r;
+            }
+        };
+        redo(&there, true);
+        redo(&missing, false);
+        results
+    }
+
+    fn split(&self, people: &[&Person], update: bool) -> Vec<Result<(), DeviceError>> {
+        if people.len() == 1 {
+            let action = if update { "updateMulti" } else { "insertMulti" };
+            return vec![Err(DeviceError::Rejected {
+                status: 400,
+                message: format!(
+                    "Bad Request: the device refused {action} of registration {} and does not say why",
+                    people[0].registration
+                ),
+            })];
+        }
+        let (left, right) = people.split_at(people.len() / 2);
+        let mut out = self.put_users(left, update);
+        out.extend(self.put_users(right, update));
+        out
+    }
+
+    /// Gives each (UserID, CardNo) its card, removing the user's other cards first for
+    /// `replace`; one result per pair.
+    fn put_cards(
+        &self,
+        wanted: &[(&str, String)],
+        replace: &[&str],
+    ) -> Vec<Result<(), DeviceError>> {
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        if !replace.is_empty() {
+            let desired: HashMap<&str, &str> =
+                wanted.iter().map(|(u, c)| (*u, c.as_str())).collect();
+            let mut stale = Vec::new();
+            for chunk in replace.chunks(MAX_PER_CALL) {
+                match self.cards_where("UserIDList", chunk) {
+                    Ok(cards) => stale.extend(
+                        cards
+                            .into_iter()
+                            .filter(|(u, c)| desired.get(u.as_str()) != Some(&c.as_str()))
+                            .map(|(_, c)| c),
+                    ),
+                    Err(e) => return vec![Err(e); wanted.len()],
+                }
+            }
+            for chunk in stale.chunks(MAX_PER_CALL) {
+                let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let target = format!(
+                    "{CARDS}?action=removeMulti{}",
+                    list_query("CardNoList", &names)
+                );
+                if let Err(e) = self.get(&target) {
+                    return vec![Err(e); wanted.len()];
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(MAX_PER_CALL) {
+            results.extend(self.insert_cards(chunk));
+        }
+        results
+    }
+
+    fn insert_cards(&self, cards: &[(&str, String)]) -> Vec<Result<(), DeviceError>> {
+        if cards.is_empty() {
+            return Vec::new();
+        }
+        let list: Vec<Value> = cards
+            .iter()
+            .map(|(user, card)| json!({"UserID": user, "CardNo": card, "CardType": 0, "CardStatus": 0}))
+            .collect();
+        match self.post(
+            &format!("{CARDS}?action=insertMulti"),
+            &json!({"CardList": list}),
+        ) {
+            Ok(true) => return vec![Ok(()); cards.len()],
+            Ok(false) => {}
+            Err(e) if e.write_may_have_landed() => {}
+            Err(e) => return vec![Err(e); cards.len()],
+        }
+        // Who holds these numbers now? Ours: done. Another's: a conflict. Nobody's: retry.
+        let numbers: Vec<&str> = cards.iter().map(|(_, c)| c.as_str()).collect();
+        let owners: HashMap<String, String> = match self.cards_where("CardNoList", &numbers) {
+            Ok(found) => found.into_iter().map(|(u, c)| (c, u)).collect(),
+            Err(e) => return vec![Err(e); cards.len()],
+        };
+        let mut results: Vec<Result<(), DeviceError>> = Vec::with_capacity(cards.len());
+        let mut missing = Vec::new();
+        for (i, (user, card)) in cards.iter().enumerate() {
+            match owners.get(card) {
+                Some(owner) if owner == user => results.push(Ok(())),
+                Some(owner) => results.push(Err(DeviceError::Conflict(format!(
+                    "card {card} already belongs to UserID {owner} on this device: remove it there or fix the CSV"
+                )))),
+                None => {
+                    results.push(Ok(()));
+                    missing.push(i);
+                }
+            }
+        }
+        if missing.len() == cards.len() && cards.len() == 1 {
+            return vec![Err(DeviceError::Rejected {
+                status: 400,
+                message: format!("Bad Request: the device refused card {}", cards[0].1),
+            })];
+        }
+        let retry: Vec<(&str, String)> = missing.iter().map(|&i| cards[i].clone()).collect();
+        let outcome: Vec<Result<(), DeviceError>> = if missing.len() == cards.len() {
+            let (left, right) = retry.split_at(retry.len() / 2);
+            let mut out = self.insert_cards(left);
+            out.extend(self.insert_cards(right));
+            out
+        } else {
+            self.insert_cards(&retry)
+        };
+        for (&i, r) in missing.iter().zip(outcome) {
+            results[i] = r;
+        }
+        results
+    }
+}
+
+fn is_user_id(registration: &str) -> bool {
+    !registration.is_empty() && registration.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl Device for IntelbrasDevice {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
+    }
+
+    fn breaker(&self) -> &super::breaker::Breaker {
+        self.client.http().breaker()
+    }
+
+    fn telemetry(&self) -> Arc<DeviceTelemetry> {
+        Arc::clone(self.client.http().telemetry())
+    }
+
+    fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+        let ids: Vec<&str> = people
+            .iter()
+            .map(|p| p.registration.as_str())
+            .filter(|r| is_user_id(r))
+            .collect();
+        let held = self.held(&ids, people.iter().any(|p| p.card.is_some()))?;
+        Ok(people
+            .iter()
+            .map(|person| match held.get(&person.registration) {
+                None => Plan::Create,
+                Some(h) => {
+                    let mut changes = Vec::new();
+                    if h.name != person.name {
+                        changes.push("name");
+                    }
+                    if h.valid_from != PROFILE.validity.encode(person.begin, false)
+                        || h.valid_to != PROFILE.validity.encode(person.end, true)
+                    {
+                        changes.push("validity");
+                    }
+                    if let Some(card) = person.card {
+                        if h.cards != [PROFILE.cards.encode(card)] {
+                            changes.push("card");
+                        }
+                    }
+                    if changes.is_empty() {
+                        Plan::Unchanged { id: 0 }
+                    } else {
+                        Plan::Update { id: 0, changes }
+                    }
+                }
+            })
+            .collect())
+    }
+
+    fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+        let mut failed: Vec<Option<DeviceError>> = vec![None; work.len()];
+        for (i, (person, _)) in work.iter().enumerate() {
+            if !is_user_id(&person.registration) {
+                failed[i] = Some(DeviceError::Rejected {
+                    status: 400,
+                    message: format!(
+                        "registration {:?} is not a number: Intelbras devices take numeric UserIDs only",
+                        person.registration
+                    ),
+                });
+            }
+        }
+        // 1. People: missing ones inserted, changed ones updated, `MAX_PER_CALL` a call.
+        for update in [false, true] {
+            let indices: Vec<usize> = (0..work.len())
+                .filter(|&i| failed[i].is_none())
+                .filter(|&i| match &work[i].1 {
+                    Plan::Create => !update,
+                    Plan::Update { changes, .. } => {
+                        update && changes.iter().any(|c| *c == "name" || *c == "validity")
+                    }
+                    _ => false,
+                })
+                .collect();
+            for chunk in indices.chunks(MAX_PER_CALL) {
+                let people: Vec<&Person> = chunk.iter().map(|&i| work[i].0).collect();
+                for (&i, result) in chunk.iter().zip(self.put_users(&people, update)) {
+                    if let Err(e) = result {
+                        failed[i] = Some(e);
+                    }
+                }
+            }
+        }
+        // 2. Cards, for people created or whose card changed.
+        let mut card_work = Vec::new();
+        let mut replace = Vec::new();
+        for (i, (person, plan)) in work.iter().enumerate() {
+            let (needed, replacing) = match plan {
+                Plan::Create => (true, false),
+                Plan::Update { changes, .. } => (changes.contains(&"card"), true),
+                _ => (false, false),
+            };
+            if needed && failed[i].is_none() && person.card.is_some() {
+                card_work.push(i);
+                if replacing {
+                    replace.push(person.registration.as_str());
+                }
+            }
+        }
+        let wanted: Vec<(&str, String)> = card_work
+            .iter()
+            .map(|&i| {
+                let person = work[i].0;
+                let card = person.card.expect("only people with a card");
+                (person.registration.as_str(), PROFILE.cards.encode(card))
+            })
+            .collect();
+        for (&i, result) in card_work.iter().zip(self.put_cards(&wanted, &replace)) {
+            if let Err(e) = result {
+                failed[i] = Some(e);
+            }
+        }
+        work.iter()
+            .zip(failed)
+            .map(|((_, plan), failure)| match (failure, plan) {
+                (Some(e), _) => Outcome::Failed(e),
+                (None, Plan::Create) => Outcome::Registered,
+                (None, Plan::Update { .. }) => Outcome::Updated,
+                (None, _) => Outcome::Unchanged,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            body: body.as_bytes().to_vec(),
+            retry_after: None,
+            date: None,
+            challenge: None,
+        }
+    }
+
+    #[test]
+    fn plain_text_errors_are_read() {
+        assert!(matches!(classify(answer(200, "OK\r\n")), Ok(Reply::Ok(_))));
+        assert!(matches!(
+            classify(answer(400, "Error\r\nBad Request!\r\n")),
+            Ok(Reply::BadRequest)
+        ));
+        let e = classify(answer(200, "Error\r\nInvalid Authority!\r\n"))
+            .err()
+            .unwrap();
+        assert!(matches!(e, DeviceError::LoginRefused { .. }), "{e}");
+        let e = classify(answer(501, "Error\r\nNot Implemented!"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("Not Implemented"), "{e}");
+        assert!(classify(answer(503, "")).err().unwrap().is_transient());
+    }
+
+    #[test]
+    fn list_queries_escape_brackets_and_values() {
+        assert_eq!(
+            list_query("UserIDList", &["1001", "1 2"]),
+            "&UserIDList%5B0%5D=1001&UserIDList%5B1%5D=1%202"
+        );
+    }
+}

@@ -1,0 +1,134 @@
+//! `--failed FILE`: the people whose pairs failed, as a participants CSV that `--users`
+//! reads back, so an operator can retry exactly what went wrong.
+//!
+//! One row per person (the same registration twice would be refused as a duplicate),
+//! with every field as the input had it, plus two columns the reader ignores:
+//! `devices` (where it failed) and `reasons` (why, per device, in the same order).
+//! Feeding the file back retries these people on every device; the pairs already done
+//! are skipped by the cache.
+
+use crate::person::{Card, Person};
+use crate::report::Report;
+use chrono::{Local, TimeZone};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Writes the failed people of `report` to `path`.
+pub fn write(path: &Path, people: &[Person], report: &Report) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let by_registration: HashMap<&str, &Person> = people
+        .iter()
+        .map(|p| (p.registration.as_str(), p))
+        .collect();
+    let mut order: Vec<&str> = Vec::new();
+    let mut where_and_why: HashMap<&str, (Vec<&str>, Vec<&str>)> = HashMap::new();
+    for failure in &report.failures {
+        let entry = where_and_why
+            .entry(failure.registration.as_str())
+            .or_insert_with(|| {
+                order.push(failure.registration.as_str());
+                (Vec::new(), Vec::new())
+            });
+        entry.0.push(failure.device.as_str());
+        entry.1.push(failure.error.as_str());
+    }
+    let mut out = csv::Writer::from_path(path)
+        .with_context(|| format!("writing the failed pairs to {}", path.display()))?;
+    out.write_record([
+        "registration",
+        "name",
+        "card",
+        "begin",
+        "end",
+        "group",
+        "devices",
+        "reasons",
+    ])?;
+    for registration in order {
+        let Some(person) = by_registration.get(registration) else {
+            continue;
+        };
+        let (devices, reasons) = &where_and_why[registration];
+        out.write_record([
+            person.registration.as_str(),
+            person.name.as_str(),
+            &person.card.map(card_text).unwrap_or_default(),
+            &person.begin.map(time_text).unwrap_or_default(),
+            &person.end.map(time_text).unwrap_or_default(),
+            person.group.as_deref().unwrap_or(""),
+            &devices.join(" | "),
+            &reasons.join(" | "),
+        ])?;
+    }
+    out.flush()
+        .with_context(|| format!("writing the failed pairs to {}", path.display()))?;
+    Ok(())
+}
+
+fn card_text(card: Card) -> String {
+    match card {
+        Card::Wiegand { facility, number } => format!("{facility},{number}"),
+        Card::Number(n) => n.to_string(),
+    }
+}
+
+/// ISO 8601 with this machine's offset, which the reader turns back into the same instant.
+fn time_text(unix: i64) -> String {
+    Local
+        .timestamp_opt(unix, 0)
+        .single()
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%:z").to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::participants;
+    use crate::report::Failure;
+
+    #[test]
+    fn the_failed_file_reads_back_as_the_same_people() {
+        let people = participants::parse(
+            "registration;name;card;begin;end;group\nA-1;Ana Souza;123,45678;2026-03-01T08:00:00Z;2026-03-02T18:00:00Z;Alunos\nB-2;Bia;;;;\nC-3;Caio;99;;;\n"
+                .as_bytes(),
+            "in.csv",
+        )
+        .unwrap();
+        let report = Report {
+            failures: vec![
+                Failure {
+                    registration: "A-1".into(),
+                    device: "portaria-1".into(),
+                    error: "device unreachable".into(),
+                },
+                Failure {
+                    registration: "C-3".into(),
+                    device: "portaria-1".into(),
+                    error: "x".into(),
+                },
+                Failure {
+                    registration: "A-1".into(),
+                    device: "portaria-2".into(),
+                    error: "login refused".into(),
+                },
+            ],
+            ..Report::empty()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("failed.csv");
+        write(&path, &people, &report).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("portaria-1 | portaria-2"), "{text}");
+        assert!(
+            text.contains("device unreachable | login refused"),
+            "{text}"
+        );
+        let back = participants::read(&participants::Source::File(path)).unwrap();
+        let mut expected = vec![people[0].clone(), people[2].clone()];
+        for (b, e) in back.iter().zip(expected.iter_mut()) {
+            e.line = b.line;
+        }
+        assert_eq!(back, expected);
+    }
+}

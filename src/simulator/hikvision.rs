@@ -1,0 +1,344 @@
+//! The Hikvision ISAPI access-control API as one simulated terminal speaks it
+//! (docs/hikvision-intelbras-api.md): people keyed by a unique `employeeNo`, ONE person
+//! per `UserInfo/Record` (an array is refused), `Modify` only for people that exist,
+//! paged searches (30 a page, `OK` / `MORE` / `NO MATCH`), cards recorded only for an
+//! existing person with a unique `cardNo`, and ISAPI error bodies
+//! (`statusCode`, `subStatusCode`), `userExceedLimit` once `SimConfig::capacity` people
+//! are stored. Authentication (Digest) and transport faults are wrapped around these
+//! calls by `mod.rs`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::http::Response;
+
+/// The paging cap the capabilities report.
+pub(crate) const MAX_RESULTS: usize = 30;
+
+/// A stored person; `Valid` kept as sent.
+#[derive(Debug, Clone)]
+pub(crate) struct HikUser {
+    pub(crate) employee_no: String,
+    pub(crate) name: String,
+    pub(crate) user_type: String,
+    pub(crate) valid: Value,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct HikvisionApi {
+    pub(crate) users: BTreeMap<String, HikUser>,
+    /// cardNo -> employeeNo.
+    pub(crate) cards: BTreeMap<String, String>,
+    pub(crate) capacity: Option<usize>,
+}
+
+/// The answer and what it did, for the statistics.
+pub(crate) struct Served {
+    pub(crate) response: Response,
+    pub(crate) created: Option<(&'static str, u64)>,
+}
+
+fn status(http: u16, code: i64, text: &str, sub: &str, message: &str) -> Served {
+    let body = json!({
+        "statusCode": code, "statusString": text, "subStatusCode": sub,
+        "errorCode": 0x6000_0000_i64 + code, "errorMsg": message,
+    });
+    Served {
+        response: Response::json(http, body.to_string().into_bytes()),
+        created: None,
+    }
+}
+
+fn ok() -> Served {
+    status(200, 1, "OK", "ok", "ok")
+}
+
+fn invalid(sub: &str, message: &str) -> Served {
+    status(400, 6, "Invalid Content", sub, message)
+}
+
+fn data(body: Value) -> Served {
+    Served {
+        response: Response::json(200, body.to_string().into_bytes()),
+        created: None,
+    }
+}
+
+/// The ISAPI `Device Busy` answer (statusCode 2), for the busy fault.
+pub(crate) fn busy() -> Response {
+    status(503, 2, "Device Busy", "deviceBusy", "the device is busy").response
+}
+
+/// The answer to a request without valid Digest credentials.
+pub(crate) fn unauthorized() -> Response {
+    status(401, 4, "Invalid Operation", "unAuthorized", "unauthorized").response
+}
+
+/// The statistics name of a request.
+pub(crate) fn route_name(path: &str) -> &'static str {
+    match path {
+        "/ISAPI/AccessControl/UserInfo/capabilities" => "user_capabilities",
+        "/ISAPI/AccessControl/UserInfo/Record" => "user_record",
+        "/ISAPI/AccessControl/UserInfo/Modify" => "user_modify",
+        "/ISAPI/AccessControl/UserInfo/Search" => "user_search",
+        "/ISAPI/AccessControl/UserInfoDetail/Delete" => "user_delete",
+        "/ISAPI/AccessControl/UserInfoDetail/DeleteProcess" => "user_delete_process",
+        "/ISAPI/AccessControl/CardInfo/Record" => "card_record",
+        "/ISAPI/AccessControl/CardInfo/Search" => "card_search",
+        "/ISAPI/AccessControl/CardInfo/Delete" => "card_delete",
+        _ => "unknown",
+    }
+}
+
+fn is_local_time(text: &str) -> bool {
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S").is_ok()
+}
+
+fn texts(list: Option<&Value>, key: &str) -> Option<Vec<String>> {
+    list.and_then(Value::as_array).map(|items| {
+        items
+            .iter()
+            .filter_map(|i| i.get(key).and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    })
+}
+
+impl HikvisionApi {
+    pub(crate) fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Served {
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let needs_body = method != "GET";
+        let Some(body) = parsed.or((!needs_body).then_some(Value::Null)) else {
+            return status(
+                400,
+                5,
+                "Invalid Format",
+                "badJsonFormat",
+                "the body is not JSON",
+            );
+        };
+        match (method, route_name(path)) {
+            ("GET", "user_capabilities") => data(json!({"UserInfo": {
+                "supportFunction": {"@opt": "post,delete,put,get"},
+                "maxRecordNum": self.capacity.unwrap_or(10_000),
+                "UserInfoSearchCond": {"maxResults": {"@min": 1, "@max": MAX_RESULTS}},
+            }})),
+            ("POST", "user_record") => self.record(&body),
+            ("PUT", "user_modify") => self.modify(&body),
+            ("POST", "user_search") => self.search_users(&body),
+            ("PUT", "user_delete") => self.delete_users(&body),
+            ("GET", "user_delete_process") => {
+                data(json!({"UserInfoDetailDeleteProcess": {"status": "success"}}))
+            }
+            ("POST", "card_record") => self.record_card(&body),
+            ("POST", "card_search") => self.search_cards(&body),
+            ("PUT", "card_delete") => self.delete_cards(&body),
+            (_, "unknown") => status(404, 4, "Invalid Operation", "notSupport", "no such URL"),
+            _ => status(
+                405,
+                4,
+                "Invalid Operation",
+                "methodNotAllowed",
+                "wrong method",
+            ),
+        }
+    }
+
+    fn user_of(body: &Value) -> Result<HikUser, Served> {
+        let info = match body.get("UserInfo") {
+            Some(Value::Object(info)) => info,
+            Some(Value::Array(_)) => {
+                return Err(invalid(
+                    "badJsonContent",
+                    "UserInfo must be one object: one person per request",
+                ))
+            }
+            _ => return Err(invalid("messageParametersLack", "UserInfo is missing")),
+        };
+        let text = |k: &str| info.get(k).and_then(Value::as_str).map(str::to_owned);
+        let employee_no = text("employeeNo").unwrap_or_default();
+        if employee_no.is_empty() || employee_no.len() > 32 {
+            return Err(invalid(
+                "badEmployeeNo",
+                "employeeNo must have 1 to 32 bytes",
+            ));
+        }
+        let valid = info
+            .get("Valid")
+            .cloned()
+            .unwrap_or(json!({"enable": false}));
+        for key in ["beginTime", "endTime"] {
+            if let Some(t) = valid.get(key) {
+                if !t.as_str().is_some_and(is_local_time) {
+                    return Err(invalid(
+                        "badTimeFormat",
+                        &format!("Valid.{key} is not YYYY-MM-DDTHH:MM:SS"),
+                    ));
+                }
+            }
+        }
+        Ok(HikUser {
+            employee_no,
+            name: text("name").unwrap_or_default(),
+            user_type: text("userType").unwrap_or_else(|| "normal".into()),
+            valid,
+        })
+    }
+
+    fn record(&mut self, body: &Value) -> Served {
+        let user = match Self::user_of(body) {
+            Ok(user) => user,
+            Err(refused) => return refused,
+        };
+        if self.users.contains_key(&user.employee_no) {
+            return invalid("employeeNoAlreadyExist", "employeeNo already exists");
+        }
+        if self.capacity.is_some_and(|c| self.users.len() >= c) {
+            return invalid("userExceedLimit", "the number of users reached the limit");
+        }
+        self.users.insert(user.employee_no.clone(), user);
+        Served {
+            created: Some(("users", 1)),
+            ..ok()
+        }
+    }
+
+    fn modify(&mut self, body: &Value) -> Served {
+        let user = match Self::user_of(body) {
+            Ok(user) => user,
+            Err(refused) => return refused,
+        };
+        match self.users.get_mut(&user.employee_no) {
+            Some(stored) => {
+                *stored = user;
+                ok()
+            }
+            None => invalid("employeeNoNotExist", "employeeNo does not exist"),
+        }
+    }
+
+    /// One page of `rows`, answered under `result` / `list` as ISAPI pages.
+    fn page(cond: &Value, rows: Vec<Value>, result: &str, list: &str) -> Served {
+        let position = cond
+            .get("searchResultPosition")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as usize;
+        let max = cond
+            .get("maxResults")
+            .and_then(Value::as_u64)
+            .map_or(MAX_RESULTS, |m| (m as usize).clamp(1, MAX_RESULTS));
+        let total = rows.len();
+        let page: Vec<Value> = rows.into_iter().skip(position).take(max).collect();
+        let state = if total == 0 {
+            "NO MATCH"
+        } else if position + page.len() < total {
+            "MORE"
+        } else {
+            "OK"
+        };
+        let mut answer = Map::new();
+        answer.insert(
+            "searchID".into(),
+            cond.get("searchID").cloned().unwrap_or(Value::Null),
+        );
+        answer.insert("responseStatusStrg".into(), state.into());
+        answer.insert("numOfMatches".into(), page.len().into());
+        answer.insert("totalMatches".into(), total.into());
+        if !page.is_empty() {
+            answer.insert(list.into(), page.into());
+        }
+        data(json!({ result: answer }))
+    }
+
+    fn search_users(&self, body: &Value) -> Served {
+        let Some(cond) = body.get("UserInfoSearchCond") else {
+            return invalid("messageParametersLack", "UserInfoSearchCond is missing");
+        };
+        let wanted = texts(cond.get("EmployeeNoList"), "employeeNo");
+        let rows = self
+            .users
+            .values()
+            .filter(|u| wanted.as_ref().is_none_or(|w| w.contains(&u.employee_no)))
+            .map(|u| {
+                json!({
+                    "employeeNo": u.employee_no, "name": u.name, "userType": u.user_type,
+                    "Valid": u.valid,
+                    "numOfCard": self.cards.values().filter(|e| **e == u.employee_no).count(),
+                })
+            })
+            .collect();
+        Self::page(cond, rows, "UserInfoSearch", "UserInfo")
+    }
+
+    fn delete_users(&mut self, body: &Value) -> Served {
+        let cond = body.get("UserInfoDetail");
+        let Some(list) = texts(cond.and_then(|c| c.get("EmployeeNoList")), "employeeNo") else {
+            return invalid(
+                "messageParametersLack",
+                "UserInfoDetail.EmployeeNoList is missing",
+            );
+        };
+        for employee in &list {
+            self.users.remove(employee);
+        }
+        self.cards.retain(|_, e| !list.contains(e));
+        ok()
+    }
+
+    fn record_card(&mut self, body: &Value) -> Served {
+        let Some(Value::Object(card)) = body.get("CardInfo") else {
+            return invalid("badJsonContent", "CardInfo must be one object");
+        };
+        let employee = card.get("employeeNo").and_then(Value::as_str).unwrap_or("");
+        let number = card.get("cardNo").and_then(Value::as_str).unwrap_or("");
+        if number.is_empty() || number.len() > 20 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return invalid("badCardNo", "cardNo must be 1 to 20 decimal digits");
+        }
+        if !self.users.contains_key(employee) {
+            return invalid("employeeNoNotExist", "the card's person does not exist");
+        }
+        if self.cards.contains_key(number) {
+            return invalid("cardNoAlreadyExist", "cardNo already exists");
+        }
+        self.cards.insert(number.to_owned(), employee.to_owned());
+        Served {
+            created: Some(("cards", 1)),
+            ..ok()
+        }
+    }
+
+    fn search_cards(&self, body: &Value) -> Served {
+        let Some(cond) = body.get("CardInfoSearchCond") else {
+            return invalid("messageParametersLack", "CardInfoSearchCond is missing");
+        };
+        let employees = texts(cond.get("EmployeeNoList"), "employeeNo");
+        let numbers = texts(cond.get("CardNoList"), "cardNo");
+        let rows = self
+            .cards
+            .iter()
+            .filter(|(n, e)| {
+                employees.as_ref().is_none_or(|w| w.contains(e))
+                    && numbers.as_ref().is_none_or(|w| w.contains(n))
+            })
+            .map(|(n, e)| json!({"employeeNo": e, "cardNo": n, "cardType": "normalCard"}))
+            .collect();
+        Self::page(cond, rows, "CardInfoSearch", "CardInfo")
+    }
+
+    fn delete_cards(&mut self, body: &Value) -> Served {
+        let cond = body.get("CardInfoDelCond");
+        let numbers = texts(cond.and_then(|c| c.get("CardNoList")), "cardNo");
+        let employees = texts(cond.and_then(|c| c.get("EmployeeNoList")), "employeeNo");
+        match (numbers, employees) {
+            (Some(numbers), _) => self.cards.retain(|n, _| !numbers.contains(n)),
+            (None, Some(employees)) => self.cards.retain(|_, e| !employees.contains(e)),
+            (None, None) => {
+                return invalid(
+                    "messageParametersLack",
+                    "CardInfoDelCond needs CardNoList or EmployeeNoList",
+                )
+            }
+        }
+        ok()
+    }
+}
