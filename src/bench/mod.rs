@@ -99,23 +99,29 @@ struct Results {
     simulator: Option<Throughput>,
 }
 
+/// Runs the workloads `args` asks for and prints the table (or JSON) on stdout; progress
+/// goes to stderr. A failed check of a run is an error (exit status 2 with the reason).
 pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
     if args.launcher {
         measure::serve_launcher()?;
         return Ok(crate::exit::Exit::Done);
     }
-    let sizes = if args.quick {
+    const GROUPS: [&str; 5] = ["W1", "W2", "W3", "startup", "sim"];
+    if let Some(unknown) = args
+        .only
+        .iter()
+        .find(|o| !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(o)))
+    {
+        bail!("--only {unknown}: not a workload group; use W1, W2, W3, startup or sim");
+    }
+    let mut sizes = if args.quick {
         Sizes::quick()
     } else {
-        Sizes::full(args.people.unwrap_or(100_000))
+        Sizes::full(100_000)
     };
-    let sizes = match (args.quick, args.people) {
-        (true, Some(people)) => Sizes {
-            scale_people: people,
-            ..sizes
-        },
-        _ => sizes,
-    };
+    if let Some(people) = args.people {
+        sizes.scale_people = people;
+    }
     let exe = std::env::current_exe().context("finding the catraca executable")?;
     let mut launcher = measure::Launcher::start(&exe).context("starting the launcher")?;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
