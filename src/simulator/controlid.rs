@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::tables::{DbError, Filter, Order, Projection, TableId, Tables};
+use super::tables::{DbError, Filter, Order, Projection, TableId, Tables, WrittenObject};
 
 /// The calls a device answers, named by the path `/<name>.fcgi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +143,12 @@ struct LoadRequest {
 #[derive(Deserialize)]
 struct CreateRequest {
     object: String,
-    values: Vec<Map<String, Value>>,
+    values: Vec<WrittenObject>,
+}
+
+#[derive(serde::Serialize)]
+struct Ids {
+    ids: Vec<i64>,
 }
 
 #[derive(Deserialize)]
@@ -265,7 +270,7 @@ impl ControlIdDevice {
     fn load(&self, body: &[u8]) -> Result<Answer, CallError> {
         let request: LoadRequest = serde_json::from_slice(body)?;
         let table = Self::table(&request.object)?;
-        let filter = Filter::parse(table, request.filter.as_ref())?;
+        let filter = Filter::parse(table, request.filter)?;
         let projection = Projection::parse(table, request.fields.as_deref())?;
         let order = request
             .order
@@ -296,33 +301,32 @@ impl ControlIdDevice {
         let request: CreateRequest = serde_json::from_slice(body)?;
         let table = Self::table(&request.object)?;
         if let Some((first, rest)) = request.values.split_first() {
-            if let Some(index) = rest.iter().position(|o| !o.keys().eq(first.keys())) {
+            if let Some(index) = rest.iter().position(|o| !o.names().eq(first.names())) {
                 return Err(CallError::MixedFields { index: index + 1 });
             }
         }
         if request.object == "users" {
             let refused = request.values.iter().find_map(|v| {
-                v.get("registration")
-                    .and_then(Value::as_str)
+                v.text("registration")
                     .filter(|r| self.rejected.contains(*r))
             });
             if let Some(registration) = refused {
                 return Err(CallError::Rejected(registration.to_owned()));
             }
         }
-        let ids = self.tables.insert(table, &request.values)?;
         let created = request.values.len() as u64;
+        let ids = self.tables.insert(table, request.values)?;
         Ok(Answer {
             extra_work: created.saturating_sub(1),
             created: Some((table.name(), created)),
-            ..Answer::ok(json!({ "ids": ids }).to_string().into_bytes())
+            ..Answer::ok(serde_json::to_vec(&Ids { ids })?)
         })
     }
 
     fn modify(&mut self, body: &[u8]) -> Result<Answer, CallError> {
         let request: ModifyRequest = serde_json::from_slice(body)?;
         let table = Self::table(&request.object)?;
-        let filter = Filter::parse(table, request.filter.as_ref())?;
+        let filter = Filter::parse(table, request.filter)?;
         let changes = self.tables.update(table, &filter, &request.values)?;
         Ok(Self::changed(changes, filter.is_everything()))
     }
@@ -330,7 +334,7 @@ impl ControlIdDevice {
     fn destroy(&mut self, body: &[u8]) -> Result<Answer, CallError> {
         let request: DestroyRequest = serde_json::from_slice(body)?;
         let table = Self::table(&request.object)?;
-        let filter = Filter::parse(table, request.filter.as_ref())?;
+        let filter = Filter::parse(table, request.filter)?;
         let changes = self.tables.delete(table, &filter)?;
         Ok(Self::changed(changes, filter.is_everything()))
     }

@@ -45,7 +45,7 @@ use faults::{Fault, FaultDice, InFlight};
 use hikvision::HikvisionApi;
 use http::{Handler, Reply, Request, Response, Server, StopSignal};
 use intelbras::IntelbrasApi;
-use tables::{col, Cell, TableId};
+use tables::{col, Cell, TableId, WrittenObject};
 
 /// How simulated devices behave. The default is a perfect device: no latency, no
 /// limit, no faults, sessions that never expire, login `admin` / `admin`.
@@ -804,7 +804,7 @@ impl SimDevice {
         };
         let ids = device
             .tables
-            .insert(TableId::Users, &[user])
+            .insert(TableId::Users, vec![WrittenObject::from_map(&user)])
             .expect("a user with a registration and a name always fits");
         ids[0]
     }

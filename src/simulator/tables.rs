@@ -44,7 +44,7 @@ impl Cell {
 
     /// How a `where` value compares to stored cells; `None` when it can never match
     /// (SQL's `= NULL`, a fractional number).
-    fn from_condition(value: &Value) -> Option<Cell> {
+    fn from_condition(value: Value) -> Option<Cell> {
         match value {
             Value::Number(n) => n
                 .as_i64()
@@ -52,8 +52,8 @@ impl Cell {
                 .or_else(|| n.as_u64().map(i128::from))
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i128))
                 .map(Cell::Int),
-            Value::String(s) => Some(Cell::Text(s.clone())),
-            Value::Bool(b) => Some(Cell::Int(i128::from(*b))),
+            Value::String(s) => Some(Cell::Text(s)),
+            Value::Bool(b) => Some(Cell::Int(i128::from(b))),
             Value::Null | Value::Array(_) | Value::Object(_) => None,
         }
     }
@@ -109,7 +109,8 @@ const fn column(name: &'static str, kind: Kind, not_null: bool, missing: Missing
 
 #[derive(Debug)]
 struct Unique {
-    columns: &'static [usize],
+    /// Adjacent columns, so a row's key is a slice of it: checking a row allocates nothing.
+    columns: std::ops::Range<usize>,
     /// The firmware's message, verbatim: clients match on it.
     message: &'static str,
 }
@@ -208,7 +209,7 @@ static SCHEMAS: [Schema; 4] = [
         ],
         has_id: true,
         unique: &[Unique {
-            columns: &[col::CARD_VALUE],
+            columns: col::CARD_VALUE..col::CARD_VALUE + 1,
             message: "UNIQUE constraint failed: cards.value",
         }],
         foreign_keys: &[ForeignKey {
@@ -236,7 +237,7 @@ static SCHEMAS: [Schema; 4] = [
         ],
         has_id: false,
         unique: &[Unique {
-            columns: &[col::LINK_USER_ID, col::LINK_GROUP_ID],
+            columns: col::LINK_USER_ID..col::LINK_GROUP_ID + 1,
             message: "UNIQUE constraint failed: user_groups",
         }],
         foreign_keys: &[
@@ -300,7 +301,7 @@ pub(crate) struct Filter {
 #[derive(Debug)]
 enum Condition {
     Equals(Cell),
-    AnyOf(HashSet<Cell>),
+    AnyOf(HashSet<Cell, std::hash::BuildHasherDefault<FxHasher>>),
     Never,
 }
 
@@ -316,8 +317,9 @@ impl Condition {
 
 impl Filter {
     /// Reads `{"<table>": {"<column>": value | [values]}}`. An absent or empty `where`
-    /// selects every row, as SQL would.
-    pub(crate) fn parse(table: TableId, filter: Option<&Value>) -> Result<Filter, DbError> {
+    /// selects every row, as SQL would. Takes the `where` by value: a load by 999
+    /// registrations moves its texts into the filter instead of copying them.
+    pub(crate) fn parse(table: TableId, filter: Option<Value>) -> Result<Filter, DbError> {
         let schema = table.schema();
         let Some(filter) = filter else {
             return Ok(Filter::default());
@@ -333,30 +335,33 @@ impl Filter {
             if table_name != schema.name {
                 return Err(DbError::WhereOnOtherTable {
                     object: schema.name,
-                    found: table_name.clone(),
+                    found: table_name,
                 });
             }
             let Value::Object(columns) = columns else {
                 return Err(DbError::UnsupportedCondition {
                     table: schema.name,
-                    column: table_name.clone(),
+                    column: table_name,
                 });
             };
             for (name, wanted) in columns {
-                let column = column_index(schema, name)?;
+                let column = column_index(schema, &name)?;
                 let condition = match wanted {
                     Value::Array(values) if values.len() > MAX_IN_VALUES => {
                         return Err(DbError::TooManyValues {
                             count: values.len(),
                         })
                     }
-                    Value::Array(values) => {
-                        Condition::AnyOf(values.iter().filter_map(Cell::from_condition).collect())
-                    }
+                    Value::Array(values) => Condition::AnyOf(
+                        values
+                            .into_iter()
+                            .filter_map(Cell::from_condition)
+                            .collect(),
+                    ),
                     Value::Object(_) => {
                         return Err(DbError::UnsupportedCondition {
                             table: schema.name,
-                            column: name.clone(),
+                            column: name,
                         })
                     }
                     single => {
@@ -486,23 +491,314 @@ fn column_index(schema: &Schema, name: &str) -> Result<usize, DbError> {
         .ok_or_else(|| DbError::NoSuchColumn(name.to_owned()))
 }
 
-/// Converts a JSON value written into `column`, refusing the wrong type the way a typed
+/// Converts a value written into `column`, refusing the wrong type the way a typed
 /// firmware layer would rather than storing it as SQLite's dynamic typing might.
-fn cell_for_write(schema: &Schema, column: &Column, value: &Value) -> Result<Cell, DbError> {
+fn cell_for_write(schema: &Schema, column: &Column, value: WriteValue) -> Result<Cell, DbError> {
     let mismatch = || DbError::DatatypeMismatch {
         table: schema.name,
         column: column.name,
     };
     match (column.kind, value) {
-        (_, Value::Null) => Ok(Cell::Null),
-        (Kind::Integer, Value::Number(n)) => {
+        (_, WriteValue::Null) => Ok(Cell::Null),
+        (Kind::Integer, WriteValue::Number(n)) => {
             n.as_i64().map(|n| Cell::Int(n.into())).ok_or_else(mismatch)
         }
-        (Kind::Unsigned, Value::Number(n)) => {
+        (Kind::Unsigned, WriteValue::Number(n)) => {
             n.as_u64().map(|n| Cell::Int(n.into())).ok_or_else(mismatch)
         }
-        (Kind::Text, Value::String(s)) => Ok(Cell::Text(s.clone())),
+        (Kind::Text, WriteValue::Text(s)) => Ok(Cell::Text(s)),
         _ => Err(mismatch()),
+    }
+}
+
+/// One value of a written object, as much of the JSON as a column can take: a create
+/// of 250 users is read straight into these, without a `serde_json::Value` per field
+/// or a map per object (that parsing was most of the simulator's time at scale).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WriteValue {
+    Null,
+    Number(serde_json::Number),
+    Text(String),
+    /// A boolean, array or object: no column takes one (`datatype mismatch`).
+    Other,
+}
+
+impl From<&Value> for WriteValue {
+    fn from(value: &Value) -> WriteValue {
+        match value {
+            Value::Null => WriteValue::Null,
+            Value::Number(n) => WriteValue::Number(n.clone()),
+            Value::String(s) => WriteValue::Text(s.clone()),
+            Value::Bool(_) | Value::Array(_) | Value::Object(_) => WriteValue::Other,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WriteValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WriteValueVisitor)
+    }
+}
+
+struct WriteValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for WriteValueVisitor {
+    type Value = WriteValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<WriteValue, E> {
+        Ok(WriteValue::Null)
+    }
+    fn visit_none<E>(self) -> Result<WriteValue, E> {
+        Ok(WriteValue::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<WriteValue, E> {
+        Ok(WriteValue::Other)
+    }
+    fn visit_i64<E>(self, n: i64) -> Result<WriteValue, E> {
+        // `Number::from` keeps a non-negative i64 as an unsigned one, as `Value` does.
+        Ok(WriteValue::Number(n.into()))
+    }
+    fn visit_u64<E>(self, n: u64) -> Result<WriteValue, E> {
+        Ok(WriteValue::Number(n.into()))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<WriteValue, E> {
+        Ok(serde_json::Number::from_f64(f).map_or(WriteValue::Null, WriteValue::Number))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<WriteValue, E> {
+        Ok(WriteValue::Text(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<WriteValue, E> {
+        Ok(WriteValue::Text(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<WriteValue, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(WriteValue::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WriteValue, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(WriteValue::Other)
+    }
+}
+
+/// Every column name of every table: a field with one of these names costs no
+/// allocation to read.
+const KNOWN_FIELDS: [&str; 11] = [
+    "id",
+    "registration",
+    "name",
+    "password",
+    "salt",
+    "begin_time",
+    "end_time",
+    "user_type_id",
+    "value",
+    "user_id",
+    "group_id",
+];
+
+/// A field name as written: usually a column name of some table, else kept as sent.
+#[derive(Debug, Clone, PartialEq)]
+enum FieldName {
+    Known(&'static str),
+    Other(String),
+}
+
+impl FieldName {
+    fn as_str(&self) -> &str {
+        match self {
+            FieldName::Known(name) => name,
+            FieldName::Other(name) => name,
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FieldName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl serde::de::Visitor<'_> for NameVisitor {
+            type Value = FieldName;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E>(self, name: &str) -> Result<FieldName, E> {
+                Ok(KNOWN_FIELDS
+                    .iter()
+                    .find(|known| **known == name)
+                    .map_or_else(
+                        || FieldName::Other(name.to_owned()),
+                        |k| FieldName::Known(k),
+                    ))
+            }
+        }
+        deserializer.deserialize_str(NameVisitor)
+    }
+}
+
+/// One object of a create's `values`, read as a JSON map reads it: fields sorted by
+/// name, the last of a repeated name winning.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct WrittenObject {
+    fields: Vec<(FieldName, WriteValue)>,
+}
+
+impl WrittenObject {
+    pub(crate) fn from_map(map: &serde_json::Map<String, Value>) -> WrittenObject {
+        let mut object = WrittenObject::default();
+        for (name, value) in map {
+            let name = KNOWN_FIELDS
+                .iter()
+                .find(|known| **known == name)
+                .map_or_else(|| FieldName::Other(name.clone()), |k| FieldName::Known(k));
+            object.set(name, value.into());
+        }
+        object.fields.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        object
+    }
+
+    fn set(&mut self, name: FieldName, value: WriteValue) {
+        match self.fields.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, slot)) => *slot = value,
+            None => self.fields.push((name, value)),
+        }
+    }
+
+    /// The field names, in the order a JSON map lists them (sorted).
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// The text of a field, when it is written as text.
+    pub(crate) fn text(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .and_then(|(_, value)| match value {
+                WriteValue::Text(text) => Some(text.as_str()),
+                _ => None,
+            })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for WrittenObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+            type Value = WrittenObject;
+            // What `serde_json::Map` says, so a malformed body is refused in the same words.
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_unit<E>(self) -> Result<WrittenObject, E> {
+                Ok(WrittenObject::default())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<WrittenObject, A::Error> {
+                let mut object = WrittenObject {
+                    fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
+                };
+                while let Some((name, value)) = map.next_entry::<FieldName, WriteValue>()? {
+                    object.set(name, value);
+                }
+                object
+                    .fields
+                    .sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+                Ok(object)
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// FxHash (rustc's hasher): the indexes hash small integers and short texts a few
+/// times per stored row, and SipHash's resistance to crafted keys buys nothing in a
+/// simulator on loopback while costing a large share of its time at scale.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        let rest = chunks.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(tail));
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.add(n.into());
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.add(n as u64);
+        self.add((n >> 64) as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn write_isize(&mut self, n: isize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// The rows holding one value of an indexed column: almost always one, so no `Vec`
+/// until a second one arrives (registrations may repeat; card values and ids do not).
+#[derive(Debug)]
+enum Holders {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl Holders {
+    fn as_slice(&self) -> &[i64] {
+        match self {
+            Holders::One(id) => std::slice::from_ref(id),
+            Holders::Many(ids) => ids,
+        }
+    }
+
+    fn push(&mut self, row_id: i64) {
+        match self {
+            Holders::One(first) => *self = Holders::Many(vec![*first, row_id]),
+            Holders::Many(ids) => ids.push(row_id),
+        }
+    }
+
+    /// Forgets `row_id`; true when no row is left.
+    fn remove(&mut self, row_id: i64) -> bool {
+        match self {
+            Holders::One(id) => *id == row_id,
+            Holders::Many(ids) => {
+                ids.retain(|&id| id != row_id);
+                ids.is_empty()
+            }
+        }
     }
 }
 
@@ -512,9 +808,9 @@ struct Table {
     /// Keyed by row id (`id` for tables that have one): SQLite's natural order.
     rows: BTreeMap<i64, Row>,
     /// One map per `UNIQUE` constraint of the schema, from the key columns to the row.
-    unique_indexes: Vec<HashMap<Vec<Cell>, i64>>,
+    unique_indexes: Vec<FxMap<Box<[Cell]>, i64>>,
     /// One map per indexed column of the schema, from a value to the rows holding it.
-    lookup_indexes: Vec<HashMap<Cell, Vec<i64>>>,
+    lookup_indexes: Vec<FxMap<Cell, Holders>>,
 }
 
 impl Table {
@@ -522,8 +818,18 @@ impl Table {
         Table {
             id,
             rows: BTreeMap::new(),
-            unique_indexes: id.schema().unique.iter().map(|_| HashMap::new()).collect(),
-            lookup_indexes: id.schema().indexed.iter().map(|_| HashMap::new()).collect(),
+            unique_indexes: id
+                .schema()
+                .unique
+                .iter()
+                .map(|_| FxMap::default())
+                .collect(),
+            lookup_indexes: id
+                .schema()
+                .indexed
+                .iter()
+                .map(|_| FxMap::default())
+                .collect(),
         }
     }
 
@@ -533,8 +839,8 @@ impl Table {
             .map_or(1, |(id, _)| id.saturating_add(1))
     }
 
-    fn unique_key(unique: &Unique, row: &[Cell]) -> Vec<Cell> {
-        unique.columns.iter().map(|&c| row[c].clone()).collect()
+    fn unique_key<'r>(unique: &Unique, row: &'r [Cell]) -> &'r [Cell] {
+        &row[unique.columns.clone()]
     }
 
     /// The `UNIQUE` constraint `row` would break, if any. SQLite lets NULLs repeat.
@@ -546,7 +852,7 @@ impl Table {
             .zip(&self.unique_indexes)
             .find(|(unique, index)| {
                 let key = Table::unique_key(unique, row);
-                !key.contains(&Cell::Null) && index.contains_key(&key)
+                !key.contains(&Cell::Null) && index.contains_key(key)
             })
             .map(|(unique, _)| unique.message)
     }
@@ -555,10 +861,15 @@ impl Table {
     fn put(&mut self, row_id: i64, row: Row) {
         let schema = self.id.schema();
         for (unique, index) in schema.unique.iter().zip(&mut self.unique_indexes) {
-            index.insert(Table::unique_key(unique, &row), row_id);
+            index.insert(Table::unique_key(unique, &row).into(), row_id);
         }
         for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
-            index.entry(row[column].clone()).or_default().push(row_id);
+            match index.get_mut(&row[column]) {
+                Some(holders) => holders.push(row_id),
+                None => {
+                    index.insert(row[column].clone(), Holders::One(row_id));
+                }
+            }
         }
         self.rows.insert(row_id, row);
     }
@@ -567,14 +878,14 @@ impl Table {
         let row = self.rows.remove(&row_id)?;
         let schema = self.id.schema();
         for (unique, index) in schema.unique.iter().zip(&mut self.unique_indexes) {
-            index.remove(&Table::unique_key(unique, &row));
+            index.remove(Table::unique_key(unique, &row));
         }
         for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
-            if let Some(holders) = index.get_mut(&row[column]) {
-                holders.retain(|&id| id != row_id);
-                if holders.is_empty() {
-                    index.remove(&row[column]);
-                }
+            if index
+                .get_mut(&row[column])
+                .is_some_and(|holders| holders.remove(row_id))
+            {
+                index.remove(&row[column]);
             }
         }
         Some(row)
@@ -592,7 +903,7 @@ impl Table {
                     cells
                         .into_iter()
                         .filter_map(|cell| index.get(cell))
-                        .flatten()
+                        .flat_map(Holders::as_slice)
                         .copied()
                         .collect()
                 })
@@ -689,7 +1000,7 @@ impl Tables {
     pub(crate) fn insert(
         &mut self,
         id: TableId,
-        objects: &[serde_json::Map<String, Value>],
+        objects: Vec<WrittenObject>,
     ) -> Result<Vec<i64>, DbError> {
         let mut inserted = Vec::with_capacity(objects.len());
         for object in objects {
@@ -711,21 +1022,25 @@ impl Tables {
         })
     }
 
-    fn insert_one(
-        &mut self,
-        id: TableId,
-        object: &serde_json::Map<String, Value>,
-    ) -> Result<i64, DbError> {
+    fn insert_one(&mut self, id: TableId, object: WrittenObject) -> Result<i64, DbError> {
         let schema = id.schema();
-        if let Some(unknown) = object.keys().find(|k| column_index(schema, k).is_err()) {
-            return Err(DbError::NoSuchColumnToWrite {
-                table: schema.name,
-                column: unknown.clone(),
-            });
+        // Fields by column; the schemas have at most 8 columns.
+        let mut written: [Option<WriteValue>; 8] = Default::default();
+        // The first unknown name in a map's (sorted) order is the one reported.
+        for (name, value) in object.fields {
+            match column_index(schema, name.as_str()) {
+                Ok(index) => written[index] = Some(value),
+                Err(_) => {
+                    return Err(DbError::NoSuchColumnToWrite {
+                        table: schema.name,
+                        column: name.as_str().to_owned(),
+                    })
+                }
+            }
         }
         let mut row = Vec::with_capacity(schema.columns.len());
-        for column in schema.columns {
-            let cell = match object.get(column.name) {
+        for (column, value) in schema.columns.iter().zip(&mut written) {
+            let cell = match value.take() {
                 Some(value) => cell_for_write(schema, column, value)?,
                 None => match column.missing {
                     Missing::Null => Cell::Null,
@@ -821,7 +1136,7 @@ impl Tables {
             })?;
             assignments.push((
                 index,
-                cell_for_write(schema, &schema.columns[index], value)?,
+                cell_for_write(schema, &schema.columns[index], value.into())?,
             ));
         }
         let row_ids = self.table(id).matching(filter);
@@ -893,12 +1208,53 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn objects(value: Value) -> Vec<serde_json::Map<String, Value>> {
+    fn objects(value: Value) -> Vec<WrittenObject> {
         serde_json::from_value(value).unwrap()
     }
 
     fn filter(table: TableId, value: Value) -> Filter {
-        Filter::parse(table, Some(&value)).unwrap()
+        Filter::parse(table, Some(value)).unwrap()
+    }
+
+    /// Create bodies are read without a `serde_json::Map`; a device must still see each
+    /// object exactly as a map would, or its errors would change.
+    #[test]
+    fn a_written_object_reads_as_a_json_map_would() {
+        let bodies = [
+            r#"[{"name": "a", "id": 3}, {"id": 4, "name": "b"}]"#,
+            r#"[{"name": "first", "name": "last", "zz": 1, "aa": [1, {"x": 2}]}]"#,
+            r#"[{"value": -0, "user_id": 1.0, "id": true, "name": {"a": null}}]"#,
+            r#"[{"registration": "caf\u00e9", "value": 18446744073709551615}]"#,
+            r#"[{"begin_time": -5, "end_time": 1e3, "salt": null}]"#,
+        ];
+        for body in bodies {
+            let typed: Vec<WrittenObject> = serde_json::from_str(body).unwrap();
+            let maps: Vec<serde_json::Map<String, Value>> = serde_json::from_str(body).unwrap();
+            let via_maps: Vec<WrittenObject> = maps.iter().map(WrittenObject::from_map).collect();
+            assert_eq!(typed, via_maps, "{body}");
+        }
+        for bad in [
+            r#"[null]"#,
+            r#"["a"]"#,
+            r#"[{"name": "a",}]"#,
+            r#"[{"name": 1e999}]"#,
+        ] {
+            let typed = serde_json::from_str::<Vec<WrittenObject>>(bad).unwrap_err();
+            let map = serde_json::from_str::<Vec<serde_json::Map<String, Value>>>(bad).unwrap_err();
+            assert_eq!(typed.to_string(), map.to_string(), "{bad}");
+        }
+        // The first unknown field in name order is the one reported.
+        let mut db = Tables::default();
+        assert_eq!(
+            db.insert(
+                TableId::Users,
+                objects(json!([{"zz": 1, "name": "a", "ab": 2}]))
+            ),
+            Err(DbError::NoSuchColumnToWrite {
+                table: "users",
+                column: "ab".into()
+            })
+        );
     }
 
     #[test]
@@ -907,7 +1263,7 @@ mod tests {
         let ids = db
             .insert(
                 TableId::Users,
-                &objects(json!([{"id": 40, "name": "a"}, {"name": "b"}])),
+                objects(json!([{"id": 40, "name": "a"}, {"name": "b"}])),
             )
             .unwrap();
         assert_eq!(ids, [40, 41]);
@@ -918,16 +1274,16 @@ mod tests {
         let mut db = Tables::default();
         db.insert(
             TableId::Users,
-            &objects(json!([{"name": "a"}, {"name": "b"}])),
+            objects(json!([{"name": "a"}, {"name": "b"}])),
         )
         .unwrap();
         db.insert(
             TableId::Cards,
-            &objects(json!([{"value": 1, "user_id": 1}, {"value": 2, "user_id": 2}])),
+            objects(json!([{"value": 1, "user_id": 1}, {"value": 2, "user_id": 2}])),
         )
         .unwrap();
         let all = Filter::default();
-        let values = objects(json!([{"value": 7}])).remove(0);
+        let values = json!({"value": 7}).as_object().unwrap().clone();
         assert_eq!(
             db.update(TableId::Cards, &all, &values),
             Err(DbError::Unique("UNIQUE constraint failed: cards.value"))
@@ -938,10 +1294,7 @@ mod tests {
             .collect();
         assert_eq!(values, [1, 2]);
         // The unique index was restored too: the old values still collide.
-        let again = db.insert(
-            TableId::Cards,
-            &objects(json!([{"value": 2, "user_id": 1}])),
-        );
+        let again = db.insert(TableId::Cards, objects(json!([{"value": 2, "user_id": 1}])));
         assert_eq!(
             again,
             Err(DbError::Unique("UNIQUE constraint failed: cards.value"))
@@ -951,14 +1304,11 @@ mod tests {
     #[test]
     fn changing_a_referenced_id_is_refused() {
         let mut db = Tables::default();
-        db.insert(TableId::Users, &objects(json!([{"name": "a"}])))
+        db.insert(TableId::Users, objects(json!([{"name": "a"}])))
             .unwrap();
-        db.insert(
-            TableId::Cards,
-            &objects(json!([{"value": 1, "user_id": 1}])),
-        )
-        .unwrap();
-        let values = objects(json!([{"id": 9}])).remove(0);
+        db.insert(TableId::Cards, objects(json!([{"value": 1, "user_id": 1}])))
+            .unwrap();
+        let values = json!({"id": 9}).as_object().unwrap().clone();
         let by_id = filter(TableId::Users, json!({"users": {"id": 1}}));
         assert_eq!(
             db.update(TableId::Users, &by_id, &values),
@@ -969,12 +1319,12 @@ mod tests {
     #[test]
     fn card_values_above_i64_fit() {
         let mut db = Tables::default();
-        db.insert(TableId::Users, &objects(json!([{"name": "a"}])))
+        db.insert(TableId::Users, objects(json!([{"name": "a"}])))
             .unwrap();
         let big = u64::MAX - 1;
         db.insert(
             TableId::Cards,
-            &objects(json!([{"value": big, "user_id": 1}])),
+            objects(json!([{"value": big, "user_id": 1}])),
         )
         .unwrap();
         let projection = Projection::parse(TableId::Cards, None).unwrap();
@@ -989,7 +1339,7 @@ mod tests {
         let mut db = Tables::default();
         db.insert(
             TableId::Groups,
-            &objects(json!([{"name": "b"}, {"name": "c"}, {"name": "a"}])),
+            objects(json!([{"name": "b"}, {"name": "c"}, {"name": "a"}])),
         )
         .unwrap();
         let projection = Projection::parse(TableId::Groups, Some(&["name".to_owned()])).unwrap();
