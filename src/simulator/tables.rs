@@ -352,12 +352,13 @@ impl Filter {
                             count: values.len(),
                         })
                     }
-                    Value::Array(values) => Condition::AnyOf(
-                        values
-                            .into_iter()
-                            .filter_map(Cell::from_condition)
-                            .collect(),
-                    ),
+                    Value::Array(values) => {
+                        // Sized up front: collecting through a filter would rehash as it grows.
+                        let mut wanted =
+                            HashSet::with_capacity_and_hasher(values.len(), Default::default());
+                        wanted.extend(values.into_iter().filter_map(Cell::from_condition));
+                        Condition::AnyOf(wanted)
+                    }
                     Value::Object(_) => {
                         return Err(DbError::UnsupportedCondition {
                             table: schema.name,
