@@ -32,7 +32,7 @@ pub struct BenchArgs {
     /// Tiny sizes (a few seconds in all): checks the benchmark works, measures nothing.
     #[arg(long)]
     pub quick: bool,
-    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, sim.
+    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, sim.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// People of the largest scale workload (W2 also runs a tenth and a hundredth of it,
@@ -74,6 +74,27 @@ pub struct Row {
     pub failed: u64,
     /// People held by the devices after the run, summed over devices.
     pub users_on_devices: u64,
+    /// When the last device at the workload's own latency settled its last pair, from
+    /// the report's `per_device[].finished_ms` (the median over runs when repeated).
+    pub fast_finished_ms: f64,
+    /// When the slow device settled its last pair, for a workload that has one.
+    pub slow_finished_ms: Option<f64>,
+}
+
+/// W4, "a slow neighbour" (issue 3): do fast devices finish as if a slow one beside
+/// them were not there?
+#[derive(Debug, Clone, Serialize)]
+pub struct Neighbour {
+    pub fast_devices: u64,
+    pub fast_latency_ms: f64,
+    pub slow_latency_ms: f64,
+    /// When the last fast device finished, alone and beside the slow one.
+    pub fast_alone_ms: f64,
+    pub fast_beside_slow_ms: f64,
+    /// `fast_beside_slow_ms / fast_alone_ms`: 1 when the slow device costs them nothing.
+    pub ratio: f64,
+    /// When the slow device finished.
+    pub slow_ms: f64,
 }
 
 /// The simulator's own speed, measured apart from catraca.
@@ -96,6 +117,7 @@ struct Results {
     load_before: String,
     load_after: String,
     rows: Vec<Row>,
+    neighbour: Option<Neighbour>,
     simulator: Option<Throughput>,
 }
 
@@ -106,13 +128,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         measure::serve_launcher()?;
         return Ok(crate::exit::Exit::Done);
     }
-    const GROUPS: [&str; 5] = ["W1", "W2", "W3", "startup", "sim"];
+    const GROUPS: [&str; 6] = ["W1", "W2", "W3", "startup", "W4", "sim"];
     if let Some(unknown) = args
         .only
         .iter()
         .find(|o| !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(o)))
     {
-        bail!("--only {unknown}: not a workload group; use W1, W2, W3, startup or sim");
+        bail!("--only {unknown}: not a workload group; use W1, W2, W3, startup, W4 or sim");
     }
     let mut sizes = if args.quick {
         Sizes::quick()
@@ -131,6 +153,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         load_before: load_average(),
         load_after: String::new(),
         rows: Vec::new(),
+        neighbour: None,
         simulator: None,
     };
     let wants_sim = args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case("sim"));
@@ -150,6 +173,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         );
         results.rows.push(row);
     }
+    results.neighbour = neighbour(&results.rows, &sizes);
     results.load_after = load_average();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -264,15 +288,19 @@ fn measure_workload(
         ..SimConfig::default()
     };
     let mut walls = Vec::new();
+    let mut fasts = Vec::new();
     let mut last = None;
     for _ in 0..workload.repeat.max(1) {
         let measured = measure_once(launcher, exe, scratch, &csv, workload, &config)?;
         walls.push(measured.0.wall_ms);
+        fasts.push(measured.0.fast_finished_ms);
         last = Some(measured);
     }
     let (mut row, fleet) = last.expect("at least one run");
     walls.sort_by(f64::total_cmp);
+    fasts.sort_by(f64::total_cmp);
     row.wall_ms = walls[walls.len() / 2];
+    row.fast_finished_ms = fasts[fasts.len() / 2];
     if walls.len() > 1 {
         row.settings = format!("{}; median of {} runs", row.settings, walls.len());
     }
@@ -292,7 +320,7 @@ fn measure_once(
     workload: &Workload,
     config: &SimConfig,
 ) -> anyhow::Result<(Row, Fleet)> {
-    let fleet = Fleet::start(workload.devices, config).context("starting the simulator")?;
+    let fleet = start_fleet(workload, config).context("starting the simulator")?;
     let key = random_key();
     let store = scratch.join(format!("cache-{key}.redb"));
     let redis = match workload.cache {
@@ -345,6 +373,7 @@ fn measure_once(
         )
     })?;
     let count = |key: &str| report.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let (fast_finished_ms, slow_finished_ms) = finish_times(workload, &report, &fleet)?;
     let requests = after - before;
     let pairs = workload.pairs();
     let ideal = workload.ideal();
@@ -372,8 +401,91 @@ fn measure_once(
         skipped_cache: count("skipped_cache"),
         failed: count("failed"),
         users_on_devices: 0,
+        fast_finished_ms,
+        slow_finished_ms,
     };
     Ok((row, fleet))
+}
+
+/// The workload's devices on free loopback ports, each a fresh one: `devices` at the
+/// workload's latency, the last at the slow latency when there is a slow device.
+fn start_fleet(workload: &Workload, config: &SimConfig) -> std::io::Result<Fleet> {
+    let Some(slow) = workload.slow_device else {
+        return Fleet::start(workload.devices, config);
+    };
+    let mut fleet = Fleet::start(workload.devices - 1, config)?;
+    let name = format!("catraca-{}", workload.devices);
+    let slow_config = SimConfig {
+        latency: slow,
+        seed: config.seed.wrapping_add(workload.devices as u64 - 1),
+        ..config.clone()
+    };
+    fleet.devices.push(SimDevice::start(
+        &name,
+        ([127, 0, 0, 1], 0).into(),
+        slow_config,
+    )?);
+    Ok(fleet)
+}
+
+/// From the report's `per_device`: when the last device at the workload's latency
+/// finished, and when the slow device did (if there is one).
+fn finish_times(
+    workload: &Workload,
+    report: &Value,
+    fleet: &Fleet,
+) -> anyhow::Result<(f64, Option<f64>)> {
+    let per_device = report["per_device"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    if per_device.len() != fleet.devices.len() {
+        bail!(
+            "{}: the report has {} devices, the run had {}",
+            workload.name,
+            per_device.len(),
+            fleet.devices.len()
+        );
+    }
+    let slow_url = workload
+        .slow_device
+        .and_then(|_| fleet.devices.last())
+        .map(SimDevice::url);
+    let is_slow = |device: &Value| {
+        let url = device["url"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        slow_url
+            .as_deref()
+            .is_some_and(|slow| slow.trim_end_matches('/') == url)
+    };
+    let finished = |device: &Value| device["finished_ms"].as_f64().unwrap_or(0.0);
+    let fast = per_device
+        .iter()
+        .filter(|d| !is_slow(d))
+        .map(finished)
+        .fold(0.0, f64::max);
+    let slow = per_device.iter().find(|d| is_slow(d)).map(finished);
+    if slow_url.is_some() && slow.is_none() {
+        bail!("{}: the slow device is not in the report", workload.name);
+    }
+    Ok((fast, slow))
+}
+
+/// W4's figures, when both of its runs are in `rows`.
+fn neighbour(rows: &[Row], sizes: &Sizes) -> Option<Neighbour> {
+    let row = |name: &str| rows.iter().find(|r| r.workload == name);
+    let alone = row(workloads::FAST_ALONE)?;
+    let beside = row(workloads::BESIDE_SLOW)?;
+    Some(Neighbour {
+        fast_devices: alone.devices,
+        fast_latency_ms: ms(sizes.fast_latency),
+        slow_latency_ms: ms(sizes.slow_latency),
+        fast_alone_ms: alone.fast_finished_ms,
+        fast_beside_slow_ms: beside.fast_finished_ms,
+        ratio: beside.fast_finished_ms / alone.fast_finished_ms.max(1.0),
+        slow_ms: beside.slow_finished_ms.unwrap_or(0.0),
+    })
 }
 
 /// A Redis of the benchmark's own, so a million keys never land in a shared one; the
@@ -571,6 +683,20 @@ fn table(results: &Results) -> String {
             row.peak_rss_mb,
             duration(row.cpu_ms),
             duration(row.simulator_cpu_ms),
+        );
+    }
+    if let Some(n) = &results.neighbour {
+        let _ = writeln!(
+            out,
+            "\nW4 a slow neighbour: the {} fast devices ({:.0} ms) finish in {} alone and in {} \
+             beside one at {:.0} ms (ratio {:.2}); the slow one finishes in {}",
+            n.fast_devices,
+            n.fast_latency_ms,
+            duration(n.fast_alone_ms),
+            duration(n.fast_beside_slow_ms),
+            n.slow_latency_ms,
+            n.ratio,
+            duration(n.slow_ms)
         );
     }
     if let Some(t) = &results.simulator {

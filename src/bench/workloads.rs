@@ -97,6 +97,9 @@ pub struct Workload {
     pub cache: CacheMode,
     /// Runs of the same workload; the table shows the median wall time.
     pub repeat: usize,
+    /// One of the devices (the last) answers after this latency instead: W4's slow
+    /// neighbour. `devices` counts it.
+    pub slow_device: Option<Duration>,
 }
 
 impl Workload {
@@ -133,6 +136,9 @@ impl Workload {
                 self.per_object.as_millis()
             ));
         }
+        if let Some(slow) = self.slow_device {
+            parts.push(format!("one device at {} ms", slow.as_millis()));
+        }
         match self.cache {
             CacheMode::None => {}
             CacheMode::EmbeddedFilled => parts.push("embedded cache, all cached".into()),
@@ -148,20 +154,24 @@ impl Workload {
     /// plus the per-object time of the objects beyond the first, spread over the requests
     /// the settings let be in flight at once for that device: its in-flight limit, or its
     /// share of the worker threads when there are fewer threads than device slots. Only
-    /// plain lists get an ideal: they need no other request.
+    /// plain lists get an ideal: they need no other request. With a slow device, the
+    /// run can end no sooner than that device's ideal.
     pub fn ideal(&self) -> Option<Duration> {
         if self.latency.is_zero() || self.mix != Mix::Plain || self.cache != CacheMode::None {
             return None;
         }
+        let latency = self
+            .slow_device
+            .map_or(self.latency, |slow| slow.max(self.latency));
         let threads = self.flag("--threads", crate::engine::DEFAULT_THREADS);
         let in_flight = self.flag("--max-in-flight", crate::engine::DEFAULT_MAX_IN_FLIGHT);
         let batch = self.batch_size();
         let slots = in_flight.min((threads / self.devices).max(1));
         let loads = self.people.div_ceil(crate::engine::PLAN_CHUNK);
         let creates = self.people.div_ceil(batch);
-        let create_time = self.latency + self.per_object * (batch.min(self.people) as u32 - 1);
+        let create_time = latency + self.per_object * (batch.min(self.people) as u32 - 1);
         let rounds = creates.div_ceil(slots);
-        Some(self.latency * (1 + loads as u32) + create_time * rounds as u32)
+        Some(latency * (1 + loads as u32) + create_time * rounds as u32)
     }
 }
 
@@ -180,6 +190,13 @@ pub struct Sizes {
     pub short_runs: usize,
     /// How long the simulator's throughput is measured.
     pub throughput_for: Duration,
+    /// W4: people, fast devices and their latency, the slow device's latency, and a
+    /// batch size small enough that the slow device needs many requests.
+    pub neighbour_people: usize,
+    pub fast_devices: usize,
+    pub fast_latency: Duration,
+    pub slow_latency: Duration,
+    pub neighbour_batch: usize,
 }
 
 impl Sizes {
@@ -194,6 +211,13 @@ impl Sizes {
             scale_devices: 10,
             short_runs: 5,
             throughput_for: Duration::from_secs(1),
+            // Issue 3: 10 threads, 4 fast devices and 1 very slow one. 300 people in
+            // batches of 10 are 30 creates per device: the slow one is busy for seconds.
+            neighbour_people: 300,
+            fast_devices: 4,
+            fast_latency: Duration::from_millis(10),
+            slow_latency: Duration::from_millis(400),
+            neighbour_batch: 10,
         }
     }
 
@@ -208,6 +232,11 @@ impl Sizes {
             scale_devices: 3,
             short_runs: 1,
             throughput_for: Duration::from_millis(200),
+            neighbour_people: 30,
+            fast_devices: 2,
+            fast_latency: Duration::from_millis(2),
+            slow_latency: Duration::from_millis(20),
+            neighbour_batch: 10,
         }
     }
 }
@@ -217,7 +246,7 @@ fn strings(flags: &[&str]) -> Vec<String> {
 }
 
 /// Every workload of the table, in order, restricted to the groups in `only`
-/// (`W1`, `W2`, `W3`, `startup`; empty means all).
+/// (`W1`, `W2`, `W3`, `startup`, `W4`; empty means all).
 pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
     let wanted =
         |group: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(group));
@@ -234,6 +263,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         flags: strings(flags),
         cache: CacheMode::None,
         repeat,
+        slow_device: None,
     };
     if wanted("W1") {
         list.push(old(
@@ -253,6 +283,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         flags: Vec::new(),
         cache,
         repeat,
+        slow_device: None,
     };
     if wanted("W2") {
         for people in [
@@ -301,10 +332,33 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             flags: Vec::new(),
             cache: CacheMode::None,
             repeat: sizes.short_runs,
+            slow_device: None,
         });
+    }
+    if wanted("W4") {
+        let batch = sizes.neighbour_batch.to_string();
+        let neighbour = |name: &str, slow_device: Option<Duration>, repeat: usize| Workload {
+            name: name.into(),
+            people: sizes.neighbour_people,
+            devices: sizes.fast_devices + usize::from(slow_device.is_some()),
+            mix: Mix::Plain,
+            latency: sizes.fast_latency,
+            per_object: Duration::ZERO,
+            flags: strings(&["--batch-size", &batch]),
+            cache: CacheMode::None,
+            repeat,
+            slow_device,
+        };
+        // The short run alone is repeated (median): it is the denominator of the ratio.
+        list.push(neighbour(FAST_ALONE, None, sizes.short_runs.min(3)));
+        list.push(neighbour(BESIDE_SLOW, Some(sizes.slow_latency), 1));
     }
     list
 }
+
+/// W4's two runs: the fast devices alone, then the same beside one slow device.
+pub const FAST_ALONE: &str = "W4 fast alone";
+pub const BESIDE_SLOW: &str = "W4 beside a slow one";
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,15 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
         .iter()
         .map(|r| r["workload"].as_str().unwrap())
         .collect();
-    for group in ["W1 one per request", "W1 batched", "W2", "W3", "startup"] {
+    for group in [
+        "W1 one per request",
+        "W1 batched",
+        "W2",
+        "W3",
+        "startup",
+        "W4 fast alone",
+        "W4 beside a slow one",
+    ] {
         assert!(
             names.iter().any(|n| n.starts_with(group)),
             "no {group} row in {names:?}"
@@ -77,6 +85,45 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
             );
         }
     }
+    // W4: the same people on the same fast devices, then on those plus one slow one.
+    let row = |name: &str| rows.iter().find(|r| r["workload"] == name).unwrap();
+    let (alone, beside) = (row("W4 fast alone"), row("W4 beside a slow one"));
+    assert_eq!(number(alone, "people"), number(beside, "people"));
+    assert_eq!(number(beside, "devices"), number(alone, "devices") + 1.0);
+    assert!(alone["slow_finished_ms"].is_null(), "{alone}");
+    for run in [alone, beside] {
+        // A device's last pair settles before the process that reports it ends.
+        assert!(
+            number(run, "fast_finished_ms") <= number(run, "wall_ms"),
+            "{run}"
+        );
+    }
+    let neighbour = &results["neighbour"];
+    assert_eq!(number(neighbour, "fast_devices"), number(alone, "devices"));
+    assert_eq!(
+        number(neighbour, "fast_alone_ms"),
+        number(alone, "fast_finished_ms")
+    );
+    assert_eq!(
+        number(neighbour, "fast_beside_slow_ms"),
+        number(beside, "fast_finished_ms")
+    );
+    assert_eq!(
+        number(neighbour, "slow_ms"),
+        number(beside, "slow_finished_ms")
+    );
+    assert!(
+        (number(neighbour, "ratio")
+            - number(neighbour, "fast_beside_slow_ms")
+                / number(neighbour, "fast_alone_ms").max(1.0))
+        .abs()
+            < 1e-9,
+        "{neighbour}"
+    );
+    assert!(
+        number(neighbour, "slow_ms") <= number(beside, "wall_ms"),
+        "{neighbour}"
+    );
     let simulator = &results["simulator"];
     assert!(number(simulator, "requests") > 0.0, "{simulator}");
 }
