@@ -1,9 +1,13 @@
 //! The final report of a run: the numbers an operator checks before the doors open, as
 //! a human summary and as JSON under stable keys that scripts rely on.
 //!
-//! The categories (registered, updated, unchanged, skipped, failed) add up to the
-//! number of operations (people x devices): every pair is counted exactly once, and a
-//! failed pair is listed with its reason. Nothing here ever holds a password.
+//! The categories (registered, updated, unchanged, skipped, failed, removed) add up to
+//! the number of operations: every pair is counted exactly once, and a failed pair is
+//! listed with its reason. Operations are the pairs to enroll (people x devices, less
+//! the people that leave with `--expire` or `catraca remove`) plus one per person taken
+//! off a device (and one per device that could not be listed for a removal). A pair
+//! that `--verify` finds missing moves from registered or updated to failed. Nothing
+//! here ever holds a password.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -17,6 +21,9 @@ pub struct Counts {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// People taken off the device (`--prune`, `--expire`, `catraca remove`); with
+    /// `catraca plan`, that would be. Each removal is one operation of its own.
+    pub removed: u64,
     /// `catraca plan`: how many people need each field changed (name, validity, card,
     /// group). Empty, and left out of the JSON, for an enrollment.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -25,7 +32,12 @@ pub struct Counts {
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.registered + self.updated + self.unchanged + self.skipped_cache + self.failed
+        self.registered
+            + self.updated
+            + self.unchanged
+            + self.skipped_cache
+            + self.failed
+            + self.removed
     }
 }
 
@@ -59,6 +71,10 @@ pub struct Report {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// People taken off devices (with `dry_run`, that would be).
+    pub removed: u64,
+    /// Pairs read back by `--verify`.
+    pub verified: u64,
     /// Pairs done on the device whose result could not be written to the cache (they
     /// will be checked against the device again next time, never duplicated).
     pub not_cached: u64,
@@ -88,6 +104,8 @@ impl Report {
             unchanged: 0,
             skipped_cache: 0,
             failed: 0,
+            removed: 0,
+            verified: 0,
             not_cached: 0,
             dry_run: false,
             interrupted: false,
@@ -115,6 +133,17 @@ impl Report {
         let _ = writeln!(out, "  unchanged:       {}", self.unchanged);
         let _ = writeln!(out, "  skipped (cache): {}", self.skipped_cache);
         let _ = writeln!(out, "  failed:          {}", self.failed);
+        if self.removed > 0 || self.dry_run {
+            let label = if self.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            let _ = writeln!(out, "  {:<16} {}", format!("{label}:"), self.removed);
+        }
+        if self.verified > 0 {
+            let _ = writeln!(out, "verified:          {} pairs read back", self.verified);
+        }
         if self.not_cached > 0 {
             let _ = writeln!(
                 out,
@@ -147,14 +176,14 @@ impl Report {
         };
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  url",
-            "device", "kind", add, update, "unchanged", "skipped", "failed"
+            "\n{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>7}  url",
+            "device", "kind", add, update, "unchanged", "skipped", "failed", "removed"
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {}",
+                "{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>7}  {}",
                 d.name,
                 d.kind,
                 c.registered,
@@ -162,6 +191,7 @@ impl Report {
                 c.unchanged,
                 c.skipped_cache,
                 c.failed,
+                c.removed,
                 d.url
             );
             if !c.changes.is_empty() {

@@ -13,7 +13,8 @@
 
 use super::http::{HttpClient, Timeouts};
 use super::{
-    Auth, CardEncoding, Device, DeviceError, Outcome, Plan, Profile, Upsert, ValidityEncoding,
+    Auth, CardEncoding, Device, DeviceError, DevicePerson, Outcome, Plan, Profile, Upsert,
+    ValidityEncoding,
 };
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
@@ -25,6 +26,10 @@ use std::time::Duration;
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
+
+/// Users per page when listing a device: one `load_objects` with `limit` / `offset`,
+/// about 60 kB of JSON, well inside the 30 s the field uses for loads.
+const LIST_PAGE: usize = 1000;
 
 /// What Control iD does differently (docs/controlid-api.md).
 pub static PROFILE: Profile = Profile {
@@ -557,6 +562,17 @@ impl ControlIdDevice {
         ))
     }
 
+    /// Destroys the rows of `object` whose `column` is one of `values`, 999 at a time.
+    /// Never sends a destroy without `where` (that deletes every row): an empty list
+    /// sends nothing. Safe to repeat, so retried like a read.
+    fn destroy_where(&self, object: &str, column: &str, values: &[i64]) -> Result<(), DeviceError> {
+        for chunk in values.chunks(MAX_IN_LIST).filter(|c| !c.is_empty()) {
+            let body = json!({"object": object, "where": {object: {column: chunk}}});
+            self.call_idempotent("destroy_objects", &body)?;
+        }
+        Ok(())
+    }
+
     /// Links each user to its group; a link that already exists counts as done.
     fn put_links(&self, links: &[(i64, i64)]) -> Vec<Result<(), DeviceError>> {
         if links.is_empty() {
@@ -707,6 +723,51 @@ impl Device for ControlIdDevice {
                 }
             })
             .collect())
+    }
+
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: i64,
+            registration: String,
+        }
+        let mut people = Vec::new();
+        loop {
+            let body = json!({
+                "object": "users",
+                "fields": ["id", "registration"],
+                "order": ["ascending", "id"],
+                "limit": LIST_PAGE,
+                "offset": people.len(),
+            });
+            let answer = self.call_idempotent("load_objects", &body)?;
+            let page: Vec<Listed> = answer
+                .get("users")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| DeviceError::InvalidAnswer(format!("listing users: {e}")))?
+                .ok_or_else(|| DeviceError::InvalidAnswer("listing users: no list".into()))?;
+            let last = page.len() < LIST_PAGE;
+            people.extend(page.into_iter().map(|u| DevicePerson {
+                registration: u.registration,
+                id: u.id,
+            }));
+            if last {
+                return Ok(people);
+            }
+        }
+    }
+
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>> {
+        // Children first: foreign keys are enforced, and whether the device deletes a
+        // user's cards and links with it is unknown (docs/controlid-api.md).
+        let ids: Vec<i64> = people.iter().map(|p| p.id).collect();
+        let result = self
+            .destroy_where("cards", "user_id", &ids)
+            .and_then(|()| self.destroy_where("user_groups", "user_id", &ids))
+            .and_then(|()| self.destroy_where("users", "id", &ids));
+        vec![result; people.len()]
     }
 
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {

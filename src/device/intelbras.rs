@@ -14,8 +14,8 @@
 use super::digest::DigestClient;
 use super::http::{Answer, HttpClient, Timeouts};
 use super::{
-    Auth, CardEncoding, Credentials, Device, DeviceError, Outcome, Plan, Profile, RetryPolicy,
-    Upsert, ValidityEncoding,
+    Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
+    RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
@@ -187,6 +187,17 @@ impl IntelbrasDevice {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// A GET that must answer `OK` (removals: safe to repeat).
+    fn expect_ok(&self, target: &str) -> Result<(), DeviceError> {
+        match self.get(target)? {
+            Reply::Ok(_) => Ok(()),
+            Reply::BadRequest => Err(DeviceError::Rejected {
+                status: 400,
+                message: format!("Bad Request: the device refused {target}"),
+            }),
         }
     }
 
@@ -516,6 +527,50 @@ impl Device for IntelbrasDevice {
                 }
             })
             .collect())
+    }
+
+    /// `action=list` without a filter: the documentation gives no paging for Intelbras,
+    /// so the whole list comes in one answer.
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
+        Ok(self
+            .list_json(&format!("{USERS}?action=list"), "UserList")?
+            .iter()
+            .filter_map(|u| u.get("UserID").and_then(Value::as_str))
+            .map(|id| DevicePerson {
+                registration: id.to_string(),
+                id: 0,
+            })
+            .collect())
+    }
+
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>> {
+        let ids: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let removed = (|| {
+            for chunk in ids.chunks(MAX_PER_CALL) {
+                // Cards first, each by number, then the users: nothing is left behind
+                // whatever the firmware does with a removed user's cards.
+                let cards: Vec<String> = self
+                    .cards_where("UserIDList", chunk)?
+                    .into_iter()
+                    .map(|(_, c)| c)
+                    .collect();
+                for numbers in cards.chunks(MAX_PER_CALL) {
+                    let names: Vec<&str> = numbers.iter().map(String::as_str).collect();
+                    let target = format!(
+                        "{CARDS}?action=removeMulti{}",
+                        list_query("CardNoList", &names)
+                    );
+                    self.expect_ok(&target)?;
+                }
+                let target = format!(
+                    "{USERS}?action=removeMulti{}",
+                    list_query("UserIDList", chunk)
+                );
+                self.expect_ok(&target)?;
+            }
+            Ok(())
+        })();
+        vec![removed; people.len()]
     }
 
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {

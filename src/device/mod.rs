@@ -124,6 +124,16 @@ pub enum Plan {
     Ambiguous { ids: Vec<i64> },
 }
 
+/// A person as a device holds it, found by listing the device ([`Device::people`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePerson {
+    /// The person's key: Control iD `registration`, Hikvision `employeeNo`, Intelbras `UserID`.
+    pub registration: String,
+    /// The device's own key for this copy (Control iD `users.id`, which tells apart two
+    /// copies of one registration); 0 where the registration is the only key.
+    pub id: i64,
+}
+
 /// The result of one person on one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -274,6 +284,15 @@ pub trait Device: Send + Sync {
     /// Applies the plans (never `Unchanged`), returning one outcome per person in order.
     /// A failure of one person does not fail the others.
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome>;
+    /// Everyone the device holds, read page by page with one request in flight.
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError>;
+    /// The most people one [`Device::remove`] call should get (one request's worth).
+    fn max_remove_batch(&self) -> usize {
+        self.max_batch().max(1)
+    }
+    /// Takes these people off the device, with their cards and group links, each removed
+    /// explicitly. One result per person, in order.
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>>;
 }
 
 impl fmt::Debug for dyn Device {
