@@ -1150,6 +1150,7 @@ mod tests {
                 registration: format!("R{i}"),
                 name: format!("P{i}"),
                 card: None,
+                cards_listed: false,
                 begin: None,
                 end: None,
                 group: None,

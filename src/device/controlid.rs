@@ -558,7 +558,7 @@ impl ControlIdDevice {
             .map(|u| format!("registration {}", u.registration))
             .unwrap_or_else(|| format!("user id {owner}"));
         DeviceError::Conflict(format!(
-            "card {value} already belongs to {owner_name} on this device: remove it there or fix the CSV"
+            "card {value}, which already belongs to {owner_name} on this device: remove it there or fix the CSV"
         ))
     }
 
@@ -645,7 +645,7 @@ impl Device for ControlIdDevice {
         let single_ids: Vec<i64> = held_once.iter().map(|(_, id)| *id).collect();
         let with_card: Vec<i64> = held_once
             .iter()
-            .filter(|(p, _)| p.card.is_some())
+            .filter(|(p, _)| p.card_is_managed())
             .map(|(_, id)| *id)
             .collect();
         let mut cards_of: HashMap<i64, Vec<u64>> = HashMap::new();
@@ -692,9 +692,11 @@ impl Device for ControlIdDevice {
                         {
                             changes.push("validity");
                         }
-                        if let Some(card) = person.card {
+                        if person.card_is_managed() {
                             let held = cards_of.get(&user.id).map(Vec::as_slice).unwrap_or(&[]);
-                            if held != [card.controlid_value()] {
+                            let wanted: Vec<u64> =
+                                person.card.map(Card::controlid_value).into_iter().collect();
+                            if held != wanted.as_slice() {
                                 changes.push("card");
                             }
                         }
@@ -822,7 +824,25 @@ impl Device for ControlIdDevice {
             }
         }
 
-        // 3. Cards, for people created or whose card changed.
+        // 3. Cards taken away in the CSV go first: a card moving to another person of
+        //    this batch is then free for them.
+        let losing: Vec<usize> = (0..work.len())
+            .filter(|&i| {
+                failed[i].is_none()
+                    && work[i].0.card.is_none()
+                    && matches!(&work[i].1, Plan::Update { changes, .. } if changes.contains(&"card"))
+            })
+            .collect();
+        if !losing.is_empty() {
+            let ids: Vec<i64> = losing.iter().filter_map(|&i| user_ids[i]).collect();
+            if let Err(e) = self.destroy_where("cards", "user_id", &ids) {
+                for &i in &losing {
+                    failed[i] = Some(e.clone());
+                }
+            }
+        }
+
+        // 4. Cards, for people created or whose card changed.
         let mut card_work = Vec::new();
         for (i, (person, plan)) in work.iter().enumerate() {
             let needs_card = match plan {
@@ -845,13 +865,18 @@ impl Device for ControlIdDevice {
                 .iter()
                 .zip(self.put_cards(&wanted, &replacing_cards))
             {
-                if let Err(e) = result {
-                    failed[*i] = Some(e);
-                }
+                failed[*i] = match result {
+                    Ok(()) => continue,
+                    Err(DeviceError::Conflict(why)) => Some(DeviceError::Conflict(format!(
+                        "registration {} wants {why}",
+                        work[*i].0.registration
+                    ))),
+                    Err(e) => Some(e),
+                };
             }
         }
 
-        // 4. Group links.
+        // 5. Group links.
         let mut link_work = Vec::new();
         for (i, (person, plan)) in work.iter().enumerate() {
             let needs_link = match plan {

@@ -361,6 +361,22 @@ impl HikvisionDevice {
         }
     }
 
+    /// Deletes every card the person holds (the CSV took their card away).
+    fn drop_cards(&self, person: &Person) -> Result<(), DeviceError> {
+        let employee = person.registration.as_str();
+        let held = self.held(&[employee], &[employee])?;
+        let cards: Vec<Value> = held
+            .get(employee)
+            .map(|h| h.cards.iter().map(|c| json!({"cardNo": c})).collect())
+            .unwrap_or_default();
+        if !cards.is_empty() {
+            let body = json!({"CardInfoDelCond": {"CardNoList": cards}});
+            self.call("PUT", "/ISAPI/AccessControl/CardInfo/Delete", Some(&body))?
+                .into_value()?;
+        }
+        Ok(())
+    }
+
     /// Leaves the person with exactly `card`: other numbers deleted, this one recorded.
     fn put_card(&self, person: &Person, card: &str, replace: bool) -> Result<(), DeviceError> {
         let employee = person.registration.as_str();
@@ -408,7 +424,7 @@ impl HikvisionDevice {
                     Ok(())
                 } else {
                     Err(DeviceError::Conflict(format!(
-                        "card {card} already belongs to employeeNo {owner} on this device: remove it there or fix the CSV"
+                        "employeeNo {employee} wants card {card}, which already belongs to employeeNo {owner} on this device: remove it there or fix the CSV"
                     )))
                 }
             }
@@ -431,8 +447,10 @@ impl HikvisionDevice {
                 if changes.iter().any(|c| *c == "name" || *c == "validity") {
                     self.modify(person)?;
                 }
-                if let (true, Some(card)) = (changes.contains(&"card"), &card) {
-                    self.put_card(person, card, true)?;
+                match (changes.contains(&"card"), &card) {
+                    (true, Some(card)) => self.put_card(person, card, true)?,
+                    (true, None) => self.drop_cards(person)?,
+                    _ => {}
                 }
                 Ok(Outcome::Updated)
             }
@@ -479,7 +497,7 @@ impl Device for HikvisionDevice {
         let employees: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
         let with_cards: Vec<&str> = people
             .iter()
-            .filter(|p| p.card.is_some())
+            .filter(|p| p.card_is_managed())
             .map(|p| p.registration.as_str())
             .collect();
         let held = self.held(&employees, &with_cards)?;
@@ -497,8 +515,13 @@ impl Device for HikvisionDevice {
                     if h.valid.0 != enable || (enable && (h.valid.1 != begin || h.valid.2 != end)) {
                         changes.push("validity");
                     }
-                    if let Some(card) = person.card {
-                        if h.cards != [PROFILE.cards.encode(card)] {
+                    if person.card_is_managed() {
+                        let wanted: Vec<String> = person
+                            .card
+                            .map(|c| PROFILE.cards.encode(c))
+                            .into_iter()
+                            .collect();
+                        if h.cards != wanted {
                             changes.push("card");
                         }
                     }

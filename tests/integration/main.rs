@@ -6,6 +6,7 @@ mod bad_input;
 mod demo;
 mod enroll;
 mod harness;
+mod life;
 mod plan;
 mod resilience;
 mod vendors;
