@@ -70,7 +70,9 @@ pub struct EngineOptions {
 /// works the same on every vendor (Hikvision and Intelbras have no groups catraca could
 /// mark people with). The price: with `--cache none`, or after the cache is lost, no one
 /// on a device is known as catraca's and `--prune` removes nobody; that errs on the side
-/// of keeping people (`--prune-unmanaged` removes everyone not in the CSV).
+/// of keeping people (`--prune-unmanaged` removes everyone not in the CSV). A person
+/// another system put on a device becomes catraca's once a CSV lists them and the pair
+/// is recorded: from then on the CSV is their list.
 #[derive(Debug, Clone)]
 pub struct RemovalOptions {
     /// `--prune`: remove people catraca enrolled that the CSV no longer lists.

@@ -169,21 +169,21 @@ impl Report {
             .max()
             .unwrap_or(6)
             .max(6);
-        let (add, update) = if self.dry_run {
-            ("to add", "to update")
+        let (add, update, remove) = if self.dry_run {
+            ("to add", "to update", "to remove")
         } else {
-            ("registered", "updated")
+            ("registered", "updated", "removed")
         };
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>7}  url",
-            "device", "kind", add, update, "unchanged", "skipped", "failed", "removed"
+            "\n{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>9}  url",
+            "device", "kind", add, update, "unchanged", "skipped", "failed", remove
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>7}  {}",
+                "{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>9}  {}",
                 d.name,
                 d.kind,
                 c.registered,
@@ -221,5 +221,38 @@ impl Report {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removals_count_among_the_operations_and_show_in_the_summary() {
+        let counts = Counts {
+            registered: 3,
+            failed: 1,
+            removed: 2,
+            ..Counts::default()
+        };
+        assert_eq!(counts.total(), 6);
+        let mut report = Report::empty();
+        report.removed = 2;
+        report.per_device.push(DeviceReport {
+            name: "portaria-1".into(),
+            url: "http://10.0.0.5".into(),
+            kind: "controlid".into(),
+            counts,
+        });
+        let text = report.to_text();
+        assert!(text.contains("  removed:         2"), "{text}");
+        report.dry_run = true;
+        let text = report.to_text();
+        assert!(text.contains("  would remove:    2"), "{text}");
+        assert!(text.contains("to remove"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["removed"], 2);
+        assert_eq!(json["per_device"][0]["removed"], 2);
     }
 }
