@@ -48,6 +48,9 @@ pub struct DeviceReport {
     pub url: String,
     /// The vendor family: `controlid`, `hikvision` or `intelbras`.
     pub kind: String,
+    /// When this device's last pair was settled, from the start of the run: shows which
+    /// turnstile held the run up (and that fast ones did not wait for slow ones).
+    pub finished_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
 }
@@ -243,6 +246,7 @@ mod tests {
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
             kind: "controlid".into(),
+            finished_ms: 0,
             counts,
         });
         let text = report.to_text();

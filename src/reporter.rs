@@ -80,6 +80,7 @@ impl Reporter<'_> {
         let mut operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut verified = 0u64;
         let mut per_device = vec![Counts::default(); self.devices.len()];
+        let mut finished_ms = vec![0u64; self.devices.len()];
         let mut failures = Vec::new();
         let mut not_cached = 0u64;
         let mut warned_cache = false;
@@ -106,6 +107,7 @@ impl Reporter<'_> {
         for event in events {
             match event {
                 Event::Pairs { device, outcomes } => {
+                    finished_ms[device] = started.elapsed().as_millis() as u64;
                     let counts = &mut per_device[device];
                     for (person, outcome) in outcomes {
                         let person = &self.people[person as usize];
@@ -184,6 +186,7 @@ impl Reporter<'_> {
                     outcomes,
                     planned,
                 } => {
+                    finished_ms[device] = started.elapsed().as_millis() as u64;
                     let counts = &mut per_device[device];
                     for (registration, result) in outcomes {
                         done += 1;
@@ -302,10 +305,12 @@ impl Reporter<'_> {
                 .devices
                 .into_iter()
                 .zip(per_device)
-                .map(|((name, url, kind), counts)| DeviceReport {
+                .zip(finished_ms)
+                .map(|(((name, url, kind), counts), finished_ms)| DeviceReport {
                     name,
                     url,
                     kind: kind.to_string(),
+                    finished_ms,
                     counts,
                 })
                 .collect(),
