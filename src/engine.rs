@@ -13,6 +13,14 @@
 //!
 //! A pair is recorded in the cache only after the device confirmed it. A job whose
 //! worker panics reports all its pairs failed; it never hangs the run.
+//!
+//! What leaves the devices (`--prune`, `--expire`, `catraca remove`) is decided before
+//! anything is sent: every device is listed (in parallel across devices, one request at
+//! a time on each), the people leaving each are chosen (see [`RemovalOptions`]) and the
+//! safety floor of a prune is checked; then *remove* jobs go first in each device's
+//! queue, sharing the pool, the in-flight limits, the breaker and the reporter with the
+//! enrollment. A removed pair leaves the cache. `--verify` reads back a sample of the
+//! pairs written once all jobs are done.
 
 use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
 use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
@@ -376,17 +384,17 @@ impl Engine<'_> {
             .thread_name(|i| format!("catraca-worker-{i}"))
             .build()?;
 
-        let removals = if self.options.removal.lists_devices() {
-            self.removals(&pool, events)?
-        } else {
-            vec![Vec::new(); self.targets.len()]
-        };
         let now = chrono::Utc::now().timestamp();
         let expired: Vec<bool> = self
             .people
             .iter()
             .map(|p| p.end.is_some_and(|end| end < now))
             .collect();
+        let removals = if self.options.removal.lists_devices() {
+            self.removals(&pool, &expired, events)?
+        } else {
+            vec![Vec::new(); self.targets.len()]
+        };
         let leaving = |p: u32| {
             self.options.removal.remove_listed
                 || (self.options.removal.expire && expired[p as usize])
@@ -500,9 +508,11 @@ impl Engine<'_> {
 
     /// Lists every device (in parallel across devices, one request at a time on each),
     /// picks who leaves each one, and checks the safety floor before anything is sent.
+    /// `expired[p]` says whether person `p`'s window has ended.
     fn removals(
         &self,
         pool: &rayon::ThreadPool,
+        expired: &[bool],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<Vec<DevicePerson>>> {
         let removal = &self.options.removal;
@@ -521,12 +531,12 @@ impl Engine<'_> {
             .iter()
             .map(|p| p.registration.as_str())
             .collect();
-        let now = chrono::Utc::now().timestamp();
         let expired: HashSet<&str> = self
             .people
             .iter()
-            .filter(|p| removal.expire && p.end.is_some_and(|end| end < now))
-            .map(|p| p.registration.as_str())
+            .zip(expired)
+            .filter(|(_, &expired)| removal.expire && expired)
+            .map(|(p, _)| p.registration.as_str())
             .collect();
         let mut cache = if removal.prune && !removal.prune_unmanaged {
             Some(self.cache.connect()?)
@@ -938,10 +948,12 @@ impl Engine<'_> {
             .collect();
         if let (Some(cache), false) = (cache, gone.is_empty()) {
             if let Err(e) = cache.forget(&gone) {
-                // Harmless but wasteful: a later enroll of the same person finds the
-                // cache wrong and the device right, and writes the person again only
-                // if the fingerprint differs. Said once per job.
-                log::warn!("{}: removed people stay in the cache: {e}", target.name());
+                // The device is right, the cache is not: a person listed again with the
+                // same data would be skipped as done.
+                log::warn!(
+                    "{}: removed people are still in the cache ({e}): if they are listed again, run with --reconcile",
+                    target.name()
+                );
             }
         }
         if !outcomes.is_empty() {
