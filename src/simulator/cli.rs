@@ -293,6 +293,8 @@ mod tests {
             "--fail-reset",
             "0.05",
             "--faults-after-write",
+            "--fail-silent-drop",
+            "0.02",
             "--session-expiry",
             "50",
             "--down",
@@ -307,6 +309,7 @@ mod tests {
         assert_eq!(config.overload, Overload::Reset);
         assert_eq!(config.faults.status_503, 0.1);
         assert!(config.faults_after_write);
+        assert_eq!(config.silent_drop, 0.02);
         assert_eq!(config.session_expiry_after, Some(50));
         assert_eq!(
             (config.login.as_str(), config.password.as_str()),

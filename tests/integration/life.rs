@@ -591,3 +591,49 @@ fn reconcile_ignores_the_cache_and_restores_what_the_device_lost() {
     assert_eq!(report["unchanged"], 7, "{}", reconciled.shown);
     assert_holds_exactly(&fleet.devices[0], &rows);
 }
+
+#[test]
+fn a_control_id_device_is_listed_page_by_page() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    let device = &fleet.devices[0];
+    // 2,500 people put there by another system: three pages of 1,000.
+    for i in 0..2_500 {
+        device.insert_user(&format!("9{i:06}"), &format!("Visitante {i}"));
+    }
+    let rows = current_people(3);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let before = writes(&fleet);
+    let plan = sandbox
+        .catraca(&[
+            "plan",
+            "--users",
+            users.to_str().unwrap(),
+            "--prune",
+            "--prune-unmanaged",
+            "--max-remove",
+            "100%",
+            "--json",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    plan.expect_code(0);
+    assert_eq!(plan.report()["removed"], 2_500, "{}", plan.shown);
+    assert_eq!(writes(&fleet), before);
+    // Managed pruning removes none of them: catraca never enrolled them.
+    let managed = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--prune",
+            "--json",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    managed.expect_code(0);
+    assert_eq!(managed.report()["removed"], 0, "{}", managed.shown);
+    assert_eq!(device.users().len(), 2_503);
+}
