@@ -8,19 +8,25 @@
 use crate::cache::embedded::EmbeddedCache;
 use crate::cache::redis_cache::{redact_url, RedisCache};
 use crate::cache::{Cache, KeySecret, NoCache};
+use crate::check::CheckArgs;
 use crate::config::{self, DeviceConfig};
+use crate::dashboard::{self, Dashboard};
 use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
 use crate::engine::{EngineOptions, RemovalOptions, Target};
 use crate::enroll::Enrollment;
+use crate::events::EventLog;
 use crate::exit::{Exit, EXIT_STATUS_HELP};
+use crate::i18n::{self, Msg};
+use crate::live::{LivePublisher, LiveStatus};
 use crate::participants::{self, Source};
 use crate::report::Report;
-use crate::reporter::Verbosity;
+use crate::reporter::{Verbosity, Watch};
+use crate::settings::Settings;
 use crate::simulator::SimulateArgs;
 use crate::stop::{FailureLimit, Stop};
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,6 +39,8 @@ const EXAMPLES: &str = "Examples:
   catraca enroll --users participants.csv --devices devices.toml --prune --expire --verify 5%
   catraca remove --users leaving.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
+  catraca check --devices devices.toml
+  catraca enroll --users participants.csv --devices devices.toml --dashboard --events events.jsonl
   catraca simulate --devices 5 --port 8001 --latency-ms 50";
 
 /// Enroll every participant on every access-control turnstile, fast and exactly once.
@@ -47,6 +55,113 @@ pub struct Cli {
     /// Only the final report and errors: no progress, no warnings.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Language of messages: en or pt-BR (default: from LC_ALL / LC_MESSAGES / LANG).
+    #[arg(long, global = true, value_name = "en|pt-BR")]
+    pub lang: Option<String>,
+    /// A settings file with defaults (threads, cache, devices, ...); default: catraca.toml
+    /// in the current directory, if there is one. Flags and environment win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The process's command line, with the language chosen (`--lang`, the locale, the
+    /// settings file) before clap parses so `--help` follows it, and the settings file
+    /// filling what the flags left at their defaults.
+    pub fn from_env() -> anyhow::Result<Cli> {
+        let args: Vec<String> = std::env::args_os()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let config = i18n::flag_value(&args, "--config").map(PathBuf::from);
+        let settings = Settings::load(config.as_deref());
+        let file_lang = settings.as_ref().ok().and_then(|s| s.lang.clone());
+        i18n::init(
+            i18n::flag_value(&args, "--lang").as_deref(),
+            file_lang.as_deref(),
+        );
+        let matches = localize(Cli::command()).get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let settings = settings?;
+        settings.apply(&mut cli, &matches, &|name| {
+            std::env::var(name).ok().filter(|v| !v.is_empty())
+        });
+        if let Some(path) = &settings.path {
+            log::debug!("settings from {}", path.display());
+        }
+        Ok(cli)
+    }
+}
+
+/// The command definition with its help in the language in use (English as written in
+/// the `///` comments; Portuguese from the catalogue, where clap lets us: descriptions,
+/// flag help, headings, examples).
+pub fn localize(cmd: clap::Command) -> clap::Command {
+    if !i18n::is_pt() {
+        return cmd;
+    }
+    fn walk(cmd: clap::Command, root: bool) -> clap::Command {
+        let help_pt = |key: &str| {
+            i18n::HELP_PT
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, text)| *text)
+        };
+        let name = cmd.get_name().to_string();
+        let mut cmd = cmd
+            .help_template(format!(
+                "{{before-help}}{{about-with-newline}}\n{} {{usage}}\n\n{{all-args}}{{after-help}}",
+                i18n::t(Msg::HelpUsage)
+            ))
+            .subcommand_help_heading(i18n::t(Msg::HelpCommands).trim_end_matches(':'))
+            .disable_help_flag(true)
+            .arg(
+                clap::Arg::new("help")
+                    .short('h')
+                    .long("help")
+                    .action(clap::ArgAction::Help)
+                    .help("Mostra a ajuda")
+                    .global(root),
+            );
+        if root {
+            cmd = cmd.disable_version_flag(true).arg(
+                clap::Arg::new("version")
+                    .short('V')
+                    .long("version")
+                    .action(clap::ArgAction::Version)
+                    .help("Mostra a versão"),
+            );
+        }
+        if let Some(about) = help_pt(&format!("about:{name}")) {
+            cmd = cmd.about(about.trim_end_matches('.'));
+        }
+        if cmd.get_after_help().is_some() {
+            cmd = cmd.after_help(i18n::AFTER_HELP_PT);
+        }
+        let ids: Vec<String> = cmd
+            .get_arguments()
+            .map(|a| a.get_id().to_string())
+            .collect();
+        let heading: &'static str = i18n::t(Msg::HelpOptions).trim_end_matches(':');
+        for id in ids {
+            let text = help_pt(&id);
+            cmd = cmd.mut_arg(id, |arg| {
+                let arg = arg.help_heading(heading);
+                match text {
+                    Some(text) => arg.help(text.trim_end_matches('.')).long_help(None::<&str>),
+                    None => arg,
+                }
+            });
+        }
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for sub in subs {
+            cmd = cmd.mut_subcommand(sub, |s| walk(s, false));
+        }
+        cmd
+    }
+    walk(cmd, true)
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +176,22 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve simulated Control iD, Hikvision and Intelbras devices on loopback (for tests and trials).
     Simulate(SimulateArgs),
+    /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
+    Check(CheckArgs),
+    /// Print the shell completion script (bash, zsh or fish) on stdout.
+    Completions(CompletionsArgs),
+}
+
+/// Flags of `catraca completions`.
+#[derive(Debug, Args)]
+#[command(after_help = "Install, e.g.:
+  catraca completions bash > ~/.local/share/bash-completion/completions/catraca
+  catraca completions zsh > ~/.zfunc/_catraca      # with fpath+=(~/.zfunc) in ~/.zshrc
+  catraca completions fish > ~/.config/fish/completions/catraca.fish")]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh or fish (elvish and powershell work too).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Flags of `catraca enroll`.
@@ -96,6 +227,8 @@ pub struct EnrollArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
     /// Write the people whose pairs failed to FILE, as a CSV that --users reads back
     /// (with the devices and reasons in two extra columns).
     #[arg(long, value_name = "FILE")]
@@ -150,6 +283,47 @@ fn parse_share(text: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
         _ => Err(format!(
             "{text:?} is not a percentage: write e.g. 5% (0 to 100)"
+        )),
+    }
+}
+
+/// Ways to follow a run while it goes and after: dashboard, metrics, events.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WatchArgs {
+    /// Serve a live dashboard (and /api/status, /metrics) during the run, on ADDR:
+    /// PORT or IP:PORT; PORT alone (or no value: 8787) listens on loopback only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this long after the run ends (e.g. 60s, 5m; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dashboard_linger: Duration,
+    /// Write the final metrics in Prometheus text format to FILE (for node_exporter's
+    /// textfile collector), replacing it whole.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Append one JSON line per finished pair to FILE (time, device, registration hash,
+    /// outcome, attempts, latency, error), flushed as the run goes.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+/// Reads `90`, `90s`, `5m`, `1h` or `500ms` as a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write e.g. 60s, 5m or 1h"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "ms" => Ok(Duration::from_millis(number)),
+        "m" | "min" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        other => Err(format!(
+            "{other:?} is not a unit of time: use ms, s, m or h (e.g. 60s)"
         )),
     }
 }
@@ -251,6 +425,13 @@ pub struct DemoArgs {
     pub latency_ms: u64,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Serve the live dashboard of the first pass on ADDR (PORT alone, or no value:
+    /// loopback 8787); try --latency-ms 100 --batch-size 1 to watch it fill up.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this long after the demo (e.g. 60s, 5m; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dashboard_linger: Duration,
 }
 
 impl Cli {
@@ -272,6 +453,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Remove(args) => enroll(args, verbosity, Mode::Remove),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+        Command::Check(args) => crate::check::run(args),
+        Command::Completions(args) => {
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "catraca", &mut script);
+            print_stdout(&String::from_utf8_lossy(&script))?;
+            Ok(Exit::Done)
+        }
     }
 }
 
@@ -340,12 +528,99 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         verbosity,
         max_failures: args.max_failures,
     };
-    let report = enrollment.run(&stop)?;
+    let (report, dashboard) = run_watched(&enrollment, &args.watch, &stop)?;
     if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
         crate::failed::write(path, &people, &report)?;
     }
     emit(&report, args.json, args.report.as_deref())?;
+    dashboard.linger(&args.watch, enrollment.verbosity, &stop);
     Ok(Exit::of(&report))
+}
+
+/// The dashboard of a finished run, if there is one, still serving the final numbers.
+pub struct Lingering(Option<Dashboard>);
+
+impl Lingering {
+    /// Keeps the dashboard up for `--dashboard-linger` (Ctrl-C ends it), then stops it.
+    pub fn linger(self, watch: &WatchArgs, verbosity: Verbosity, stop: &Stop) {
+        let Some(dashboard) = self.0 else { return };
+        if watch.dashboard_linger.is_zero() || stop.is_set() {
+            return;
+        }
+        if verbosity != Verbosity::Quiet {
+            eprintln!(
+                "{}",
+                i18n::tr(
+                    Msg::DashboardLingers,
+                    &[
+                        ("url", &dashboard.url()),
+                        ("seconds", &watch.dashboard_linger.as_secs())
+                    ]
+                )
+            );
+        }
+        dashboard.linger(watch.dashboard_linger, &|| stop.is_set());
+    }
+}
+
+/// Runs `enrollment` with what `watch` asks for: the dashboard bound before anything is
+/// sent (a taken port is a usage error), the events file, the metrics file at the end.
+pub fn run_watched(
+    enrollment: &Enrollment<'_>,
+    watch: &WatchArgs,
+    stop: &Stop,
+) -> anyhow::Result<(Report, Lingering)> {
+    let live = LiveStatus::for_targets(enrollment.people.len(), &enrollment.targets);
+    let dashboard = match &watch.dashboard {
+        Some(addr) => {
+            let dashboard = Dashboard::start(dashboard::parse_address(addr)?, Arc::clone(&live))?;
+            if enrollment.verbosity != Verbosity::Quiet {
+                eprintln!(
+                    "{}",
+                    i18n::tr(Msg::DashboardAt, &[("url", &dashboard.url())])
+                );
+            }
+            Some(dashboard)
+        }
+        None => None,
+    };
+    let mut events = match &watch.events {
+        Some(path) => Some(EventLog::open(
+            path,
+            enrollment
+                .targets
+                .iter()
+                .map(|t| t.device.name().to_string())
+                .collect(),
+            enrollment.secret.clone(),
+        )?),
+        None => None,
+    };
+    // Nobody reads the live status without a dashboard or a metrics file: then the
+    // reporter does not publish it.
+    let mut publisher = (watch.dashboard.is_some() || watch.metrics_file.is_some())
+        .then(|| LivePublisher::new(Arc::clone(&live)));
+    let report = {
+        let mut watchers: Vec<&mut (dyn Watch + Send)> = Vec::new();
+        if let Some(publisher) = publisher.as_mut() {
+            watchers.push(publisher);
+        }
+        if let Some(events) = events.as_mut() {
+            watchers.push(events);
+        }
+        enrollment.run_watched(stop, &mut watchers)?
+    };
+    live.finish(report.interrupted || report.halted.is_some());
+    if let Some(events) = events {
+        if let Err(e) = events.finish() {
+            log::warn!("{e:#}");
+        }
+    }
+    if let Some(path) = &watch.metrics_file {
+        crate::metrics::write_file(path, &live.status())
+            .with_context(|| format!("--metrics-file {}", path.display()))?;
+    }
+    Ok((report, Lingering(dashboard)))
 }
 
 /// Opens the cache named by `choice` and the secret that keys it.
@@ -393,10 +668,10 @@ pub fn install_interrupt_handler(stop: &Arc<Stop>) {
     let stop = Arc::clone(stop);
     let result = ctrlc::set_handler(move || {
         if stop.interrupt() {
-            eprintln!("interrupted again: exiting now");
+            eprintln!("{}", i18n::t(Msg::InterruptedAgain));
             std::process::exit(Exit::Interrupted.code().into());
         }
-        eprintln!("interrupted: finishing the requests in flight, then reporting (Ctrl-C again to quit now)");
+        eprintln!("{}", i18n::t(Msg::InterruptedFirst));
     });
     if let Err(e) = result {
         log::debug!("no Ctrl-C handler: {e}");
@@ -405,7 +680,6 @@ pub fn install_interrupt_handler(stop: &Arc<Stop>) {
 
 /// Prints the report (human or JSON) on stdout and writes the JSON file if asked.
 pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<()> {
-    use std::io::Write;
     if let Some(path) = file {
         let text = serde_json::to_string_pretty(report)?;
         std::fs::write(path, text + "\n")
@@ -414,8 +688,14 @@ pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<
     let text = if json {
         serde_json::to_string_pretty(report)? + "\n"
     } else {
-        report.to_text()
+        report.to_text_styled(crate::style::stdout_enabled())
     };
+    print_stdout(&text)
+}
+
+/// Writes `text` on stdout; a closed pipe (`| head`) is the reader's choice, not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

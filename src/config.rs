@@ -23,6 +23,7 @@ use crate::device::http::Timeouts;
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::Device;
 use crate::device::{Credentials, RetryPolicy};
+use crate::i18n::{t, tr, Msg};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -36,16 +37,16 @@ const FACTORY_PASSWORD: &str = "admin";
 /// What is wrong with the device configuration; every message says how to fix it.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read the devices file {path}: {source}")]
+    #[error("{}", tr(Msg::CfgRead, &[("path", .path), ("error", .source)]))]
     Read {
         path: String,
         source: std::io::Error,
     },
-    #[error("devices file {path}: {message}")]
+    #[error("{}", tr(Msg::CfgParse, &[("path", .path), ("message", .message)]))]
     Parse { path: String, message: String },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
-    #[error("no devices: give --devices FILE or at least one --device URL")]
+    #[error("{}", t(Msg::CfgNoDevices))]
     NoDevices,
 }
 
@@ -266,8 +267,13 @@ pub fn load_devices(
             None => match env("CATRACA_PASSWORD") {
                 Some(p) => (p, "CATRACA_PASSWORD".to_string()),
                 None => {
-                    warnings.push(format!(
-                        "device {name}: no password configured, using the factory default ({FACTORY_LOGIN}/{FACTORY_PASSWORD}); set CATRACA_PASSWORD or password_env"
+                    warnings.push(tr(
+                        Msg::CfgFactoryPassword,
+                        &[
+                            ("name", &name),
+                            ("login", &FACTORY_LOGIN),
+                            ("password", &FACTORY_PASSWORD),
+                        ],
                     ));
                     (
                         FACTORY_PASSWORD.to_string(),

@@ -8,7 +8,7 @@
 
 use crate::cache::embedded::EmbeddedCache;
 use crate::cache::KeySecret;
-use crate::cli::{emit, install_interrupt_handler, DemoArgs};
+use crate::cli::{emit, install_interrupt_handler, run_watched, DemoArgs, WatchArgs};
 use crate::config::{DeviceConfig, Kind};
 use crate::device::controlid::Credentials;
 use crate::enroll::Enrollment;
@@ -63,6 +63,13 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
     let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
 
+    // The first pass is the one worth watching (the second is all cache hits).
+    let watch = WatchArgs {
+        dashboard: args.dashboard.clone(),
+        dashboard_linger: args.dashboard_linger,
+        ..WatchArgs::default()
+    };
+    let mut lingering = None;
     let mut exit = Exit::Done;
     for (pass, title) in [
         (1, "first pass: every person onto every turnstile"),
@@ -81,7 +88,13 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
             verbosity,
             max_failures: None,
         };
-        let report = enrollment.run(&stop)?;
+        let report = if pass == 1 {
+            let (report, dashboard) = run_watched(&enrollment, &watch, &stop)?;
+            lingering = Some(dashboard);
+            report
+        } else {
+            enrollment.run(&stop)?
+        };
         emit(&report, false, None)?;
         exit = exit.merge(Exit::of(&report));
         if pass == 2 && report.skipped_cache != report.operations {
@@ -114,6 +127,9 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         if users.len() != people.len() || duplicated > 0 {
             exit = exit.merge(Exit::SomeFailed);
         }
+    }
+    if let Some(dashboard) = lingering {
+        dashboard.linger(&watch, verbosity, &stop);
     }
     Ok(exit)
 }

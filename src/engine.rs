@@ -25,8 +25,9 @@
 use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
 use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
 use crate::person::Person;
-use crate::reporter::Event;
+use crate::reporter::{Event, JobTiming};
 use crate::stop::{FailureLimit, Stop};
+use crate::telemetry;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::{HashSet, VecDeque};
@@ -220,6 +221,7 @@ impl Job {
                     .into_iter()
                     .map(|p| (p, Outcome::Failed(reason.clone())))
                     .collect(),
+                timing: None,
             },
         };
         let _ = events.send(event);
@@ -354,7 +356,7 @@ const GIVE_UP_AFTER_PROBES: u32 = 2;
 fn worth_another_go(error: &DeviceError, deferrals: u32) -> bool {
     if breaker::is_no_answer(error) {
         deferrals < MAX_DEFERRALS
-    } else if matches!(error, DeviceError::Conflict(_)) {
+    } else if matches!(error, DeviceError::CardTaken(_)) {
         // A card that moves between two people of the CSV is still on its old owner
         // when the new one is written first; once the old owner's job has run, a fresh
         // plan finds it free. A real conflict fails again and is reported.
@@ -829,6 +831,7 @@ impl Engine<'_> {
             let _ = events.send(Event::Pairs {
                 device,
                 outcomes: skipped,
+                timing: None,
             });
         }
         Ok(pending)
@@ -853,6 +856,8 @@ impl Engine<'_> {
                 scheduler.finish(device, Vec::new(), deferred);
                 continue;
             }
+            let retries_before = telemetry::retries_on_this_thread();
+            let began = Instant::now();
             let (outcomes, follow_ups) = match catch_unwind(AssertUnwindSafe(|| self.run_job(&job)))
             {
                 Ok(done) => done,
@@ -888,6 +893,10 @@ impl Engine<'_> {
                     deferrals: deferrals + 1,
                 }
             });
+            let timing = JobTiming {
+                elapsed: began.elapsed(),
+                attempts: 1 + (telemetry::retries_on_this_thread() - retries_before) as u32,
+            };
             self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
             if self.options.verify.is_some() {
                 scheduler
@@ -902,7 +911,11 @@ impl Engine<'_> {
             }
             self.check_failure_limit(scheduler, &outcomes);
             if !outcomes.is_empty() {
-                let _ = events.send(Event::Pairs { device, outcomes });
+                let _ = events.send(Event::Pairs {
+                    device,
+                    outcomes,
+                    timing: Some(timing),
+                });
             }
             scheduler.finish(device, follow_ups, deferred);
         }

@@ -6,7 +6,7 @@ use crate::cache::{Cache, KeySecret};
 use crate::engine::{Engine, EngineOptions, Target};
 use crate::person::Person;
 use crate::report::Report;
-use crate::reporter::{Reporter, Verbosity};
+use crate::reporter::{Reporter, Verbosity, Watch};
 use crate::stop::{FailureLimit, Stop};
 use std::time::Instant;
 
@@ -30,6 +30,16 @@ impl Enrollment<'_> {
     /// Runs every pair and returns the report. `stop` set (first Ctrl-C) ends the run
     /// early: jobs in flight finish, the rest are reported as not sent.
     pub fn run(&self, stop: &Stop) -> anyhow::Result<Report> {
+        self.run_watched(stop, &mut [])
+    }
+
+    /// [`Enrollment::run`], with `watchers` (live status, events file) following every
+    /// pair on the reporter's thread.
+    pub fn run_watched(
+        &self,
+        stop: &Stop,
+        watchers: &mut [&mut (dyn Watch + Send)],
+    ) -> anyhow::Result<Report> {
         let started = Instant::now();
         let (events, received) = crossbeam_channel::bounded(EVENT_QUEUE);
         let reporter = Reporter {
@@ -58,7 +68,7 @@ impl Enrollment<'_> {
             max_failures: self.max_failures,
         };
         std::thread::scope(|scope| {
-            let reporting = scope.spawn(move || reporter.run(received, started));
+            let reporting = scope.spawn(move || reporter.run_watched(received, started, watchers));
             let outcome = engine.run(&events);
             drop(events);
             let mut report = reporting

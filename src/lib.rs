@@ -5,19 +5,27 @@
 //! command line and maps the result to an exit status.
 
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod device;
 pub mod engine;
 pub mod enroll;
+pub mod events;
 pub mod exit;
 pub mod failed;
+pub mod i18n;
+pub mod live;
 pub mod logging;
+pub mod metrics;
 pub mod participants;
 pub mod person;
 pub mod report;
 pub mod reporter;
+pub mod settings;
 pub mod simulator;
 pub mod stop;
+pub mod style;
 pub mod telemetry;

@@ -1,15 +1,18 @@
 //! The `catraca` binary: parse, run, map the result to an exit status, print an error once.
 
-use clap::Parser;
+use catraca::i18n::{tr, Msg};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = catraca::cli::Cli::parse();
-    catraca::logging::init(cli.verbose, cli.quiet);
-    match catraca::cli::run(cli) {
+    let result = catraca::cli::Cli::from_env().and_then(|cli| {
+        catraca::logging::init(cli.verbose, cli.quiet);
+        catraca::cli::run(cli)
+    });
+    match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            let error = format!("{error:#}");
+            eprintln!("{}", tr(Msg::ErrorPrefix, &[("error", &error)]));
             ExitCode::from(catraca::exit::Exit::Usage.code())
         }
     }

@@ -9,6 +9,7 @@
 //! that `--verify` finds missing moves from registered or updated to failed. Nothing
 //! here ever holds a password.
 
+use crate::i18n::{self, Msg};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -122,71 +123,119 @@ impl Report {
 
     /// The human summary: totals, then one line per device, then the failures.
     pub fn to_text(&self) -> String {
+        self.to_text_styled(false)
+    }
+
+    /// [`Report::to_text`], with failures in red and registrations in green when `color`.
+    pub fn to_text_styled(&self, color: bool) -> String {
+        use crate::style::{paint, Color};
         let mut out = String::new();
-        let _ = writeln!(out, "participants:      {}", self.participants);
-        let _ = writeln!(out, "devices:           {}", self.devices);
-        let _ = writeln!(out, "operations:        {}", self.operations);
+        // `label:` padded to one column, in the operator's language.
+        let mut field = |indent: &str, label: Msg, value: &dyn std::fmt::Display| {
+            let label = format!("{indent}{}:", i18n::t(label));
+            let _ = writeln!(out, "{label:<19}{value}");
+        };
+        field("", Msg::SumParticipants, &self.participants);
+        field("", Msg::SumDevices, &self.devices);
+        field("", Msg::SumOperations, &self.operations);
         if self.dry_run {
-            let _ = writeln!(out, "  would register:  {}", self.registered);
-            let _ = writeln!(out, "  would update:    {}", self.updated);
+            field("  ", Msg::SumWouldRegister, &self.registered);
+            field("  ", Msg::SumWouldUpdate, &self.updated);
         } else {
-            let _ = writeln!(out, "  registered:      {}", self.registered);
-            let _ = writeln!(out, "  updated:         {}", self.updated);
+            field("  ", Msg::SumRegistered, &self.registered);
+            field("  ", Msg::SumUpdated, &self.updated);
         }
-        let _ = writeln!(out, "  unchanged:       {}", self.unchanged);
-        let _ = writeln!(out, "  skipped (cache): {}", self.skipped_cache);
-        let _ = writeln!(out, "  failed:          {}", self.failed);
+        field("  ", Msg::SumUnchanged, &self.unchanged);
+        field("  ", Msg::SumSkipped, &self.skipped_cache);
+        let failed_count = self.failed.to_string();
+        field(
+            "  ",
+            Msg::SumFailed,
+            &if self.failed > 0 {
+                paint(&failed_count, Color::Red, color)
+            } else {
+                failed_count
+            },
+        );
         if self.removed > 0 || self.dry_run {
             let label = if self.dry_run {
-                "would remove"
+                Msg::SumWouldRemove
             } else {
-                "removed"
+                Msg::SumRemoved
             };
-            let _ = writeln!(out, "  {:<16} {}", format!("{label}:"), self.removed);
+            field("  ", label, &self.removed);
         }
         if self.verified > 0 {
-            let _ = writeln!(out, "verified:          {} pairs read back", self.verified);
-        }
-        if self.not_cached > 0 {
-            let _ = writeln!(
-                out,
-                "not cached:        {} (done on the device, will be checked again next run)",
-                self.not_cached
+            field(
+                "",
+                Msg::SumVerified,
+                &i18n::tr(Msg::SumVerifiedWhy, &[("count", &self.verified)]),
             );
         }
-        let _ = writeln!(
-            out,
-            "duration:          {:.2} s{}",
+        if self.not_cached > 0 {
+            field(
+                "",
+                Msg::SumNotCached,
+                &i18n::tr(Msg::SumNotCachedWhy, &[("count", &self.not_cached)]),
+            );
+        }
+        let duration = format!(
+            "{:.2} s{}",
             self.duration_ms as f64 / 1000.0,
             if self.interrupted {
-                " (interrupted)"
+                i18n::t(Msg::SumInterrupted)
             } else {
                 ""
             }
         );
-        let _ = writeln!(out, "cache:             {}", self.cache);
+        field("", Msg::SumDuration, &duration);
+        field("", Msg::SumCache, &self.cache);
         let name_width = self
             .per_device
             .iter()
             .map(|d| d.name.chars().count())
             .max()
             .unwrap_or(6)
-            .max(6);
+            .max(i18n::t(Msg::ColDevice).chars().count());
         let (add, update, remove) = if self.dry_run {
-            ("to add", "to update", "to remove")
+            (
+                i18n::t(Msg::ColToAdd),
+                i18n::t(Msg::ColToUpdate),
+                i18n::t(Msg::ColToRemove),
+            )
         } else {
-            ("registered", "updated", "removed")
+            (
+                i18n::t(Msg::SumRegistered),
+                i18n::t(Msg::SumUpdated),
+                i18n::t(Msg::SumRemoved),
+            )
         };
+        let (unchanged, skipped, failed) = (
+            i18n::t(Msg::SumUnchanged),
+            i18n::t(Msg::ColSkipped),
+            i18n::t(Msg::SumFailed),
+        );
+        // The English widths, wider when a Portuguese heading needs it.
+        let w = |min: usize, heading: &str| min.max(heading.chars().count());
+        let (w1, w2, w3, w4, w5) = (
+            w(10, add),
+            w(9, update),
+            w(9, unchanged),
+            w(7, skipped),
+            w(6, failed),
+        );
+        let w6 = w(7, remove);
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>9}  url",
-            "device", "kind", add, update, "unchanged", "skipped", "failed", remove
+            "\n{:<name_width$}  {:<9}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  {remove:>w6$}  url",
+            i18n::t(Msg::ColDevice),
+            i18n::t(Msg::ColKind)
         );
         for d in &self.per_device {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:<9}  {:>10}  {:>9}  {:>9}  {:>7}  {:>6}  {:>9}  {}",
+                "{:<name_width$}  {:<9}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {:>w6$}  {}",
                 d.name,
                 d.kind,
                 c.registered,
@@ -200,26 +249,51 @@ impl Report {
             if !c.changes.is_empty() {
                 let fields: Vec<String> =
                     c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
-                let _ = writeln!(out, "{:<name_width$}  changes: {}", "", fields.join(", "));
+                let _ = writeln!(
+                    out,
+                    "{:<name_width$}  {}: {}",
+                    "",
+                    i18n::t(Msg::ColChanges),
+                    fields.join(", ")
+                );
             }
         }
         if self.dry_run {
-            let _ = writeln!(
-                out,
-                "\nnothing was written: run `catraca enroll` with the same arguments to apply this"
-            );
+            let _ = writeln!(out, "\n{}", i18n::t(Msg::SumNothingWritten));
         }
         if !self.failures.is_empty() {
-            let _ = writeln!(out, "\nfailures ({}):", self.failures.len());
+            let _ = writeln!(
+                out,
+                "\n{}",
+                paint(
+                    &i18n::tr(Msg::SumFailures, &[("count", &self.failures.len())]),
+                    Color::Red,
+                    color
+                )
+            );
             const SHOWN: usize = 20;
             for f in self.failures.iter().take(SHOWN) {
-                let _ = writeln!(out, "  {} on {}: {}", f.registration, f.device, f.error);
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    i18n::tr(
+                        Msg::SumFailureLine,
+                        &[
+                            ("registration", &f.registration),
+                            ("device", &f.device),
+                            ("error", &f.error)
+                        ]
+                    )
+                );
             }
             if self.failures.len() > SHOWN {
                 let _ = writeln!(
                     out,
-                    "  ... and {} more (all of them are in the JSON report: --report FILE)",
-                    self.failures.len() - SHOWN
+                    "{}",
+                    i18n::tr(
+                        Msg::SumMoreFailures,
+                        &[("count", &(self.failures.len() - SHOWN))]
+                    )
                 );
             }
         }

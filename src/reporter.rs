@@ -6,12 +6,13 @@
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
 use crate::device::{DeviceError, Outcome, Plan};
+use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What workers tell the reporter.
 pub enum Event {
@@ -19,6 +20,9 @@ pub enum Event {
     Pairs {
         device: usize,
         outcomes: Vec<(u32, Outcome)>,
+        /// How long the job that produced them took, when a job did (not for pairs
+        /// skipped by the cache or never sent).
+        timing: Option<JobTiming>,
     },
     /// Pairs done on the device whose record in the cache failed.
     NotCached { count: usize, error: String },
@@ -46,6 +50,31 @@ pub enum Event {
         updated: bool,
         error: String,
     },
+}
+
+/// How one job went, shared by every pair it finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobTiming {
+    /// From the worker taking the job to its outcomes being known (all its requests).
+    pub elapsed: Duration,
+    /// 1 + the retries the driver made during the job (its transient failures).
+    pub attempts: u32,
+}
+
+/// Follows the run as the reporter sees it, on the reporter's thread: the live status
+/// of the dashboard, the events file. The reporter stays the only owner of the counts;
+/// watchers get each pair, then the counts after each batch.
+pub trait Watch {
+    /// One finished pair: `person` on device number `device`.
+    fn pair(
+        &mut self,
+        device: usize,
+        person: &Person,
+        outcome: &Outcome,
+        timing: Option<JobTiming>,
+    );
+    /// After each batch of pairs: the counts so far, per device, and the pairs done.
+    fn batch(&mut self, per_device: &[Counts], done: u64);
 }
 
 /// How much the reporter prints while the run goes.
@@ -77,6 +106,16 @@ enum Progress {
 impl Reporter<'_> {
     /// Consumes events until every sender is gone, then returns the report.
     pub fn run(self, events: Receiver<Event>, started: Instant) -> Report {
+        self.run_watched(events, started, &mut [])
+    }
+
+    /// [`Reporter::run`], telling `watchers` about every pair and batch as it goes.
+    pub fn run_watched(
+        self,
+        events: Receiver<Event>,
+        started: Instant,
+        watchers: &mut [&mut (dyn Watch + Send)],
+    ) -> Report {
         let mut operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut verified = 0u64;
         let mut per_device = vec![Counts::default(); self.devices.len()];
@@ -91,13 +130,21 @@ impl Reporter<'_> {
                 let bar =
                     ProgressBar::with_draw_target(Some(operations), ProgressDrawTarget::stderr());
                 bar.set_style(
-                    ProgressStyle::with_template(
-                        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} eta {eta}",
-                    )
-                    .expect("valid template")
-                    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{:.0} pairs/s", state.per_sec());
-                    }),
+                    ProgressStyle::with_template(i18n::t(Msg::ProgressBar))
+                        .expect("valid template")
+                        .with_key(
+                            "rate",
+                            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(
+                                    w,
+                                    "{}",
+                                    i18n::tr(
+                                        Msg::ProgressRate,
+                                        &[("rate", &format!("{:.0}", state.per_sec()))]
+                                    )
+                                );
+                            },
+                        ),
                 );
                 Progress::Bar(bar)
             }
@@ -106,11 +153,18 @@ impl Reporter<'_> {
 
         for event in events {
             match event {
-                Event::Pairs { device, outcomes } => {
+                Event::Pairs {
+                    device,
+                    outcomes,
+                    timing,
+                } => {
                     finished_ms[device] = started.elapsed().as_millis() as u64;
                     let counts = &mut per_device[device];
                     for (person, outcome) in outcomes {
                         let person = &self.people[person as usize];
+                        for watcher in watchers.iter_mut() {
+                            watcher.pair(device, person, &outcome, timing);
+                        }
                         let (label, slot) = match &outcome {
                             Outcome::Registered => ("registered", &mut counts.registered),
                             Outcome::Updated => ("updated", &mut counts.updated),
@@ -254,15 +308,27 @@ impl Reporter<'_> {
                     });
                 }
             }
+            for watcher in watchers.iter_mut() {
+                watcher.batch(&per_device, done);
+            }
             match &mut progress {
                 Progress::Hidden => {}
                 Progress::Bar(bar) => bar.set_position(done),
                 Progress::Lines { next_tenth } => {
                     // One line each time a tenth is crossed, even if a batch crosses two.
                     if *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
+                        let percent =
+                            format!("{:.1}", done as f64 * 100.0 / operations.max(1) as f64);
                         eprintln!(
-                            "progress: {done}/{operations} ({:.1}%)",
-                            done as f64 * 100.0 / operations.max(1) as f64
+                            "{}",
+                            i18n::tr(
+                                Msg::ProgressLine,
+                                &[
+                                    ("done", &done),
+                                    ("total", &operations),
+                                    ("percent", &percent)
+                                ]
+                            )
                         );
                         while *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
                             *next_tenth += 1;

@@ -6,9 +6,22 @@
 //! counts, this module keeps what happens per *request*: how many are in flight, how
 //! long they take, how many were retries, the last error, the breaker's state.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+
+thread_local! {
+    /// Retries made by this thread, on any device. Drivers retry synchronously in the
+    /// worker that runs the job, so the difference across one job is that job's retries
+    /// exactly, even when other jobs of the same device run at the same time.
+    static RETRIES_ON_THIS_THREAD: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many retries this thread has made so far (see [`DeviceTelemetry::count_retry`]).
+pub fn retries_on_this_thread() -> u64 {
+    RETRIES_ON_THIS_THREAD.with(Cell::get)
+}
 
 /// Upper bounds of the latency buckets, in milliseconds (the last bucket is +Inf).
 /// Spread from loopback (1 ms) to the 30 s request timeout.
@@ -97,6 +110,7 @@ impl DeviceTelemetry {
 
     pub fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        RETRIES_ON_THIS_THREAD.with(|count| count.set(count.get() + 1));
     }
 
     pub fn set_last_error(&self, error: &str) {

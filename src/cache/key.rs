@@ -98,6 +98,22 @@ impl fmt::Debug for KeySecret {
     }
 }
 
+impl KeySecret {
+    /// A stand-in for a registration in logs that must not hold it (registrations can be
+    /// CPF numbers): the first 16 bytes of HMAC-SHA256(secret, `registration` 0x00
+    /// `registration`), as 32 hex digits. The same person has the same hash on every
+    /// device and in every run sharing the key; without the key it reveals nothing. The
+    /// domain prefix keeps it apart from every cache key.
+    pub fn registration_hash(&self, registration: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(b"registration");
+        mac.update(&[0]);
+        mac.update(registration.as_bytes());
+        hex(&mac.finalize().into_bytes()[..16])
+    }
+}
+
 /// The cache key of one person-on-device pair.
 ///
 /// `Debug` shows only its first 4 bytes: enough to tell keys apart in a log, and like

@@ -13,8 +13,8 @@
 
 use super::http::{HttpClient, Timeouts};
 use super::{
-    Auth, CardEncoding, Device, DeviceError, DevicePerson, Outcome, Plan, Profile, Upsert,
-    ValidityEncoding,
+    Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, DevicePerson, Outcome,
+    Plan, Profile, Upsert, ValidityEncoding,
 };
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
@@ -368,6 +368,31 @@ impl ControlIdDevice {
         Ok(Some(id))
     }
 
+    /// How many users the device holds, read in pages of ids (`limit` / `offset`).
+    fn count_users(&self) -> Result<u64, DeviceError> {
+        const PAGE: usize = 1000;
+        let mut total = 0u64;
+        loop {
+            let body = json!({
+                "object": "users",
+                "fields": ["id"],
+                "order": ["ascending", "id"],
+                "limit": PAGE,
+                "offset": total,
+            });
+            let answer = self.call_idempotent("load_objects", &body)?;
+            let page = answer
+                .get("users")
+                .and_then(Value::as_array)
+                .ok_or_else(|| DeviceError::InvalidAnswer("load of users: no list".into()))?
+                .len();
+            total += page as u64;
+            if page < PAGE {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Creates users; one result per person, in order. Lost answers are reconciled by
     /// loading; rejected batches are split until the rejected person is isolated.
     fn create_users(&self, people: &[&Person]) -> Vec<Result<i64, DeviceError>> {
@@ -557,7 +582,7 @@ impl ControlIdDevice {
             .and_then(|users| users.into_iter().next())
             .map(|u| format!("registration {}", u.registration))
             .unwrap_or_else(|| format!("user id {owner}"));
-        DeviceError::Conflict(format!(
+        DeviceError::CardTaken(format!(
             "card {value}, which already belongs to {owner_name} on this device: remove it there or fix the CSV"
         ))
     }
@@ -622,6 +647,59 @@ impl Device for ControlIdDevice {
 
     fn telemetry(&self) -> Arc<DeviceTelemetry> {
         Arc::clone(self.http.telemetry())
+    }
+
+    /// Logs in, times three `session_is_valid` calls (the fastest gives the round trip,
+    /// and its `Date` header the device's clock, like ping's minimum) and counts the
+    /// users page by page. The documented API has no call for the firmware or the
+    /// model, so they stay unknown.
+    fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
+        let (token, _) = self.session()?;
+        let url = format!(
+            "{}/session_is_valid.fcgi?session={}",
+            self.url,
+            percent_encode(&token)
+        );
+        let mut fastest: Option<(Duration, Option<ClockReading>)> = None;
+        for _ in 0..3 {
+            let sent = SystemTime::now();
+            let began = Instant::now();
+            let answer = self.http.post_json(&url, b"{}")?;
+            let round_trip = began.elapsed();
+            match answer.status {
+                200..=299 => {}
+                429 | 500..=599 => {
+                    return Err(DeviceError::Busy {
+                        status: answer.status,
+                        retry_after: answer.retry_after,
+                    })
+                }
+                status => {
+                    let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                    return Err(DeviceError::Rejected {
+                        status,
+                        message: device_message(&parsed, "session_is_valid refused"),
+                    });
+                }
+            }
+            if fastest.is_none_or(|(best, _)| round_trip < best) {
+                let clock = answer.date.map(|device| ClockReading {
+                    // The header is truncated to the second: half a second is its
+                    // expected error.
+                    device: device + Duration::from_millis(500),
+                    local: sent + round_trip / 2,
+                });
+                fastest = Some((round_trip, clock));
+            }
+        }
+        let (round_trip, clock) = fastest.expect("three calls were made");
+        Ok(DeviceFacts {
+            people: Some(self.count_users()?),
+            firmware: None,
+            model: None,
+            clock,
+            round_trip: Some(round_trip),
+        })
     }
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
@@ -867,7 +945,7 @@ impl Device for ControlIdDevice {
             {
                 failed[*i] = match result {
                     Ok(()) => continue,
-                    Err(DeviceError::Conflict(why)) => Some(DeviceError::Conflict(format!(
+                    Err(DeviceError::CardTaken(why)) => Some(DeviceError::CardTaken(format!(
                         "registration {} wants {why}",
                         work[*i].0.registration
                     ))),

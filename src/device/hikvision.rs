@@ -423,7 +423,7 @@ impl HikvisionDevice {
                 if owner == employee {
                     Ok(())
                 } else {
-                    Err(DeviceError::Conflict(format!(
+                    Err(DeviceError::CardTaken(format!(
                         "employeeNo {employee} wants card {card}, which already belongs to employeeNo {owner} on this device: remove it there or fix the CSV"
                     )))
                 }
@@ -642,6 +642,7 @@ mod tests {
             status,
             body: body.as_bytes().to_vec(),
             retry_after: None,
+            date: None,
             challenge: None,
         }
     }

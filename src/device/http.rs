@@ -42,6 +42,9 @@ pub struct Answer {
     pub body: Vec<u8>,
     /// Seconds from a `Retry-After` header (the delay form; dates are ignored).
     pub retry_after: Option<u64>,
+    /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
+    /// sends it on every answer; lighttpd does), to the second; `None` without one.
+    pub date: Option<std::time::SystemTime>,
     /// The `WWW-Authenticate` header of a 401, for Digest devices.
     pub challenge: Option<String>,
 }
@@ -157,6 +160,12 @@ impl HttpClient {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
+        let date = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
+            .map(std::time::SystemTime::from);
         let challenge = response
             .headers()
             .get("www-authenticate")
@@ -172,6 +181,7 @@ impl HttpClient {
             status,
             body,
             retry_after,
+            date,
             challenge,
         })
     }

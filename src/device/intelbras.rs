@@ -455,7 +455,7 @@ impl IntelbrasDevice {
         for (i, (user, card)) in cards.iter().enumerate() {
             match owners.get(card) {
                 Some(owner) if owner == user => results.push(Ok(())),
-                Some(owner) => results.push(Err(DeviceError::Conflict(format!(
+                Some(owner) => results.push(Err(DeviceError::CardTaken(format!(
                     "UserID {user} wants card {card}, which already belongs to UserID {owner} on this device: remove it there or fix the CSV"
                 )))),
                 None => {
@@ -696,6 +696,7 @@ mod tests {
             status,
             body: body.as_bytes().to_vec(),
             retry_after: None,
+            date: None,
             challenge: None,
         }
     }

@@ -22,10 +22,12 @@ pub mod retry;
 pub use controlid::Credentials;
 pub use retry::RetryPolicy;
 
+use crate::i18n::{t, tr, Msg};
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
 use std::fmt;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 /// Why one person could not be put on one device. Messages are shown to operators as the
@@ -33,55 +35,60 @@ use thiserror::Error;
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum DeviceError {
     /// No TCP connection could be made (refused, unreachable, DNS).
-    #[error("unreachable: {0}")]
+    #[error("{}", tr(Msg::DevUnreachable, &[("reason", .0)]))]
     Unreachable(String),
     /// The device accepted the connection but did not answer in time.
-    #[error("timed out after {0} s without an answer")]
+    #[error("{}", tr(Msg::DevTimeout, &[("seconds", .0)]))]
     Timeout(u64),
     /// The connection broke in the middle of a request (reset, closed early).
-    #[error("connection lost: {0}")]
+    #[error("{}", tr(Msg::DevConnectionLost, &[("reason", .0)]))]
     ConnectionLost(String),
     /// The device refused our credentials. Never retried: it can lock the account.
-    #[error("login refused ({status}): {message}: check {hint}")]
+    #[error("{}", tr(Msg::DevLoginRefused, &[("status", .status), ("message", .message), ("hint", .hint)]))]
     LoginRefused {
         status: u16,
         message: String,
         hint: String,
     },
     /// The device refused the request as invalid (4xx); the message is the device's own.
-    #[error("device refused the request ({status}): {message}")]
+    #[error("{}", tr(Msg::DevRejected, &[("status", .status), ("message", .message)]))]
     Rejected { status: u16, message: String },
     /// The device answered 5xx or 429: busy or failing, worth another try later.
-    #[error("device busy or failing ({status}){}", retry_hint(*.status))]
+    #[error("{}", tr(Msg::DevBusy, &[("status", .status), ("hint", &retry_hint(*.status))]))]
     Busy {
         status: u16,
         /// Seconds the device asked us to wait (`Retry-After`), if it did.
         retry_after: Option<u64>,
     },
     /// A 2xx answer whose body is not what the protocol says.
-    #[error("invalid answer: {0}")]
+    #[error("{}", tr(Msg::DevInvalidAnswer, &[("reason", .0)]))]
     InvalidAnswer(String),
     /// The person conflicts with data already on the device (e.g. a card owned by another).
     #[error("{0}")]
     Conflict(String),
+    /// The person's card belongs to another person on the device. Never taken over; the
+    /// pair gets one fresh plan late in the run (the card may be moving between two
+    /// people of the CSV, its old owner not yet written), then fails with this.
+    #[error("{0}")]
+    CardTaken(String),
     /// The device holds as many people as it can. Never retried: the driver stops
     /// sending to the device, and every later pair fails with this reason.
-    #[error("device full: {0}: remove people from it or enroll them on another device")]
+    #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
     DeviceFull(String),
     /// The run was interrupted (Ctrl-C) before this pair was sent.
-    #[error("not sent: the run was interrupted")]
+    #[error("{}", t(Msg::DevInterrupted))]
     Interrupted,
     /// The run halted itself (`--max-failures`) before this pair was sent.
-    #[error("not sent: the run halted after too many failures")]
+    #[error("{}", t(Msg::DevHalted))]
     Halted,
     /// The worker handling this pair panicked; a bug in catraca, reported not hidden.
-    #[error("internal error: {0}")]
+    #[error("{}", tr(Msg::DevInternal, &[("reason", .0)]))]
     Internal(String),
 }
 
 fn retry_hint(status: u16) -> &'static str {
     if status == 429 {
-        ": too many requests"
+        t(Msg::DevTooManyRequests)
     } else {
         ""
     }
@@ -256,6 +263,38 @@ pub struct Profile {
     pub full: &'static str,
 }
 
+/// What `catraca check` learns from a device it could log in to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// People stored on the device.
+    pub people: Option<u64>,
+    /// Firmware version and model, when the vendor's API tells them.
+    pub firmware: Option<String>,
+    pub model: Option<String>,
+    /// The device's clock and this machine's at the same moment (the middle of the
+    /// request that read it), when the device tells its time.
+    pub clock: Option<ClockReading>,
+    /// The round trip of one trivial authenticated request.
+    pub round_trip: Option<Duration>,
+}
+
+/// A device's clock next to ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    pub device: SystemTime,
+    pub local: SystemTime,
+}
+
+impl ClockReading {
+    /// Device minus local time, in whole seconds (positive: the device is ahead).
+    pub fn drift_seconds(&self) -> i64 {
+        match self.device.duration_since(self.local) {
+            Ok(ahead) => ahead.as_secs_f64().round() as i64,
+            Err(behind) => -(behind.duration().as_secs_f64().round() as i64),
+        }
+    }
+}
+
 /// A turnstile, as the engine sees it. Implementations are shared by all worker threads.
 pub trait Device: Send + Sync {
     /// The operator's name for the device (from the devices file or the URL).
@@ -296,6 +335,28 @@ pub trait Device: Send + Sync {
     /// Takes these people off the device, with their cards and group links, each removed
     /// explicitly. One result per person, in order.
     fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>>;
+    /// Logs in and reads what `catraca check` shows: people stored, clock, round trip,
+    /// firmware and model where the API tells. By default, one read-only lookup of a
+    /// registration nobody has (it proves the device answers and takes the login, and
+    /// gives the round trip); drivers that can tell more override it.
+    fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
+        let probe = Person {
+            registration: "catraca-check-probe".into(),
+            name: "catraca check".into(),
+            card: None,
+            cards_listed: false,
+            begin: None,
+            end: None,
+            group: None,
+            line: 0,
+        };
+        let began = std::time::Instant::now();
+        self.plan(&[&probe])?;
+        Ok(DeviceFacts {
+            round_trip: Some(began.elapsed()),
+            ..DeviceFacts::default()
+        })
+    }
 }
 
 impl fmt::Debug for dyn Device {

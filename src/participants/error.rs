@@ -5,47 +5,41 @@
 //! `participants.csv line 9, field registration: "A-1001" is already on line 3: each person
 //! must appear once`.
 
+use std::fmt;
 use std::io;
 
 use super::MAX_REGISTRATION_BYTES;
+use crate::i18n::{fragment, tr, Msg};
 use crate::person::Card;
 
 /// Why the participants file cannot be used. Every message names the file, and the line
 /// and field where there is one, then says how to fix it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum InputError {
-    #[error("cannot read {file}: {error}: check the path and that the file is readable")]
-    Read { file: String, error: io::Error },
+    Read {
+        file: String,
+        error: io::Error,
+    },
 
-    #[error(
-        "{file} is UTF-16 text, which catraca does not read: \
-         save it from the spreadsheet as \"CSV UTF-8\" or \"CSV (separado por vírgulas)\""
-    )]
-    Utf16 { file: String },
+    Utf16 {
+        file: String,
+    },
 
-    #[error(
-        "{file} has no participants: the file is empty: \
-         write a header line (matricula;nome;cartao;inicio;fim;grupo) and one line per person"
-    )]
-    Empty { file: String },
+    Empty {
+        file: String,
+    },
 
-    #[error(
-        "{file} has no participants: nothing follows the header on line {header_line}: \
-         add one line per person below it"
-    )]
-    NoRows { file: String, header_line: usize },
+    NoRows {
+        file: String,
+        header_line: usize,
+    },
 
-    #[error("{file} line {line}: {error}: check the quotes around this line")]
     Malformed {
         file: String,
         line: usize,
         error: csv::Error,
     },
 
-    #[error(
-        "{file} line {line}, field {column}: the header has no {column} column: \
-         add one named {accepted} (the header has {found})"
-    )]
     MissingColumn {
         file: String,
         line: usize,
@@ -54,10 +48,6 @@ pub enum InputError {
         found: String,
     },
 
-    #[error(
-        "{file} line {line}, field {second}: columns \"{first}\" and \"{second}\" both hold the {column}: \
-         keep only one of them"
-    )]
     DuplicateColumn {
         file: String,
         line: usize,
@@ -66,10 +56,6 @@ pub enum InputError {
         second: String,
     },
 
-    #[error(
-        "{file} line {line}: the row has {found} fields but the header on line {header_line} \
-         has {expected}: {hint}"
-    )]
     FieldCount {
         file: String,
         line: usize,
@@ -79,7 +65,6 @@ pub enum InputError {
         hint: &'static str,
     },
 
-    #[error("{file} line {line}, field {field}: is empty: every person needs a {what}")]
     MissingValue {
         file: String,
         line: usize,
@@ -87,10 +72,6 @@ pub enum InputError {
         what: &'static str,
     },
 
-    #[error(
-        "{file} line {line}, field {field}: \"{value}\" is {length} bytes long: \
-         catraca accepts at most {MAX_REGISTRATION_BYTES} (an accented letter takes 2): shorten it"
-    )]
     RegistrationTooLong {
         file: String,
         line: usize,
@@ -99,10 +80,6 @@ pub enum InputError {
         length: usize,
     },
 
-    #[error(
-        "{file} line {line}, field {field}: {value:?} has a control character in it \
-         (a tab, or a line break inside quotes): remove it"
-    )]
     ControlCharacter {
         file: String,
         line: usize,
@@ -110,11 +87,6 @@ pub enum InputError {
         value: String,
     },
 
-    #[error(
-        "{file} line {line}, field {field}: \"{value}\" {problem}: write a Wiegand card as \
-         facility,number (123,45678, in quotes if the file separates fields with commas) \
-         or a plain card number (4012345678)"
-    )]
     BadCard {
         file: String,
         line: usize,
@@ -123,11 +95,6 @@ pub enum InputError {
         problem: &'static str,
     },
 
-    #[error(
-        "{file} line {line}, field {field}: \"{value}\" {problem}: write the date as \
-         2025-03-01 or 01/03/2025, optionally with a time (08:00 or 08:00:00) \
-         and an offset from UTC (-03:00 or Z)"
-    )]
     BadDate {
         file: String,
         line: usize,
@@ -136,10 +103,6 @@ pub enum InputError {
         problem: &'static str,
     },
 
-    #[error(
-        "{file} line {line}, field {end_field}: \"{end}\" comes before \"{begin}\" in field \
-         {begin_field}: access would end before it begins; swap them or correct the wrong one"
-    )]
     EndBeforeBegin {
         file: String,
         line: usize,
@@ -149,10 +112,6 @@ pub enum InputError {
         end: String,
     },
 
-    #[error(
-        "{file} line {line}, field {field}: \"{value}\" is already on line {first_line}: \
-         each person must appear once"
-    )]
     DuplicateRegistration {
         file: String,
         line: usize,
@@ -161,13 +120,6 @@ pub enum InputError {
         first_line: usize,
     },
 
-    #[error(
-        "{file} line {line}, field {field}: card {} is already on line {first_line} \
-         (registration {first_registration}{}): a device opens for one person per card; \
-         give each person their own card or leave the field empty",
-        card_text(*card),
-        written_differently(*card, *first_card)
-    )]
     DuplicateCard {
         file: String,
         line: usize,
@@ -184,10 +136,214 @@ fn written_differently(card: Card, first_card: Card) -> String {
     if card == first_card {
         String::new()
     } else {
-        format!(
-            ", written {}, the same number on a device",
-            card_text(first_card)
+        tr(
+            Msg::CsvWrittenDifferently,
+            &[("card", &card_text(first_card))],
         )
+    }
+}
+
+impl std::error::Error for InputError {}
+
+impl fmt::Display for InputError {
+    /// The message from the catalogue, in the operator's language.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use InputError as E;
+        let text = match self {
+            E::Read { file, error } => tr(Msg::CsvRead, &[("file", file), ("error", error)]),
+            E::Utf16 { file } => tr(Msg::CsvUtf16, &[("file", file)]),
+            E::Empty { file } => tr(Msg::CsvEmpty, &[("file", file)]),
+            E::NoRows { file, header_line } => tr(
+                Msg::CsvNoRows,
+                &[("file", file), ("header_line", header_line)],
+            ),
+            E::Malformed { file, line, error } => tr(
+                Msg::CsvMalformed,
+                &[("file", file), ("line", line), ("error", error)],
+            ),
+            E::MissingColumn {
+                file,
+                line,
+                column,
+                accepted,
+                found,
+            } => tr(
+                Msg::CsvMissingColumn,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("column", column),
+                    ("accepted", accepted),
+                    ("found", found),
+                ],
+            ),
+            E::DuplicateColumn {
+                file,
+                line,
+                column,
+                first,
+                second,
+            } => tr(
+                Msg::CsvDuplicateColumn,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("column", column),
+                    ("first", first),
+                    ("second", second),
+                ],
+            ),
+            E::FieldCount {
+                file,
+                line,
+                found,
+                expected,
+                header_line,
+                hint,
+            } => tr(
+                Msg::CsvFieldCount,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("found", found),
+                    ("expected", expected),
+                    ("header_line", header_line),
+                    ("hint", &fragment(hint)),
+                ],
+            ),
+            E::MissingValue {
+                file,
+                line,
+                field,
+                what,
+            } => tr(
+                Msg::CsvMissingValue,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("what", &fragment(what)),
+                ],
+            ),
+            E::RegistrationTooLong {
+                file,
+                line,
+                field,
+                value,
+                length,
+            } => tr(
+                Msg::CsvRegistrationTooLong,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("value", value),
+                    ("length", length),
+                    ("max", &MAX_REGISTRATION_BYTES),
+                ],
+            ),
+            E::ControlCharacter {
+                file,
+                line,
+                field,
+                value,
+            } => tr(
+                Msg::CsvControlCharacter,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("value", &format!("{value:?}")),
+                ],
+            ),
+            E::BadCard {
+                file,
+                line,
+                field,
+                value,
+                problem,
+            } => tr(
+                Msg::CsvBadCard,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("value", value),
+                    ("problem", &fragment(problem)),
+                ],
+            ),
+            E::BadDate {
+                file,
+                line,
+                field,
+                value,
+                problem,
+            } => tr(
+                Msg::CsvBadDate,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("value", value),
+                    ("problem", &fragment(problem)),
+                ],
+            ),
+            E::EndBeforeBegin {
+                file,
+                line,
+                begin_field,
+                begin,
+                end_field,
+                end,
+            } => tr(
+                Msg::CsvEndBeforeBegin,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("begin_field", begin_field),
+                    ("begin", begin),
+                    ("end_field", end_field),
+                    ("end", end),
+                ],
+            ),
+            E::DuplicateRegistration {
+                file,
+                line,
+                field,
+                value,
+                first_line,
+            } => tr(
+                Msg::CsvDuplicateRegistration,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("value", value),
+                    ("first_line", first_line),
+                ],
+            ),
+            E::DuplicateCard {
+                file,
+                line,
+                field,
+                card,
+                first_line,
+                first_registration,
+                first_card,
+            } => tr(
+                Msg::CsvDuplicateCard,
+                &[
+                    ("file", file),
+                    ("line", line),
+                    ("field", field),
+                    ("card", &card_text(*card)),
+                    ("first_line", first_line),
+                    ("first_registration", first_registration),
+                    ("written", &written_differently(*card, *first_card)),
+                ],
+            ),
+        };
+        f.write_str(&text)
     }
 }
 

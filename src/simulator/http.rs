@@ -544,9 +544,12 @@ fn write_response(
     out.clear();
     write!(
         out,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}",
         response.status,
         reason(response.status),
+        // RFC 9110 6.6.1: a server with a clock sends Date on every answer, and the
+        // device's lighttpd does; `catraca check` reads the device's clock from it.
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
         response.content_type,
         response.body.len(),
         if keep_alive {

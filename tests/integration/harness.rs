@@ -4,9 +4,11 @@
 use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice, SimPerson};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The password the test fleets expect (not the factory default, so tests prove the
 /// environment variable is read).
@@ -125,16 +127,34 @@ impl TestCommand {
         cmd
     }
 
-    /// Starts the command without waiting, for tests that signal or kill it mid-run.
+    /// Starts the command without waiting: stdout and stderr are collected as they come,
+    /// so a test can act while it runs (load its dashboard, signal or kill it).
     pub fn spawn(mut self) -> Running {
         self.cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = self.cmd.spawn().expect("catraca starts");
+        let mut child = self.cmd.spawn().expect("catraca starts");
+        let collect = |pipe: Box<dyn std::io::Read + Send>| {
+            let text = Arc::new(Mutex::new(String::new()));
+            let sink = Arc::clone(&text);
+            let thread = std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    let mut text = sink.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+            (text, thread)
+        };
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout pipe")));
+        let stderr = collect(Box::new(child.stderr.take().expect("stderr pipe")));
         Running {
+            command: format!("{:?}", self.cmd),
             child,
-            shown: format!("{:?}", self.cmd),
+            stdout,
+            stderr,
         }
     }
 
@@ -170,6 +190,117 @@ impl TestCommand {
             shown,
         }
     }
+}
+
+type Collected = (Arc<Mutex<String>>, std::thread::JoinHandle<()>);
+
+/// A `catraca` process still running (see [`TestCommand::spawn`]).
+pub struct Running {
+    command: String,
+    pub child: std::process::Child,
+    stdout: Collected,
+    stderr: Collected,
+}
+
+impl Running {
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.0.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `timeout`) for a stderr line starting with `prefix`; its rest.
+    pub fn wait_for_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        let until = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.stderr().lines().find_map(|l| l.strip_prefix(prefix)) {
+                return line.to_string();
+            }
+            if Instant::now() > until || self.child.try_wait().unwrap().is_some() {
+                let ran = self.kill_and_collect();
+                panic!("no line starting with {prefix:?} on stderr\n{}", ran.shown);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (SIGINT = Ctrl-C, SIGTERM, SIGKILL).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0, "signal {signal} could not be sent");
+    }
+
+    /// Waits for the end, however long it takes.
+    pub fn wait(mut self) -> Ran {
+        self.collect()
+    }
+
+    fn kill_and_collect(&mut self) -> Ran {
+        let _ = self.child.kill();
+        self.collect()
+    }
+
+    fn collect(&mut self) -> Ran {
+        let status = self.child.wait().expect("catraca ends");
+        let take = |c: &mut Collected| {
+            let thread = std::mem::replace(&mut c.1, std::thread::spawn(|| {}));
+            let _ = thread.join();
+            c.0.lock().unwrap().clone()
+        };
+        let stdout = take(&mut self.stdout);
+        let stderr = take(&mut self.stderr);
+        let shown = format!(
+            "command: {}\nstatus: {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            self.command
+        );
+        Ran {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            shown,
+        }
+    }
+
+    /// Waits for the end (at most `timeout`, then kills it and fails).
+    pub fn finish(mut self, timeout: Duration) -> Ran {
+        let until = Instant::now() + timeout;
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > until {
+                let ran = self.kill_and_collect();
+                panic!("catraca did not end within {timeout:?}\n{}", ran.shown);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.collect()
+    }
+}
+
+impl Drop for Running {
+    /// A failed test must not leave the process behind.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// GETs `url` on loopback: status and body.
+pub fn get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut answer = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = answer.status().as_u16();
+    (
+        status,
+        answer.body_mut().read_to_string().expect("a text body"),
+    )
 }
 
 /// A participant of a generated list.
@@ -422,40 +553,5 @@ pub fn assert_people(device: &SimDevice, rows: &[Row]) {
     );
     for (h, w) in held.iter().zip(&wanted) {
         assert_eq!(h, w, "{} ({})", device.name(), device.kind());
-    }
-}
-
-/// A command running in the background.
-pub struct Running {
-    pub child: std::process::Child,
-    shown: String,
-}
-
-impl Running {
-    /// Sends a signal (SIGINT = Ctrl-C, SIGTERM, SIGKILL).
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(result, 0, "signal {signal} could not be sent");
-    }
-
-    pub fn wait(self) -> Ran {
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = self.child.wait_with_output().expect("catraca finishes");
-        let stdout = String::from_utf8_lossy(&stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&stderr).into_owned();
-        let shown = format!(
-            "command: {}\nstatus: {status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-            self.shown
-        );
-        Ran {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-            shown,
-        }
     }
 }

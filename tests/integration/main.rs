@@ -3,10 +3,14 @@
 //! harness in `harness.rs`.
 
 mod bad_input;
+mod check;
+mod cli;
+mod dashboard;
 mod demo;
 mod enroll;
 mod harness;
 mod life;
 mod plan;
+mod portuguese;
 mod resilience;
 mod vendors;

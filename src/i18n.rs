@@ -1,0 +1,460 @@
+//! The one message catalogue: every human-facing sentence of catraca in English and in
+//! Brazilian Portuguese, chosen once per process.
+//!
+//! The language is `--lang` (`en`, `pt-BR`) when given, else the locale as POSIX orders
+//! it (`LC_ALL`, then `LC_MESSAGES`, then `LANG`): `pt_BR*` (or `pt*`) is Portuguese,
+//! anything else English. JSON keys, metric names and file formats never change with it.
+//!
+//! A message is a [`Msg`] with an English and a Portuguese template whose `{name}`
+//! placeholders are filled by [`tr`]; a test checks that both templates of every message
+//! have the same placeholders. Short fragments that other modules keep as `&'static str`
+//! in English (a card's problem, a CSV hint) are translated by [`fragment`].
+
+use std::fmt::Display;
+use std::sync::OnceLock;
+
+/// The languages catraca speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    PtBr,
+}
+
+static LANG: OnceLock<Lang> = OnceLock::new();
+
+impl Lang {
+    /// Reads a `--lang` value or a locale name (`pt_BR.UTF-8`, `pt-BR`, `en_US`, `C`).
+    pub fn parse(name: &str) -> Option<Lang> {
+        let name = name.trim().to_ascii_lowercase().replace('-', "_");
+        if name.is_empty() {
+            None
+        } else if name.starts_with("pt") {
+            Some(Lang::PtBr)
+        } else {
+            Some(Lang::En)
+        }
+    }
+
+    /// From the locale variables, as POSIX orders them; `env` reads one.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Lang {
+        Lang::from_locale(env).unwrap_or(Lang::En)
+    }
+
+    /// The locale's language, `None` when no locale variable is set.
+    pub fn from_locale(env: &dyn Fn(&str) -> Option<String>) -> Option<Lang> {
+        ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .find_map(|var| env(var).filter(|v| !v.is_empty()))
+            .and_then(|v| Lang::parse(&v))
+    }
+}
+
+/// Chooses the language for this process: `flag` (`--lang`) if given, else the
+/// locale, else `file` (`lang` in catraca.toml), else English. Only the first call
+/// counts.
+pub fn init(flag: Option<&str>, file: Option<&str>) -> Lang {
+    let lang = flag
+        .and_then(Lang::parse)
+        .or_else(|| Lang::from_locale(&|v| std::env::var(v).ok()))
+        .or_else(|| file.and_then(Lang::parse))
+        .unwrap_or(Lang::En);
+    *LANG.get_or_init(|| lang)
+}
+
+/// The value of `flag` (e.g. `--lang`) on a command line, before clap parses it: the
+/// help text depends on the language.
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    let prefix = format!("{flag}=");
+    args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix(&prefix)
+            .map(str::to_string)
+            .or_else(|| (a == flag).then(|| args.get(i + 1).cloned()).flatten())
+    })
+}
+
+/// The language in use (English until [`init`] is called).
+pub fn lang() -> Lang {
+    LANG.get().copied().unwrap_or(Lang::En)
+}
+
+/// Whether messages are in Portuguese.
+pub fn is_pt() -> bool {
+    lang() == Lang::PtBr
+}
+
+macro_rules! catalogue {
+    ($($key:ident: $en:literal, $pt:literal;)*) => {
+        /// Every message, by name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Msg { $($key),* }
+
+        impl Msg {
+            pub const ALL: &'static [Msg] = &[$(Msg::$key),*];
+
+            /// The template in `lang`.
+            pub fn template(self, lang: Lang) -> &'static str {
+                match self {
+                    $(Msg::$key => match lang { Lang::En => $en, Lang::PtBr => $pt },)*
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    // The command line.
+    ErrorPrefix: "error: {error}", "erro: {error}";
+    InterruptedFirst: "interrupted: finishing the requests in flight, then reporting (Ctrl-C again to quit now)",
+        "interrompido: terminando as requisições em andamento, depois o relatório (Ctrl-C de novo para sair já)";
+    InterruptedAgain: "interrupted again: exiting now", "interrompido de novo: saindo agora";
+    DashboardAt: "dashboard: {url}", "painel: {url}";
+    DashboardLingers: "dashboard: {url} stays up for {seconds} s (Ctrl-C ends it)",
+        "painel: {url} continua no ar por {seconds} s (Ctrl-C encerra)";
+
+    // Progress, while a run goes.
+    ProgressLine: "progress: {done}/{total} ({percent}%)", "progresso: {done}/{total} ({percent}%)";
+    // indicatif's template: its own {placeholders} pass through untouched.
+    ProgressBar: "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} eta {eta}",
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} faltam {eta}";
+    ProgressRate: "{rate} pairs/s", "{rate} pares/s";
+
+    // The summary.
+    SumParticipants: "participants", "participantes";
+    SumDevices: "devices", "dispositivos";
+    SumOperations: "operations", "operações";
+    SumRegistered: "registered", "cadastrados";
+    SumWouldRegister: "would register", "cadastraria";
+    SumUpdated: "updated", "atualizados";
+    SumWouldUpdate: "would update", "atualizaria";
+    SumUnchanged: "unchanged", "inalterados";
+    SumSkipped: "skipped (cache)", "pulados (cache)";
+    SumFailed: "failed", "falharam";
+    SumRemoved: "removed", "removidos";
+    SumWouldRemove: "would remove", "removeria";
+    SumVerified: "verified", "conferidos";
+    SumVerifiedWhy: "{count} pairs read back", "{count} pares relidos";
+    SumNotCached: "not cached", "fora do cache";
+    SumNotCachedWhy: "{count} (done on the device, will be checked again next run)",
+        "{count} (feitos no dispositivo, serão conferidos de novo na próxima execução)";
+    SumDuration: "duration", "duração";
+    SumInterrupted: " (interrupted)", " (interrompida)";
+    SumCache: "cache", "cache";
+    ColDevice: "device", "dispositivo";
+    ColKind: "kind", "tipo";
+    ColToAdd: "to add", "a cadastrar";
+    ColToUpdate: "to update", "a atualizar";
+    ColToRemove: "to remove", "a remover";
+    ColSkipped: "skipped", "pulados";
+    ColChanges: "changes", "alterações";
+    SumNothingWritten: "nothing was written: run `catraca enroll` with the same arguments to apply this",
+        "nada foi gravado: rode `catraca enroll` com os mesmos argumentos para aplicar isto";
+    SumFailures: "failures ({count}):", "falhas ({count}):";
+    SumFailureLine: "  {registration} on {device}: {error}", "  {registration} em {device}: {error}";
+    SumMoreFailures: "  ... and {count} more (all of them are in the JSON report: --report FILE)",
+        "  ... e mais {count} (todas estão no relatório JSON: --report ARQUIVO)";
+
+    // `catraca check`.
+    CheckYes: "yes", "sim";
+    CheckNo: "no", "não";
+    CheckLoginOk: "ok", "ok";
+    CheckLoginRefused: "refused", "recusado";
+    CheckNotReported: "not reported", "não informado";
+    CheckReady: "ready", "pronto";
+    CheckReadyWarning: "ready (warning)", "pronto (aviso)";
+    CheckNotReady: "NOT READY", "NÃO PRONTO";
+    CheckColReachable: "reachable", "acessível";
+    CheckColLogin: "login", "login";
+    CheckColFirmware: "firmware / model", "firmware / modelo";
+    CheckColPeople: "people", "pessoas";
+    CheckColClock: "clock drift", "desvio do relógio";
+    CheckColRoundTrip: "round trip", "ida e volta";
+    CheckColStatus: "status", "situação";
+    CheckWarning: "warning", "aviso";
+    CheckClockOff: "clock is {off} off this machine's: validity windows will open and close at the wrong time; set the device's clock (or NTP)",
+        "o relógio está {off} diferente do desta máquina: as janelas de validade vão abrir e fechar na hora errada; acerte o relógio do dispositivo (ou o NTP)";
+    CheckSummary: "{ready} of {total} devices ready", "{ready} de {total} dispositivos prontos";
+    CheckFixOthers: ": fix the others before enrolling", ": corrija os outros antes de cadastrar";
+
+    // The participants file.
+    CsvRead: "cannot read {file}: {error}: check the path and that the file is readable",
+        "não foi possível ler {file}: {error}: confira o caminho e se o arquivo pode ser lido";
+    CsvUtf16: "{file} is UTF-16 text, which catraca does not read: save it from the spreadsheet as \"CSV UTF-8\" or \"CSV (separado por vírgulas)\"",
+        "{file} está em UTF-16, que o catraca não lê: salve-o na planilha como \"CSV UTF-8\" ou \"CSV (separado por vírgulas)\"";
+    CsvEmpty: "{file} has no participants: the file is empty: write a header line (matricula;nome;cartao;inicio;fim;grupo) and one line per person",
+        "{file} não tem participantes: o arquivo está vazio: escreva uma linha de cabeçalho (matricula;nome;cartao;inicio;fim;grupo) e uma linha por pessoa";
+    CsvNoRows: "{file} has no participants: nothing follows the header on line {header_line}: add one line per person below it",
+        "{file} não tem participantes: nada vem depois do cabeçalho na linha {header_line}: acrescente uma linha por pessoa abaixo dele";
+    CsvMalformed: "{file} line {line}: {error}: check the quotes around this line",
+        "{file} linha {line}: {error}: confira as aspas perto desta linha";
+    CsvMissingColumn: "{file} line {line}, field {column}: the header has no {column} column: add one named {accepted} (the header has {found})",
+        "{file} linha {line}, campo {column}: o cabeçalho não tem a coluna {column}: acrescente uma chamada {accepted} (o cabeçalho tem {found})";
+    CsvDuplicateColumn: "{file} line {line}, field {second}: columns \"{first}\" and \"{second}\" both hold the {column}: keep only one of them",
+        "{file} linha {line}, campo {second}: as colunas \"{first}\" e \"{second}\" trazem ambas o campo {column}: mantenha só uma delas";
+    CsvFieldCount: "{file} line {line}: the row has {found} fields but the header on line {header_line} has {expected}: {hint}",
+        "{file} linha {line}: a linha tem {found} campos, mas o cabeçalho na linha {header_line} tem {expected}: {hint}";
+    CsvMissingValue: "{file} line {line}, field {field}: is empty: every person needs a {what}",
+        "{file} linha {line}, campo {field}: está vazio: toda pessoa precisa de {what}";
+    CsvRegistrationTooLong: "{file} line {line}, field {field}: \"{value}\" is {length} bytes long: catraca accepts at most {max} (an accented letter takes 2): shorten it",
+        "{file} linha {line}, campo {field}: \"{value}\" tem {length} bytes: o catraca aceita no máximo {max} (uma letra acentuada ocupa 2): encurte-a";
+    CsvControlCharacter: "{file} line {line}, field {field}: {value} has a control character in it (a tab, or a line break inside quotes): remove it",
+        "{file} linha {line}, campo {field}: {value} tem um caractere de controle (uma tabulação, ou uma quebra de linha entre aspas): remova-o";
+    CsvBadCard: "{file} line {line}, field {field}: \"{value}\" {problem}: write a Wiegand card as facility,number (123,45678, in quotes if the file separates fields with commas) or a plain card number (4012345678)",
+        "{file} linha {line}, campo {field}: \"{value}\" {problem}: escreva um cartão Wiegand como facility,número (123,45678, entre aspas se o arquivo separa os campos com vírgulas) ou um número de cartão simples (4012345678)";
+    CsvBadDate: "{file} line {line}, field {field}: \"{value}\" {problem}: write the date as 2025-03-01 or 01/03/2025, optionally with a time (08:00 or 08:00:00) and an offset from UTC (-03:00 or Z)",
+        "{file} linha {line}, campo {field}: \"{value}\" {problem}: escreva a data como 2025-03-01 ou 01/03/2025, com hora opcional (08:00 ou 08:00:00) e deslocamento de UTC (-03:00 ou Z)";
+    CsvEndBeforeBegin: "{file} line {line}, field {end_field}: \"{end}\" comes before \"{begin}\" in field {begin_field}: access would end before it begins; swap them or correct the wrong one",
+        "{file} linha {line}, campo {end_field}: \"{end}\" vem antes de \"{begin}\" no campo {begin_field}: o acesso terminaria antes de começar; troque-os ou corrija o errado";
+    CsvDuplicateRegistration: "{file} line {line}, field {field}: \"{value}\" is already on line {first_line}: each person must appear once",
+        "{file} linha {line}, campo {field}: \"{value}\" já está na linha {first_line}: cada pessoa deve aparecer uma única vez";
+    CsvDuplicateCard: "{file} line {line}, field {field}: card {card} is already on line {first_line} (registration {first_registration}{written}): a device opens for one person per card; give each person their own card or leave the field empty",
+        "{file} linha {line}, campo {field}: o cartão {card} já está na linha {first_line} (matrícula {first_registration}{written}): um dispositivo abre para uma pessoa por cartão; dê a cada pessoa o seu cartão ou deixe o campo vazio";
+    CsvWrittenDifferently: ", written {card}, the same number on a device", ", escrito {card}, o mesmo número num dispositivo";
+
+    // Devices and their errors (the reason of a failed pair).
+    DevUnreachable: "unreachable: {reason}", "inacessível: {reason}";
+    DevTimeout: "timed out after {seconds} s without an answer", "sem resposta depois de {seconds} s";
+    DevConnectionLost: "connection lost: {reason}", "conexão perdida: {reason}";
+    DevLoginRefused: "login refused ({status}): {message}: check {hint}",
+        "login recusado ({status}): {message}: confira {hint}";
+    DevRejected: "device refused the request ({status}): {message}",
+        "o dispositivo recusou a requisição ({status}): {message}";
+    DevBusy: "device busy or failing ({status}){hint}", "dispositivo ocupado ou com falha ({status}){hint}";
+    DevTooManyRequests: ": too many requests", ": requisições demais";
+    DevInvalidAnswer: "invalid answer: {reason}", "resposta inválida: {reason}";
+    DevFull: "device full: {reason}: remove people from it or enroll them on another device",
+        "dispositivo cheio: {reason}: remova pessoas dele ou cadastre-as em outro dispositivo";
+    DevInterrupted: "not sent: the run was interrupted", "não enviado: a execução foi interrompida";
+    DevHalted: "not sent: the run halted after too many failures",
+        "não enviado: a execução parou depois de falhas demais";
+    DevInternal: "internal error: {reason}", "erro interno: {reason}";
+    CfgRead: "cannot read the devices file {path}: {error}",
+        "não foi possível ler o arquivo de dispositivos {path}: {error}";
+    CfgParse: "devices file {path}: {message}", "arquivo de dispositivos {path}: {message}";
+    CfgNoDevices: "no devices: give --devices FILE or at least one --device URL",
+        "nenhum dispositivo: informe --devices ARQUIVO ou ao menos uma --device URL";
+    CfgFactoryPassword: "device {name}: no password configured, using the factory default ({login}/{password}); set CATRACA_PASSWORD or password_env",
+        "dispositivo {name}: nenhuma senha configurada, usando o padrão de fábrica ({login}/{password}); defina CATRACA_PASSWORD ou password_env";
+
+    // --help.
+    HelpUsage: "Usage:", "Uso:";
+    HelpCommands: "Commands:", "Comandos:";
+    HelpOptions: "Options:", "Opções:";
+}
+
+/// `--help` in Portuguese: command descriptions (`about:NAME`) and flag help (by clap
+/// argument id; the same id means the same thing in every command). Whatever is missing
+/// here stays in English.
+pub const HELP_PT: &[(&str, &str)] = &[
+    ("about:catraca", "Cadastra cada participante em cada catraca de controle de acesso, rápido e uma única vez."),
+    ("about:enroll", "Coloca cada participante de um CSV em cada dispositivo."),
+    ("about:plan", "Mostra o que `enroll` faria em cada dispositivo (lê os dispositivos, não grava nada)."),
+    ("about:remove", "Tira de cada dispositivo as pessoas de um CSV (com seus cartões e vínculos de grupo)."),
+    ("about:demo", "Cadastra os 100 participantes de exemplo em 5 catracas simuladas, duas vezes."),
+    ("about:simulate", "Serve catracas Control iD simuladas no loopback (para testes e ensaios)."),
+    ("about:check", "Verificação prévia: contata cada dispositivo e diz se está pronto (saída 0) ou não (1)."),
+    ("about:completions", "Imprime o script de completação do shell (bash, zsh ou fish)."),
+    ("about:help", "Mostra esta mensagem ou a ajuda do subcomando indicado."),
+    ("verbose", "Mais saída: -v mostra uma linha por pessoa-dispositivo, -vv acrescenta logs de depuração."),
+    ("quiet", "Só o relatório final e os erros: sem progresso, sem avisos."),
+    ("lang", "Idioma das mensagens: en ou pt-BR (padrão: LC_ALL / LC_MESSAGES / LANG)."),
+    ("config", "Arquivo de configuração com padrões (threads, cache, dispositivos...); padrão: ./catraca.toml se existir."),
+    ("users", "O CSV de participantes (`-` lê a entrada padrão). Colunas: matricula/registration, nome/name, e opcionais cartao/card, inicio/begin, fim/end, grupo/group; separadas por `,` ou `;`."),
+    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env)."),
+    ("device_urls", "A URL de um dispositivo, p.ex. http://10.0.0.5 (repetível; soma-se a --devices)."),
+    ("cache", "Onde os resultados ficam guardados: `embedded` (arquivo local, veja --cache-path), `none` ou uma URL `redis://`. Senão CATRACA_CACHE, depois REDIS_URL."),
+    ("cache_path", "O arquivo do cache embutido."),
+    ("skip_cache", "Não confia no cache para pular pares (os resultados ainda são gravados nele)."),
+    ("report", "Grava também o relatório final em JSON em ARQUIVO."),
+    ("json", "Imprime o resultado em JSON na saída padrão em vez do resumo."),
+    ("failed", "Grava em ARQUIVO as pessoas cujos pares falharam, num CSV que --users relê."),
+    ("max_failures", "Para cedo (saída 1, relatório gravado) quando mais de N pares, ou P% de todos, falharem."),
+    ("prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais (com cartões e vínculos de grupo). Quem foi cadastrado por outro sistema fica (veja --prune-unmanaged)."),
+    ("prune_unmanaged", "Com --prune: remove todos que o CSV não lista, seja quem for que os cadastrou."),
+    ("max_remove", "Com --prune: recusa a execução inteira (saída 2, nada removido) quando um dispositivo perderia mais de N pessoas ou P% delas. 10%: um CSV errado ou truncado não pode esvaziar um dispositivo."),
+    ("expire", "Remove as pessoas cujo `fim` já passou, em vez de cadastrá-las."),
+    ("verify", "Relê uma amostra aleatória de P% dos pares gravados nesta execução e aponta os que o dispositivo não guardou (há aparelhos que respondem OK sem gravar)."),
+    ("reconcile", "Ignora o cache, lê cada par nos dispositivos e leva dispositivos e cache ao que o CSV diz."),
+    ("dashboard", "Serve um painel ao vivo (e /api/status, /metrics) durante a execução, em ENDEREÇO: PORTA ou IP:PORTA; só PORTA (ou nenhum valor: 8787) escuta apenas no loopback."),
+    ("dashboard_linger", "Mantém o painel no ar por este tempo depois do fim (p.ex. 60s, 5m; Ctrl-C encerra)."),
+    ("metrics_file", "Grava as métricas finais no formato texto do Prometheus em ARQUIVO (para o textfile collector do node_exporter)."),
+    ("events", "Acrescenta em ARQUIVO uma linha JSON por par concluído (hora, dispositivo, hash da matrícula, resultado, tentativas, latência, erro)."),
+    ("threads", "Threads de trabalho. 10, como o sistema que o catraca substitui."),
+    ("sequential", "Sem pool: um trabalho depois do outro, numa thread só."),
+    ("max_in_flight", "Requisições simultâneas por dispositivo, salvo indicação no arquivo de dispositivos. 2: os servidores web desses aparelhos derrubam conexões em rajadas."),
+    ("rate", "Requisições por segundo por dispositivo, salvo indicação no arquivo de dispositivos (padrão: sem limite)."),
+    ("batch_size", "Pessoas por requisição de criação. 100; 1 envia uma pessoa por requisição, como o sistema antigo."),
+    ("timeout", "Segundos de espera pela resposta de um dispositivo a uma requisição."),
+    ("connect_timeout", "Segundos de espera por uma conexão TCP com um dispositivo."),
+    ("retries", "Novas tentativas de uma requisição que falhou por motivo passageiro (timeout, reset, 503)."),
+    ("latency_ms", "Latência simulada de cada dispositivo, em milissegundos."),
+    ("shell", "O shell: bash, zsh ou fish."),
+];
+
+/// Examples and exit statuses shown after `--help`, in Portuguese.
+pub const AFTER_HELP_PT: &str = "Exemplos:
+  catraca demo
+  catraca check --devices dispositivos.toml
+  catraca enroll --users participantes.csv --devices dispositivos.toml
+  catraca enroll --users participantes.csv --devices dispositivos.toml --dashboard --events eventos.jsonl
+  catraca plan --users participantes.csv --devices dispositivos.toml --prune
+  catraca remove --users saindo.csv --devices dispositivos.toml
+  cat participantes.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
+  catraca simulate --devices 5 --port 8001 --latency-ms 50
+
+Status de saída:
+  0    cada pessoa está em cada dispositivo
+  1    alguns pares pessoa-dispositivo falharam (listados no relatório)
+  2    erro de uso, de configuração ou de entrada, ou um --prune acima de --max-remove:
+       nada foi enviado a nenhum dispositivo
+  130  interrompido (Ctrl-C ou SIGTERM): o relatório parcial foi impresso";
+
+/// English fragments kept as `&'static str` elsewhere, and their Portuguese.
+const FRAGMENTS: &[(&str, &str)] = &[
+    ("is not a card number", "não é um número de cartão"),
+    (
+        "has a facility code larger than 4294967295",
+        "tem um código de facility maior que 4294967295",
+    ),
+    (
+        "has a card number larger than 4294967295",
+        "tem um número de cartão maior que 4294967295",
+    ),
+    (
+        "has an offset but no time of day",
+        "tem deslocamento de UTC mas não tem hora",
+    ),
+    ("is not a date", "não é uma data"),
+    (
+        "has an offset from UTC that does not exist",
+        "tem um deslocamento de UTC que não existe",
+    ),
+    (
+        "has a year without four digits",
+        "tem um ano sem quatro dígitos",
+    ),
+    ("is not a date and time", "não é uma data com hora"),
+    (
+        "a value with a comma in it must be in quotes, like a card \"123,45678\"",
+        "um valor com vírgula deve estar entre aspas, como um cartão \"123,45678\"",
+    ),
+    (
+        "look for a stray or missing ';' (a value with a ';' in it must be in quotes)",
+        "procure um ';' a mais ou a menos (um valor com ';' deve estar entre aspas)",
+    ),
+    ("name", "um nome"),
+    (
+        "registration (the key on every device)",
+        "uma matrícula (a chave em todos os dispositivos)",
+    ),
+];
+
+/// `english` in the language in use (itself when the catalogue does not know it).
+pub fn fragment(english: &'static str) -> &'static str {
+    if !is_pt() {
+        return english;
+    }
+    FRAGMENTS
+        .iter()
+        .find(|(en, _)| *en == english)
+        .map_or(english, |(_, pt)| pt)
+}
+
+/// The message's template in the language in use, without placeholders filled.
+pub fn t(msg: Msg) -> &'static str {
+    msg.template(lang())
+}
+
+/// The message in the language in use, its `{name}` placeholders filled from `args`.
+pub fn tr(msg: Msg, args: &[(&str, &dyn Display)]) -> String {
+    fill(t(msg), args)
+}
+
+/// Fills `{name}` placeholders in one pass (a value holding `{x}` stays as it is).
+pub fn fill(template: &str, args: &[(&str, &dyn Display)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close) => {
+                let name = &after[..close];
+                match args.iter().find(|(n, _)| *n == name) {
+                    Some((_, value)) => out.push_str(&value.to_string()),
+                    None => out.push_str(&rest[open..open + close + 2]),
+                }
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn placeholders(template: &str) -> BTreeSet<&str> {
+        template
+            .split('{')
+            .skip(1)
+            .filter_map(|s| s.split_once('}').map(|(name, _)| name))
+            .collect()
+    }
+
+    #[test]
+    fn both_languages_have_every_message_with_the_same_placeholders() {
+        for msg in Msg::ALL {
+            let (en, pt) = (msg.template(Lang::En), msg.template(Lang::PtBr));
+            assert!(!en.is_empty() && !pt.is_empty(), "{msg:?}");
+            assert_eq!(placeholders(en), placeholders(pt), "{msg:?}");
+        }
+    }
+
+    #[test]
+    fn the_locale_picks_the_language_in_posix_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(Lang::from_env(&env(&[("LANG", "pt_BR.UTF-8")])), Lang::PtBr);
+        assert_eq!(
+            Lang::from_env(&env(&[("LANG", "pt_BR.UTF-8"), ("LC_ALL", "C")])),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_env(&env(&[("LANG", "en_US.UTF-8"), ("LC_ALL", "pt_BR")])),
+            Lang::PtBr
+        );
+        assert_eq!(Lang::from_env(&env(&[])), Lang::En);
+        assert_eq!(Lang::parse("pt-BR"), Some(Lang::PtBr));
+        assert_eq!(
+            flag_value(
+                &["catraca".into(), "--lang".into(), "pt-BR".into()],
+                "--lang"
+            ),
+            Some("pt-BR".into())
+        );
+        assert_eq!(
+            flag_value(&["--lang=en".into()], "--lang"),
+            Some("en".into())
+        );
+    }
+
+    #[test]
+    fn placeholders_are_filled_once() {
+        assert_eq!(
+            fill("{a} and {b} and {c}", &[("a", &"{b}"), ("b", &2)]),
+            "{b} and 2 and {c}"
+        );
+    }
+}
