@@ -405,9 +405,12 @@ impl Engine<'_> {
             .filter(|&p| leaving(p))
             .count();
         if not_enrolled > 0 {
-            let _ = events.send(Event::Operations(
-                -((not_enrolled * self.targets.len()) as i64),
-            ));
+            for device in 0..self.targets.len() {
+                let _ = events.send(Event::Operations {
+                    device,
+                    delta: -(not_enrolled as i64),
+                });
+            }
         }
 
         let pending: Vec<Vec<u32>> = if self.options.skip_cache || self.options.reconcile {
@@ -632,7 +635,10 @@ impl Engine<'_> {
             if leaving.is_empty() {
                 continue;
             }
-            let _ = events.send(Event::Operations(leaving.len() as i64));
+            let _ = events.send(Event::Operations {
+                device: d,
+                delta: leaving.len() as i64,
+            });
             if self.options.dry_run {
                 let _ = events.send(Event::Removed {
                     device: d,

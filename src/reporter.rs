@@ -28,9 +28,9 @@ pub enum Event {
     NotCached { count: usize, error: String },
     /// A worker could not open its cache connection.
     CacheUnavailable(String),
-    /// The number of operations changed by this much: removals found on a device (+),
+    /// A device's number of operations changed by `delta`: removals found on it (+),
     /// people of the CSV that leave instead of being enrolled (-).
-    Operations(i64),
+    Operations { device: usize, delta: i64 },
     /// People taken off a device (or, `planned`, that `catraca plan` says would be), by
     /// registration. Each is one operation.
     Removed {
@@ -75,6 +75,9 @@ pub trait Watch {
     );
     /// After each batch of pairs: the counts so far, per device, and the pairs done.
     fn batch(&mut self, per_device: &[Counts], done: u64);
+    /// The operations of each device changed (removals found, people leaving instead of
+    /// being enrolled): the new numbers, per device.
+    fn operations(&mut self, _per_device: &[u64]) {}
 }
 
 /// How much the reporter prints while the run goes.
@@ -118,6 +121,7 @@ impl Reporter<'_> {
     ) -> Report {
         let mut operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut verified = 0u64;
+        let mut device_operations = vec![self.people.len() as u64; self.devices.len()];
         let mut per_device = vec![Counts::default(); self.devices.len()];
         let mut finished_ms = vec![0u64; self.devices.len()];
         let mut failures = Vec::new();
@@ -229,10 +233,15 @@ impl Reporter<'_> {
                         log::warn!("cache unavailable ({error}); the run goes on without recording results");
                     }
                 }
-                Event::Operations(delta) => {
+                Event::Operations { device, delta } => {
                     operations = operations.saturating_add_signed(delta);
+                    device_operations[device] =
+                        device_operations[device].saturating_add_signed(delta);
                     if let Progress::Bar(bar) = &progress {
                         bar.set_length(operations);
+                    }
+                    for watcher in watchers.iter_mut() {
+                        watcher.operations(&device_operations);
                     }
                 }
                 Event::Removed {
@@ -278,6 +287,10 @@ impl Reporter<'_> {
                 }
                 Event::ListingFailed { device, error } => {
                     operations += 1;
+                    device_operations[device] += 1;
+                    for watcher in watchers.iter_mut() {
+                        watcher.operations(&device_operations);
+                    }
                     done += 1;
                     per_device[device].failed += 1;
                     failures.push(Failure {
