@@ -24,6 +24,7 @@
 
 use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
 use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
+use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::reporter::{Event, JobTiming};
 use crate::stop::{FailureLimit, Stop};
@@ -615,21 +616,21 @@ impl Engine<'_> {
                     .max_remove
                     .exceeded(pruned as u64, held.len() as u64)
             {
-                refusals.push(format!(
-                    "device {} ({}): --prune would remove {pruned} of its {} people, more than --max-remove {}",
-                    device.name(),
-                    device.url(),
-                    held.len(),
-                    removal.max_remove
+                refusals.push(i18n::tr(
+                    Msg::PruneTooMany,
+                    &[
+                        ("device", &device.name()),
+                        ("url", &device.url()),
+                        ("count", &pruned),
+                        ("total", &held.len()),
+                        ("limit", &removal.max_remove),
+                    ],
                 ));
             }
             chosen.push(leaving);
         }
         if !refusals.is_empty() {
-            anyhow::bail!(
-                "{}\nnothing was removed nor enrolled: check that the CSV is the whole list; if these removals are meant, raise the limit (e.g. --max-remove 100%)",
-                refusals.join("\n")
-            );
+            anyhow::bail!("{}\n{}", refusals.join("\n"), i18n::t(Msg::PruneRefused));
         }
         for (d, leaving) in chosen.iter().enumerate() {
             if leaving.is_empty() {

@@ -153,6 +153,12 @@ catalogue! {
     SumMoreFailures: "  ... and {count} more (all of them are in the JSON report: --report FILE)",
         "  ... e mais {count} (todas estão no relatório JSON: --report ARQUIVO)";
 
+    // Removals (`--prune`).
+    PruneTooMany: "device {device} ({url}): --prune would remove {count} of its {total} people, more than --max-remove {limit}",
+        "dispositivo {device} ({url}): --prune removeria {count} das suas {total} pessoas, mais que --max-remove {limit}";
+    PruneRefused: "nothing was removed nor enrolled: check that the CSV is the whole list; if these removals are meant, raise the limit (e.g. --max-remove 100%)",
+        "nada foi removido nem cadastrado: confira se o CSV é a lista inteira; se essas remoções são desejadas, aumente o limite (p.ex. --max-remove 100%)";
+
     // `catraca check`.
     CheckYes: "yes", "sim";
     CheckNo: "no", "não";
