@@ -713,6 +713,35 @@ mod tests {
     use clap::CommandFactory;
 
     #[test]
+    fn a_bare_dashboard_flag_listens_on_loopback_8787() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["catraca", "enroll", "--users", "p.csv"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Enroll(args) => args.watch,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(parse(&[]).dashboard, None);
+        let bare = parse(&["--dashboard"]);
+        assert_eq!(bare.dashboard.as_deref(), Some("127.0.0.1:8787"));
+        assert_eq!(bare.dashboard_linger, Duration::ZERO);
+        let given = parse(&["--dashboard", "0.0.0.0:9000", "--dashboard-linger", "5m"]);
+        assert_eq!(given.dashboard.as_deref(), Some("0.0.0.0:9000"));
+        assert_eq!(given.dashboard_linger, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
     fn every_flag_has_help_and_the_definition_is_consistent() {
         Cli::command().debug_assert();
         fn check(cmd: &clap::Command) {

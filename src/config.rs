@@ -162,11 +162,14 @@ pub fn load_devices(
         if parsed.device.is_empty() {
             return Err(ConfigError::Parse {
                 path: shown,
-                message: "no [[device]] tables: add one per turnstile, with at least `url`".into(),
+                message: t(Msg::CfgNoTables).into(),
             });
         }
         for (i, entry) in parsed.device.into_iter().enumerate() {
-            entries.push((format!("devices file {shown}, device #{}", i + 1), entry));
+            entries.push((
+                tr(Msg::CfgEntry, &[("path", &shown), ("number", &(i + 1))]),
+                entry,
+            ));
         }
     }
     for url in urls {
@@ -177,9 +180,7 @@ pub fn load_devices(
                 None => {
                     return Err(ConfigError::Invalid {
                         origin: "--device".into(),
-                        message: format!(
-                            "{kind:?} is not a device family: write controlid+URL, hikvision+URL or intelbras+URL"
-                        ),
+                        message: tr(Msg::CfgBadFamily, &[("kind", &format!("{kind:?}"))]),
                     })
                 }
             },
@@ -218,25 +219,24 @@ pub fn load_devices(
             .clone()
             .unwrap_or_else(|| host_of(&url).to_string());
         if name.trim().is_empty() {
-            return Err(invalid("`name` is empty: give the device a name".into()));
+            return Err(invalid(t(Msg::CfgEmptyName).into()));
         }
         if !names.insert(name.clone()) {
-            return Err(invalid(format!(
-                "two devices are named {name:?}: names must be unique"
+            return Err(invalid(tr(
+                Msg::CfgDuplicateName,
+                &[("name", &format!("{name:?}"))],
             )));
         }
         if !seen_urls.insert(url.clone()) {
-            return Err(invalid(format!("{url} is listed twice")));
+            return Err(invalid(tr(Msg::CfgDuplicateUrl, &[("url", &url)])));
         }
         let max_in_flight = entry.max_in_flight.unwrap_or(default_max_in_flight);
         if max_in_flight == 0 {
-            return Err(invalid("`max_in_flight` must be at least 1".into()));
+            return Err(invalid(t(Msg::CfgMaxInFlight).into()));
         }
         let rate = entry.rate.or(default_rate);
         if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-            return Err(invalid(
-                "`rate` must be a positive number of requests per second".into(),
-            ));
+            return Err(invalid(t(Msg::CfgRate).into()));
         }
         let login = entry
             .login
@@ -244,9 +244,7 @@ pub fn load_devices(
             .or_else(|| env("CATRACA_LOGIN"))
             .unwrap_or_else(|| FACTORY_LOGIN.to_string());
         if entry.password_env.is_some() && entry.password_file.is_some() {
-            return Err(invalid(
-                "give either password_env or password_file, not both".into(),
-            ));
+            return Err(invalid(t(Msg::CfgBothPasswords).into()));
         }
         let (password, source) = match &entry.password_env {
             None if entry.password_file.is_some() => {
@@ -258,11 +256,7 @@ pub fn load_devices(
             }
             Some(var) => match env(var) {
                 Some(p) => (p, format!("{var} (password_env of device {name})")),
-                None => {
-                    return Err(invalid(format!(
-                        "password_env names {var}, but that variable is not set: export {var}=... before running"
-                    )))
-                }
+                None => return Err(invalid(tr(Msg::CfgPasswordEnvUnset, &[("var", var)]))),
             },
             None => match env("CATRACA_PASSWORD") {
                 Some(p) => (p, "CATRACA_PASSWORD".to_string()),
@@ -302,24 +296,25 @@ pub fn load_devices(
 /// others can read is as good as published.
 fn read_password_file(path: &Path) -> Result<String, String> {
     let shown = path.display();
-    let metadata = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let failed = |e: std::io::Error| tr(Msg::CfgPasswordFile, &[("path", &shown), ("error", &e)]);
+    let metadata = std::fs::metadata(path).map_err(failed)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = metadata.permissions().mode();
         if mode & 0o077 != 0 {
-            return Err(format!(
-                "password_file {shown} can be read by other users (mode {:o}): run chmod 600 {shown}",
-                mode & 0o777
+            return Err(tr(
+                Msg::CfgPasswordFileOpen,
+                &[("path", &shown), ("mode", &format!("{:o}", mode & 0o777))],
             ));
         }
     }
     #[cfg(not(unix))]
     let _ = metadata;
-    let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let text = std::fs::read_to_string(path).map_err(failed)?;
     let password = text.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
-        return Err(format!("password_file {shown} is empty"));
+        return Err(tr(Msg::CfgPasswordFileEmpty, &[("path", &shown)]));
     }
     Ok(password)
 }
@@ -330,25 +325,16 @@ fn validate_url(raw: &str) -> Result<String, String> {
     let url = raw.trim().trim_end_matches('/');
     let Some(rest) = url.strip_prefix("http://") else {
         if url.starts_with("https://") {
-            return Err(format!(
-                "{url}: HTTPS devices are not supported yet; use the device's http:// address"
-            ));
+            return Err(tr(Msg::CfgHttps, &[("url", &url)]));
         }
-        return Err(format!(
-            "{url:?} is not a device URL: write it as http://HOST[:PORT], e.g. http://10.0.0.5"
-        ));
+        return Err(tr(Msg::CfgNotUrl, &[("url", &format!("{url:?}"))]));
     };
     let authority = rest.split('/').next().unwrap_or("");
     if authority.contains('@') {
-        return Err(
-            "a device URL must not hold credentials: remove `user:password@` and set CATRACA_LOGIN / CATRACA_PASSWORD or password_env"
-                .into(),
-        );
+        return Err(t(Msg::CfgUrlCredentials).into());
     }
     if authority.is_empty() {
-        return Err(format!(
-            "{url:?} has no host: write it as http://HOST[:PORT]"
-        ));
+        return Err(tr(Msg::CfgNoHost, &[("url", &format!("{url:?}"))]));
     }
     Ok(url.to_string())
 }

@@ -251,6 +251,8 @@ struct Scheduler<'a> {
     failed: AtomicU64,
     /// (device, person, updated) of every pair written in this run, for `--verify`.
     written: Mutex<Vec<(usize, u32, bool)>>,
+    /// (device, person) whose create was sent, then deferred: see `count_earlier_creates`.
+    created_then_deferred: Mutex<HashSet<(usize, u32)>>,
     state: Mutex<QueueState>,
     changed: Condvar,
 }
@@ -317,6 +319,38 @@ impl Scheduler<'_> {
             .enumerate()
             .filter(|(_, q)| !q.jobs.is_empty())
             .all(|(d, _)| self.targets[d].device.breaker().failed_probes() >= GIVE_UP_AFTER_PROBES)
+    }
+
+    /// Keeps the report honest across deferrals: a person whose create was sent in this
+    /// run and then set aside (answer lost, card failed) is found on the device by the
+    /// next round's plan, which would call it updated or unchanged; it was registered by
+    /// this run, and is counted so. Only deferred creates are remembered: a handful, not
+    /// one entry per pair.
+    fn count_earlier_creates(
+        &self,
+        device: usize,
+        job: &Job,
+        later: &[(u32, Outcome)],
+        outcomes: &mut [(u32, Outcome)],
+    ) {
+        let mut created = self.created_then_deferred.lock().expect("creates lock");
+        if let Job::Write { work, .. } = job {
+            for (p, _) in later {
+                if work.iter().any(|(q, plan)| q == p && *plan == Plan::Create) {
+                    created.insert((device, *p));
+                }
+            }
+        }
+        if created.is_empty() {
+            return;
+        }
+        for (p, outcome) in outcomes.iter_mut() {
+            if matches!(outcome, Outcome::Updated | Outcome::Unchanged)
+                && created.remove(&(device, *p))
+            {
+                *outcome = Outcome::Registered;
+            }
+        }
     }
 
     /// Ends a job: its follow-ups go first in the device's queue (their plan is fresh),
@@ -440,6 +474,7 @@ impl Engine<'_> {
             targets: self.targets,
             failed: AtomicU64::new(0),
             written: Mutex::new(Vec::new()),
+            created_then_deferred: Mutex::new(HashSet::new()),
             state: Mutex::new(QueueState {
                 devices: self
                     .targets
@@ -884,10 +919,12 @@ impl Engine<'_> {
                 }
             };
             let deferrals = job.deferrals();
-            let (later, outcomes): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(|(_, o)| {
-                !self.stop.is_set()
-                    && matches!(o, Outcome::Failed(e) if worth_another_go(e, deferrals))
-            });
+            let (later, mut outcomes): (Vec<_>, Vec<_>) =
+                outcomes.into_iter().partition(|(_, o)| {
+                    !self.stop.is_set()
+                        && matches!(o, Outcome::Failed(e) if worth_another_go(e, deferrals))
+                });
+            scheduler.count_earlier_creates(device, &job, &later, &mut outcomes);
             let deferred = (!later.is_empty()).then(|| {
                 log::debug!(
                     "{}: {} people failed for a passing reason; they will be tried again later",

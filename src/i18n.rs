@@ -238,6 +238,33 @@ catalogue! {
     CfgParse: "devices file {path}: {message}", "arquivo de dispositivos {path}: {message}";
     CfgNoDevices: "no devices: give --devices FILE or at least one --device URL",
         "nenhum dispositivo: informe --devices ARQUIVO ou ao menos uma --device URL";
+    CfgNoTables: "no [[device]] tables: add one per turnstile, with at least `url`",
+        "nenhuma tabela [[device]]: acrescente uma por catraca, com pelo menos `url`";
+    CfgEntry: "devices file {path}, device #{number}", "arquivo de dispositivos {path}, dispositivo nº {number}";
+    CfgBadFamily: "{kind} is not a device family: write controlid+URL, hikvision+URL or intelbras+URL",
+        "{kind} não é uma família de dispositivos: escreva controlid+URL, hikvision+URL ou intelbras+URL";
+    CfgEmptyName: "`name` is empty: give the device a name", "`name` está vazio: dê um nome ao dispositivo";
+    CfgDuplicateName: "two devices are named {name}: names must be unique",
+        "dois dispositivos se chamam {name}: os nomes devem ser únicos";
+    CfgDuplicateUrl: "{url} is listed twice", "{url} aparece duas vezes";
+    CfgMaxInFlight: "`max_in_flight` must be at least 1", "`max_in_flight` deve ser pelo menos 1";
+    CfgRate: "`rate` must be a positive number of requests per second",
+        "`rate` deve ser um número positivo de requisições por segundo";
+    CfgBothPasswords: "give either password_env or password_file, not both",
+        "informe password_env ou password_file, não os dois";
+    CfgPasswordEnvUnset: "password_env names {var}, but that variable is not set: export {var}=... before running",
+        "password_env indica {var}, mas essa variável não está definida: faça export {var}=... antes de rodar";
+    CfgPasswordFile: "password_file {path}: {error}", "password_file {path}: {error}";
+    CfgPasswordFileOpen: "password_file {path} can be read by other users (mode {mode}): run chmod 600 {path}",
+        "password_file {path} pode ser lido por outros usuários (modo {mode}): rode chmod 600 {path}";
+    CfgPasswordFileEmpty: "password_file {path} is empty", "password_file {path} está vazio";
+    CfgHttps: "{url}: HTTPS devices are not supported yet; use the device's http:// address",
+        "{url}: dispositivos HTTPS ainda não são suportados; use o endereço http:// do dispositivo";
+    CfgNotUrl: "{url} is not a device URL: write it as http://HOST[:PORT], e.g. http://10.0.0.5",
+        "{url} não é a URL de um dispositivo: escreva como http://HOST[:PORTA], p.ex. http://10.0.0.5";
+    CfgUrlCredentials: "a device URL must not hold credentials: remove `user:password@` and set CATRACA_LOGIN / CATRACA_PASSWORD or password_env",
+        "a URL de um dispositivo não pode conter credenciais: tire `usuario:senha@` e defina CATRACA_LOGIN / CATRACA_PASSWORD ou password_env";
+    CfgNoHost: "{url} has no host: write it as http://HOST[:PORT]", "{url} não tem host: escreva como http://HOST[:PORTA]";
     CfgFactoryPassword: "device {name}: no password configured, using the factory default ({login}/{password}); set CATRACA_PASSWORD or password_env",
         "dispositivo {name}: nenhuma senha configurada, usando o padrão de fábrica ({login}/{password}); defina CATRACA_PASSWORD ou password_env";
 

@@ -27,7 +27,8 @@ pub const RECENT_FAILURES: usize = 20;
 /// slows down.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Where a run is.
+/// Where a run is. A run halted by `--max-failures` ends `Interrupted` too: it stopped
+/// before every pair was tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
@@ -104,7 +105,7 @@ pub struct DeviceStatus {
 /// A snapshot of the run: the body of `/api/status` (keys are a stable interface).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// `running`, `finished` or `interrupted`.
+    /// `running`, `finished`, or `interrupted` (Ctrl-C, or halted by `--max-failures`).
     pub phase: Phase,
     /// RFC 3339, UTC.
     pub started_at: String,

@@ -509,7 +509,7 @@ impl Handler for DeviceHandler {
 
         let mut state = self.state();
         state.tally.request(command.name());
-        let fault = state.roll();
+        let mut fault = state.roll();
         if let Some(fault) = fault {
             Tally::add(&mut state.tally.faults, fault.name(), 1);
             if fault == Fault::Busy503 || !self.config.faults_after_write {
@@ -534,6 +534,13 @@ impl Handler for DeviceHandler {
         }
         if let Some((table, count)) = answer.created {
             Tally::add(&mut state.tally.created, table, count);
+        }
+        if fault.is_none() && answer.status == 200 {
+            if let Some(i) = state.lose_next.iter().position(|n| n == command.name()) {
+                state.lose_next.remove(i);
+                Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
+                fault = Some(Fault::Reset);
+            }
         }
         if answer.without_where {
             match command {
@@ -834,8 +841,8 @@ impl SimDevice {
         self.handler.state().busy_next += count;
     }
 
-    /// Hikvision and Intelbras: the next accepted request named `request` (as in the
-    /// statistics, e.g. `user_record`, `user_insertMulti`) is applied, then its
+    /// The next accepted request named `request` (as in the statistics, e.g.
+    /// `create_objects`, `user_record`, `user_insertMulti`) is applied, then its
     /// connection is reset: the write is stored, its answer lost.
     pub fn lose_next_answer(&self, request: &str) {
         self.handler.state().lose_next.push(request.to_owned());

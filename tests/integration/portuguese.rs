@@ -158,6 +158,17 @@ fn help_and_check_speak_portuguese_too() {
     down.expect_code(1);
     assert!(down.stdout.contains("conexão perdida"), "{}", down.shown);
     assert!(down.stdout.contains("NÃO PRONTO"), "{}", down.shown);
+    let https = sandbox
+        .catraca(&["check", "--lang", "pt-BR", "--device", "https://10.0.0.5"])
+        .run();
+    https.expect_code(2);
+    assert!(
+        https
+            .stderr
+            .contains("dispositivos HTTPS ainda não são suportados"),
+        "{}",
+        https.shown
+    );
     let none = sandbox.catraca(&["check", "--lang", "pt-BR"]).run();
     none.expect_code(2);
     assert!(

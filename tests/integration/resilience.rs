@@ -552,3 +552,35 @@ fn a_rate_limit_spaces_the_requests_to_a_device() {
     );
     assert_holds_exactly(&fleet.devices[0], &rows);
 }
+
+#[test]
+fn a_create_whose_answer_was_lost_and_set_aside_still_counts_as_registered() {
+    // No retries: the lost answer fails the batch at once, the engine sets it aside and
+    // re-plans it, and finds the people already there (without their cards).
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    fleet.devices[0].lose_next_answer("create_objects");
+    let rows = people(30);
+    let users = sandbox.write("p.csv", csv(&rows));
+    let run = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--retries",
+            "0",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    let report = run.report();
+    assert_eq!(
+        fleet.devices[0].stats().faults.get("reset").copied(),
+        Some(1)
+    );
+    assert_eq!(report["registered"], 30, "{}", run.shown);
+    assert_eq!(report["updated"], 0, "{}", run.shown);
+    assert_holds_exactly(&fleet.devices[0], &rows);
+}
