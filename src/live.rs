@@ -324,6 +324,26 @@ impl Watch for LivePublisher {
     fn operations(&mut self, per_device: &[u64]) {
         self.live.set_operations(per_device);
     }
+
+    fn removed(
+        &mut self,
+        device: usize,
+        registration: &str,
+        result: &Result<(), crate::device::DeviceError>,
+        _planned: bool,
+    ) {
+        if let Err(error) = result {
+            if self.failures.len() >= RECENT_FAILURES {
+                self.failures.remove(0);
+            }
+            self.failures.push(RecentFailure {
+                time: rfc3339(SystemTime::now()),
+                device: self.live.devices[device].name.clone(),
+                registration: registration.to_string(),
+                error: format!("not removed: {error}"),
+            });
+        }
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,16 @@ pub trait Watch {
     );
     /// After each batch of pairs: the counts so far, per device, and the pairs done.
     fn batch(&mut self, per_device: &[Counts], done: u64);
+    /// One person taken off device number `device` (`planned`: `catraca plan` says it
+    /// would be), or the reason it was not.
+    fn removed(
+        &mut self,
+        _device: usize,
+        _registration: &str,
+        _result: &Result<(), DeviceError>,
+        _planned: bool,
+    ) {
+    }
     /// The operations of each device changed (removals found, people leaving instead of
     /// being enrolled): the new numbers, per device.
     fn operations(&mut self, _per_device: &[u64]) {}
@@ -253,6 +263,9 @@ impl Reporter<'_> {
                     let counts = &mut per_device[device];
                     for (registration, result) in outcomes {
                         done += 1;
+                        for watcher in watchers.iter_mut() {
+                            watcher.removed(device, &registration, &result, planned);
+                        }
                         let label = match (&result, planned) {
                             (Ok(()), true) => "would remove",
                             (Ok(()), false) => "removed",

@@ -532,8 +532,16 @@ fn remove_takes_the_listed_people_off_every_device() {
         .run()
         .expect_code(0);
     let leaving = sandbox.write("leaving.csv", csv(&rows[..4]));
+    let events = sandbox.path("events.jsonl");
     let run = sandbox
-        .catraca(&["remove", "--users", leaving.to_str().unwrap(), "--json"])
+        .catraca(&[
+            "remove",
+            "--users",
+            leaving.to_str().unwrap(),
+            "--json",
+            "--events",
+            events.to_str().unwrap(),
+        ])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -541,6 +549,14 @@ fn remove_takes_the_listed_people_off_every_device() {
     let report = run.report();
     assert_eq!(report["removed"], 12, "{}", run.shown);
     assert_eq!(report["operations"], 12, "{}", run.shown);
+    // One event line per removal, without the registration in clear.
+    let lines = std::fs::read_to_string(&events).unwrap();
+    assert_eq!(
+        lines.matches("\"outcome\":\"removed\"").count(),
+        12,
+        "{lines}"
+    );
+    assert!(!lines.contains(&rows[0].registration), "{lines}");
     for device in &fleet.devices[1..] {
         assert_people(device, &rows[4..]);
     }
