@@ -176,6 +176,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Serve simulated Control iD, Hikvision and Intelbras devices on loopback (for tests and trials).
     Simulate(SimulateArgs),
+    /// Measure enrollments against simulated turnstiles and print one table of figures.
+    Bench(crate::bench::BenchArgs),
     /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
     Check(CheckArgs),
     /// Print the shell completion script (bash, zsh or fish) on stdout.
@@ -332,24 +334,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Worker threads. 10, as the system catraca replaces: enough for 5 devices with 2
-    /// requests in flight each, plus lookups.
-    #[arg(long, default_value = "10", value_name = "N")]
+    /// requests in flight each (why: `DEFAULT_THREADS` in src/engine.rs).
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_THREADS).expect("nonzero"), value_name = "N")]
     pub threads: NonZeroUsize,
     /// No thread pool: one job after another in one thread (for comparison, or devices
     /// that must not see any parallelism).
     #[arg(long)]
     pub sequential: bool,
     /// Requests in flight per device, unless its devices-file entry says otherwise. 2:
-    /// these devices' small web servers drop connections under bursts.
-    #[arg(long, default_value = "2", value_name = "N")]
+    /// these devices' small web servers drop connections under bursts (why:
+    /// `DEFAULT_MAX_IN_FLIGHT` in src/engine.rs).
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_MAX_IN_FLIGHT).expect("nonzero"), value_name = "N")]
     pub max_in_flight: NonZeroUsize,
     /// Requests per second per device at most, on average (unless its devices-file entry
     /// says otherwise). Default: no limit beyond --max-in-flight.
     #[arg(long, value_name = "N")]
     pub rate: Option<f64>,
-    /// People per create request. 100: one request instead of a hundred, far below the
-    /// body size the device accepts; 1 sends one person per request as the old system did.
-    #[arg(long, default_value = "100", value_name = "N")]
+    /// People per create request. 250: a batch costs 3 writes whatever its size, so
+    /// 250 needs 0.013 requests per person-on-device where 100 needed 0.031, and is far
+    /// below the body size the device accepts (why: `DEFAULT_BATCH_SIZE` in
+    /// src/engine.rs); 1 sends one person per request as the old system did.
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_BATCH_SIZE).expect("nonzero"), value_name = "N")]
     pub batch_size: NonZeroUsize,
     /// Seconds to wait for a device's answer to one request (loads of thousands of rows
     /// take long on these devices).
@@ -366,11 +371,12 @@ pub struct RunArgs {
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
-            threads: NonZeroUsize::new(10).expect("nonzero"),
+            threads: NonZeroUsize::new(crate::engine::DEFAULT_THREADS).expect("nonzero"),
             sequential: false,
-            max_in_flight: NonZeroUsize::new(2).expect("nonzero"),
+            max_in_flight: NonZeroUsize::new(crate::engine::DEFAULT_MAX_IN_FLIGHT)
+                .expect("nonzero"),
             rate: None,
-            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            batch_size: NonZeroUsize::new(crate::engine::DEFAULT_BATCH_SIZE).expect("nonzero"),
             timeout: 30,
             connect_timeout: 5,
             retries: 3,
@@ -453,6 +459,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Remove(args) => enroll(args, verbosity, Mode::Remove),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+        Command::Bench(args) => crate::bench::run(args),
         Command::Check(args) => crate::check::run(args),
         Command::Completions(args) => {
             let mut script = Vec::new();

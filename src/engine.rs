@@ -22,7 +22,7 @@
 //! enrollment. A removed pair leaves the cache. `--verify` reads back a sample of the
 //! pairs written once all jobs are done.
 
-use crate::cache::{Cache, CacheConnection, CacheKey, KeySecret};
+use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
 use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
@@ -42,20 +42,45 @@ use std::time::{Duration, Instant};
 /// The most people one plan job reads from a device: the device's limit for an `IN` list.
 pub const PLAN_CHUNK: usize = 999;
 
+/// Worker threads unless `--threads` says otherwise: 10, as the system we replace.
+/// With device latency, threads bound the requests in flight: 10 keep the old table's
+/// 5 devices x 2 slots full (`catraca bench`, W1 one per request: efficiency 0.96 of
+/// the ideal that 10 in flight allow). Without latency the run is CPU-bound and more
+/// threads buy nothing on 2 cores: W2 (100,000 x 10, batch 250; one run each on this
+/// shared 2-core machine) took 10.5 s with 4 threads, 7.0 s with 10 and 8.0 s with 20.
+pub const DEFAULT_THREADS: usize = 10;
+
+/// People per create request unless `--batch-size` says otherwise: 250, the largest
+/// batch in the vendor's own examples. A batch costs three writes (users, cards, group
+/// links) whatever its size, so at 100 a run needed 0.031 requests per pair (W2,
+/// 100,000 x 10) and at 250 it needs 0.013, in the same wall time. 250 users are about
+/// 25 KB of JSON, far below the 2 MB a device's web server takes, and at 1 ms per object
+/// a quarter of a second of device work, far below the 30 s timeout; a bad row is
+/// isolated in 8 halvings instead of 7.
+pub const DEFAULT_BATCH_SIZE: usize = 250;
+
+/// Requests in flight per device unless `--max-in-flight` or the devices file says
+/// otherwise: 2. Control iD's small lighttpd drops connections under bursts
+/// (docs/controlid-api.md: keep one or two in flight per device); the simulator cannot
+/// tell us more than the field notes do, so the benchmark does not move this. Two let
+/// a device's next request arrive while it answers the last, which is what W1's
+/// one-per-request efficiency (0.96) measures.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
+
 /// Cache lookups are made in chunks of this many keys: one round trip each.
 const CACHE_CHUNK: usize = 1000;
 
 /// How the work is spread.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Worker threads. Default 10, as the system we replace: enough to keep 5 devices
-    /// with 2 requests in flight each busy while leaving headroom for plan jobs.
+    /// Worker threads. Default [`DEFAULT_THREADS`] (10), as the system we replace:
+    /// enough to keep 5 devices with 2 requests in flight each busy.
     pub threads: NonZeroUsize,
     /// No pool: every job in the calling thread, one after another.
     pub sequential: bool,
-    /// People per create request. Default 100: one request instead of a hundred, well
-    /// under the 2 MB body the device's web server handles, and the vendor's own
-    /// examples use 50 to 250.
+    /// People per create request. Default [`DEFAULT_BATCH_SIZE`] (250): one request
+    /// instead of 250, well under the 2 MB body the device's web server handles, and
+    /// the vendor's own examples use 50 to 250.
     pub batch_size: NonZeroUsize,
     /// Do not trust the cache for skipping (results are still recorded).
     pub skip_cache: bool,
@@ -121,9 +146,9 @@ impl RemovalOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            threads: NonZeroUsize::new(10).expect("nonzero"),
+            threads: NonZeroUsize::new(DEFAULT_THREADS).expect("nonzero"),
             sequential: false,
-            batch_size: NonZeroUsize::new(100).expect("nonzero"),
+            batch_size: NonZeroUsize::new(DEFAULT_BATCH_SIZE).expect("nonzero"),
             skip_cache: false,
             dry_run: false,
             removal: RemovalOptions::default(),
@@ -448,16 +473,17 @@ impl Engine<'_> {
             }
         }
 
-        let pending: Vec<Vec<u32>> = if self.options.skip_cache || self.options.reconcile {
-            self.targets
-                .iter()
-                .map(|_| (0..self.people.len() as u32).collect())
-                .collect()
-        } else if self.options.sequential {
-            self.check_cache_serially(&fingerprints, events)?
-        } else {
-            pool.install(|| self.check_cache(&fingerprints, events))?
-        };
+        let pending: Vec<Vec<u32>> =
+            if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
+                self.targets
+                    .iter()
+                    .map(|_| (0..self.people.len() as u32).collect())
+                    .collect()
+            } else if self.options.sequential {
+                self.check_cache_serially(&fingerprints, events)?
+            } else {
+                pool.install(|| self.check_cache(&fingerprints, events))?
+            };
         let pending: Vec<Vec<u32>> = pending
             .into_iter()
             .map(|people| people.into_iter().filter(|&p| !leaving(p)).collect())
@@ -623,12 +649,12 @@ impl Engine<'_> {
                         .collect();
                     let managed: Vec<bool> = match cache.as_mut() {
                         None => vec![true; gone.len()],
+                        // `--cache none`: nobody is known as catraca's.
+                        Some(_) if !self.cache.remembers() => vec![false; gone.len()],
                         Some(cache) => {
-                            let id = device.cache_id();
-                            let keys: Vec<CacheKey> = gone
-                                .iter()
-                                .map(|h| CacheKey::for_pair(self.secret, &id, &h.registration))
-                                .collect();
+                            let pairs = DeviceKeys::new(self.secret, &device.cache_id());
+                            let keys: Vec<CacheKey> =
+                                gone.iter().map(|h| pairs.key(&h.registration)).collect();
                             let mut found = Vec::with_capacity(keys.len());
                             for chunk in keys.chunks(CACHE_CHUNK) {
                                 found.extend(cache.lookup(chunk)?.into_iter().map(|f| f.is_some()));
@@ -786,10 +812,10 @@ impl Engine<'_> {
     }
 
     fn keys(&self, device: usize, people: &[u32]) -> Vec<CacheKey> {
-        let id = self.targets[device].device.cache_id();
+        let keys = DeviceKeys::new(self.secret, &self.targets[device].device.cache_id());
         people
             .iter()
-            .map(|&p| CacheKey::for_pair(self.secret, &id, &self.people[p as usize].registration))
+            .map(|&p| keys.key(&self.people[p as usize].registration))
             .collect()
     }
 
@@ -996,12 +1022,11 @@ impl Engine<'_> {
                 other => outcomes.push((person.registration, other)),
             }
         }
+        let pairs = DeviceKeys::new(self.secret, &target.cache_id());
         let gone: Vec<CacheKey> = outcomes
             .iter()
-            .filter(|(_, r)| r.is_ok())
-            .map(|(registration, _)| {
-                CacheKey::for_pair(self.secret, &target.cache_id(), registration)
-            })
+            .filter(|(_, r)| r.is_ok() && self.cache.remembers())
+            .map(|(registration, _)| pairs.key(registration))
             .collect();
         if let (Some(cache), false) = (cache, gone.is_empty()) {
             if let Err(e) = cache.forget(&gone) {
@@ -1137,7 +1162,7 @@ impl Engine<'_> {
             .filter(|(_, o)| o.is_done())
             .map(|(p, _)| *p)
             .collect();
-        if done.is_empty() {
+        if done.is_empty() || !self.cache.remembers() {
             return;
         }
         let Some(cache) = cache else {

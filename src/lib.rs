@@ -4,6 +4,7 @@
 //! benchmark drive the same code as an operator's shell. `main.rs` only parses the
 //! command line and maps the result to an exit status.
 
+pub mod bench;
 pub mod cache;
 pub mod check;
 pub mod cli;

@@ -143,7 +143,7 @@ impl Settings {
                     args.devices.clone_from(&self.devices);
                 }
             }
-            Command::Simulate(_) | Command::Completions(_) => {}
+            Command::Simulate(_) | Command::Completions(_) | Command::Bench(_) => {}
         }
     }
 

@@ -16,7 +16,7 @@ pub mod key;
 pub mod redis_cache;
 pub mod redis_server;
 
-pub use key::{CacheKey, KeySecret};
+pub use key::{CacheKey, DeviceKeys, KeySecret};
 
 use thiserror::Error;
 
@@ -40,6 +40,12 @@ pub trait Cache: Send + Sync {
     fn describe(&self) -> String;
     /// Opens a connection for one thread.
     fn connect(&self) -> Result<Box<dyn CacheConnection>, CacheError>;
+    /// Whether the medium keeps anything. When not (`--cache none`), the engine neither
+    /// looks pairs up nor computes their keys: a keyed hash per pair is a second of CPU
+    /// per million pairs spent on nothing.
+    fn remembers(&self) -> bool {
+        true
+    }
 }
 
 /// One thread's connection to the cache.
@@ -64,6 +70,9 @@ impl Cache for NoCache {
     }
     fn connect(&self) -> Result<Box<dyn CacheConnection>, CacheError> {
         Ok(Box::new(NoCache))
+    }
+    fn remembers(&self) -> bool {
+        false
     }
 }
 

@@ -203,7 +203,8 @@ impl Tally {
 /// The protocol a device speaks, with its data.
 #[derive(Debug)]
 enum Protocol {
-    ControlId(ControlIdDevice),
+    /// Boxed: its tables and indexes make it the largest by far.
+    ControlId(Box<ControlIdDevice>),
     Hikvision(HikvisionApi, DigestGuard),
     Intelbras(IntelbrasApi, DigestGuard),
 }
@@ -747,12 +748,12 @@ impl SimDevice {
             )
         };
         let device = match kind {
-            Kind::Controlid => Protocol::ControlId(ControlIdDevice::new(
+            Kind::Controlid => Protocol::ControlId(Box::new(ControlIdDevice::new(
                 &config.login,
                 &config.password,
                 config.session_expiry_after,
                 config.seed ^ TOKEN_SEED_SALT,
-            )),
+            ))),
             Kind::Hikvision => Protocol::Hikvision(
                 HikvisionApi {
                     capacity: config.capacity,

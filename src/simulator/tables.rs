@@ -129,6 +129,10 @@ struct Schema {
     has_id: bool,
     unique: &'static [Unique],
     foreign_keys: &'static [ForeignKey],
+    /// Columns a load looks rows up by, with an index as the firmware's SQLite has
+    /// (without them, a load by registration scans the table: at 100,000 users and a
+    /// hundred loads per enrollment the simulator, not the client, would set the pace).
+    indexed: &'static [usize],
 }
 
 /// The tables of a device, in the order of `Tables::tables`.
@@ -193,6 +197,7 @@ static SCHEMAS: [Schema; 4] = [
         has_id: true,
         unique: &[],
         foreign_keys: &[],
+        indexed: &[col::USER_REGISTRATION],
     },
     Schema {
         name: "cards",
@@ -210,6 +215,7 @@ static SCHEMAS: [Schema; 4] = [
             column: col::CARD_USER_ID,
             parent: TableId::Users,
         }],
+        indexed: &[col::CARD_VALUE, col::CARD_USER_ID],
     },
     Schema {
         name: "groups",
@@ -220,6 +226,7 @@ static SCHEMAS: [Schema; 4] = [
         has_id: true,
         unique: &[],
         foreign_keys: &[],
+        indexed: &[col::GROUP_NAME],
     },
     Schema {
         name: "user_groups",
@@ -242,6 +249,7 @@ static SCHEMAS: [Schema; 4] = [
                 parent: TableId::Groups,
             },
         ],
+        indexed: &[col::LINK_USER_ID],
     },
 ];
 
@@ -372,6 +380,19 @@ impl Filter {
             .all(|(column, condition)| condition.holds(&row[*column]))
     }
 
+    /// The values a condition on `column` allows, when there is one: `None` when no
+    /// condition is on that column (every value may match).
+    fn wanted_on(&self, column: usize) -> Option<Vec<&Cell>> {
+        self.conditions
+            .iter()
+            .find(|(c, _)| *c == column)
+            .map(|(_, condition)| match condition {
+                Condition::Equals(cell) => vec![cell],
+                Condition::AnyOf(cells) => cells.iter().collect(),
+                Condition::Never => Vec::new(),
+            })
+    }
+
     /// The ids named by a condition on `id`, so a lookup by id skips the table scan.
     fn candidate_ids(&self, schema: &Schema) -> Option<Vec<i64>> {
         if !schema.has_id {
@@ -492,6 +513,8 @@ struct Table {
     rows: BTreeMap<i64, Row>,
     /// One map per `UNIQUE` constraint of the schema, from the key columns to the row.
     unique_indexes: Vec<HashMap<Vec<Cell>, i64>>,
+    /// One map per indexed column of the schema, from a value to the rows holding it.
+    lookup_indexes: Vec<HashMap<Cell, Vec<i64>>>,
 }
 
 impl Table {
@@ -500,6 +523,7 @@ impl Table {
             id,
             rows: BTreeMap::new(),
             unique_indexes: id.schema().unique.iter().map(|_| HashMap::new()).collect(),
+            lookup_indexes: id.schema().indexed.iter().map(|_| HashMap::new()).collect(),
         }
     }
 
@@ -533,6 +557,9 @@ impl Table {
         for (unique, index) in schema.unique.iter().zip(&mut self.unique_indexes) {
             index.insert(Table::unique_key(unique, &row), row_id);
         }
+        for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
+            index.entry(row[column].clone()).or_default().push(row_id);
+        }
         self.rows.insert(row_id, row);
     }
 
@@ -542,11 +569,41 @@ impl Table {
         for (unique, index) in schema.unique.iter().zip(&mut self.unique_indexes) {
             index.remove(&Table::unique_key(unique, &row));
         }
+        for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
+            if let Some(holders) = index.get_mut(&row[column]) {
+                holders.retain(|&id| id != row_id);
+                if holders.is_empty() {
+                    index.remove(&row[column]);
+                }
+            }
+        }
         Some(row)
     }
 
+    /// The rows a condition on an indexed column names, if the filter has one.
+    fn indexed_candidates(&self, filter: &Filter) -> Option<Vec<i64>> {
+        let schema = self.id.schema();
+        schema
+            .indexed
+            .iter()
+            .zip(&self.lookup_indexes)
+            .find_map(|(&column, index)| {
+                filter.wanted_on(column).map(|cells| {
+                    cells
+                        .into_iter()
+                        .filter_map(|cell| index.get(cell))
+                        .flatten()
+                        .copied()
+                        .collect()
+                })
+            })
+    }
+
     fn matching(&self, filter: &Filter) -> Vec<i64> {
-        match filter.candidate_ids(self.id.schema()) {
+        let candidates = filter
+            .candidate_ids(self.id.schema())
+            .or_else(|| self.indexed_candidates(filter));
+        match candidates {
             Some(mut ids) => {
                 ids.sort_unstable();
                 ids.dedup();

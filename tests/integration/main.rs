@@ -3,6 +3,7 @@
 //! harness in `harness.rs`.
 
 mod bad_input;
+mod bench;
 mod check;
 mod cli;
 mod dashboard;

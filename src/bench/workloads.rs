@@ -1,0 +1,335 @@
+//! The benchmark's workloads: who is enrolled, on how many simulated devices of which
+//! speed, with which flags, and the ideal time each could take.
+//!
+//! Participants are generated, the same on every run: registrations `2026000000`,
+//! `2026000001`, ..., names with Portuguese accents, validity windows on every fifth
+//! person. The *plain* list is the old system's table (people only: one person is one
+//! create request when sent one per request); the *full* list, used at scale, adds a
+//! Wiegand card to every third person and an access group to every fourth, as the
+//! shipped `data/participants.csv` has, so every write batch exercises users, cards and
+//! group links. The ideal times are what the simulator's parameters allow, counted from
+//! the requests the protocol cannot do without (`docs/controlid-api.md`): a login and
+//! one load per 999 people per device, then the creates.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// Which participants a workload enrolls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mix {
+    /// Registration, name, validity on every fifth.
+    Plain,
+    /// Plain plus a card on every third person and a group on every fourth.
+    Full,
+}
+
+/// The participants CSV for `count` people.
+pub fn participants_csv(count: usize, mix: Mix) -> String {
+    const FIRST: [&str; 8] = [
+        "João",
+        "Maria",
+        "Antônio",
+        "Conceição",
+        "José",
+        "Márcia",
+        "Luís",
+        "Açucena",
+    ];
+    const LAST: [&str; 6] = [
+        "Gonçalves",
+        "Assunção",
+        "Souza",
+        "Magalhães",
+        "Araújo",
+        "Simões",
+    ];
+    const GROUPS: [&str; 2] = ["Alunos", "Funcionários"];
+    let mut csv = String::with_capacity(64 + count * 64);
+    csv.push_str("matricula;nome;cartao;inicio;fim;grupo\n");
+    for i in 0..count {
+        let card = if mix == Mix::Full && i % 3 == 0 {
+            format!("{},{}", 100 + i % 7, 10_000 + i)
+        } else {
+            String::new()
+        };
+        let (begin, end) = if i % 5 == 0 {
+            ("01/03/2026 08:00", "30/06/2026 18:00")
+        } else {
+            ("", "")
+        };
+        let group = if mix == Mix::Full && i % 4 == 0 {
+            GROUPS[(i / 4) % 2]
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            csv,
+            "2026{i:06};{} {} {i};{card};{begin};{end};{group}",
+            FIRST[i % FIRST.len()],
+            LAST[i % LAST.len()]
+        );
+    }
+    csv
+}
+
+/// Where the measured run finds its cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// `--cache none`: every pair goes to the devices.
+    None,
+    /// The embedded store, filled by an earlier (unmeasured) run of the same list.
+    EmbeddedFilled,
+    /// Redis, filled by an earlier (unmeasured) run of the same list.
+    RedisFilled,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub people: usize,
+    pub devices: usize,
+    pub mix: Mix,
+    pub latency: Duration,
+    pub per_object: Duration,
+    /// Flags given to `catraca enroll` besides the devices, the list and the cache.
+    pub flags: Vec<String>,
+    pub cache: CacheMode,
+    /// Runs of the same workload; the table shows the median wall time.
+    pub repeat: usize,
+}
+
+impl Workload {
+    pub fn pairs(&self) -> u64 {
+        self.people as u64 * self.devices as u64
+    }
+
+    /// `--name value` from the flags, or the enroll default.
+    fn flag(&self, name: &str, default: usize) -> usize {
+        self.flags
+            .iter()
+            .position(|f| f == name)
+            .and_then(|i| self.flags.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.flag("--batch-size", crate::engine::DEFAULT_BATCH_SIZE)
+    }
+
+    /// The settings column: the flags that differ from the defaults, and the device speed.
+    pub fn settings(&self) -> String {
+        let mut parts = Vec::new();
+        if self.flags.is_empty() {
+            parts.push("defaults".to_string());
+        } else {
+            parts.push(self.flags.join(" "));
+        }
+        if !self.latency.is_zero() {
+            parts.push(format!(
+                "{} ms + {} ms/object",
+                self.latency.as_millis(),
+                self.per_object.as_millis()
+            ));
+        }
+        match self.cache {
+            CacheMode::None => {}
+            CacheMode::EmbeddedFilled => parts.push("embedded cache, all cached".into()),
+            CacheMode::RedisFilled => parts.push("Redis cache, all cached".into()),
+        }
+        parts.join("; ")
+    }
+
+    /// The least time the simulator's parameters allow, for workloads with latency.
+    ///
+    /// Per device, a login and the load of the people must come first (one after the
+    /// other); then the creates, `ceil(people / batch)` of them, each taking the latency
+    /// plus the per-object time of the objects beyond the first, spread over the requests
+    /// the settings let be in flight at once for that device: its in-flight limit, or its
+    /// share of the worker threads when there are fewer threads than device slots. Only
+    /// plain lists get an ideal: they need no other request.
+    pub fn ideal(&self) -> Option<Duration> {
+        if self.latency.is_zero() || self.mix != Mix::Plain || self.cache != CacheMode::None {
+            return None;
+        }
+        let threads = self.flag("--threads", crate::engine::DEFAULT_THREADS);
+        let in_flight = self.flag("--max-in-flight", crate::engine::DEFAULT_MAX_IN_FLIGHT);
+        let batch = self.batch_size();
+        let slots = in_flight.min((threads / self.devices).max(1));
+        let loads = self.people.div_ceil(crate::engine::PLAN_CHUNK);
+        let creates = self.people.div_ceil(batch);
+        let create_time = self.latency + self.per_object * (batch.min(self.people) as u32 - 1);
+        let rounds = creates.div_ceil(slots);
+        Some(self.latency * (1 + loads as u32) + create_time * rounds as u32)
+    }
+}
+
+/// The sizes the table covers.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// W1: people and devices.
+    pub old_people: usize,
+    pub old_devices: usize,
+    pub latency: Duration,
+    pub per_object: Duration,
+    /// W2 and W3: the largest list; W2 also runs a hundredth and a tenth of it.
+    pub scale_people: usize,
+    pub scale_devices: usize,
+    /// Runs of short workloads (startup, W1, the smaller W2); the median is shown.
+    pub short_runs: usize,
+    /// How long the simulator's throughput is measured.
+    pub throughput_for: Duration,
+}
+
+impl Sizes {
+    /// The issue's sizes: 100 x 5 at 50 ms + 1 ms/object; 100,000 x 10.
+    pub fn full(scale_people: usize) -> Sizes {
+        Sizes {
+            old_people: 100,
+            old_devices: 5,
+            latency: Duration::from_millis(50),
+            per_object: Duration::from_millis(1),
+            scale_people,
+            scale_devices: 10,
+            short_runs: 5,
+            throughput_for: Duration::from_secs(1),
+        }
+    }
+
+    /// Seconds in all: for the test that keeps the benchmark from rotting.
+    pub fn quick() -> Sizes {
+        Sizes {
+            old_people: 12,
+            old_devices: 2,
+            latency: Duration::from_millis(5),
+            per_object: Duration::from_millis(1),
+            scale_people: 300,
+            scale_devices: 3,
+            short_runs: 1,
+            throughput_for: Duration::from_millis(200),
+        }
+    }
+}
+
+fn strings(flags: &[&str]) -> Vec<String> {
+    flags.iter().map(|f| f.to_string()).collect()
+}
+
+/// Every workload of the table, in order, restricted to the groups in `only`
+/// (`W1`, `W2`, `W3`, `startup`; empty means all).
+pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
+    let wanted =
+        |group: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(group));
+    let mut list = Vec::new();
+    // Short runs are repeated and the median shown: on a shared machine one run can
+    // lose a scheduling slice to someone else's build and look twice as slow.
+    let old = |name: &str, flags: &[&str], repeat: usize| Workload {
+        name: name.into(),
+        people: sizes.old_people,
+        devices: sizes.old_devices,
+        mix: Mix::Plain,
+        latency: sizes.latency,
+        per_object: sizes.per_object,
+        flags: strings(flags),
+        cache: CacheMode::None,
+        repeat,
+    };
+    if wanted("W1") {
+        list.push(old(
+            "W1 one per request",
+            &["--batch-size", "1", "--threads", "10"],
+            sizes.short_runs.min(3),
+        ));
+        list.push(old("W1 batched", &[], sizes.short_runs));
+    }
+    let scale = |name: String, people: usize, cache: CacheMode, repeat: usize| Workload {
+        name,
+        people,
+        devices: sizes.scale_devices,
+        mix: Mix::Full,
+        latency: Duration::ZERO,
+        per_object: Duration::ZERO,
+        flags: Vec::new(),
+        cache,
+        repeat,
+    };
+    if wanted("W2") {
+        for people in [
+            sizes.scale_people / 100,
+            sizes.scale_people / 10,
+            sizes.scale_people,
+        ] {
+            if people > 0 {
+                let repeat = if people < sizes.scale_people {
+                    sizes.short_runs.min(3)
+                } else {
+                    1
+                };
+                list.push(scale(
+                    format!("W2 scale {people}"),
+                    people,
+                    CacheMode::None,
+                    repeat,
+                ));
+            }
+        }
+    }
+    if wanted("W3") {
+        let people = sizes.scale_people;
+        list.push(scale(
+            format!("W3 cached {people}, embedded"),
+            people,
+            CacheMode::EmbeddedFilled,
+            1,
+        ));
+        list.push(scale(
+            format!("W3 cached {people}, Redis"),
+            people,
+            CacheMode::RedisFilled,
+            1,
+        ));
+    }
+    if wanted("startup") {
+        list.push(Workload {
+            name: "startup".into(),
+            people: 1,
+            devices: 1,
+            mix: Mix::Plain,
+            latency: Duration::ZERO,
+            per_object: Duration::ZERO,
+            flags: Vec::new(),
+            cache: CacheMode::None,
+            repeat: sizes.short_runs,
+        });
+    }
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_list_is_valid_and_the_same_every_time() {
+        let csv = participants_csv(40, Mix::Full);
+        assert_eq!(csv, participants_csv(40, Mix::Full));
+        let people = crate::participants::parse(csv.as_bytes(), "bench.csv").unwrap();
+        assert_eq!(people.len(), 40);
+        assert_eq!(people.iter().filter(|p| p.card.is_some()).count(), 14);
+        assert_eq!(people.iter().filter(|p| p.group.is_some()).count(), 10);
+        let plain = participants_csv(40, Mix::Plain);
+        let people = crate::participants::parse(plain.as_bytes(), "bench.csv").unwrap();
+        assert!(people.iter().all(|p| p.card.is_none() && p.group.is_none()));
+    }
+
+    #[test]
+    fn the_ideal_of_the_old_table_is_what_the_issue_counts() {
+        let sizes = Sizes::full(100_000);
+        let w1 = all(&sizes, &["W1".into()]);
+        // One per request: login + load, then 100 creates per device over 2 slots each.
+        assert_eq!(w1[0].ideal(), Some(Duration::from_millis(100 + 50 * 50)));
+        // Batched: login + load + one create of 100 (50 ms + 99 x 1 ms).
+        assert_eq!(w1[1].ideal(), Some(Duration::from_millis(100 + 149)));
+    }
+}
