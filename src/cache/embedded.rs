@@ -169,6 +169,18 @@ impl CacheConnection for EmbeddedConnection {
             Ok(())
         })
     }
+
+    fn forget(&mut self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write(|table| {
+            for key in keys {
+                table.remove(key.0)?;
+            }
+            Ok(())
+        })
+    }
 }
 
 fn open_error(path: &Path, err: DatabaseError) -> CacheError {
