@@ -1065,9 +1065,7 @@ impl Engine<'_> {
         let failed = scheduler.failed.fetch_add(new, AtomicOrdering::SeqCst) + new;
         let operations = self.people.len() as u64 * self.targets.len() as u64;
         if limit.exceeded(failed, operations) && !self.stop.is_set() {
-            let reason = format!(
-                "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
-            );
+            let reason = i18n::tr(Msg::WarnHalted, &[("failed", &failed), ("limit", &limit)]);
             log::error!("{reason}");
             self.stop.halt(reason);
         }

@@ -118,6 +118,21 @@ catalogue! {
         "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} faltam {eta}";
     ProgressRate: "{rate} pairs/s", "{rate} pares/s";
 
+    // Reasons and warnings composed while a run goes.
+    WhyAmbiguous: "registration {registration} is on this device {count} times (ids {ids}): remove the extra copies there",
+        "a matrícula {registration} está {count} vezes neste dispositivo (ids {ids}): remova as cópias a mais nele";
+    WhyCardOwned: "card {card}, which already belongs to registration {owner} on this device: remove it there or fix the CSV",
+        "o cartão {card}, que já pertence à matrícula {owner} neste dispositivo: remova-o lá ou corrija o CSV";
+    WhyCardWanted: "registration {registration} wants {why}", "a matrícula {registration} quer {why}";
+    WarnHalted: "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again",
+        "{failed} pares falharam, mais que --max-failures {limit}: parada antecipada; corrija a causa e rode de novo";
+    WarnNotCached: "could not record results in the cache ({error}); the run goes on, and those pairs will be checked on the devices next time",
+        "não foi possível gravar resultados no cache ({error}); a execução continua, e esses pares serão conferidos nos dispositivos na próxima vez";
+    WarnCacheUnavailable: "cache unavailable ({error}); the run goes on without recording results",
+        "cache indisponível ({error}); a execução continua sem gravar resultados";
+    WarnRetryBudget: "retry budget spent ({spent} retries for {requests} requests): further transient failures are reported, not retried",
+        "orçamento de novas tentativas esgotado ({spent} tentativas para {requests} requisições): as próximas falhas passageiras são relatadas, não repetidas";
+
     // The summary.
     SumParticipants: "participants", "participantes";
     SumDevices: "devices", "dispositivos";

@@ -234,13 +234,16 @@ impl Reporter<'_> {
                     not_cached += count as u64;
                     if !warned_cache {
                         warned_cache = true;
-                        log::warn!("could not record results in the cache ({error}); the run goes on, and those pairs will be checked on the devices next time");
+                        log::warn!("{}", i18n::tr(Msg::WarnNotCached, &[("error", &error)]));
                     }
                 }
                 Event::CacheUnavailable(error) => {
                     if !warned_cache {
                         warned_cache = true;
-                        log::warn!("cache unavailable ({error}); the run goes on without recording results");
+                        log::warn!(
+                            "{}",
+                            i18n::tr(Msg::WarnCacheUnavailable, &[("error", &error)])
+                        );
                     }
                 }
                 Event::Operations { device, delta } => {

@@ -16,6 +16,7 @@ use super::{
     Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, DevicePerson, Outcome,
     Plan, Profile, Upsert, ValidityEncoding,
 };
+use crate::i18n::{tr, Msg};
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
 use serde::{Deserialize, Serialize};
@@ -618,10 +619,11 @@ impl ControlIdDevice {
             )
             .ok()
             .and_then(|users| users.into_iter().next())
-            .map(|u| format!("registration {}", u.registration))
-            .unwrap_or_else(|| format!("user id {owner}"));
-        DeviceError::CardTaken(format!(
-            "card {value}, which already belongs to {owner_name} on this device: remove it there or fix the CSV"
+            .map(|u| u.registration)
+            .unwrap_or_else(|| format!("(id {owner})"));
+        DeviceError::CardTaken(tr(
+            Msg::WhyCardOwned,
+            &[("card", &value), ("owner", &owner_name)],
         ))
     }
 
@@ -932,11 +934,19 @@ impl Device for ControlIdDevice {
                 }
                 Plan::Unchanged { id } => user_ids[i] = Some(*id),
                 Plan::Ambiguous { ids } => {
-                    failed[i] = Some(DeviceError::Conflict(format!(
-                        "registration {} is on this device {} times (ids {}): remove the extra copies there",
-                        person.registration,
-                        ids.len(),
-                        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                    failed[i] = Some(DeviceError::Conflict(tr(
+                        Msg::WhyAmbiguous,
+                        &[
+                            ("registration", &person.registration),
+                            ("count", &ids.len()),
+                            (
+                                "ids",
+                                &ids.iter()
+                                    .map(i64::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            ),
+                        ],
                     )))
                 }
                 Plan::Create => {}
@@ -986,9 +996,9 @@ impl Device for ControlIdDevice {
             {
                 failed[*i] = match result {
                     Ok(()) => continue,
-                    Err(DeviceError::CardTaken(why)) => Some(DeviceError::CardTaken(format!(
-                        "registration {} wants {why}",
-                        work[*i].0.registration
+                    Err(DeviceError::CardTaken(why)) => Some(DeviceError::CardTaken(tr(
+                        Msg::WhyCardWanted,
+                        &[("registration", &work[*i].0.registration), ("why", &why)],
                     ))),
                     Err(e) => Some(e),
                 };
