@@ -13,7 +13,7 @@ use crate::config::{self, DeviceConfig};
 use crate::dashboard::{self, Dashboard};
 use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
-use crate::engine::{EngineOptions, Target};
+use crate::engine::{EngineOptions, RemovalOptions, Target};
 use crate::enroll::Enrollment;
 use crate::events::EventLog;
 use crate::exit::{Exit, EXIT_STATUS_HELP};
@@ -35,7 +35,9 @@ use std::time::Duration;
 const EXAMPLES: &str = "Examples:
   catraca demo
   catraca enroll --users participants.csv --devices devices.toml
-  catraca plan --users participants.csv --devices devices.toml
+  catraca plan --users participants.csv --devices devices.toml --prune
+  catraca enroll --users participants.csv --devices devices.toml --prune --expire --verify 5%
+  catraca remove --users leaving.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
   catraca check --devices devices.toml
   catraca enroll --users participants.csv --devices devices.toml --dashboard --events events.jsonl
@@ -168,6 +170,8 @@ pub enum Command {
     Enroll(EnrollArgs),
     /// Show what `enroll` would do on each device (reads the devices, writes nothing).
     Plan(EnrollArgs),
+    /// Take the people of a CSV off every device (with their cards and group links).
+    Remove(EnrollArgs),
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
     /// Serve simulated Control iD, Hikvision and Intelbras devices on loopback (for tests and trials).
@@ -235,6 +239,54 @@ pub struct EnrollArgs {
     /// have failed: a wrong password or a wrong CSV should not grind through everything.
     #[arg(long, value_name = "N|P%")]
     pub max_failures: Option<FailureLimit>,
+    #[command(flatten)]
+    pub life: LifeArgs,
+}
+
+/// What leaves the devices, and how much of a run is checked.
+#[derive(Debug, Args, Clone)]
+pub struct LifeArgs {
+    /// Also remove from each device the people catraca enrolled there that the CSV no
+    /// longer lists (their cards and group links too). People put there by another
+    /// system are left alone (see --prune-unmanaged).
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: remove everyone the CSV does not list, whoever enrolled them.
+    #[arg(long, requires = "prune")]
+    pub prune_unmanaged: bool,
+    /// With --prune: refuse the whole run (exit 2, nothing removed) when a device would
+    /// lose more than N people or P% of its people. 10%: a wrong or truncated CSV must
+    /// not empty a device.
+    #[arg(long, value_name = "N|P%", default_value = "10%", requires = "prune")]
+    pub max_remove: FailureLimit,
+    /// Remove the people whose `end` has passed instead of enrolling them.
+    #[arg(long)]
+    pub expire: bool,
+    /// Read back a random P% of the pairs written in this run and report those the
+    /// device does not hold (some answer OK without storing).
+    #[arg(long, value_name = "P%", value_parser = parse_share)]
+    pub verify: Option<f64>,
+    /// Ignore the cache, read every pair from the devices, and bring both the devices
+    /// and the cache to the CSV.
+    #[arg(long, conflicts_with = "skip_cache")]
+    pub reconcile: bool,
+}
+
+impl LifeArgs {
+    fn any(&self) -> bool {
+        self.prune || self.expire || self.verify.is_some() || self.reconcile
+    }
+}
+
+/// `25%` or `25` -> 0.25.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!(
+            "{text:?} is not a percentage: write e.g. 5% (0 to 100)"
+        )),
+    }
 }
 
 /// Ways to follow a run while it goes and after: dashboard, metrics, events.
@@ -339,7 +391,7 @@ impl RunArgs {
             sequential: self.sequential,
             batch_size: self.batch_size,
             skip_cache,
-            dry_run: false,
+            ..EngineOptions::default()
         }
     }
 
@@ -402,8 +454,9 @@ impl Cli {
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let verbosity = cli.verbosity();
     match cli.command {
-        Command::Enroll(args) => enroll(args, verbosity, false),
-        Command::Plan(args) => enroll(args, verbosity, true),
+        Command::Enroll(args) => enroll(args, verbosity, Mode::Enroll),
+        Command::Plan(args) => enroll(args, verbosity, Mode::Plan),
+        Command::Remove(args) => enroll(args, verbosity, Mode::Remove),
         Command::Demo(args) => crate::demo::run(args, verbosity),
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
         Command::Bench(args) => crate::bench::run(args),
@@ -417,7 +470,21 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     }
 }
 
-fn enroll(args: EnrollArgs, verbosity: Verbosity, dry_run: bool) -> anyhow::Result<Exit> {
+/// The commands that share `enroll`'s flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Enroll,
+    Plan,
+    Remove,
+}
+
+fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<Exit> {
+    let dry_run = mode == Mode::Plan;
+    if mode == Mode::Remove && args.life.any() {
+        anyhow::bail!(
+            "catraca remove takes no --prune, --expire, --verify or --reconcile: it removes the people of --users from every device"
+        );
+    }
     let source = Source::from_arg(&args.users);
     let people = participants::read(&source)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -454,6 +521,15 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, dry_run: bool) -> anyhow::Resu
         secret: &secret,
         options: EngineOptions {
             dry_run,
+            removal: RemovalOptions {
+                prune: args.life.prune,
+                prune_unmanaged: args.life.prune_unmanaged,
+                max_remove: args.life.max_remove,
+                expire: args.life.expire,
+                remove_listed: mode == Mode::Remove,
+            },
+            verify: args.life.verify.filter(|_| !dry_run),
+            reconcile: args.life.reconcile,
             ..args.run.engine_options(args.skip_cache)
         },
         verbosity,

@@ -13,9 +13,18 @@
 //!
 //! A pair is recorded in the cache only after the device confirmed it. A job whose
 //! worker panics reports all its pairs failed; it never hangs the run.
+//!
+//! What leaves the devices (`--prune`, `--expire`, `catraca remove`) is decided before
+//! anything is sent: every device is listed (in parallel across devices, one request at
+//! a time on each), the people leaving each are chosen (see [`RemovalOptions`]) and the
+//! safety floor of a prune is checked; then *remove* jobs go first in each device's
+//! queue, sharing the pool, the in-flight limits, the breaker and the reporter with the
+//! enrollment. A removed pair leaves the cache. `--verify` reads back a sample of the
+//! pairs written once all jobs are done.
 
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
-use crate::device::{breaker, Device, DeviceError, Outcome, Plan};
+use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
+use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::reporter::{Event, JobTiming};
 use crate::stop::{FailureLimit, Stop};
@@ -78,6 +87,60 @@ pub struct EngineOptions {
     /// `catraca plan`: read the devices and report what each pair needs; write nothing
     /// to any device nor to the cache.
     pub dry_run: bool,
+    /// What leaves the devices (`--prune`, `--expire`, `catraca remove`).
+    pub removal: RemovalOptions,
+    /// `--verify P%`: read back this share (0 to 1) of the pairs written in this run.
+    pub verify: Option<f64>,
+    /// `--reconcile`: the cache is not trusted (as `skip_cache`), and a pair found not
+    /// done on the device also leaves the cache.
+    pub reconcile: bool,
+}
+
+/// Who is taken off the devices, besides enrolling the CSV.
+///
+/// "Enrolled by catraca" is read from the cache, which already holds a record of every
+/// pair a device confirmed, under a keyed hash of (device, registration): a person the
+/// device holds is catraca's exactly when the hash of its registration is a key of the
+/// cache. So no registration is stored in clear, nothing new is stored at all, and it
+/// works the same on every vendor (Hikvision and Intelbras have no groups catraca could
+/// mark people with). The price: with `--cache none`, or after the cache is lost, no one
+/// on a device is known as catraca's and `--prune` removes nobody; that errs on the side
+/// of keeping people (`--prune-unmanaged` removes everyone not in the CSV). A person
+/// another system put on a device becomes catraca's once a CSV lists them and the pair
+/// is recorded: from then on the CSV is their list.
+#[derive(Debug, Clone)]
+pub struct RemovalOptions {
+    /// `--prune`: remove people catraca enrolled that the CSV no longer lists.
+    pub prune: bool,
+    /// `--prune-unmanaged`: prune people catraca did not enroll too.
+    pub prune_unmanaged: bool,
+    /// The safety floor of a prune: refuse the whole run when a device would lose more
+    /// than this. Default 10%: a wrong or truncated CSV must not empty a device.
+    pub max_remove: FailureLimit,
+    /// `--expire`: people of the CSV whose `end` has passed leave the devices instead of
+    /// being enrolled.
+    pub expire: bool,
+    /// `catraca remove`: the people given leave every device; nobody is enrolled.
+    pub remove_listed: bool,
+}
+
+impl Default for RemovalOptions {
+    fn default() -> Self {
+        RemovalOptions {
+            prune: false,
+            prune_unmanaged: false,
+            max_remove: FailureLimit::Percent(10.0),
+            expire: false,
+            remove_listed: false,
+        }
+    }
+}
+
+impl RemovalOptions {
+    /// Whether the devices must be listed before anything is done.
+    fn lists_devices(&self) -> bool {
+        self.prune || self.expire || self.remove_listed
+    }
 }
 
 impl Default for EngineOptions {
@@ -88,6 +151,9 @@ impl Default for EngineOptions {
             batch_size: NonZeroUsize::new(DEFAULT_BATCH_SIZE).expect("nonzero"),
             skip_cache: false,
             dry_run: false,
+            removal: RemovalOptions::default(),
+            verify: None,
+            reconcile: false,
         }
     }
 }
@@ -128,26 +194,63 @@ enum Job {
         work: Vec<(u32, Plan)>,
         deferrals: u32,
     },
+    /// People to take off the device (pruned, expired, or listed to `catraca remove`).
+    Remove {
+        device: usize,
+        people: Vec<DevicePerson>,
+        deferrals: u32,
+    },
 }
 
 impl Job {
     fn device(&self) -> usize {
         match self {
-            Job::Plan { device, .. } | Job::Write { device, .. } => *device,
+            Job::Plan { device, .. } | Job::Write { device, .. } | Job::Remove { device, .. } => {
+                *device
+            }
         }
     }
 
+    /// The participants of an enrollment job (none for a removal).
     fn people(&self) -> Vec<u32> {
         match self {
             Job::Plan { people, .. } => people.clone(),
             Job::Write { work, .. } => work.iter().map(|(p, _)| *p).collect(),
+            Job::Remove { .. } => Vec::new(),
         }
     }
 
     fn deferrals(&self) -> u32 {
         match self {
-            Job::Plan { deferrals, .. } | Job::Write { deferrals, .. } => *deferrals,
+            Job::Plan { deferrals, .. }
+            | Job::Write { deferrals, .. }
+            | Job::Remove { deferrals, .. } => *deferrals,
         }
+    }
+
+    /// Reports every pair of the job failed with `reason` (it never ran, or panicked).
+    fn fail(self, reason: &DeviceError, events: &Sender<Event>) {
+        let device = self.device();
+        let event = match self {
+            Job::Remove { people, .. } => Event::Removed {
+                device,
+                outcomes: people
+                    .into_iter()
+                    .map(|p| (p.registration, Err(reason.clone())))
+                    .collect(),
+                planned: false,
+            },
+            other => Event::Pairs {
+                device,
+                outcomes: other
+                    .people()
+                    .into_iter()
+                    .map(|p| (p, Outcome::Failed(reason.clone())))
+                    .collect(),
+                timing: None,
+            },
+        };
+        let _ = events.send(event);
     }
 }
 
@@ -171,6 +274,8 @@ struct Scheduler<'a> {
     targets: &'a [Target],
     /// Pairs reported failed so far, for `--max-failures`.
     failed: AtomicU64,
+    /// (device, person, updated) of every pair written in this run, for `--verify`.
+    written: Mutex<Vec<(usize, u32, bool)>>,
     /// (device, person) whose create was sent, then deferred: see `count_earlier_creates`.
     created_then_deferred: Mutex<HashSet<(usize, u32)>>,
     state: Mutex<QueueState>,
@@ -311,10 +416,18 @@ const GIVE_UP_AFTER_PROBES: u32 = 2;
 fn worth_another_go(error: &DeviceError, deferrals: u32) -> bool {
     if breaker::is_no_answer(error) {
         deferrals < MAX_DEFERRALS
+    } else if matches!(error, DeviceError::CardTaken(_)) {
+        // A card that moves between two people of the CSV is still on its old owner
+        // when the new one is written first; once the old owner's job has run, a fresh
+        // plan finds it free. A real conflict fails again and is reported.
+        deferrals < MAX_CONFLICT_DEFERRALS
     } else {
         error.is_transient() && deferrals < MAX_ANSWERED_DEFERRALS
     }
 }
+
+/// Rounds of deferral for pairs whose card was another person's (see `worth_another_go`).
+const MAX_CONFLICT_DEFERRALS: u32 = 2;
 
 /// Rounds of deferral for pairs whose device answered with a transient error.
 const MAX_ANSWERED_DEFERRALS: u32 = 2;
@@ -333,35 +446,83 @@ impl Engine<'_> {
             .thread_name(|i| format!("catraca-worker-{i}"))
             .build()?;
 
-        let pending = if self.options.skip_cache || !self.cache.remembers() {
-            self.targets
-                .iter()
-                .map(|_| (0..self.people.len() as u32).collect())
-                .collect()
-        } else if self.options.sequential {
-            self.check_cache_serially(&fingerprints, events)?
+        let now = chrono::Utc::now().timestamp();
+        let expired: Vec<bool> = self
+            .people
+            .iter()
+            .map(|p| p.end.is_some_and(|end| end < now))
+            .collect();
+        let removals = if self.options.removal.lists_devices() {
+            self.removals(&pool, &expired, events)?
         } else {
-            pool.install(|| self.check_cache(&fingerprints, events))?
+            vec![Vec::new(); self.targets.len()]
+        };
+        let leaving = |p: u32| {
+            self.options.removal.remove_listed
+                || (self.options.removal.expire && expired[p as usize])
+        };
+        let not_enrolled = (0..self.people.len() as u32)
+            .filter(|&p| leaving(p))
+            .count();
+        if not_enrolled > 0 {
+            for device in 0..self.targets.len() {
+                let _ = events.send(Event::Operations {
+                    device,
+                    delta: -(not_enrolled as i64),
+                });
+            }
+        }
+
+        let pending: Vec<Vec<u32>> =
+            if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
+                self.targets
+                    .iter()
+                    .map(|_| (0..self.people.len() as u32).collect())
+                    .collect()
+            } else if self.options.sequential {
+                self.check_cache_serially(&fingerprints, events)?
+            } else {
+                pool.install(|| self.check_cache(&fingerprints, events))?
+            };
+        let pending: Vec<Vec<u32>> = pending
+            .into_iter()
+            .map(|people| people.into_iter().filter(|&p| !leaving(p)).collect())
+            .collect();
+        let removal_batch = |d: usize| {
+            self.options
+                .batch_size
+                .get()
+                .min(self.targets[d].device.max_remove_batch())
+                .max(1)
         };
 
         let scheduler = Scheduler {
             targets: self.targets,
             failed: AtomicU64::new(0),
+            written: Mutex::new(Vec::new()),
             created_then_deferred: Mutex::new(HashSet::new()),
             state: Mutex::new(QueueState {
                 devices: self
                     .targets
                     .iter()
                     .zip(pending)
+                    .zip(removals)
                     .enumerate()
-                    .map(|(d, (target, people))| DeviceQueue {
-                        jobs: people
-                            .chunks(PLAN_CHUNK)
-                            .map(|c| Job::Plan {
+                    .map(|(d, ((target, people), removals))| DeviceQueue {
+                        // Removals first: a card that leaves with a pruned person is free
+                        // for the participant who now holds it.
+                        jobs: removals
+                            .chunks(removal_batch(d))
+                            .map(|c| Job::Remove {
                                 device: d,
                                 people: c.to_vec(),
                                 deferrals: 0,
                             })
+                            .chain(people.chunks(PLAN_CHUNK).map(|c| Job::Plan {
+                                device: d,
+                                people: c.to_vec(),
+                                deferrals: 0,
+                            }))
                             .collect(),
                         in_flight: 0,
                         limit: if self.options.sequential {
@@ -402,18 +563,252 @@ impl Engine<'_> {
             } else {
                 DeviceError::Interrupted
             };
-            let outcomes = job
-                .people()
-                .into_iter()
-                .map(|p| (p, Outcome::Failed(reason.clone())))
-                .collect();
-            let _ = events.send(Event::Pairs {
-                device,
-                outcomes,
-                timing: None,
-            });
+            job.fail(&reason, events);
+        }
+
+        if let (Some(share), false) = (self.options.verify, self.stop.is_set()) {
+            let written = std::mem::take(&mut *scheduler.written.lock().expect("written lock"));
+            self.verify(&pool, written, share, events);
         }
         Ok(())
+    }
+
+    /// Lists every device (in parallel across devices, one request at a time on each),
+    /// picks who leaves each one, and checks the safety floor before anything is sent.
+    /// `expired[p]` says whether person `p`'s window has ended.
+    fn removals(
+        &self,
+        pool: &rayon::ThreadPool,
+        expired: &[bool],
+        events: &Sender<Event>,
+    ) -> anyhow::Result<Vec<Vec<DevicePerson>>> {
+        let removal = &self.options.removal;
+        if removal.prune && self.people.is_empty() {
+            anyhow::bail!(
+                "the CSV lists nobody: --prune would remove everyone catraca enrolled; nothing was removed"
+            );
+        }
+        let listings: Vec<Result<Vec<DevicePerson>, DeviceError>> = if self.options.sequential {
+            self.targets.iter().map(|t| t.device.people()).collect()
+        } else {
+            pool.install(|| self.targets.par_iter().map(|t| t.device.people()).collect())
+        };
+        let listed: HashSet<&str> = self
+            .people
+            .iter()
+            .map(|p| p.registration.as_str())
+            .collect();
+        let expired: HashSet<&str> = self
+            .people
+            .iter()
+            .zip(expired)
+            .filter(|(_, &expired)| removal.expire && expired)
+            .map(|(p, _)| p.registration.as_str())
+            .collect();
+        let mut cache = if removal.prune && !removal.prune_unmanaged {
+            Some(self.cache.connect()?)
+        } else {
+            None
+        };
+        let mut chosen = Vec::with_capacity(self.targets.len());
+        let mut refusals = Vec::new();
+        for (d, listing) in listings.into_iter().enumerate() {
+            let device = &self.targets[d].device;
+            let held = match listing {
+                Ok(held) => held,
+                Err(e) => {
+                    log::error!("{}: could not list its people: {e}", device.name());
+                    let _ = events.send(Event::ListingFailed {
+                        device: d,
+                        error: format!(
+                            "could not list the device's people, nobody was removed from it: {e}"
+                        ),
+                    });
+                    chosen.push(Vec::new());
+                    continue;
+                }
+            };
+            let mut leaving: Vec<DevicePerson> = Vec::new();
+            let mut pruned = 0usize;
+            if removal.remove_listed {
+                leaving.extend(
+                    held.iter()
+                        .filter(|h| listed.contains(h.registration.as_str()))
+                        .cloned(),
+                );
+            } else {
+                leaving.extend(
+                    held.iter()
+                        .filter(|h| expired.contains(h.registration.as_str()))
+                        .cloned(),
+                );
+                if removal.prune {
+                    let gone: Vec<&DevicePerson> = held
+                        .iter()
+                        .filter(|h| !listed.contains(h.registration.as_str()))
+                        .collect();
+                    let managed: Vec<bool> = match cache.as_mut() {
+                        None => vec![true; gone.len()],
+                        // `--cache none`: nobody is known as catraca's.
+                        Some(_) if !self.cache.remembers() => vec![false; gone.len()],
+                        Some(cache) => {
+                            let pairs = DeviceKeys::new(self.secret, &device.cache_id());
+                            let keys: Vec<CacheKey> =
+                                gone.iter().map(|h| pairs.key(&h.registration)).collect();
+                            let mut found = Vec::with_capacity(keys.len());
+                            for chunk in keys.chunks(CACHE_CHUNK) {
+                                found.extend(cache.lookup(chunk)?.into_iter().map(|f| f.is_some()));
+                            }
+                            found
+                        }
+                    };
+                    let before = leaving.len();
+                    leaving.extend(
+                        gone.into_iter()
+                            .zip(managed)
+                            .filter(|(_, managed)| *managed)
+                            .map(|(h, _)| h.clone()),
+                    );
+                    pruned = leaving.len() - before;
+                }
+            }
+            if removal.prune
+                && removal
+                    .max_remove
+                    .exceeded(pruned as u64, held.len() as u64)
+            {
+                refusals.push(i18n::tr(
+                    Msg::PruneTooMany,
+                    &[
+                        ("device", &device.name()),
+                        ("url", &device.url()),
+                        ("count", &pruned),
+                        ("total", &held.len()),
+                        ("limit", &removal.max_remove),
+                    ],
+                ));
+            }
+            chosen.push(leaving);
+        }
+        if !refusals.is_empty() {
+            anyhow::bail!("{}\n{}", refusals.join("\n"), i18n::t(Msg::PruneRefused));
+        }
+        for (d, leaving) in chosen.iter().enumerate() {
+            if leaving.is_empty() {
+                continue;
+            }
+            let _ = events.send(Event::Operations {
+                device: d,
+                delta: leaving.len() as i64,
+            });
+            if self.options.dry_run {
+                let _ = events.send(Event::Removed {
+                    device: d,
+                    outcomes: leaving
+                        .iter()
+                        .map(|p| (p.registration.clone(), Ok(())))
+                        .collect(),
+                    planned: true,
+                });
+            }
+        }
+        if self.options.dry_run {
+            return Ok(vec![Vec::new(); self.targets.len()]);
+        }
+        Ok(chosen)
+    }
+
+    /// `--verify`: reads back a random `share` of the pairs written in this run; a pair
+    /// the device does not hold as written (it answered OK without storing) is reported
+    /// failed and leaves the cache, so the next run writes it again.
+    fn verify(
+        &self,
+        pool: &rayon::ThreadPool,
+        mut written: Vec<(usize, u32, bool)>,
+        share: f64,
+        events: &Sender<Event>,
+    ) {
+        use rand::seq::SliceRandom;
+        if written.is_empty() || share <= 0.0 {
+            return;
+        }
+        let wanted = ((written.len() as f64 * share).ceil() as usize).clamp(1, written.len());
+        written.shuffle(&mut rand::rng());
+        written.truncate(wanted);
+        let mut by_device: Vec<Vec<(u32, bool)>> = vec![Vec::new(); self.targets.len()];
+        for (d, p, updated) in written {
+            by_device[d].push((p, updated));
+        }
+        let check = |(d, sample): (usize, &Vec<(u32, bool)>)| {
+            let device = &self.targets[d].device;
+            let mut cache = self.cache.connect().ok();
+            for chunk in sample.chunks(PLAN_CHUNK) {
+                let refs: Vec<&Person> = chunk
+                    .iter()
+                    .map(|(p, _)| &self.people[*p as usize])
+                    .collect();
+                let plans = match device.plan(&refs) {
+                    Ok(plans) => plans,
+                    Err(e) => {
+                        log::warn!(
+                            "{}: --verify could not read people back: {e}",
+                            device.name()
+                        );
+                        continue;
+                    }
+                };
+                let _ = events.send(Event::Verified {
+                    count: chunk.len() as u64,
+                });
+                let missing: Vec<(u32, bool, String)> = chunk
+                    .iter()
+                    .zip(plans)
+                    .filter_map(|(&(p, updated), plan)| match plan {
+                        Plan::Unchanged { .. } => None,
+                        Plan::Create => Some((
+                            p,
+                            updated,
+                            "the device does not hold this person".to_string(),
+                        )),
+                        Plan::Update { changes, .. } => Some((
+                            p,
+                            updated,
+                            format!(
+                                "the device holds this person with a different {}",
+                                changes.join(", ")
+                            ),
+                        )),
+                        Plan::Ambiguous { ids } => Some((
+                            p,
+                            updated,
+                            format!("the device holds this registration {} times", ids.len()),
+                        )),
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                if let Some(cache) = cache.as_mut() {
+                    let people: Vec<u32> = missing.iter().map(|(p, _, _)| *p).collect();
+                    if let Err(e) = cache.forget(&self.keys(d, &people)) {
+                        log::warn!("could not drop unverified pairs from the cache: {e}");
+                    }
+                }
+                for (person, updated, why) in missing {
+                    let _ = events.send(Event::VerifyFailed {
+                        device: d,
+                        person,
+                        updated,
+                        error: format!("{why}, though it answered OK to the write (--verify): run again, and check the device"),
+                    });
+                }
+            }
+        };
+        if self.options.sequential {
+            by_device.iter().enumerate().for_each(check);
+        } else {
+            pool.install(|| by_device.par_iter().enumerate().for_each(check));
+        }
     }
 
     fn keys(&self, device: usize, people: &[u32]) -> Vec<CacheKey> {
@@ -521,6 +916,14 @@ impl Engine<'_> {
         };
         while let Some(job) = scheduler.next_job(self.stop) {
             let device = job.device();
+            if let Job::Remove {
+                people, deferrals, ..
+            } = job
+            {
+                let deferred = self.remove(cache.as_mut(), device, people, deferrals, events);
+                scheduler.finish(device, Vec::new(), deferred);
+                continue;
+            }
             let retries_before = telemetry::retries_on_this_thread();
             let began = Instant::now();
             let (outcomes, follow_ups) = match catch_unwind(AssertUnwindSafe(|| self.run_job(&job)))
@@ -565,6 +968,17 @@ impl Engine<'_> {
                 attempts: 1 + (telemetry::retries_on_this_thread() - retries_before) as u32,
             };
             self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
+            if self.options.verify.is_some() {
+                scheduler
+                    .written
+                    .lock()
+                    .expect("written lock")
+                    .extend(outcomes.iter().filter_map(|(p, o)| match o {
+                        Outcome::Registered => Some((device, *p, false)),
+                        Outcome::Updated => Some((device, *p, true)),
+                        _ => None,
+                    }));
+            }
             self.check_failure_limit(scheduler, &outcomes);
             if !outcomes.is_empty() {
                 let _ = events.send(Event::Pairs {
@@ -575,6 +989,67 @@ impl Engine<'_> {
             }
             scheduler.finish(device, follow_ups, deferred);
         }
+    }
+
+    /// Runs one removal job: the people leave the device, then the cache. People that
+    /// failed for a passing reason come back as a later job.
+    fn remove(
+        &self,
+        cache: Option<&mut Box<dyn CacheConnection>>,
+        device: usize,
+        people: Vec<DevicePerson>,
+        deferrals: u32,
+        events: &Sender<Event>,
+    ) -> Option<Job> {
+        let target = &self.targets[device].device;
+        let refs: Vec<&DevicePerson> = people.iter().collect();
+        let results =
+            catch_unwind(AssertUnwindSafe(|| target.remove(&refs))).unwrap_or_else(|_| {
+                vec![
+                    Err(DeviceError::Internal(
+                        "worker panicked removing people".into()
+                    ));
+                    people.len()
+                ]
+            });
+        let mut later = Vec::new();
+        let mut outcomes = Vec::new();
+        for (person, result) in people.into_iter().zip(results) {
+            match result {
+                Err(e) if !self.stop.is_set() && worth_another_go(&e, deferrals) => {
+                    later.push(person)
+                }
+                other => outcomes.push((person.registration, other)),
+            }
+        }
+        let pairs = DeviceKeys::new(self.secret, &target.cache_id());
+        let gone: Vec<CacheKey> = outcomes
+            .iter()
+            .filter(|(_, r)| r.is_ok() && self.cache.remembers())
+            .map(|(registration, _)| pairs.key(registration))
+            .collect();
+        if let (Some(cache), false) = (cache, gone.is_empty()) {
+            if let Err(e) = cache.forget(&gone) {
+                // The device is right, the cache is not: a person listed again with the
+                // same data would be skipped as done.
+                log::warn!(
+                    "{}: removed people are still in the cache ({e}): if they are listed again, run with --reconcile",
+                    target.name()
+                );
+            }
+        }
+        if !outcomes.is_empty() {
+            let _ = events.send(Event::Removed {
+                device,
+                outcomes,
+                planned: false,
+            });
+        }
+        (!later.is_empty()).then(|| Job::Remove {
+            device,
+            people: later,
+            deferrals: deferrals + 1,
+        })
     }
 
     /// Halts the run (`--max-failures`) as soon as failures pass the limit, before the
@@ -590,9 +1065,7 @@ impl Engine<'_> {
         let failed = scheduler.failed.fetch_add(new, AtomicOrdering::SeqCst) + new;
         let operations = self.people.len() as u64 * self.targets.len() as u64;
         if limit.exceeded(failed, operations) && !self.stop.is_set() {
-            let reason = format!(
-                "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again"
-            );
+            let reason = i18n::tr(Msg::WarnHalted, &[("failed", &failed), ("limit", &limit)]);
             log::error!("{reason}");
             self.stop.halt(reason);
         }
@@ -647,6 +1120,7 @@ impl Engine<'_> {
                     }
                 }
             }
+            Job::Remove { .. } => unreachable!("removal jobs are run by Engine::remove"),
             Job::Write { device, work, .. } => {
                 let refs: Vec<(&Person, Plan)> = work
                     .iter()
@@ -664,12 +1138,23 @@ impl Engine<'_> {
     /// Records the confirmed pairs of one job in one cache round trip.
     fn record(
         &self,
-        cache: Option<&mut Box<dyn CacheConnection>>,
+        mut cache: Option<&mut Box<dyn CacheConnection>>,
         device: usize,
         outcomes: &[(u32, Outcome)],
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) {
+        if self.options.reconcile {
+            // The cache may vouch for a pair the device does not hold: it must not.
+            let failed: Vec<u32> = outcomes
+                .iter()
+                .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+                .map(|(p, _)| *p)
+                .collect();
+            if let (Some(cache), false) = (cache.as_deref_mut(), failed.is_empty()) {
+                let _ = cache.forget(&self.keys(device, &failed));
+            }
+        }
         let done: Vec<u32> = outcomes
             .iter()
             .filter(|(_, o)| o.is_done())
@@ -738,6 +1223,12 @@ mod tests {
         fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
             Ok(people.iter().map(|_| Plan::Create).collect())
         }
+        fn people(&self) -> Result<Vec<crate::device::DevicePerson>, DeviceError> {
+            Ok(Vec::new())
+        }
+        fn remove(&self, people: &[&crate::device::DevicePerson]) -> Vec<Result<(), DeviceError>> {
+            vec![Ok(()); people.len()]
+        }
         fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
             if work.iter().any(|(p, _)| p.registration == self.poison) {
                 panic!("driver bug on {}", self.poison);
@@ -753,6 +1244,7 @@ mod tests {
                 registration: format!("R{i}"),
                 name: format!("P{i}"),
                 card: None,
+                cards_listed: false,
                 begin: None,
                 end: None,
                 group: None,

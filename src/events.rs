@@ -12,7 +12,8 @@
 //!   that shares the key (`CATRACA_CACHE_KEY` or the key file; `--cache none` draws a
 //!   new key per run).
 //! - `outcome` is a report category: `registered`, `updated`, `unchanged`,
-//!   `skipped_cache`, `failed`.
+//!   `skipped_cache`, `failed`, and `removed` for a person taken off a device
+//!   (`--prune`, `--expire`, `catraca remove`; a removal that failed is `failed`).
 //! - `attempts` is 1 + the retries of the job that finished the pair (a job is one load
 //!   of up to 999 people or one write batch, so the pairs of a batch share it); 0 when
 //!   no request was made for the pair (skipped by the cache, or not sent because the
@@ -21,7 +22,7 @@
 //!   attempts.
 
 use crate::cache::KeySecret;
-use crate::device::{Outcome, Plan};
+use crate::device::{DeviceError, Outcome, Plan};
 use crate::live::rfc3339;
 use crate::person::Person;
 use crate::report::Counts;
@@ -108,6 +109,24 @@ pub fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
+impl EventLog {
+    fn write(&mut self, line: &Line<'_>) {
+        if self.error.is_some() {
+            return;
+        }
+        let written = serde_json::to_writer(&mut self.out, line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if let Err(e) = written {
+            log::warn!(
+                "--events {}: cannot write ({e}); the run goes on without it",
+                self.path.display()
+            );
+            self.error = Some(e);
+        }
+    }
+}
+
 impl Watch for EventLog {
     fn pair(
         &mut self,
@@ -141,6 +160,30 @@ impl Watch for EventLog {
             );
             self.error = Some(e);
         }
+    }
+
+    fn removed(
+        &mut self,
+        device: usize,
+        registration: &str,
+        result: &Result<(), DeviceError>,
+        planned: bool,
+    ) {
+        let device = self.devices[device].clone();
+        let line = Line {
+            time: rfc3339(SystemTime::now()),
+            device: &device,
+            registration_hash: self.secret.registration_hash(registration),
+            outcome: match (result, planned) {
+                (Ok(()), true) => "would_remove",
+                (Ok(()), false) => "removed",
+                (Err(_), _) => "failed",
+            },
+            attempts: u32::from(!planned),
+            latency_ms: None,
+            error: result.as_ref().err().map(|e| format!("not removed: {e}")),
+        };
+        self.write(&line);
     }
 
     fn batch(&mut self, _: &[Counts], _: u64) {

@@ -49,7 +49,8 @@ impl Exit {
 pub const EXIT_STATUS_HELP: &str = "Exit status:
   0    every person is on every device
   1    some person-on-device pairs failed (listed in the report)
-  2    usage, configuration or input error: nothing was sent to any device
+  2    usage, configuration or input error, or a --prune past --max-remove:
+       nothing was sent to any device
   130  interrupted (Ctrl-C or SIGTERM): the partial report was printed";
 
 #[cfg(test)]

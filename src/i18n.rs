@@ -118,6 +118,21 @@ catalogue! {
         "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} ({percent}%) {rate} faltam {eta}";
     ProgressRate: "{rate} pairs/s", "{rate} pares/s";
 
+    // Reasons and warnings composed while a run goes.
+    WhyAmbiguous: "registration {registration} is on this device {count} times (ids {ids}): remove the extra copies there",
+        "a matrícula {registration} está {count} vezes neste dispositivo (ids {ids}): remova as cópias a mais nele";
+    WhyCardOwned: "card {card}, which already belongs to registration {owner} on this device: remove it there or fix the CSV",
+        "o cartão {card}, que já pertence à matrícula {owner} neste dispositivo: remova-o lá ou corrija o CSV";
+    WhyCardWanted: "registration {registration} wants {why}", "a matrícula {registration} quer {why}";
+    WarnHalted: "{failed} pairs failed, more than --max-failures {limit}: stopped early; fix the cause and run again",
+        "{failed} pares falharam, mais que --max-failures {limit}: parada antecipada; corrija a causa e rode de novo";
+    WarnNotCached: "could not record results in the cache ({error}); the run goes on, and those pairs will be checked on the devices next time",
+        "não foi possível gravar resultados no cache ({error}); a execução continua, e esses pares serão conferidos nos dispositivos na próxima vez";
+    WarnCacheUnavailable: "cache unavailable ({error}); the run goes on without recording results",
+        "cache indisponível ({error}); a execução continua sem gravar resultados";
+    WarnRetryBudget: "retry budget spent ({spent} retries for {requests} requests): further transient failures are reported, not retried",
+        "orçamento de novas tentativas esgotado ({spent} tentativas para {requests} requisições): as próximas falhas passageiras são relatadas, não repetidas";
+
     // The summary.
     SumParticipants: "participants", "participantes";
     SumDevices: "devices", "dispositivos";
@@ -129,6 +144,10 @@ catalogue! {
     SumUnchanged: "unchanged", "inalterados";
     SumSkipped: "skipped (cache)", "pulados (cache)";
     SumFailed: "failed", "falharam";
+    SumRemoved: "removed", "removidos";
+    SumWouldRemove: "would remove", "removeria";
+    SumVerified: "verified", "conferidos";
+    SumVerifiedWhy: "{count} pairs read back", "{count} pares relidos";
     SumNotCached: "not cached", "fora do cache";
     SumNotCachedWhy: "{count} (done on the device, will be checked again next run)",
         "{count} (feitos no dispositivo, serão conferidos de novo na próxima execução)";
@@ -139,6 +158,7 @@ catalogue! {
     ColKind: "kind", "tipo";
     ColToAdd: "to add", "a cadastrar";
     ColToUpdate: "to update", "a atualizar";
+    ColToRemove: "to remove", "a remover";
     ColSkipped: "skipped", "pulados";
     ColChanges: "changes", "alterações";
     SumNothingWritten: "nothing was written: run `catraca enroll` with the same arguments to apply this",
@@ -147,6 +167,12 @@ catalogue! {
     SumFailureLine: "  {registration} on {device}: {error}", "  {registration} em {device}: {error}";
     SumMoreFailures: "  ... and {count} more (all of them are in the JSON report: --report FILE)",
         "  ... e mais {count} (todas estão no relatório JSON: --report ARQUIVO)";
+
+    // Removals (`--prune`).
+    PruneTooMany: "device {device} ({url}): --prune would remove {count} of its {total} people, more than --max-remove {limit}",
+        "dispositivo {device} ({url}): --prune removeria {count} das suas {total} pessoas, mais que --max-remove {limit}";
+    PruneRefused: "nothing was removed nor enrolled: check that the CSV is the whole list; if these removals are meant, raise the limit (e.g. --max-remove 100%)",
+        "nada foi removido nem cadastrado: confira se o CSV é a lista inteira; se essas remoções são desejadas, aumente o limite (p.ex. --max-remove 100%)";
 
     // `catraca check`.
     CheckYes: "yes", "sim";
@@ -270,6 +296,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("about:catraca", "Cadastra cada participante em cada catraca de controle de acesso, rápido e uma única vez."),
     ("about:enroll", "Coloca cada participante de um CSV em cada dispositivo."),
     ("about:plan", "Mostra o que `enroll` faria em cada dispositivo (lê os dispositivos, não grava nada)."),
+    ("about:remove", "Tira de cada dispositivo as pessoas de um CSV (com seus cartões e vínculos de grupo)."),
     ("about:demo", "Cadastra os 100 participantes de exemplo em 5 catracas simuladas, duas vezes."),
     ("about:simulate", "Serve catracas Control iD simuladas no loopback (para testes e ensaios)."),
     ("about:check", "Verificação prévia: contata cada dispositivo e diz se está pronto (saída 0) ou não (1)."),
@@ -289,6 +316,12 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("json", "Imprime o resultado em JSON na saída padrão em vez do resumo."),
     ("failed", "Grava em ARQUIVO as pessoas cujos pares falharam, num CSV que --users relê."),
     ("max_failures", "Para cedo (saída 1, relatório gravado) quando mais de N pares, ou P% de todos, falharem."),
+    ("prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais (com cartões e vínculos de grupo). Quem foi cadastrado por outro sistema fica (veja --prune-unmanaged)."),
+    ("prune_unmanaged", "Com --prune: remove todos que o CSV não lista, seja quem for que os cadastrou."),
+    ("max_remove", "Com --prune: recusa a execução inteira (saída 2, nada removido) quando um dispositivo perderia mais de N pessoas ou P% delas. 10%: um CSV errado ou truncado não pode esvaziar um dispositivo."),
+    ("expire", "Remove as pessoas cujo `fim` já passou, em vez de cadastrá-las."),
+    ("verify", "Relê uma amostra aleatória de P% dos pares gravados nesta execução e aponta os que o dispositivo não guardou (há aparelhos que respondem OK sem gravar)."),
+    ("reconcile", "Ignora o cache, lê cada par nos dispositivos e leva dispositivos e cache ao que o CSV diz."),
     ("dashboard", "Serve um painel ao vivo (e /api/status, /metrics) durante a execução, em ENDEREÇO: PORTA ou IP:PORTA; só PORTA (ou nenhum valor: 8787) escuta apenas no loopback."),
     ("dashboard_linger", "Mantém o painel no ar por este tempo depois do fim (p.ex. 60s, 5m; Ctrl-C encerra)."),
     ("metrics_file", "Grava as métricas finais no formato texto do Prometheus em ARQUIVO (para o textfile collector do node_exporter)."),
@@ -311,13 +344,16 @@ pub const AFTER_HELP_PT: &str = "Exemplos:
   catraca check --devices dispositivos.toml
   catraca enroll --users participantes.csv --devices dispositivos.toml
   catraca enroll --users participantes.csv --devices dispositivos.toml --dashboard --events eventos.jsonl
+  catraca plan --users participantes.csv --devices dispositivos.toml --prune
+  catraca remove --users saindo.csv --devices dispositivos.toml
   cat participantes.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
   catraca simulate --devices 5 --port 8001 --latency-ms 50
 
 Status de saída:
   0    cada pessoa está em cada dispositivo
   1    alguns pares pessoa-dispositivo falharam (listados no relatório)
-  2    erro de uso, de configuração ou de entrada: nada foi enviado a nenhum dispositivo
+  2    erro de uso, de configuração ou de entrada, ou um --prune acima de --max-remove:
+       nada foi enviado a nenhum dispositivo
   130  interrompido (Ctrl-C ou SIGTERM): o relatório parcial foi impresso";
 
 /// English fragments kept as `&'static str` elsewhere, and their Portuguese.

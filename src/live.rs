@@ -56,6 +56,9 @@ pub struct RecentFailure {
 
 struct Progress {
     per_device: Vec<Counts>,
+    /// Operations per device, once the reporter said they differ from the participants
+    /// (removals, people leaving).
+    operations: Option<Vec<u64>>,
     done: u64,
     recent_failures: VecDeque<RecentFailure>,
     /// (when, pairs done then), over the last `RATE_WINDOW`.
@@ -130,6 +133,7 @@ impl LiveStatus {
             participants: participants as u64,
             progress: Mutex::new(Progress {
                 per_device: vec![Counts::default(); devices.len()],
+                operations: None,
                 done: 0,
                 recent_failures: VecDeque::new(),
                 samples: VecDeque::from([(started, 0)]),
@@ -177,6 +181,11 @@ impl LiveStatus {
         }
     }
 
+    /// Sets each device's operations (see [`Watch::operations`]).
+    pub fn set_operations(&self, per_device: &[u64]) {
+        self.progress().operations = Some(per_device.to_vec());
+    }
+
     /// Marks the run as ended (the dashboard may linger on the final numbers).
     pub fn finish(&self, interrupted: bool) {
         let mut progress = self.progress();
@@ -192,7 +201,13 @@ impl LiveStatus {
     pub fn status(&self) -> Status {
         let now = Instant::now();
         let progress = self.progress();
-        let operations = self.participants * self.devices.len() as u64;
+        let device_operations = |d: usize| {
+            progress
+                .operations
+                .as_ref()
+                .map_or(self.participants, |o| o[d])
+        };
+        let operations = (0..self.devices.len()).map(device_operations).sum::<u64>();
         let elapsed = progress
             .finished_after
             .unwrap_or_else(|| now.duration_since(self.started));
@@ -217,19 +232,21 @@ impl LiveStatus {
             .devices
             .iter()
             .zip(&progress.per_device)
-            .map(|(device, counts)| {
+            .enumerate()
+            .map(|(d, (device, counts))| {
                 totals.registered += counts.registered;
                 totals.updated += counts.updated;
                 totals.unchanged += counts.unchanged;
                 totals.skipped_cache += counts.skipped_cache;
                 totals.failed += counts.failed;
+                totals.removed += counts.removed;
                 let t = &device.telemetry;
                 let latency = t.latency();
                 let quantile = |q: f64| latency.quantile_ms(q).filter(|&ms| ms != u64::MAX);
                 DeviceStatus {
                     name: device.name.clone(),
                     url: device.url.clone(),
-                    operations: self.participants,
+                    operations: device_operations(d),
                     done: counts.total(),
                     counts: counts.clone(),
                     in_flight: t.in_flight.load(std::sync::atomic::Ordering::Relaxed),
@@ -303,6 +320,30 @@ impl Watch for LivePublisher {
         self.live
             .publish(per_device, done, std::mem::take(&mut self.failures));
     }
+
+    fn operations(&mut self, per_device: &[u64]) {
+        self.live.set_operations(per_device);
+    }
+
+    fn removed(
+        &mut self,
+        device: usize,
+        registration: &str,
+        result: &Result<(), crate::device::DeviceError>,
+        _planned: bool,
+    ) {
+        if let Err(error) = result {
+            if self.failures.len() >= RECENT_FAILURES {
+                self.failures.remove(0);
+            }
+            self.failures.push(RecentFailure {
+                time: rfc3339(SystemTime::now()),
+                device: self.live.devices[device].name.clone(),
+                registration: registration.to_string(),
+                error: format!("not removed: {error}"),
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +397,31 @@ mod tests {
         let status = live.status();
         assert_eq!(status.phase, Phase::Finished);
         assert_eq!(status.eta_s, None);
+    }
+
+    #[test]
+    fn removals_change_the_operations_and_count_as_done() {
+        let live = live(2);
+        // Device 0 prunes 3 people; device 1 lost 2 expired people from its pairs.
+        live.set_operations(&[13, 8]);
+        let counts = [
+            Counts {
+                registered: 10,
+                removed: 3,
+                ..Counts::default()
+            },
+            Counts {
+                unchanged: 8,
+                ..Counts::default()
+            },
+        ];
+        live.publish(&counts, 21, Vec::new());
+        let status = live.status();
+        assert_eq!(status.operations, 21);
+        assert_eq!(status.devices[0].operations, 13);
+        assert_eq!(status.devices[0].done, 13);
+        assert_eq!(status.totals.removed, 3);
+        assert_eq!(status.totals.total(), 21);
     }
 
     #[test]

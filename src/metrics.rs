@@ -4,7 +4,8 @@
 //! a scrape and the file agree with `/api/status`.
 //!
 //! Every series is labelled with the device's name; outcome counters use the report's
-//! category names (`registered`, `updated`, `unchanged`, `skipped_cache`, `failed`).
+//! category names (`registered`, `updated`, `unchanged`, `skipped_cache`, `failed`,
+//! `removed`).
 
 use crate::live::{Phase, Status};
 use crate::telemetry::LATENCY_BUCKETS_MS;
@@ -21,7 +22,7 @@ pub fn render(status: &Status) -> String {
         &mut out,
         "catraca_operations",
         "gauge",
-        "Person-on-device pairs in this run (participants x devices).",
+        "Operations in this run: person-on-device pairs, plus people taken off devices.",
     );
     let _ = writeln!(out, "catraca_operations {}", status.operations);
     header(
@@ -68,6 +69,7 @@ pub fn render(status: &Status) -> String {
             ("unchanged", d.counts.unchanged),
             ("skipped_cache", d.counts.skipped_cache),
             ("failed", d.counts.failed),
+            ("removed", d.counts.removed),
         ] {
             let _ = writeln!(
                 out,

@@ -42,6 +42,10 @@ pub struct Person {
     pub registration: String,
     pub name: String,
     pub card: Option<Card>,
+    /// Whether the CSV has a card column. With one, a person without a card there holds
+    /// none on the devices (a card taken away is removed from the device); without one,
+    /// the cards on the devices are left alone.
+    pub cards_listed: bool,
     /// Start of the validity window, Unix seconds; `None` means no limit.
     pub begin: Option<i64>,
     /// End of the validity window, Unix seconds; `None` means no limit.
@@ -53,6 +57,11 @@ pub struct Person {
 }
 
 impl Person {
+    /// Whether the devices must hold exactly this person's card (or none).
+    pub fn card_is_managed(&self) -> bool {
+        self.card.is_some() || self.cards_listed
+    }
+
     /// A stable digest of every field a device holds for this person. Two runs of any
     /// version of catraca give the same fingerprint for the same data, so the cache stays
     /// valid across upgrades; the `v1` prefix changes if the encoding ever must.
@@ -90,6 +99,7 @@ mod tests {
                 facility: 123,
                 number: 45678,
             }),
+            cards_listed: true,
             begin: None,
             end: None,
             group: None,

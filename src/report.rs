@@ -1,9 +1,13 @@
 //! The final report of a run: the numbers an operator checks before the doors open, as
 //! a human summary and as JSON under stable keys that scripts rely on.
 //!
-//! The categories (registered, updated, unchanged, skipped, failed) add up to the
-//! number of operations (people x devices): every pair is counted exactly once, and a
-//! failed pair is listed with its reason. Nothing here ever holds a password.
+//! The categories (registered, updated, unchanged, skipped, failed, removed) add up to
+//! the number of operations: every pair is counted exactly once, and a failed pair is
+//! listed with its reason. Operations are the pairs to enroll (people x devices, less
+//! the people that leave with `--expire` or `catraca remove`) plus one per person taken
+//! off a device (and one per device that could not be listed for a removal). A pair
+//! that `--verify` finds missing moves from registered or updated to failed. Nothing
+//! here ever holds a password.
 
 use crate::i18n::{self, Msg};
 use serde::Serialize;
@@ -18,6 +22,9 @@ pub struct Counts {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// People taken off the device (`--prune`, `--expire`, `catraca remove`); with
+    /// `catraca plan`, that would be. Each removal is one operation of its own.
+    pub removed: u64,
     /// `catraca plan`: how many people need each field changed (name, validity, card,
     /// group). Empty, and left out of the JSON, for an enrollment.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -26,7 +33,12 @@ pub struct Counts {
 
 impl Counts {
     pub fn total(&self) -> u64 {
-        self.registered + self.updated + self.unchanged + self.skipped_cache + self.failed
+        self.registered
+            + self.updated
+            + self.unchanged
+            + self.skipped_cache
+            + self.failed
+            + self.removed
     }
 }
 
@@ -63,6 +75,10 @@ pub struct Report {
     pub unchanged: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// People taken off devices (with `dry_run`, that would be).
+    pub removed: u64,
+    /// Pairs read back by `--verify`.
+    pub verified: u64,
     /// Pairs done on the device whose result could not be written to the cache (they
     /// will be checked against the device again next time, never duplicated).
     pub not_cached: u64,
@@ -92,6 +108,8 @@ impl Report {
             unchanged: 0,
             skipped_cache: 0,
             failed: 0,
+            removed: 0,
+            verified: 0,
             not_cached: 0,
             dry_run: false,
             interrupted: false,
@@ -139,6 +157,21 @@ impl Report {
                 failed_count
             },
         );
+        if self.removed > 0 || self.dry_run {
+            let label = if self.dry_run {
+                Msg::SumWouldRemove
+            } else {
+                Msg::SumRemoved
+            };
+            field("  ", label, &self.removed);
+        }
+        if self.verified > 0 {
+            field(
+                "",
+                Msg::SumVerified,
+                &i18n::tr(Msg::SumVerifiedWhy, &[("count", &self.verified)]),
+            );
+        }
         if self.not_cached > 0 {
             field(
                 "",
@@ -164,10 +197,18 @@ impl Report {
             .max()
             .unwrap_or(6)
             .max(i18n::t(Msg::ColDevice).chars().count());
-        let (add, update) = if self.dry_run {
-            (i18n::t(Msg::ColToAdd), i18n::t(Msg::ColToUpdate))
+        let (add, update, remove) = if self.dry_run {
+            (
+                i18n::t(Msg::ColToAdd),
+                i18n::t(Msg::ColToUpdate),
+                i18n::t(Msg::ColToRemove),
+            )
         } else {
-            (i18n::t(Msg::SumRegistered), i18n::t(Msg::SumUpdated))
+            (
+                i18n::t(Msg::SumRegistered),
+                i18n::t(Msg::SumUpdated),
+                i18n::t(Msg::SumRemoved),
+            )
         };
         let (unchanged, skipped, failed) = (
             i18n::t(Msg::SumUnchanged),
@@ -183,9 +224,10 @@ impl Report {
             w(7, skipped),
             w(6, failed),
         );
+        let w6 = w(7, remove);
         let _ = writeln!(
             out,
-            "\n{:<name_width$}  {:<9}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  url",
+            "\n{:<name_width$}  {:<9}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  {remove:>w6$}  url",
             i18n::t(Msg::ColDevice),
             i18n::t(Msg::ColKind)
         );
@@ -193,7 +235,7 @@ impl Report {
             let c = &d.counts;
             let _ = writeln!(
                 out,
-                "{:<name_width$}  {:<9}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {}",
+                "{:<name_width$}  {:<9}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {:>w6$}  {}",
                 d.name,
                 d.kind,
                 c.registered,
@@ -201,6 +243,7 @@ impl Report {
                 c.unchanged,
                 c.skipped_cache,
                 c.failed,
+                c.removed,
                 d.url
             );
             if !c.changes.is_empty() {
@@ -255,5 +298,39 @@ impl Report {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removals_count_among_the_operations_and_show_in_the_summary() {
+        let counts = Counts {
+            registered: 3,
+            failed: 1,
+            removed: 2,
+            ..Counts::default()
+        };
+        assert_eq!(counts.total(), 6);
+        let mut report = Report::empty();
+        report.removed = 2;
+        report.per_device.push(DeviceReport {
+            name: "portaria-1".into(),
+            url: "http://10.0.0.5".into(),
+            kind: "controlid".into(),
+            finished_ms: 0,
+            counts,
+        });
+        let text = report.to_text();
+        assert!(text.contains("  removed:         2"), "{text}");
+        report.dry_run = true;
+        let text = report.to_text();
+        assert!(text.contains("  would remove:    2"), "{text}");
+        assert!(text.contains("to remove"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["removed"], 2);
+        assert_eq!(json["per_device"][0]["removed"], 2);
     }
 }

@@ -5,7 +5,7 @@
 //! `-v` lines. Progress is an indicatif bar on a terminal and, when stderr is a file or
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
-use crate::device::{Outcome, Plan};
+use crate::device::{DeviceError, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, Report};
@@ -28,6 +28,28 @@ pub enum Event {
     NotCached { count: usize, error: String },
     /// A worker could not open its cache connection.
     CacheUnavailable(String),
+    /// A device's number of operations changed by `delta`: removals found on it (+),
+    /// people of the CSV that leave instead of being enrolled (-).
+    Operations { device: usize, delta: i64 },
+    /// People taken off a device (or, `planned`, that `catraca plan` says would be), by
+    /// registration. Each is one operation.
+    Removed {
+        device: usize,
+        outcomes: Vec<(String, Result<(), DeviceError>)>,
+        planned: bool,
+    },
+    /// A device could not be listed: nothing is removed from it. One failed operation.
+    ListingFailed { device: usize, error: String },
+    /// `--verify` read back this many pairs.
+    Verified { count: u64 },
+    /// `--verify` found a pair written in this run (registered, or `updated`) that the
+    /// device does not hold as written: it moves to the failed pairs.
+    VerifyFailed {
+        device: usize,
+        person: u32,
+        updated: bool,
+        error: String,
+    },
 }
 
 /// How one job went, shared by every pair it finished.
@@ -53,6 +75,19 @@ pub trait Watch {
     );
     /// After each batch of pairs: the counts so far, per device, and the pairs done.
     fn batch(&mut self, per_device: &[Counts], done: u64);
+    /// One person taken off device number `device` (`planned`: `catraca plan` says it
+    /// would be), or the reason it was not.
+    fn removed(
+        &mut self,
+        _device: usize,
+        _registration: &str,
+        _result: &Result<(), DeviceError>,
+        _planned: bool,
+    ) {
+    }
+    /// The operations of each device changed (removals found, people leaving instead of
+    /// being enrolled): the new numbers, per device.
+    fn operations(&mut self, _per_device: &[u64]) {}
 }
 
 /// How much the reporter prints while the run goes.
@@ -94,7 +129,9 @@ impl Reporter<'_> {
         started: Instant,
         watchers: &mut [&mut (dyn Watch + Send)],
     ) -> Report {
-        let operations = self.people.len() as u64 * self.devices.len() as u64;
+        let mut operations = self.people.len() as u64 * self.devices.len() as u64;
+        let mut verified = 0u64;
+        let mut device_operations = vec![self.people.len() as u64; self.devices.len()];
         let mut per_device = vec![Counts::default(); self.devices.len()];
         let mut finished_ms = vec![0u64; self.devices.len()];
         let mut failures = Vec::new();
@@ -197,14 +234,107 @@ impl Reporter<'_> {
                     not_cached += count as u64;
                     if !warned_cache {
                         warned_cache = true;
-                        log::warn!("could not record results in the cache ({error}); the run goes on, and those pairs will be checked on the devices next time");
+                        log::warn!("{}", i18n::tr(Msg::WarnNotCached, &[("error", &error)]));
                     }
                 }
                 Event::CacheUnavailable(error) => {
                     if !warned_cache {
                         warned_cache = true;
-                        log::warn!("cache unavailable ({error}); the run goes on without recording results");
+                        log::warn!(
+                            "{}",
+                            i18n::tr(Msg::WarnCacheUnavailable, &[("error", &error)])
+                        );
                     }
+                }
+                Event::Operations { device, delta } => {
+                    operations = operations.saturating_add_signed(delta);
+                    device_operations[device] =
+                        device_operations[device].saturating_add_signed(delta);
+                    if let Progress::Bar(bar) = &progress {
+                        bar.set_length(operations);
+                    }
+                    for watcher in watchers.iter_mut() {
+                        watcher.operations(&device_operations);
+                    }
+                }
+                Event::Removed {
+                    device,
+                    outcomes,
+                    planned,
+                } => {
+                    finished_ms[device] = started.elapsed().as_millis() as u64;
+                    let counts = &mut per_device[device];
+                    for (registration, result) in outcomes {
+                        done += 1;
+                        for watcher in watchers.iter_mut() {
+                            watcher.removed(device, &registration, &result, planned);
+                        }
+                        let label = match (&result, planned) {
+                            (Ok(()), true) => "would remove",
+                            (Ok(()), false) => "removed",
+                            (Err(_), _) => "removal failed",
+                        };
+                        if self.verbosity == Verbosity::Pairs {
+                            let reason = match &result {
+                                Err(e) => format!(": {e}"),
+                                Ok(()) => String::new(),
+                            };
+                            let line = format!(
+                                "{label}: {registration} from {}{reason}",
+                                self.devices[device].0
+                            );
+                            match &progress {
+                                Progress::Bar(bar) => bar.println(line),
+                                _ => eprintln!("{line}"),
+                            }
+                        }
+                        match result {
+                            Ok(()) => counts.removed += 1,
+                            Err(e) => {
+                                counts.failed += 1;
+                                failures.push(Failure {
+                                    registration,
+                                    device: self.devices[device].0.clone(),
+                                    error: format!("not removed: {e}"),
+                                });
+                            }
+                        }
+                    }
+                }
+                Event::ListingFailed { device, error } => {
+                    operations += 1;
+                    device_operations[device] += 1;
+                    for watcher in watchers.iter_mut() {
+                        watcher.operations(&device_operations);
+                    }
+                    done += 1;
+                    per_device[device].failed += 1;
+                    failures.push(Failure {
+                        registration: String::new(),
+                        device: self.devices[device].0.clone(),
+                        error,
+                    });
+                }
+                Event::Verified { count } => verified += count,
+                Event::VerifyFailed {
+                    device,
+                    person,
+                    updated,
+                    error,
+                } => {
+                    let counts = &mut per_device[device];
+                    let slot = if updated {
+                        &mut counts.updated
+                    } else {
+                        &mut counts.registered
+                    };
+                    *slot = slot.saturating_sub(1);
+                    counts.failed += 1;
+                    failures.push(Failure {
+                        registration: self.people[person as usize].registration.clone(),
+                        device: self.devices[device].0.clone(),
+                        error,
+                    });
                 }
             }
             for watcher in watchers.iter_mut() {
@@ -247,6 +377,7 @@ impl Reporter<'_> {
             totals.unchanged += c.unchanged;
             totals.skipped_cache += c.skipped_cache;
             totals.failed += c.failed;
+            totals.removed += c.removed;
         }
         Report {
             participants: self.people.len() as u64,
@@ -257,6 +388,8 @@ impl Reporter<'_> {
             unchanged: totals.unchanged,
             skipped_cache: totals.skipped_cache,
             failed: totals.failed,
+            removed: totals.removed,
+            verified,
             not_cached,
             dry_run: false,
             interrupted: false,

@@ -124,7 +124,7 @@ impl Settings {
             )
         };
         match &mut cli.command {
-            Command::Enroll(args) | Command::Plan(args) => {
+            Command::Enroll(args) | Command::Plan(args) | Command::Remove(args) => {
                 if args.devices.is_none() && args.device_urls.is_empty() {
                     args.devices.clone_from(&self.devices);
                 }

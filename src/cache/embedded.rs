@@ -35,6 +35,9 @@ impl EmbeddedCache {
             std::fs::create_dir_all(dir)
                 .map_err(|err| store_error(path, "cannot create its directory", err))?;
         }
+        if !path.exists() {
+            create_atomically(path)?;
+        }
         let db = Database::create(path).map_err(|err| open_error(path, err))?;
         let cache = EmbeddedCache {
             db: Arc::new(db),
@@ -168,6 +171,51 @@ impl CacheConnection for EmbeddedConnection {
             }
             Ok(())
         })
+    }
+
+    fn forget(&mut self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write(|table| {
+            for key in keys {
+                table.remove(key.0)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Creates a new, empty store beside `path` and renames it into place, so that a run
+/// killed while creating its first cache (`kill -9`, power cut) leaves either no file or
+/// a complete one, never a half-written file that the next run would refuse.
+fn create_atomically(path: &Path) -> Result<(), CacheError> {
+    let dir = path
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let fresh = tempfile::Builder::new()
+        .prefix(".catraca-cache-")
+        .tempfile_in(dir)
+        .map_err(|err| store_error(path, "cannot create it", err))?;
+    {
+        let db = Database::create(fresh.path()).map_err(|err| open_error(path, err))?;
+        let txn = db
+            .begin_write()
+            .map_err(|err| store_error(path, "cannot create it", err))?;
+        txn.open_table(PAIRS)
+            .map_err(|err| store_error(path, "cannot create it", err))?;
+        txn.commit()
+            .map_err(|err| store_error(path, "cannot create it", err))?;
+    }
+    match fresh.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        // Another run created it meanwhile: theirs is as good as ours.
+        Err(err) if path.exists() => {
+            drop(err);
+            Ok(())
+        }
+        Err(err) => Err(store_error(path, "cannot create it", err.error)),
     }
 }
 
@@ -384,5 +432,23 @@ mod tests {
     fn default_path_is_under_the_user_cache_directory() {
         let path = EmbeddedCache::default_path();
         assert!(path.ends_with("catraca/cache.redb") || path.ends_with(".catraca-cache.redb"));
+    }
+}
+
+#[cfg(test)]
+mod creation_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_store_appears_whole_and_leaves_no_scratch_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.redb");
+        let cache = EmbeddedCache::open(&path).unwrap();
+        assert!(cache.is_empty().unwrap());
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["cache.redb".to_string()]);
     }
 }

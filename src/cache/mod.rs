@@ -56,6 +56,9 @@ pub trait CacheConnection: Send {
     /// Records pairs the device confirmed, in one transaction or pipeline, durable when
     /// this returns (it survives `kill -9` of this process).
     fn record(&mut self, entries: &[(CacheKey, u64)]) -> Result<(), CacheError>;
+    /// Drops pairs whose person left the device (removed, pruned, expired, or found
+    /// missing by `--verify`), so a later run that lists them again re-creates them.
+    fn forget(&mut self, keys: &[CacheKey]) -> Result<(), CacheError>;
 }
 
 /// The cache used when `--cache none`: remembers nothing, so every pair is sent.
@@ -78,6 +81,9 @@ impl CacheConnection for NoCache {
         Ok(vec![None; keys.len()])
     }
     fn record(&mut self, _entries: &[(CacheKey, u64)]) -> Result<(), CacheError> {
+        Ok(())
+    }
+    fn forget(&mut self, _keys: &[CacheKey]) -> Result<(), CacheError> {
         Ok(())
     }
 }

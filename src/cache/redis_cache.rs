@@ -193,6 +193,17 @@ impl CacheConnection for RedisConnection {
         }
         Ok(())
     }
+
+    fn forget(&mut self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        for round_trip in keys.chunks(KEYS_PER_ROUND_TRIP) {
+            let mut pipeline = redis::pipe();
+            for key in round_trip {
+                pipeline.del(redis_key(key));
+            }
+            self.run(|c| send_pipeline(c, &pipeline))?;
+        }
+        Ok(())
+    }
 }
 
 /// Sends `pipeline` in one write, then reads its replies in order and stops at the first

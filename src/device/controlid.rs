@@ -13,9 +13,10 @@
 
 use super::http::{HttpClient, Timeouts};
 use super::{
-    Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, Outcome, Plan, Profile,
-    Upsert, ValidityEncoding,
+    Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, DevicePerson, Outcome,
+    Plan, Profile, Upsert, ValidityEncoding,
 };
+use crate::i18n::{tr, Msg};
 use crate::person::{Card, Person};
 use crate::telemetry::DeviceTelemetry;
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
+
+/// Users per page when listing a device: one `load_objects` with `limit` / `offset`,
+/// about 60 kB of JSON, well inside the 30 s the field uses for loads.
+const LIST_PAGE: usize = 1000;
 
 /// What Control iD does differently (docs/controlid-api.md).
 pub static PROFILE: Profile = Profile {
@@ -614,11 +619,23 @@ impl ControlIdDevice {
             )
             .ok()
             .and_then(|users| users.into_iter().next())
-            .map(|u| format!("registration {}", u.registration))
-            .unwrap_or_else(|| format!("user id {owner}"));
-        DeviceError::Conflict(format!(
-            "card {value} already belongs to {owner_name} on this device: remove it there or fix the CSV"
+            .map(|u| u.registration)
+            .unwrap_or_else(|| format!("(id {owner})"));
+        DeviceError::CardTaken(tr(
+            Msg::WhyCardOwned,
+            &[("card", &value), ("owner", &owner_name)],
         ))
+    }
+
+    /// Destroys the rows of `object` whose `column` is one of `values`, 999 at a time.
+    /// Never sends a destroy without `where` (that deletes every row): an empty list
+    /// sends nothing. Safe to repeat, so retried like a read.
+    fn destroy_where(&self, object: &str, column: &str, values: &[i64]) -> Result<(), DeviceError> {
+        for chunk in values.chunks(MAX_IN_LIST).filter(|c| !c.is_empty()) {
+            let body = json!({"object": object, "where": {object: {column: chunk}}});
+            self.call_idempotent("destroy_objects", &body)?;
+        }
+        Ok(())
     }
 
     /// Links each user to its group; a link that already exists counts as done.
@@ -749,7 +766,7 @@ impl Device for ControlIdDevice {
         let single_ids: Vec<i64> = held_once.iter().map(|(_, id)| *id).collect();
         let with_card: Vec<i64> = held_once
             .iter()
-            .filter(|(p, _)| p.card.is_some())
+            .filter(|(p, _)| p.card_is_managed())
             .map(|(_, id)| *id)
             .collect();
         let mut cards_of: HashMap<i64, Vec<u64>> = HashMap::new();
@@ -796,9 +813,11 @@ impl Device for ControlIdDevice {
                         {
                             changes.push("validity");
                         }
-                        if let Some(card) = person.card {
+                        if person.card_is_managed() {
                             let held = cards_of.get(&user.id).map(Vec::as_slice).unwrap_or(&[]);
-                            if held != [card.controlid_value()] {
+                            let wanted: Vec<u64> =
+                                person.card.map(Card::controlid_value).into_iter().collect();
+                            if held != wanted.as_slice() {
                                 changes.push("card");
                             }
                         }
@@ -827,6 +846,51 @@ impl Device for ControlIdDevice {
                 }
             })
             .collect())
+    }
+
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
+        #[derive(Deserialize)]
+        struct Listed {
+            id: i64,
+            registration: String,
+        }
+        let mut people = Vec::new();
+        loop {
+            let body = json!({
+                "object": "users",
+                "fields": ["id", "registration"],
+                "order": ["ascending", "id"],
+                "limit": LIST_PAGE,
+                "offset": people.len(),
+            });
+            let answer = self.call_idempotent("load_objects", &body)?;
+            let page: Vec<Listed> = answer
+                .get("users")
+                .cloned()
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| DeviceError::InvalidAnswer(format!("listing users: {e}")))?
+                .ok_or_else(|| DeviceError::InvalidAnswer("listing users: no list".into()))?;
+            let last = page.len() < LIST_PAGE;
+            people.extend(page.into_iter().map(|u| DevicePerson {
+                registration: u.registration,
+                id: u.id,
+            }));
+            if last {
+                return Ok(people);
+            }
+        }
+    }
+
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>> {
+        // Children first: foreign keys are enforced, and whether the device deletes a
+        // user's cards and links with it is unknown (docs/controlid-api.md).
+        let ids: Vec<i64> = people.iter().map(|p| p.id).collect();
+        let result = self
+            .destroy_where("cards", "user_id", &ids)
+            .and_then(|()| self.destroy_where("user_groups", "user_id", &ids))
+            .and_then(|()| self.destroy_where("users", "id", &ids));
+        vec![result; people.len()]
     }
 
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
@@ -870,18 +934,44 @@ impl Device for ControlIdDevice {
                 }
                 Plan::Unchanged { id } => user_ids[i] = Some(*id),
                 Plan::Ambiguous { ids } => {
-                    failed[i] = Some(DeviceError::Conflict(format!(
-                        "registration {} is on this device {} times (ids {}): remove the extra copies there",
-                        person.registration,
-                        ids.len(),
-                        ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                    failed[i] = Some(DeviceError::Conflict(tr(
+                        Msg::WhyAmbiguous,
+                        &[
+                            ("registration", &person.registration),
+                            ("count", &ids.len()),
+                            (
+                                "ids",
+                                &ids.iter()
+                                    .map(i64::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", "),
+                            ),
+                        ],
                     )))
                 }
                 Plan::Create => {}
             }
         }
 
-        // 3. Cards, for people created or whose card changed.
+        // 3. Cards taken away in the CSV go first: a card moving to another person of
+        //    this batch is then free for them.
+        let losing: Vec<usize> = (0..work.len())
+            .filter(|&i| {
+                failed[i].is_none()
+                    && work[i].0.card.is_none()
+                    && matches!(&work[i].1, Plan::Update { changes, .. } if changes.contains(&"card"))
+            })
+            .collect();
+        if !losing.is_empty() {
+            let ids: Vec<i64> = losing.iter().filter_map(|&i| user_ids[i]).collect();
+            if let Err(e) = self.destroy_where("cards", "user_id", &ids) {
+                for &i in &losing {
+                    failed[i] = Some(e.clone());
+                }
+            }
+        }
+
+        // 4. Cards, for people created or whose card changed.
         let mut card_work = Vec::new();
         for (i, (person, plan)) in work.iter().enumerate() {
             let needs_card = match plan {
@@ -904,13 +994,18 @@ impl Device for ControlIdDevice {
                 .iter()
                 .zip(self.put_cards(&wanted, &replacing_cards))
             {
-                if let Err(e) = result {
-                    failed[*i] = Some(e);
-                }
+                failed[*i] = match result {
+                    Ok(()) => continue,
+                    Err(DeviceError::CardTaken(why)) => Some(DeviceError::CardTaken(tr(
+                        Msg::WhyCardWanted,
+                        &[("registration", &work[*i].0.registration), ("why", &why)],
+                    ))),
+                    Err(e) => Some(e),
+                };
             }
         }
 
-        // 4. Group links.
+        // 5. Group links.
         let mut link_work = Vec::new();
         for (i, (person, plan)) in work.iter().enumerate() {
             let needs_link = match plan {

@@ -15,8 +15,8 @@
 use super::digest::DigestClient;
 use super::http::{Answer, HttpClient, Timeouts};
 use super::{
-    Auth, CardEncoding, Credentials, Device, DeviceError, Outcome, Plan, Profile, RetryPolicy,
-    Upsert, ValidityEncoding,
+    Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
+    RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
@@ -41,6 +41,9 @@ pub static PROFILE: Profile = Profile {
 
 /// employeeNos per search: the paging cap the devices' capabilities report (30).
 const SEARCH_PAGE: usize = 30;
+
+/// How often a deletion's progress is polled (every 0.2 s) before giving up on it.
+const DELETE_POLLS: usize = 150;
 
 const JSON: &str = "application/json";
 
@@ -358,6 +361,22 @@ impl HikvisionDevice {
         }
     }
 
+    /// Deletes every card the person holds (the CSV took their card away).
+    fn drop_cards(&self, person: &Person) -> Result<(), DeviceError> {
+        let employee = person.registration.as_str();
+        let held = self.held(&[employee], &[employee])?;
+        let cards: Vec<Value> = held
+            .get(employee)
+            .map(|h| h.cards.iter().map(|c| json!({"cardNo": c})).collect())
+            .unwrap_or_default();
+        if !cards.is_empty() {
+            let body = json!({"CardInfoDelCond": {"CardNoList": cards}});
+            self.call("PUT", "/ISAPI/AccessControl/CardInfo/Delete", Some(&body))?
+                .into_value()?;
+        }
+        Ok(())
+    }
+
     /// Leaves the person with exactly `card`: other numbers deleted, this one recorded.
     fn put_card(&self, person: &Person, card: &str, replace: bool) -> Result<(), DeviceError> {
         let employee = person.registration.as_str();
@@ -404,8 +423,8 @@ impl HikvisionDevice {
                 if owner == employee {
                     Ok(())
                 } else {
-                    Err(DeviceError::Conflict(format!(
-                        "card {card} already belongs to employeeNo {owner} on this device: remove it there or fix the CSV"
+                    Err(DeviceError::CardTaken(format!(
+                        "employeeNo {employee} wants card {card}, which already belongs to employeeNo {owner} on this device: remove it there or fix the CSV"
                     )))
                 }
             }
@@ -428,8 +447,10 @@ impl HikvisionDevice {
                 if changes.iter().any(|c| *c == "name" || *c == "validity") {
                     self.modify(person)?;
                 }
-                if let (true, Some(card)) = (changes.contains(&"card"), &card) {
-                    self.put_card(person, card, true)?;
+                match (changes.contains(&"card"), &card) {
+                    (true, Some(card)) => self.put_card(person, card, true)?,
+                    (true, None) => self.drop_cards(person)?,
+                    _ => {}
                 }
                 Ok(Outcome::Updated)
             }
@@ -476,7 +497,7 @@ impl Device for HikvisionDevice {
         let employees: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
         let with_cards: Vec<&str> = people
             .iter()
-            .filter(|p| p.card.is_some())
+            .filter(|p| p.card_is_managed())
             .map(|p| p.registration.as_str())
             .collect();
         let held = self.held(&employees, &with_cards)?;
@@ -494,8 +515,13 @@ impl Device for HikvisionDevice {
                     if h.valid.0 != enable || (enable && (h.valid.1 != begin || h.valid.2 != end)) {
                         changes.push("validity");
                     }
-                    if let Some(card) = person.card {
-                        if h.cards != [PROFILE.cards.encode(card)] {
+                    if person.card_is_managed() {
+                        let wanted: Vec<String> = person
+                            .card
+                            .map(|c| PROFILE.cards.encode(c))
+                            .into_iter()
+                            .collect();
+                        if h.cards != wanted {
                             changes.push("card");
                         }
                     }
@@ -507,6 +533,97 @@ impl Device for HikvisionDevice {
                 }
             })
             .collect())
+    }
+
+    /// One search page of people: their cards are found in one search too.
+    fn max_remove_batch(&self) -> usize {
+        SEARCH_PAGE
+    }
+
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
+        let id = self.search_id();
+        let mut people = Vec::new();
+        loop {
+            let body = json!({"UserInfoSearchCond": {
+                "searchID": id,
+                "searchResultPosition": people.len(),
+                "maxResults": SEARCH_PAGE,
+            }});
+            let answer = self
+                .call("POST", "/ISAPI/AccessControl/UserInfo/Search", Some(&body))?
+                .into_value()?;
+            let found = answer.get("UserInfoSearch").ok_or_else(|| {
+                DeviceError::InvalidAnswer("user listing: no UserInfoSearch".into())
+            })?;
+            let page = found
+                .get("UserInfo")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            people.extend(page.iter().map(|u| {
+                DevicePerson {
+                    registration: u
+                        .get("employeeNo")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    id: 0,
+                }
+            }));
+            let more = found.get("responseStatusStrg").and_then(Value::as_str) == Some("MORE");
+            if !more || page.is_empty() {
+                return Ok(people);
+            }
+        }
+    }
+
+    /// Cards by number (`CardInfo/Delete`), then the people (`UserInfoDetail/Delete`),
+    /// whose end is polled on `DeleteProcess`.
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>> {
+        let employees: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let removed = (|| {
+            let held = self.held(&employees, &employees)?;
+            let cards: Vec<Value> = held
+                .values()
+                .flat_map(|h| h.cards.iter().map(|c| json!({"cardNo": c})))
+                .collect();
+            if !cards.is_empty() {
+                let body = json!({"CardInfoDelCond": {"CardNoList": cards}});
+                self.call("PUT", "/ISAPI/AccessControl/CardInfo/Delete", Some(&body))?
+                    .into_value()?;
+            }
+            let list: Vec<Value> = employees.iter().map(|e| json!({"employeeNo": e})).collect();
+            let body = json!({"UserInfoDetail": {"mode": "byEmployeeNo", "EmployeeNoList": list}});
+            self.call(
+                "PUT",
+                "/ISAPI/AccessControl/UserInfoDetail/Delete",
+                Some(&body),
+            )?
+            .into_value()?;
+            for _ in 0..DELETE_POLLS {
+                let answer = self
+                    .call(
+                        "GET",
+                        "/ISAPI/AccessControl/UserInfoDetail/DeleteProcess",
+                        None,
+                    )?
+                    .into_value()?;
+                match answer["UserInfoDetailDeleteProcess"]["status"].as_str() {
+                    Some("success") => return Ok(()),
+                    Some("failed") => {
+                        return Err(DeviceError::Rejected {
+                            status: 200,
+                            message: "the device says the deletion failed (DeleteProcess)".into(),
+                        })
+                    }
+                    _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+                }
+            }
+            Err(DeviceError::InvalidAnswer(
+                "the deletion did not finish in time (DeleteProcess still processing)".into(),
+            ))
+        })();
+        vec![removed; people.len()]
     }
 
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {

@@ -14,8 +14,8 @@
 use super::digest::DigestClient;
 use super::http::{Answer, HttpClient, Timeouts};
 use super::{
-    Auth, CardEncoding, Credentials, Device, DeviceError, Outcome, Plan, Profile, RetryPolicy,
-    Upsert, ValidityEncoding,
+    Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
+    RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
 use crate::telemetry::DeviceTelemetry;
@@ -187,6 +187,35 @@ impl IntelbrasDevice {
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Removes every card of these users (at most `MAX_PER_CALL`), each by number.
+    fn drop_cards(&self, users: &[&str]) -> Result<(), DeviceError> {
+        let cards: Vec<String> = self
+            .cards_where("UserIDList", users)?
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        for numbers in cards.chunks(MAX_PER_CALL) {
+            let names: Vec<&str> = numbers.iter().map(String::as_str).collect();
+            let target = format!(
+                "{CARDS}?action=removeMulti{}",
+                list_query("CardNoList", &names)
+            );
+            self.expect_ok(&target)?;
+        }
+        Ok(())
+    }
+
+    /// A GET that must answer `OK` (removals: safe to repeat).
+    fn expect_ok(&self, target: &str) -> Result<(), DeviceError> {
+        match self.get(target)? {
+            Reply::Ok(_) => Ok(()),
+            Reply::BadRequest => Err(DeviceError::Rejected {
+                status: 400,
+                message: format!("Bad Request: the device refused {target}"),
+            }),
         }
     }
 
@@ -426,8 +455,8 @@ impl IntelbrasDevice {
         for (i, (user, card)) in cards.iter().enumerate() {
             match owners.get(card) {
                 Some(owner) if owner == user => results.push(Ok(())),
-                Some(owner) => results.push(Err(DeviceError::Conflict(format!(
-                    "card {card} already belongs to UserID {owner} on this device: remove it there or fix the CSV"
+                Some(owner) => results.push(Err(DeviceError::CardTaken(format!(
+                    "UserID {user} wants card {card}, which already belongs to UserID {owner} on this device: remove it there or fix the CSV"
                 )))),
                 None => {
                     results.push(Ok(()));
@@ -436,6 +465,14 @@ impl IntelbrasDevice {
             }
         }
         if missing.len() == cards.len() && cards.len() == 1 {
+            // Free now but refused a moment ago: another job may have just removed it
+            // from its old owner (a card moving between people). One more try says.
+            let again = json!({"CardList": [
+                {"UserID": cards[0].0, "CardNo": cards[0].1, "CardType": 0, "CardStatus": 0}
+            ]});
+            if let Ok(true) = self.post(&format!("{CARDS}?action=insertMulti"), &again) {
+                return vec![Ok(())];
+            }
             return vec![Err(DeviceError::Rejected {
                 status: 400,
                 message: format!("Bad Request: the device refused card {}", cards[0].1),
@@ -488,7 +525,7 @@ impl Device for IntelbrasDevice {
             .map(|p| p.registration.as_str())
             .filter(|r| is_user_id(r))
             .collect();
-        let held = self.held(&ids, people.iter().any(|p| p.card.is_some()))?;
+        let held = self.held(&ids, people.iter().any(|p| p.card_is_managed()))?;
         Ok(people
             .iter()
             .map(|person| match held.get(&person.registration) {
@@ -503,8 +540,13 @@ impl Device for IntelbrasDevice {
                     {
                         changes.push("validity");
                     }
-                    if let Some(card) = person.card {
-                        if h.cards != [PROFILE.cards.encode(card)] {
+                    if person.card_is_managed() {
+                        let wanted: Vec<String> = person
+                            .card
+                            .map(|c| PROFILE.cards.encode(c))
+                            .into_iter()
+                            .collect();
+                        if h.cards != wanted {
                             changes.push("card");
                         }
                     }
@@ -516,6 +558,38 @@ impl Device for IntelbrasDevice {
                 }
             })
             .collect())
+    }
+
+    /// `action=list` without a filter: the documentation gives no paging for Intelbras,
+    /// so the whole list comes in one answer.
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
+        Ok(self
+            .list_json(&format!("{USERS}?action=list"), "UserList")?
+            .iter()
+            .filter_map(|u| u.get("UserID").and_then(Value::as_str))
+            .map(|id| DevicePerson {
+                registration: id.to_string(),
+                id: 0,
+            })
+            .collect())
+    }
+
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>> {
+        let ids: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let removed = (|| {
+            for chunk in ids.chunks(MAX_PER_CALL) {
+                // Cards first, each by number, then the users: nothing is left behind
+                // whatever the firmware does with a removed user's cards.
+                self.drop_cards(chunk)?;
+                let target = format!(
+                    "{USERS}?action=removeMulti{}",
+                    list_query("UserIDList", chunk)
+                );
+                self.expect_ok(&target)?;
+            }
+            Ok(())
+        })();
+        vec![removed; people.len()]
     }
 
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
@@ -552,7 +626,27 @@ impl Device for IntelbrasDevice {
                 }
             }
         }
-        // 2. Cards, for people created or whose card changed.
+        // 2. Cards taken away in the CSV go first: a card moving to another person of
+        //    this batch is then free for them.
+        let losing: Vec<usize> = (0..work.len())
+            .filter(|&i| {
+                failed[i].is_none()
+                    && work[i].0.card.is_none()
+                    && matches!(&work[i].1, Plan::Update { changes, .. } if changes.contains(&"card"))
+            })
+            .collect();
+        for chunk in losing.chunks(MAX_PER_CALL) {
+            let ids: Vec<&str> = chunk
+                .iter()
+                .map(|&i| work[i].0.registration.as_str())
+                .collect();
+            if let Err(e) = self.drop_cards(&ids) {
+                for &i in chunk {
+                    failed[i] = Some(e.clone());
+                }
+            }
+        }
+        // 3. Cards, for people created or whose card changed.
         let mut card_work = Vec::new();
         let mut replace = Vec::new();
         for (i, (person, plan)) in work.iter().enumerate() {

@@ -5,7 +5,10 @@
 //! driver batches of planned people to write. Drivers own everything vendor-specific:
 //! authentication, request shapes, how "already exists" is signalled, how cards and
 //! validity windows are encoded, and how a write whose answer was lost is reconciled so
-//! that a retry never makes a second copy of a person.
+//! that a retry never makes a second copy of a person. For `--prune`, `--expire` and
+//! `catraca remove`, a driver also lists everyone its device holds ([`Device::people`],
+//! paged as the vendor allows) and removes people with their cards and group links
+//! ([`Device::remove`]).
 
 pub mod breaker;
 pub mod controlid;
@@ -63,6 +66,11 @@ pub enum DeviceError {
     /// The person conflicts with data already on the device (e.g. a card owned by another).
     #[error("{0}")]
     Conflict(String),
+    /// The person's card belongs to another person on the device. Never taken over; the
+    /// pair gets one fresh plan late in the run (the card may be moving between two
+    /// people of the CSV, its old owner not yet written), then fails with this.
+    #[error("{0}")]
+    CardTaken(String),
     /// The device holds as many people as it can. Never retried: the driver stops
     /// sending to the device, and every later pair fails with this reason.
     #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
@@ -124,6 +132,16 @@ pub enum Plan {
     /// The device holds this registration more than once (put there by another tool);
     /// catraca will not guess which copy is right.
     Ambiguous { ids: Vec<i64> },
+}
+
+/// A person as a device holds it, found by listing the device ([`Device::people`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePerson {
+    /// The person's key: Control iD `registration`, Hikvision `employeeNo`, Intelbras `UserID`.
+    pub registration: String,
+    /// The device's own key for this copy (Control iD `users.id`, which tells apart two
+    /// copies of one registration); 0 where the registration is the only key.
+    pub id: i64,
 }
 
 /// The result of one person on one device.
@@ -308,6 +326,15 @@ pub trait Device: Send + Sync {
     /// Applies the plans (never `Unchanged`), returning one outcome per person in order.
     /// A failure of one person does not fail the others.
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome>;
+    /// Everyone the device holds, read page by page with one request in flight.
+    fn people(&self) -> Result<Vec<DevicePerson>, DeviceError>;
+    /// The most people one [`Device::remove`] call should get (one request's worth).
+    fn max_remove_batch(&self) -> usize {
+        self.max_batch().max(1)
+    }
+    /// Takes these people off the device, with their cards and group links, each removed
+    /// explicitly. One result per person, in order.
+    fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>>;
     /// Logs in and reads what `catraca check` shows: people stored, clock, round trip,
     /// firmware and model where the API tells. By default, one read-only lookup of a
     /// registration nobody has (it proves the device answers and takes the login, and
@@ -317,6 +344,7 @@ pub trait Device: Send + Sync {
             registration: "catraca-check-probe".into(),
             name: "catraca check".into(),
             card: None,
+            cards_listed: false,
             begin: None,
             end: None,
             group: None,

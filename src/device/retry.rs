@@ -7,6 +7,7 @@
 //! retries at a fraction of the requests made, so a dying device cannot multiply the
 //! traffic on a building's network: past it, failures stand and are reported.
 
+use crate::i18n::{tr, Msg};
 use crate::telemetry::DeviceTelemetry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,9 +46,13 @@ impl RetryBudget {
         }
         self.retries.fetch_sub(1, Ordering::Relaxed);
         if !self.warned.swap(true, Ordering::Relaxed) {
+            let requests = self.requests.load(Ordering::Relaxed);
             log::warn!(
-                "retry budget spent ({spent} retries for {} requests): further transient failures are reported, not retried",
-                self.requests.load(Ordering::Relaxed)
+                "{}",
+                tr(
+                    Msg::WarnRetryBudget,
+                    &[("spent", &spent), ("requests", &requests)]
+                )
             );
         }
         false

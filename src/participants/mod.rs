@@ -228,6 +228,7 @@ impl Row<'_> {
             registration: registration.to_owned(),
             name: name.to_owned(),
             card,
+            cards_listed: self.columns.card.is_some(),
             begin: begin.map(|(_, at)| at),
             end: end.map(|(_, at)| at),
             group: self

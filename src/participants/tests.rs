@@ -57,6 +57,7 @@ fn excel_br_file_with_accented_headers_and_unquoted_wiegand_cards() {
                     facility: 123,
                     number: 45678
                 }),
+                cards_listed: true,
                 begin: Some(local(2026, 3, 1, 8, 0, 0)),
                 end: Some(local(2026, 12, 31, 23, 59, 59)),
                 group: Some("Funcionários".into()),
@@ -66,6 +67,7 @@ fn excel_br_file_with_accented_headers_and_unquoted_wiegand_cards() {
                 registration: "2026000002".into(),
                 name: "João da Conceição".into(),
                 card: Some(Card::Number(4_012_345_678)),
+                cards_listed: true,
                 begin: None,
                 end: None,
                 group: None,
@@ -182,6 +184,7 @@ fn values_are_trimmed_and_empty_optional_values_are_none() {
             registration: "A-1".into(),
             name: "Ana".into(),
             card: None,
+            cards_listed: true,
             begin: None,
             end: None,
             group: None,

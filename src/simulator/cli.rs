@@ -114,6 +114,10 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub fail_garbage: f64,
 
+    /// Share of created people the device answers OK for but does not store (0 to 1)
+    #[arg(long, value_name = "RATE", default_value_t = 0.0, value_parser = parse_rate)]
+    pub fail_silent_drop: f64,
+
     /// Resets, hangs and garbage strike after a write was applied, so its answer is lost
     #[arg(long)]
     pub faults_after_write: bool,
@@ -193,6 +197,7 @@ impl SimulateArgs {
             overload: self.overload,
             faults,
             faults_after_write: self.faults_after_write,
+            silent_drop: self.fail_silent_drop,
             hang_for: Duration::from_secs(self.hang_secs),
             session_expiry_after: self.session_expiry,
             login: self.login.clone(),
@@ -288,6 +293,8 @@ mod tests {
             "--fail-reset",
             "0.05",
             "--faults-after-write",
+            "--fail-silent-drop",
+            "0.02",
             "--session-expiry",
             "50",
             "--down",
@@ -302,6 +309,7 @@ mod tests {
         assert_eq!(config.overload, Overload::Reset);
         assert_eq!(config.faults.status_503, 0.1);
         assert!(config.faults_after_write);
+        assert_eq!(config.silent_drop, 0.02);
         assert_eq!(config.session_expiry_after, Some(50));
         assert_eq!(
             (config.login.as_str(), config.password.as_str()),

@@ -25,7 +25,10 @@ mod tests;
 #[cfg(test)]
 mod vendor_tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -85,6 +88,10 @@ pub struct SimConfig {
     /// Hikvision and Intelbras: refused Digest authentications in a row that lock the
     /// account (then even the right password is refused). Default: 5, as the firmware.
     pub lockout_after: u32,
+    /// Share (0 to 1) of the people a create stores that the device drops at once while
+    /// answering OK, as field devices are known to do: only reading back finds them
+    /// missing (`--verify`). Drawn per person, apart from the request faults. Default: 0.
+    pub silent_drop: f64,
 }
 
 impl Default for SimConfig {
@@ -103,6 +110,7 @@ impl Default for SimConfig {
             seed: 0,
             capacity: None,
             lockout_after: 5,
+            silent_drop: 0.0,
         }
     }
 }
@@ -227,9 +235,81 @@ struct DeviceState {
     /// Request names whose next authenticated call is applied but its answer lost
     /// (see [`SimDevice::lose_next_answer`]).
     lose_next: Vec<String>,
+    /// People whose next creation is answered OK and not stored
+    /// (see [`SimDevice::drop_silently`]).
+    drop_next: BTreeSet<String>,
+    /// `SimConfig::silent_drop`, and the draws for it.
+    drop_rate: f64,
+    drop_rng: StdRng,
 }
 
 impl DeviceState {
+    /// Whether creates must be watched for people to drop silently.
+    fn drops_people(&self) -> bool {
+        self.drop_rate > 0.0 || !self.drop_next.is_empty()
+    }
+
+    /// The keys of everyone the device holds.
+    fn keys(&self) -> BTreeSet<String> {
+        match &self.device {
+            Protocol::ControlId(device) => users(&device.tables)
+                .into_iter()
+                .map(|u| u.registration)
+                .collect(),
+            Protocol::Hikvision(api, _) => api.users.keys().cloned().collect(),
+            Protocol::Intelbras(api, _) => api.users.keys().cloned().collect(),
+        }
+    }
+
+    /// Drops, with their cards and links, the people stored since `before` that are
+    /// marked (or drawn) to be dropped: the answer already says OK.
+    fn drop_new_people(&mut self, before: &BTreeSet<String>) {
+        let created: Vec<String> = self.keys().difference(before).cloned().collect();
+        for key in created {
+            let marked = self.drop_next.remove(&key);
+            let drawn = self.drop_rate > 0.0 && self.drop_rng.random::<f64>() < self.drop_rate;
+            if !(marked || drawn) {
+                continue;
+            }
+            Tally::add(&mut self.tally.faults, "silent_drop", 1);
+            self.purge(&key);
+        }
+    }
+
+    /// Deletes a person with their cards and group links.
+    fn purge(&mut self, key: &str) {
+        match &mut self.device {
+            Protocol::ControlId(device) => {
+                let ids: Vec<i64> = users(&device.tables)
+                    .into_iter()
+                    .filter(|u| u.registration == key)
+                    .map(|u| u.id)
+                    .collect();
+                if ids.is_empty() {
+                    return;
+                }
+                for (table, column) in [
+                    (TableId::Cards, "user_id"),
+                    (TableId::UserGroups, "user_id"),
+                    (TableId::Users, "id"),
+                ] {
+                    let condition = json!({ table.name(): { column: ids } });
+                    if let Ok(filter) = tables::Filter::parse(table, Some(condition)) {
+                        let _ = device.tables.delete(table, &filter);
+                    }
+                }
+            }
+            Protocol::Hikvision(api, _) => {
+                api.users.remove(key);
+                api.cards.retain(|_, e| e != key);
+            }
+            Protocol::Intelbras(api, _) => {
+                api.users.remove(key);
+                api.cards.retain(|_, u| u != key);
+            }
+        }
+    }
+
     fn controlid(&self) -> Option<&ControlIdDevice> {
         match &self.device {
             Protocol::ControlId(device) => Some(device),
@@ -313,6 +393,9 @@ struct DeviceHandler {
 
 /// What a fault-injected broken answer looks like: a body cut short.
 const GARBAGE: &[u8] = b"{\"ids\":[17,\"regist";
+
+/// Keeps silent-drop draws apart from fault draws made with the same seed.
+const DROP_SEED_SALT: u64 = 0x5113_7d20_9000_0001;
 
 /// Keeps session tokens apart from fault draws made with the same seed.
 const TOKEN_SEED_SALT: u64 = 0x70c3_e5ee_d5a1_7000;
@@ -441,10 +524,15 @@ impl Handler for DeviceHandler {
                 return self.misbehave(fault);
             }
         }
+        let watched =
+            (command == Command::CreateObjects && state.drops_people()).then(|| state.keys());
         let Protocol::ControlId(device) = &mut state.device else {
             unreachable!("only Control iD devices take this path")
         };
         let answer = device.call(command, session.as_deref(), request.body);
+        if let Some(before) = watched {
+            state.drop_new_people(&before);
+        }
         if let Some((table, count)) = answer.created {
             Tally::add(&mut state.tally.created, table, count);
         }
@@ -504,6 +592,7 @@ impl DeviceHandler {
             }
         }
         let target = request.target();
+        let watched = state.drops_people().then(|| state.keys());
         let (api_answer, verdict) = match &mut state.device {
             Protocol::Hikvision(api, guard) => {
                 match guard.check(request.method, &target, request.authorization) {
@@ -522,6 +611,9 @@ impl DeviceHandler {
             }
             Protocol::ControlId(_) => unreachable!("Control iD devices take the session path"),
         };
+        if let Some(before) = watched {
+            state.drop_new_people(&before);
+        }
         let mut fault = fault;
         let response = match (api_answer, verdict) {
             (Some(served), _) => {
@@ -683,6 +775,9 @@ impl SimDevice {
             dice: FaultDice::new(config.faults, config.seed),
             busy_next: 0,
             lose_next: Vec::new(),
+            drop_next: BTreeSet::new(),
+            drop_rate: config.silent_drop,
+            drop_rng: StdRng::seed_from_u64(config.seed ^ DROP_SEED_SALT),
         };
         let handler = Arc::new(DeviceHandler {
             name: name.to_owned(),
@@ -752,6 +847,18 @@ impl SimDevice {
     /// connection is reset: the write is stored, its answer lost.
     pub fn lose_next_answer(&self, request: &str) {
         self.handler.state().lose_next.push(request.to_owned());
+    }
+
+    /// The next creation of this person (registration, employeeNo or UserID) is
+    /// answered as usual and not stored: a device that "answers OK without storing".
+    pub fn drop_silently(&self, key: &str) {
+        self.handler.state().drop_next.insert(key.to_owned());
+    }
+
+    /// Deletes a person (with cards and links) as the device does by itself, e.g. when a
+    /// validity window has passed.
+    pub fn purge(&self, key: &str) {
+        self.handler.state().purge(key);
     }
 
     /// Control iD `users` rows (empty for other kinds).

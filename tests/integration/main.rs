@@ -10,6 +10,7 @@ mod dashboard;
 mod demo;
 mod enroll;
 mod harness;
+mod life;
 mod plan;
 mod portuguese;
 mod resilience;

@@ -102,6 +102,53 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
     for device in &fleet.devices {
         assert_holds_exactly(device, &rows);
     }
+
+    // With --prune: 5 of the 60 leave the list (8%, under the 10% floor).
+    let kept = &rows[5..];
+    let fewer = sandbox.write("p3.csv", csv(kept));
+    let before = writes(&fleet);
+    let plan = sandbox
+        .catraca(&[
+            "plan",
+            "--users",
+            fewer.to_str().unwrap(),
+            "--prune",
+            "--json",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    plan.expect_code(0);
+    assert_eq!(writes(&fleet), before, "plan --prune wrote\n{}", plan.shown);
+    let planned = plan.report();
+    assert_eq!(planned["removed"], 10, "{}", plan.shown);
+    let enroll = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            fewer.to_str().unwrap(),
+            "--prune",
+            "--json",
+        ])
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    enroll.expect_code(0);
+    let done = enroll.report();
+    for key in [
+        "operations",
+        "registered",
+        "updated",
+        "unchanged",
+        "skipped_cache",
+        "failed",
+        "removed",
+    ] {
+        assert_eq!(planned[key], done[key], "{key}\n{}", enroll.shown);
+    }
+    for device in &fleet.devices {
+        assert_holds_exactly(device, kept);
+    }
 }
 
 #[test]

@@ -178,3 +178,45 @@ fn help_and_check_speak_portuguese_too() {
         none.shown
     );
 }
+
+#[test]
+fn reasons_composed_during_a_run_are_in_portuguese_too() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(2, SimConfig::default());
+    // A registration the device already holds twice (put there by another tool).
+    fleet.devices[0].insert_user("2026000001", "Cópia A");
+    fleet.devices[0].insert_user("2026000001", "Cópia B");
+    let users = sandbox.write("p.csv", csv(&people(200)));
+    let ran = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--threads",
+            "1",
+            "--max-failures",
+            "0",
+        ])
+        .env("LANG", "pt_BR.UTF-8")
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    assert!(
+        report["failures"]
+            .to_string()
+            .contains("está 2 vezes neste dispositivo"),
+        "{}",
+        ran.shown
+    );
+    assert!(
+        report["halted"]
+            .as_str()
+            .unwrap()
+            .contains("parada antecipada"),
+        "{}",
+        ran.shown
+    );
+}
