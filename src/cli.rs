@@ -143,7 +143,7 @@ pub fn localize(cmd: clap::Command) -> clap::Command {
             .collect();
         let heading: &'static str = i18n::t(Msg::HelpOptions).trim_end_matches(':');
         for id in ids {
-            let text = help_pt(&id);
+            let text = help_pt(&format!("{name}:{id}")).or_else(|| help_pt(&id));
             cmd = cmd.mut_arg(id, |arg| {
                 let arg = arg.help_heading(heading);
                 match text {
@@ -761,6 +761,27 @@ mod tests {
                         arg.get_id()
                     );
                 }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub);
+            }
+        }
+        check(&Cli::command());
+    }
+
+    #[test]
+    fn every_flag_has_portuguese_help_meant_for_its_own_command() {
+        fn check(cmd: &clap::Command) {
+            let name = cmd.get_name();
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                let found = i18n::HELP_PT
+                    .iter()
+                    .any(|(k, _)| *k == format!("{name}:{id}") || *k == id);
+                assert!(found, "{name} --{id} has no Portuguese help");
             }
             for sub in cmd.get_subcommands() {
                 check(sub);
