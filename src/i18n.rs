@@ -320,6 +320,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:session_expiry", "Uma sessão deixa de valer depois de N requisições feitas com ela."),
     ("simulate:down", "O dispositivo I (a partir de 1) está fora do ar: suas conexões são derrubadas; repita para vários."),
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),
+    ("simulate:clock_offset_secs", "Segundos que os relógios dos dispositivos estão adiantados em relação a esta máquina (negativo: atrasados)."),
     ("simulate:login", "Login que os dispositivos aceitam; a senha vem de CATRACA_SIM_PASSWORD, senão admin."),
     ("about:catraca", "Cadastra cada participante em cada catraca de controle de acesso, rápido e uma única vez."),
     ("about:enroll", "Coloca cada participante de um CSV em cada dispositivo."),

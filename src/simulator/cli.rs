@@ -141,6 +141,14 @@ pub struct SimulateArgs {
     /// Login the devices accept; their password is read from CATRACA_SIM_PASSWORD, else admin
     #[arg(long, value_name = "LOGIN", default_value = "admin")]
     pub login: String,
+    /// Seconds the devices' clocks run ahead of this machine's (negative: behind)
+    #[arg(
+        long,
+        default_value = "0",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub clock_offset_secs: i64,
 }
 
 /// Flag combinations that parse but make no sense, each naming the flag to fix.
@@ -204,6 +212,7 @@ impl SimulateArgs {
             password,
             seed: self.seed,
             capacity: self.capacity,
+            clock_offset_s: self.clock_offset_secs,
             ..SimConfig::default()
         })
     }

@@ -129,6 +129,11 @@ pub(crate) trait Handler: Send + Sync + 'static {
     /// ones are closed after their current request.
     fn accepting(&self) -> bool;
     fn handle(&self, request: &Request<'_>) -> Reply;
+    /// Seconds the device's clock is ahead of this machine's (negative: behind), shown
+    /// in the `Date` header of every answer. Default: none.
+    fn clock_offset_s(&self) -> i64 {
+        0
+    }
 }
 
 /// Raised once when a server stops; anything that waits (a simulated latency, a hang)
@@ -379,16 +384,34 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
             Ok(ReadOutcome::Request(head)) => head,
             Ok(ReadOutcome::Closed) | Err(_) => return Ending::Close,
             Ok(ReadOutcome::Refuse(status)) => {
-                let _ = write_response(stream, &mut out, &error_response(status), false);
+                let _ = write_response(
+                    stream,
+                    &mut out,
+                    &error_response(status),
+                    false,
+                    handler.clock_offset_s(),
+                );
                 return Ending::Close;
             }
         };
         if head.chunked {
-            let _ = write_response(stream, &mut out, &error_response(411), false);
+            let _ = write_response(
+                stream,
+                &mut out,
+                &error_response(411),
+                false,
+                handler.clock_offset_s(),
+            );
             return Ending::Close;
         }
         if head.content_length > MAX_BODY {
-            let _ = write_response(stream, &mut out, &error_response(413), false);
+            let _ = write_response(
+                stream,
+                &mut out,
+                &error_response(413),
+                false,
+                handler.clock_offset_s(),
+            );
             return Ending::Close;
         }
         body.clear();
@@ -397,7 +420,13 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
             return Ending::Close;
         }
         let Some((method, target)) = parse_request_line(&request_line) else {
-            let _ = write_response(stream, &mut out, &error_response(400), false);
+            let _ = write_response(
+                stream,
+                &mut out,
+                &error_response(400),
+                false,
+                handler.clock_offset_s(),
+            );
             return Ending::Close;
         };
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
@@ -411,7 +440,16 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
         match handler.handle(&request) {
             Reply::Answer(response) => {
                 let keep_alive = head.keep_alive && handler.accepting();
-                if write_response(stream, &mut out, &response, keep_alive).is_err() || !keep_alive {
+                if write_response(
+                    stream,
+                    &mut out,
+                    &response,
+                    keep_alive,
+                    handler.clock_offset_s(),
+                )
+                .is_err()
+                    || !keep_alive
+                {
                     return Ending::Close;
                 }
             }
@@ -540,6 +578,7 @@ fn write_response(
     out: &mut Vec<u8>,
     response: &Response,
     keep_alive: bool,
+    clock_offset_s: i64,
 ) -> io::Result<()> {
     out.clear();
     write!(
@@ -549,7 +588,8 @@ fn write_response(
         reason(response.status),
         // RFC 9110 6.6.1: a server with a clock sends Date on every answer, and the
         // device's lighttpd does; `catraca check` reads the device's clock from it.
-        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+        (chrono::Utc::now() + chrono::Duration::seconds(clock_offset_s))
+            .format("%a, %d %b %Y %H:%M:%S GMT"),
         response.content_type,
         response.body.len(),
         if keep_alive {

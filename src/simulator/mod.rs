@@ -92,6 +92,10 @@ pub struct SimConfig {
     /// answering OK, as field devices are known to do: only reading back finds them
     /// missing (`--verify`). Drawn per person, apart from the request faults. Default: 0.
     pub silent_drop: f64,
+    /// Seconds the device's clock is ahead of this machine's (negative: behind), as its
+    /// answers' `Date` header shows: validity windows go wrong on such a device, and
+    /// `catraca check` warns above 5 minutes. Default: 0.
+    pub clock_offset_s: i64,
 }
 
 impl Default for SimConfig {
@@ -111,6 +115,7 @@ impl Default for SimConfig {
             capacity: None,
             lockout_after: 5,
             silent_drop: 0.0,
+            clock_offset_s: 0,
         }
     }
 }
@@ -475,6 +480,10 @@ impl DeviceHandler {
 impl Handler for DeviceHandler {
     fn accepting(&self) -> bool {
         !self.down.load(Ordering::Acquire)
+    }
+
+    fn clock_offset_s(&self) -> i64 {
+        self.config.clock_offset_s
     }
 
     fn handle(&self, request: &Request<'_>) -> Reply {

@@ -112,3 +112,30 @@ fn other_vendors_are_checked_by_a_read_only_lookup() {
         assert!(c["round_trip_ms"].as_f64().is_some(), "{c}");
     }
 }
+
+#[test]
+fn a_device_clock_ten_minutes_off_is_warned_about() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(
+        2,
+        SimConfig {
+            clock_offset_s: 600,
+            ..SimConfig::default()
+        },
+    );
+    let ran = sandbox.catraca(&["check", "--json"]).devices(&fleet).run();
+    let checks: Value = serde_json::from_str(&ran.stdout).unwrap();
+    for c in checks.as_array().unwrap() {
+        let drift = c["clock_drift_s"].as_i64().unwrap();
+        assert!((598..=602).contains(&drift.abs()), "{c}");
+        assert!(!c["warnings"].as_array().unwrap().is_empty(), "{c}");
+    }
+    let human = sandbox.catraca(&["check"]).devices(&fleet).run();
+    assert!(
+        human.stdout.contains("10 min") || human.stdout.contains("600"),
+        "{}",
+        human.shown
+    );
+    eprintln!("{}", human.stdout);
+    assert_eq!(human.code, ran.code);
+}
