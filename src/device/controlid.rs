@@ -269,12 +269,6 @@ impl ControlIdDevice {
         }
     }
 
-    /// Whether a failed call is worth another attempt: transient, within the retry
-    /// count, and the device not declared unreachable (its breaker answers for it).
-    fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
-        error.is_transient() && !self.http.breaker().is_tripped() && self.retry.allows(attempt)
-    }
-
     /// `call`, repeated with backoff while it fails for a transient reason. Only for calls
     /// that are safe to repeat (reads, modifications by id, unique links).
     fn call_idempotent<B: Serialize + ?Sized>(
@@ -285,10 +279,9 @@ impl ControlIdDevice {
         let mut attempt = 0;
         loop {
             match self.call(command, body) {
-                Err(e) if self.may_retry(&e, attempt) => {
+                Err(e) if self.retry.may_retry(&e, attempt, self.http.breaker()) => {
                     log::debug!("{}: {command} failed ({e}), retrying", self.name);
-                    self.retry
-                        .pause(attempt, asked_wait(&e), self.http.telemetry());
+                    self.retry.pause(attempt, &e, self.http.telemetry());
                     attempt += 1;
                 }
                 other => return other,
@@ -357,9 +350,8 @@ impl ControlIdDevice {
         let id = loop {
             match self.call("create_objects", &body) {
                 Ok(answer) => break first_id(&answer)?,
-                Err(e) if self.may_retry(&e, attempt) => {
-                    self.retry
-                        .pause(attempt, asked_wait(&e), self.http.telemetry());
+                Err(e) if self.retry.may_retry(&e, attempt, self.http.breaker()) => {
+                    self.retry.pause(attempt, &e, self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let found: Vec<RemoteGroup> =
@@ -439,10 +431,9 @@ impl ControlIdDevice {
                     }
                     pending.clear();
                 }
-                Err(e) if self.may_retry(&e, attempt) => {
+                Err(e) if self.retry.may_retry(&e, attempt, self.http.breaker()) => {
                     attempt += 1;
-                    self.retry
-                        .pause(attempt - 1, asked_wait(&e), self.http.telemetry());
+                    self.retry.pause(attempt - 1, &e, self.http.telemetry());
                     if e.write_may_have_landed() {
                         // The device may hold them already: look before writing again.
                         match self.find_created(&batch) {
@@ -583,9 +574,8 @@ impl ControlIdDevice {
                     results[i] = self.create_cards(&[wanted[i]], true).pop();
                     to_create.clear();
                 }
-                Err(e) if self.may_retry(&e, attempt) => {
-                    self.retry
-                        .pause(attempt, asked_wait(&e), self.http.telemetry());
+                Err(e) if self.retry.may_retry(&e, attempt, self.http.breaker()) => {
+                    self.retry.pause(attempt, &e, self.http.telemetry());
                     attempt += 1;
                     if e.write_may_have_landed() {
                         let sub: Vec<(i64, u64)> = to_create.iter().map(|&i| wanted[i]).collect();
@@ -1041,17 +1031,6 @@ impl Device for ControlIdDevice {
                 (None, _) => Outcome::Unchanged,
             })
             .collect()
-    }
-}
-
-/// How long the device asked us to wait before trying again, if it did.
-pub(crate) fn asked_wait(error: &DeviceError) -> Option<Duration> {
-    match error {
-        DeviceError::Busy {
-            retry_after: Some(seconds),
-            ..
-        } => Some(Duration::from_secs(*seconds)),
-        _ => None,
     }
 }
 

@@ -12,7 +12,6 @@
 //! same reason. Once accepted, requests run in parallel; a 401 after that (password
 //! changed mid-run) counts again toward the same limit.
 
-use super::controlid::asked_wait;
 use super::http::{Answer, Call, HttpClient};
 use super::{Credentials, DeviceError, RetryPolicy};
 use digest_auth::{AuthContext, HttpMethod, WwwAuthenticateHeader};
@@ -79,13 +78,12 @@ impl DigestClient {
     /// Whether a failed call is worth another attempt: transient, within the retry
     /// count and budget, and the device not declared unreachable by its breaker.
     pub fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {
-        error.is_transient() && !self.http.breaker().is_tripped() && self.retry.allows(attempt)
+        self.retry.may_retry(error, attempt, self.http.breaker())
     }
 
     /// Sleeps before retry `attempt`, at least as long as the device asked.
     pub fn pause(&self, attempt: u32, error: &DeviceError) {
-        self.retry
-            .pause(attempt, asked_wait(error), self.http.telemetry());
+        self.retry.pause(attempt, error, self.http.telemetry());
     }
 
     pub fn http(&self) -> &HttpClient {

@@ -7,6 +7,8 @@
 //! retries at a fraction of the requests made, so a dying device cannot multiply the
 //! traffic on a building's network: past it, failures stand and are reported.
 
+use super::breaker::Breaker;
+use super::DeviceError;
 use crate::i18n::{tr, Msg};
 use crate::telemetry::DeviceTelemetry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,14 +92,34 @@ impl RetryPolicy {
         attempt < self.retries && self.budget.try_spend()
     }
 
-    /// Sleeps before retry `attempt`: full jitter over an exponential ceiling, or what the
-    /// device asked for in `Retry-After` if that is longer.
-    pub fn pause(&self, attempt: u32, asked: Option<Duration>, telemetry: &DeviceTelemetry) {
+    /// Whether a call that failed with `error` is worth attempt number `attempt`:
+    /// transient, within the retry count and the run's budget, and the device not
+    /// declared unreachable by its breaker (which answers for it then). Every driver
+    /// asks this one question.
+    pub fn may_retry(&self, error: &DeviceError, attempt: u32, breaker: &Breaker) -> bool {
+        error.is_transient() && !breaker.is_tripped() && self.allows(attempt)
+    }
+
+    /// Sleeps before retry `attempt` after `error`: full jitter over an exponential
+    /// ceiling, or what the device asked for in `Retry-After` if that is longer.
+    pub fn pause(&self, attempt: u32, error: &DeviceError, telemetry: &DeviceTelemetry) {
         telemetry.count_retry();
+        let asked = asked_wait(error);
         let ceiling = self.base_delay.saturating_mul(1 << attempt.min(8));
         let millis = ceiling.as_millis().max(1) as u64;
         let jittered = Duration::from_millis(rand::random_range(0..=millis));
         std::thread::sleep(jittered.max(asked.unwrap_or_default()).min(MAX_PAUSE));
+    }
+}
+
+/// How long the device asked us to wait before trying again (`Retry-After`), if it did.
+fn asked_wait(error: &DeviceError) -> Option<Duration> {
+    match error {
+        DeviceError::Busy {
+            retry_after: Some(seconds),
+            ..
+        } => Some(Duration::from_secs(*seconds)),
+        _ => None,
     }
 }
 
@@ -126,11 +148,11 @@ mod tests {
             ..RetryPolicy::default()
         };
         let started = std::time::Instant::now();
-        policy.pause(
-            0,
-            Some(Duration::from_millis(200)),
-            &DeviceTelemetry::default(),
-        );
-        assert!(started.elapsed() >= Duration::from_millis(200));
+        let busy = DeviceError::Busy {
+            status: 503,
+            retry_after: Some(1),
+        };
+        policy.pause(0, &busy, &DeviceTelemetry::default());
+        assert!(started.elapsed() >= Duration::from_secs(1));
     }
 }

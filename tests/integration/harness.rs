@@ -119,6 +119,14 @@ impl TestCommand {
         self.args(&["--cache", "embedded", "--cache-path", &path])
     }
 
+    /// Redis at `url` when given, else the sandbox's embedded store.
+    pub fn cache_in(self, redis: Option<&str>) -> Self {
+        match redis {
+            Some(url) => self.args(&["--cache", url]),
+            None => self.embedded_cache(),
+        }
+    }
+
     pub fn devices(self, fleet: &Fleet) -> Self {
         let mut cmd = self;
         for url in fleet.urls() {
