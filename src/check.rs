@@ -11,6 +11,7 @@
 use crate::config::{self, DeviceConfig};
 use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
+use crate::device::tls::TlsTrust;
 use crate::device::{DeviceError, DeviceFacts};
 use crate::exit::Exit;
 use crate::i18n::{t, tr, Msg};
@@ -32,9 +33,11 @@ pub struct CheckArgs {
     /// A TOML file of [[device]] tables, as for `catraca enroll`.
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
-    /// A device URL, e.g. http://10.0.0.5 (repeatable; adds to --devices).
+    /// A device URL, e.g. http://10.0.0.5 or https://10.0.0.5 (repeatable; adds to --devices).
     #[arg(long = "device", value_name = "URL")]
     pub device_urls: Vec<String>,
+    #[command(flatten)]
+    pub tls: crate::cli::TlsArgs,
     /// Seconds to wait for each answer. 10, the vendor SDK's own timeout: a preflight
     /// must not hang on a device that is off, and needs no bulk loads.
     #[arg(long, default_value = "10", value_name = "SECONDS")]
@@ -67,6 +70,12 @@ pub struct DeviceCheck {
     /// Why it is not ready.
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    /// The SHA-256 fingerprint of the certificate an https device presented (trusted
+    /// or not); null for http devices or when no handshake got that far.
+    pub certificate: Option<String>,
+    /// How that certificate is trusted: `pinned`, `authority` or `unchecked`
+    /// (`--insecure-tls`); null for http devices.
+    pub certificate_trust: Option<&'static str>,
 }
 
 impl DeviceCheck {
@@ -84,6 +93,15 @@ impl DeviceCheck {
             ready: false,
             error: None,
             warnings: Vec::new(),
+            certificate: None,
+            certificate_trust: device
+                .url
+                .starts_with("https://")
+                .then_some(match device.tls {
+                    TlsTrust::Pinned(_) => "pinned",
+                    TlsTrust::Authorities { .. } => "authority",
+                    TlsTrust::Insecure => "unchecked",
+                }),
         };
         match result {
             Ok(facts) => {
@@ -145,7 +163,9 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
                 let retry = no_retries.clone();
                 scope.spawn(move || {
                     let driver = device.connect(timeouts, retry);
-                    DeviceCheck::of(device, driver.inspect())
+                    let mut check = DeviceCheck::of(device, driver.inspect());
+                    check.certificate = driver.telemetry().certificate().map(|f| f.to_string());
+                    check
                 })
             })
             .collect();
@@ -254,6 +274,25 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
     }
     let mut notes = String::new();
     for c in checks {
+        if let (Some(certificate), Some(trust), true) =
+            (&c.certificate, c.certificate_trust, c.ready)
+        {
+            let how = t(match trust {
+                "pinned" => Msg::CheckCertPinned,
+                "authority" => Msg::CheckCertAuthority,
+                _ => Msg::CheckCertUnchecked,
+            });
+            let _ = writeln!(
+                notes,
+                "  {} ({}): {}",
+                c.name,
+                c.url,
+                tr(
+                    Msg::CheckCertificate,
+                    &[("fingerprint", certificate), ("how", &how)]
+                )
+            );
+        }
         if let Some(error) = &c.error {
             let _ = writeln!(notes, "  {} ({}): {error}", c.name, c.url);
         }
@@ -291,11 +330,18 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
 pub fn run(args: CheckArgs) -> anyhow::Result<Exit> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // The in-flight limit does not matter for one request at a time.
-    let (devices, warnings) =
-        config::load_devices(args.devices.as_deref(), &args.device_urls, 1, None, &env)?;
+    let (devices, warnings) = config::load_devices(
+        args.devices.as_deref(),
+        &args.device_urls,
+        1,
+        None,
+        &args.tls.options()?,
+        &env,
+    )?;
     for warning in warnings {
         log::warn!("{warning}");
     }
+    crate::cli::warn_insecure(&devices);
     let timeouts = Timeouts {
         connect: Duration::from_secs(args.connect_timeout.max(1)),
         request: Duration::from_secs(args.timeout.max(1)),
@@ -334,6 +380,7 @@ mod tests {
                 password: "x".into(),
                 source: "test".into(),
             },
+            tls: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::config::{self, DeviceConfig};
 use crate::dashboard::{self, Dashboard};
 use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
+use crate::device::tls::TlsTrust;
 use crate::engine::{EngineOptions, RemovalOptions, Target};
 use crate::enroll::Enrollment;
 use crate::events::EventLog;
@@ -204,13 +205,16 @@ pub struct EnrollArgs {
     /// name/nome, optional card/cartao, begin/inicio, end/fim, group/grupo; `,` or `;`.
     #[arg(long, value_name = "FILE|-")]
     pub users: String,
-    /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env).
+    /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env,
+    /// tls_fingerprint).
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
     /// A device URL, e.g. http://10.0.0.5 (Control iD) or hikvision+http://10.0.0.6,
-    /// intelbras+http://10.0.0.7 (repeatable; adds to --devices).
+    /// intelbras+https://10.0.0.7 (repeatable; adds to --devices).
     #[arg(long = "device", value_name = "URL")]
     pub device_urls: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     #[command(flatten)]
     pub run: RunArgs,
     /// Where results are remembered: `embedded` (on-disk store, see --cache-path),
@@ -241,6 +245,49 @@ pub struct EnrollArgs {
     pub max_failures: Option<FailureLimit>,
     #[command(flatten)]
     pub life: LifeArgs,
+}
+
+/// How the certificates of https devices are trusted (a device's own `tls_fingerprint`
+/// in the devices file always wins).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// Accept any certificate from https devices that pin none (tls_fingerprint): the
+    /// traffic is encrypted but the devices are not authenticated. Prefer pinning.
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Also trust the certificate authorities of this PEM file for https devices (a
+    /// site's own authority), beside the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The trust given to https devices that pin no certificate.
+    pub fn options(&self) -> anyhow::Result<config::TlsOptions> {
+        let extra_authorities = match &self.ca_cert {
+            Some(path) => crate::device::tls::read_ca_file(path).map_err(anyhow::Error::msg)?,
+            None => Vec::new(),
+        };
+        Ok(config::TlsOptions {
+            insecure: self.insecure_tls,
+            extra_authorities,
+        })
+    }
+}
+
+/// Warns, once per run, of https devices whose certificates are not checked.
+pub fn warn_insecure(devices: &[DeviceConfig]) {
+    let unchecked: Vec<&str> = devices
+        .iter()
+        .filter(|d| d.url.starts_with("https://") && d.tls == TlsTrust::Insecure)
+        .map(|d| d.name.as_str())
+        .collect();
+    if !unchecked.is_empty() {
+        log::warn!(
+            "{}",
+            i18n::tr(Msg::WarnInsecureTls, &[("devices", &unchecked.join(", "))])
+        );
+    }
 }
 
 /// What leaves the devices, and how much of a run is checked.
@@ -493,11 +540,13 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         &args.device_urls,
         args.run.max_in_flight.get(),
         args.run.rate,
+        &args.tls.options()?,
         &env,
     )?;
     for warning in warnings {
         log::warn!("{warning}");
     }
+    warn_insecure(&devices);
     let cache_choice = args
         .cache
         .clone()

@@ -15,12 +15,21 @@
 //! rate = 20                   # optional requests/s, else --rate (no limit)
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
 //! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
+//!
+//! [[device]]
+//! url = "https://10.0.0.6"    # a self-signed certificate: pin it (or run --insecure-tls)
+//! tls_fingerprint = "sha256:AB:CD:...:EF"   # or a list, while a certificate is replaced
 //! ```
+//!
+//! An `https://` device is trusted as [`TlsTrust`] says: its pinned fingerprints when it
+//! has some, else anything under `--insecure-tls`, else the certificate authorities of
+//! the system and `--ca-cert`.
 
 use crate::device::controlid::ControlIdDevice;
 use crate::device::hikvision::HikvisionDevice;
-use crate::device::http::Timeouts;
+use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
+use crate::device::tls::{Fingerprint, TlsTrust};
 use crate::device::Device;
 use crate::device::{Credentials, RetryPolicy};
 use crate::i18n::{t, tr, Msg};
@@ -103,6 +112,24 @@ struct DeviceEntry {
     login: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
+    tls_fingerprint: Option<Fingerprints>,
+}
+
+/// `tls_fingerprint`: one fingerprint, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Fingerprints {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// How certificates of https devices are trusted when a device pins none.
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// `--insecure-tls`: accept any certificate.
+    pub insecure: bool,
+    /// `--ca-cert`: authorities trusted beside the system's.
+    pub extra_authorities: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// One device, ready to connect to.
@@ -115,25 +142,20 @@ pub struct DeviceConfig {
     /// Requests per second at most, on average (`None`: as fast as `max_in_flight` allows).
     pub rate: Option<f64>,
     pub credentials: Credentials,
+    /// Which certificates the device may present (used for https URLs only).
+    pub tls: TlsTrust,
 }
 
 impl DeviceConfig {
     /// The driver for this device.
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
         let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
+        let http =
+            HttpClient::new(timeouts, self.max_in_flight, self.tls.clone()).with_rate(self.rate);
         match self.kind {
-            Kind::Controlid => Arc::new(
-                ControlIdDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
-                    .with_rate(self.rate),
-            ),
-            Kind::Hikvision => Arc::new(
-                HikvisionDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
-                    .with_rate(self.rate),
-            ),
-            Kind::Intelbras => Arc::new(
-                IntelbrasDevice::new(name, url, credentials, timeouts, self.max_in_flight, retry)
-                    .with_rate(self.rate),
-            ),
+            Kind::Controlid => Arc::new(ControlIdDevice::new(name, url, credentials, http, retry)),
+            Kind::Hikvision => Arc::new(HikvisionDevice::new(name, url, credentials, http, retry)),
+            Kind::Intelbras => Arc::new(IntelbrasDevice::new(name, url, credentials, http, retry)),
         }
     }
 }
@@ -146,6 +168,7 @@ pub fn load_devices(
     urls: &[String],
     default_max_in_flight: usize,
     default_rate: Option<f64>,
+    tls: &TlsOptions,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Vec<DeviceConfig>, Vec<String>), ConfigError> {
     let mut entries: Vec<(String, DeviceEntry)> = Vec::new();
@@ -197,6 +220,7 @@ pub fn load_devices(
                 login: None,
                 password_env: None,
                 password_file: None,
+                tls_fingerprint: None,
             },
         ));
     }
@@ -238,6 +262,27 @@ pub fn load_devices(
         if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(invalid(t(Msg::CfgRate).into()));
         }
+        let pinned = match &entry.tls_fingerprint {
+            None => Vec::new(),
+            Some(Fingerprints::One(one)) => vec![one.parse::<Fingerprint>().map_err(invalid)?],
+            Some(Fingerprints::Many(many)) => many
+                .iter()
+                .map(|one| one.parse::<Fingerprint>())
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+        };
+        if !pinned.is_empty() && !url.starts_with("https://") {
+            return Err(invalid(tr(Msg::CfgFingerprintHttp, &[("url", &url)])));
+        }
+        let trust = if !pinned.is_empty() {
+            TlsTrust::Pinned(pinned)
+        } else if tls.insecure {
+            TlsTrust::Insecure
+        } else {
+            TlsTrust::Authorities {
+                extra: Arc::from(tls.extra_authorities.clone()),
+            }
+        };
         let login = entry
             .login
             .clone()
@@ -287,6 +332,7 @@ pub fn load_devices(
                 password,
                 source,
             },
+            tls: trust,
         });
     }
     Ok((devices, warnings))
@@ -323,10 +369,10 @@ fn read_password_file(path: &Path) -> Result<String, String> {
 /// back when it holds credentials.
 fn validate_url(raw: &str) -> Result<String, String> {
     let url = raw.trim().trim_end_matches('/');
-    let Some(rest) = url.strip_prefix("http://") else {
-        if url.starts_with("https://") {
-            return Err(tr(Msg::CfgHttps, &[("url", &url)]));
-        }
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return Err(tr(Msg::CfgNotUrl, &[("url", &format!("{url:?}"))]));
     };
     let authority = rest.split('/').next().unwrap_or("");
@@ -341,6 +387,7 @@ fn validate_url(raw: &str) -> Result<String, String> {
 
 fn host_of(url: &str) -> &str {
     url.trim_start_matches("http://")
+        .trim_start_matches("https://")
         .split('/')
         .next()
         .unwrap_or(url)
@@ -366,6 +413,7 @@ mod tests {
             &["http://10.0.0.5/".into(), "http://10.0.0.6:8080".into()],
             2,
             Some(5.0),
+            &TlsOptions::default(),
             &env_of(&[("CATRACA_PASSWORD", "s3cret")]),
         )
         .unwrap();
@@ -389,15 +437,23 @@ mod tests {
             ],
             2,
             None,
+            &TlsOptions::default(),
             &env_of(&[("CATRACA_PASSWORD", "x")]),
         )
         .unwrap();
         let kinds: Vec<Kind> = devices.iter().map(|d| d.kind).collect();
         assert_eq!(kinds, [Kind::Hikvision, Kind::Intelbras, Kind::Controlid]);
         assert_eq!(devices[0].url, "http://10.0.0.7");
-        let err = load_devices(None, &["zkteco+http://a".into()], 2, None, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = load_devices(
+            None,
+            &["zkteco+http://a".into()],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("not a device family"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.toml");
@@ -406,7 +462,15 @@ mod tests {
             "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\n",
         )
         .unwrap();
-        let (devices, _) = load_devices(Some(&path), &[], 2, None, &env_of(&[])).unwrap();
+        let (devices, _) = load_devices(
+            Some(&path),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap();
         assert_eq!(devices[0].kind, Kind::Intelbras);
         assert_eq!(
             devices[0]
@@ -418,8 +482,15 @@ mod tests {
 
     #[test]
     fn factory_password_is_used_with_a_warning() {
-        let (devices, warnings) =
-            load_devices(None, &["http://10.0.0.5".into()], 2, None, &env_of(&[])).unwrap();
+        let (devices, warnings) = load_devices(
+            None,
+            &["http://10.0.0.5".into()],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap();
         assert_eq!(devices[0].credentials.password, "admin");
         assert!(warnings[0].contains("factory default"));
     }
@@ -431,6 +502,7 @@ mod tests {
             &["http://admin:hunter2@10.0.0.5".into()],
             2,
             None,
+            &TlsOptions::default(),
             &env_of(&[]),
         )
         .unwrap_err()
@@ -448,14 +520,28 @@ mod tests {
             "[[device]]\nname = \"portaria-1\"\nurl = \"http://10.0.0.5\"\nmax_in_flight = 1\nlogin = \"op\"\npassword_env = \"PORTARIA_PW\"\n",
         )
         .unwrap();
-        let (devices, _) =
-            load_devices(Some(&path), &[], 2, None, &env_of(&[("PORTARIA_PW", "x")])).unwrap();
+        let (devices, _) = load_devices(
+            Some(&path),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[("PORTARIA_PW", "x")]),
+        )
+        .unwrap();
         assert_eq!(devices[0].name, "portaria-1");
         assert_eq!(devices[0].max_in_flight, 1);
         assert_eq!(devices[0].credentials.login, "op");
-        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = load_devices(
+            Some(&path),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("PORTARIA_PW") && err.contains("not set"),
             "{err}"
@@ -467,20 +553,34 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.toml");
         std::fs::write(&path, "[[device]]\nurl = \"http://a\"\nmax_in_fligth = 3\n").unwrap();
-        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = load_devices(
+            Some(&path),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("devices.toml") && err.contains("max_in_fligth"),
             "{err}"
         );
         std::fs::write(&path, "[[device]]\nname = \"a\"\nurl = \"http://a\"\n[[device]]\nname = \"a\"\nurl = \"http://b\"\n").unwrap();
-        let err = load_devices(Some(&path), &[], 2, None, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = load_devices(
+            Some(&path),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("unique"), "{err}");
         assert!(matches!(
-            load_devices(None, &[], 2, None, &env_of(&[])),
+            load_devices(None, &[], 2, None, &TlsOptions::default(), &env_of(&[])),
             Err(ConfigError::NoDevices)
         ));
     }
@@ -501,16 +601,61 @@ mod tests {
             ),
         )
         .unwrap();
-        let err = load_devices(Some(&devices), &[], 2, None, &env_of(&[]))
-            .unwrap_err()
-            .to_string();
+        let err = load_devices(
+            Some(&devices),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("chmod 600") && !err.contains("senha-do-arquivo"),
             "{err}"
         );
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let (loaded, warnings) = load_devices(Some(&devices), &[], 2, None, &env_of(&[])).unwrap();
+        let (loaded, warnings) = load_devices(
+            Some(&devices),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(&[]),
+        )
+        .unwrap();
         assert_eq!(loaded[0].credentials.password, "senha-do-arquivo");
         assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn https_devices_get_their_pins_else_the_run_wide_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        let (a, b) = ("AB:".repeat(31) + "AB", "cd".repeat(32));
+        std::fs::write(
+            &path,
+            format!(
+                "[[device]]\nurl = \"https://10.0.0.5\"\ntls_fingerprint = \"sha256:{a}\"\n\
+                 [[device]]\nurl = \"https://10.0.0.6\"\ntls_fingerprint = [\"{a}\", \"{b}\"]\n\
+                 [[device]]\nurl = \"https://10.0.0.7\"\n"
+            ),
+        )
+        .unwrap();
+        let load = |tls: &TlsOptions| load_devices(Some(&path), &[], 2, None, tls, &env_of(&[]));
+        let (devices, _) = load(&TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        })
+        .unwrap();
+        let (pin_a, pin_b): (Fingerprint, Fingerprint) = (a.parse().unwrap(), b.parse().unwrap());
+        assert_eq!(devices[0].tls, TlsTrust::Pinned(vec![pin_a]));
+        assert_eq!(devices[1].tls, TlsTrust::Pinned(vec![pin_a, pin_b]));
+        // A pin wins over --insecure-tls; a device without one takes it.
+        assert_eq!(devices[2].tls, TlsTrust::Insecure);
+        assert_eq!(devices[2].name, "10.0.0.7");
+        let (devices, _) = load(&TlsOptions::default()).unwrap();
+        assert!(matches!(devices[2].tls, TlsTrust::Authorities { .. }));
     }
 }

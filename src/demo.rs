@@ -46,6 +46,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
                 password: config.password.clone(),
                 source: "the simulator's factory default".into(),
             },
+            tls: Default::default(),
         })
         .collect();
     eprintln!(

@@ -130,6 +130,8 @@ catalogue! {
         "não foi possível gravar resultados no cache ({error}); a execução continua, e esses pares serão conferidos nos dispositivos na próxima vez";
     WarnCacheUnavailable: "cache unavailable ({error}); the run goes on without recording results",
         "cache indisponível ({error}); a execução continua sem gravar resultados";
+    WarnInsecureTls: "--insecure-tls: the certificates of {devices} are not checked; pin them with tls_fingerprint in the devices file",
+        "--insecure-tls: os certificados de {devices} não são conferidos; fixe-os com tls_fingerprint no arquivo de dispositivos";
     WarnRetryBudget: "retry budget spent ({spent} retries for {requests} requests): further transient failures are reported, not retried",
         "orçamento de novas tentativas esgotado ({spent} tentativas para {requests} requisições): as próximas falhas passageiras são relatadas, não repetidas";
 
@@ -191,6 +193,10 @@ catalogue! {
     CheckColRoundTrip: "round trip", "ida e volta";
     CheckColStatus: "status", "situação";
     CheckWarning: "warning", "aviso";
+    CheckCertificate: "certificate {fingerprint} ({how})", "certificado {fingerprint} ({how})";
+    CheckCertPinned: "pinned", "fixado";
+    CheckCertAuthority: "issued by a trusted authority", "emitido por uma autoridade confiável";
+    CheckCertUnchecked: "not checked: --insecure-tls", "não conferido: --insecure-tls";
     CheckClockOff: "clock is {off} off this machine's: validity windows will open and close at the wrong time; set the device's clock (or NTP)",
         "o relógio está {off} diferente do desta máquina: as janelas de validade vão abrir e fechar na hora errada; acerte o relógio do dispositivo (ou o NTP)";
     CheckSummary: "{ready} of {total} devices ready", "{ready} de {total} dispositivos prontos";
@@ -247,6 +253,20 @@ catalogue! {
     DevInterrupted: "not sent: the run was interrupted", "não enviado: a execução foi interrompida";
     DevHalted: "not sent: the run halted after too many failures",
         "não enviado: a execução parou depois de falhas demais";
+    TlsUntrusted: "the device's certificate is not trusted: {reason}. It presents {presented}: if the device shows that same fingerprint on its own screen or web page, pin it with tls_fingerprint = \"{presented}\" in its entry of the devices file; or run with --insecure-tls to accept any certificate (encrypted, but the device is not authenticated)",
+        "o certificado do dispositivo não é confiável: {reason}. Ele apresenta {presented}: se o dispositivo mostra essa mesma impressão digital na própria tela ou página web, fixe-a com tls_fingerprint = \"{presented}\" na entrada dele no arquivo de dispositivos; ou rode com --insecure-tls para aceitar qualquer certificado (cifrado, mas o dispositivo não é autenticado)";
+    TlsNotPinned: "the device's certificate is not the pinned one: it presents {presented}, and its tls_fingerprint is {pinned}. A factory reset or a firmware update makes a new certificate: compare it with the one the device shows and pin that; otherwise something else is answering at this address",
+        "o certificado do dispositivo não é o fixado: ele apresenta {presented}, e o tls_fingerprint dele é {pinned}. Um reset de fábrica ou uma atualização de firmware gera um certificado novo: compare-o com o que o dispositivo mostra e fixe esse; senão, outra coisa está respondendo neste endereço";
+    TlsHandshake: "TLS with the device failed: {reason}", "o TLS com o dispositivo falhou: {reason}";
+    TlsNotTls: "{reason}: the device does not speak TLS on this port; is its address http://?",
+        "{reason}: o dispositivo não fala TLS nesta porta; o endereço dele é http://?";
+    TlsNoAuthorities: "this machine trusts no certificate authority (install the ca-certificates package, or give --ca-cert)",
+        "esta máquina não confia em nenhuma autoridade certificadora (instale o pacote ca-certificates ou informe --ca-cert)";
+    TlsUnknownIssuer: "it is not signed by an authority this machine trusts (self-signed?)",
+        "ele não é assinado por uma autoridade em que esta máquina confia (autoassinado?)";
+    TlsWrongName: "it is not made out for {host}", "ele não foi emitido para {host}";
+    TlsExpired: "it has expired (or this machine's clock is wrong)", "ele expirou (ou o relógio desta máquina está errado)";
+    TlsNotYetValid: "it is not valid yet (check this machine's clock)", "ele ainda não é válido (confira o relógio desta máquina)";
     DevInternal: "internal error: {reason}", "erro interno: {reason}";
     CfgRead: "cannot read the devices file {path}: {error}",
         "não foi possível ler o arquivo de dispositivos {path}: {error}";
@@ -273,10 +293,10 @@ catalogue! {
     CfgPasswordFileOpen: "password_file {path} can be read by other users (mode {mode}): run chmod 600 {path}",
         "password_file {path} pode ser lido por outros usuários (modo {mode}): rode chmod 600 {path}";
     CfgPasswordFileEmpty: "password_file {path} is empty", "password_file {path} está vazio";
-    CfgHttps: "{url}: HTTPS devices are not supported yet; use the device's http:// address",
-        "{url}: dispositivos HTTPS ainda não são suportados; use o endereço http:// do dispositivo";
-    CfgNotUrl: "{url} is not a device URL: write it as http://HOST[:PORT], e.g. http://10.0.0.5",
-        "{url} não é a URL de um dispositivo: escreva como http://HOST[:PORTA], p.ex. http://10.0.0.5";
+    CfgFingerprintHttp: "tls_fingerprint is for https:// devices, and {url} is plain HTTP: remove it or write the device's https:// address",
+        "tls_fingerprint é para dispositivos https://, e {url} é HTTP simples: remova-o ou escreva o endereço https:// do dispositivo";
+    CfgNotUrl: "{url} is not a device URL: write it as http://HOST[:PORT] or https://HOST[:PORT], e.g. http://10.0.0.5",
+        "{url} não é a URL de um dispositivo: escreva como http://HOST[:PORTA] ou https://HOST[:PORTA], p.ex. http://10.0.0.5";
     CfgUrlCredentials: "a device URL must not hold credentials: remove `user:password@` and set CATRACA_LOGIN / CATRACA_PASSWORD or password_env",
         "a URL de um dispositivo não pode conter credenciais: tire `usuario:senha@` e defina CATRACA_LOGIN / CATRACA_PASSWORD ou password_env";
     CfgNoHost: "{url} has no host: write it as http://HOST[:PORT]", "{url} não tem host: escreva como http://HOST[:PORTA]";
@@ -322,6 +342,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),
     ("simulate:clock_offset_secs", "Segundos que os relógios dos dispositivos estão adiantados em relação a esta máquina (negativo: atrasados)."),
     ("simulate:login", "Login que os dispositivos aceitam; a senha vem de CATRACA_SIM_PASSWORD, senão admin."),
+    ("simulate:tls", "Serve HTTPS, cada dispositivo com um certificado autoassinado próprio (a impressão digital é impressa, para tls_fingerprint)."),
+    ("simulate:tls_authority", "Serve HTTPS com certificados emitidos por uma nova autoridade do local, cujo certificado é gravado em ARQUIVO (para catraca --ca-cert ARQUIVO)."),
     ("about:catraca", "Cadastra cada participante em cada catraca de controle de acesso, rápido e uma única vez."),
     ("about:enroll", "Coloca cada participante de um CSV em cada dispositivo."),
     ("about:plan", "Mostra o que `enroll` faria em cada dispositivo (lê os dispositivos, não grava nada)."),
@@ -336,10 +358,12 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("lang", "Idioma das mensagens: en ou pt-BR (padrão: LC_ALL / LC_MESSAGES / LANG)."),
     ("config", "Arquivo de configuração com padrões (threads, cache, dispositivos...); padrão: ./catraca.toml se existir."),
     ("users", "O CSV de participantes (`-` lê a entrada padrão). Colunas: matricula/registration, nome/name, e opcionais cartao/card, inicio/begin, fim/end, grupo/group; separadas por `,` ou `;`."),
-    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env)."),
-    ("device_urls", "A URL de um dispositivo, p.ex. http://10.0.0.5 (repetível; soma-se a --devices)."),
+    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env, tls_fingerprint)."),
+    ("device_urls", "A URL de um dispositivo, p.ex. http://10.0.0.5 ou https://10.0.0.5 (repetível; soma-se a --devices)."),
     ("cache", "Onde os resultados ficam guardados: `embedded` (arquivo local, veja --cache-path), `none` ou uma URL `redis://`. Senão CATRACA_CACHE, depois REDIS_URL."),
     ("cache_path", "O arquivo do cache embutido."),
+    ("insecure_tls", "Aceita qualquer certificado de dispositivos https que não fixam nenhum (tls_fingerprint): o tráfego é cifrado, mas os dispositivos não são autenticados. Prefira fixar."),
+    ("ca_cert", "Confia também nas autoridades certificadoras deste arquivo PEM para dispositivos https (a autoridade do próprio local), além das do sistema."),
     ("skip_cache", "Não confia no cache para pular pares (os resultados ainda são gravados nele)."),
     ("report", "Grava também o relatório final em JSON em ARQUIVO."),
     ("json", "Imprime o resultado em JSON na saída padrão em vez do resumo."),

@@ -6,9 +6,10 @@
 //! counts, this module keeps what happens per *request*: how many are in flight, how
 //! long they take, how many were retries, the last error, the breaker's state.
 
+use crate::device::tls::Fingerprint;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 thread_local! {
@@ -95,6 +96,9 @@ pub struct DeviceTelemetry {
     breaker: AtomicU8,
     latency: Mutex<Histogram>,
     last_error: Mutex<Option<String>>,
+    /// The certificate an https device presented in its last TLS handshake, written by
+    /// the TLS verifier itself (so even a refused one is known).
+    certificate: Arc<Mutex<Option<Fingerprint>>>,
 }
 
 impl DeviceTelemetry {
@@ -111,6 +115,17 @@ impl DeviceTelemetry {
     pub fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
         RETRIES_ON_THIS_THREAD.with(|count| count.set(count.get() + 1));
+    }
+
+    /// The fingerprint of the certificate the device presented last, trusted or not;
+    /// `None` before a handshake, and always for http devices.
+    pub fn certificate(&self) -> Option<Fingerprint> {
+        *self.certificate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the TLS verifier writes the presented certificate.
+    pub fn certificate_slot(&self) -> Arc<Mutex<Option<Fingerprint>>> {
+        Arc::clone(&self.certificate)
     }
 
     pub fn set_last_error(&self, error: &str) {

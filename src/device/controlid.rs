@@ -11,7 +11,7 @@
 //! mid-run triggers one re-login, not one per thread, and a refused login is never
 //! repeated (it can lock the account).
 
-use super::http::{HttpClient, Timeouts};
+use super::http::HttpClient;
 use super::{
     Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, DevicePerson, Outcome,
     Plan, Profile, Upsert, ValidityEncoding,
@@ -127,26 +127,19 @@ impl ControlIdDevice {
         name: &str,
         url: &str,
         credentials: Credentials,
-        timeouts: Timeouts,
-        max_in_flight: usize,
+        http: HttpClient,
         retry: RetryPolicy,
     ) -> ControlIdDevice {
         ControlIdDevice {
             name: name.to_string(),
             url: url.trim_end_matches('/').to_string(),
             credentials,
-            http: HttpClient::new(timeouts, max_in_flight),
+            http,
             retry,
             session: Mutex::new(Session::None),
             generation: Mutex::new(0),
             groups: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Limits the device to `per_second` requests per second (`None`: no limit).
-    pub fn with_rate(mut self, per_second: Option<f64>) -> ControlIdDevice {
-        self.http = self.http.with_rate(per_second);
-        self
     }
 
     /// Logs in (once for all threads) and returns the token and its generation.

@@ -69,12 +69,6 @@ impl DigestClient {
         }
     }
 
-    /// Limits the device to `per_second` requests per second (`None`: no limit).
-    pub fn with_rate(mut self, per_second: Option<f64>) -> DigestClient {
-        self.http = self.http.with_rate(per_second);
-        self
-    }
-
     /// Whether a failed call is worth another attempt: transient, within the retry
     /// count and budget, and the device not declared unreachable by its breaker.
     pub fn may_retry(&self, error: &DeviceError, attempt: u32) -> bool {

@@ -13,7 +13,7 @@
 //! once instead of sending more people to a device that cannot take them.
 
 use super::digest::DigestClient;
-use super::http::{Answer, HttpClient, Timeouts};
+use super::http::{Answer, HttpClient};
 use super::{
     Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
     RetryPolicy, Upsert, ValidityEncoding,
@@ -157,30 +157,17 @@ impl HikvisionDevice {
         name: &str,
         url: &str,
         credentials: Credentials,
-        timeouts: Timeouts,
-        max_in_flight: usize,
+        http: HttpClient,
         retry: RetryPolicy,
     ) -> HikvisionDevice {
         let url = url.trim_end_matches('/').to_string();
         HikvisionDevice {
             name: name.to_string(),
-            client: DigestClient::new(
-                name,
-                &url,
-                credentials,
-                HttpClient::new(timeouts, max_in_flight),
-                retry,
-            ),
+            client: DigestClient::new(name, &url, credentials, http, retry),
             url,
             full: Mutex::new(None),
             searches: AtomicU64::new(0),
         }
-    }
-
-    /// Limits the device to `per_second` requests per second (`None`: no limit).
-    pub fn with_rate(mut self, per_second: Option<f64>) -> HikvisionDevice {
-        self.client = self.client.with_rate(per_second);
-        self
     }
 
     fn check_full(&self) -> Result<(), DeviceError> {

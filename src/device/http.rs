@@ -9,15 +9,16 @@
 
 use super::breaker::{self, Breaker};
 use super::rate::RateLimit;
+use super::tls::{DeviceTlsConnector, TlsFailure, TlsTrust};
 use super::DeviceError;
 use crate::telemetry::DeviceTelemetry;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, NextTimeout, TcpConnector};
 use ureq::Agent;
 
 /// Timeouts for talking to one device.
@@ -101,12 +102,16 @@ pub struct HttpClient {
     telemetry: Arc<DeviceTelemetry>,
     breaker: Breaker,
     rate: Option<RateLimit>,
+    /// The first TLS failure, returned from then on without contacting the device: a
+    /// certificate that is refused once is refused every time.
+    tls_failure: OnceLock<DeviceError>,
 }
 
 impl HttpClient {
     /// A client keeping at most `max_idle` idle connections to the device: one per
     /// request allowed in flight, so connections are reused, never re-opened per call.
-    pub fn new(timeouts: Timeouts, max_idle: usize) -> HttpClient {
+    /// `tls` says which certificates an https device may present.
+    pub fn new(timeouts: Timeouts, max_idle: usize, tls: TlsTrust) -> HttpClient {
         let telemetry = Arc::new(DeviceTelemetry::default());
         let config = Agent::config_builder()
             .http_status_as_error(false)
@@ -117,17 +122,20 @@ impl HttpClient {
             .max_redirects(0)
             .user_agent(concat!("catraca/", env!("CARGO_PKG_VERSION")))
             .build();
-        let agent = Agent::with_parts(
-            config,
-            DefaultConnector::default(),
-            LiteralFirstResolver::default(),
-        );
+        // ureq's default chain (proxy, TCP), with our TLS in place of its rustls.
+        let tls = DeviceTlsConnector::new(tls, telemetry.certificate_slot());
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(TcpConnector::default())
+                .chain(tls);
+        let agent = Agent::with_parts(config, connector, LiteralFirstResolver::default());
         HttpClient {
             agent,
             timeouts,
             breaker: Breaker::new(breaker::DEFAULT_THRESHOLD, Arc::clone(&telemetry)),
             telemetry,
             rate: None,
+            tls_failure: OnceLock::new(),
         }
     }
 
@@ -159,6 +167,9 @@ impl HttpClient {
 
     /// Sends one request and reads the whole answer (so the connection returns to the pool).
     pub fn send(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+        if let Some(failure) = self.tls_failure.get() {
+            return Err(failure.clone());
+        }
         self.breaker.admit()?;
         if let Some(rate) = &self.rate {
             rate.acquire();
@@ -168,6 +179,9 @@ impl HttpClient {
         match &result {
             Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
             _ => self.breaker.record(true, None),
+        }
+        if let Err(failure @ DeviceError::Tls(_)) = &result {
+            let _ = self.tls_failure.set(failure.clone());
         }
         match &result {
             Err(e) => self.telemetry.set_last_error(&e.to_string()),
@@ -235,6 +249,10 @@ impl HttpClient {
             E::Io(e) => self.classify_io(&e),
             E::Protocol(e) => DeviceError::ConnectionLost(format!("broken HTTP answer: {e}")),
             E::BadUri(uri) => DeviceError::Unreachable(format!("bad URL {uri}")),
+            E::Other(other) => match other.downcast::<TlsFailure>() {
+                Ok(failure) => DeviceError::Tls(*failure),
+                Err(other) => DeviceError::ConnectionLost(other.to_string()),
+            },
             other => DeviceError::ConnectionLost(other.to_string()),
         }
     }

@@ -12,7 +12,7 @@
 //! The user and card lists (`action=list`) answer JSON.
 
 use super::digest::DigestClient;
-use super::http::{Answer, HttpClient, Timeouts};
+use super::http::{Answer, HttpClient};
 use super::{
     Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
     RetryPolicy, Upsert, ValidityEncoding,
@@ -129,28 +129,15 @@ impl IntelbrasDevice {
         name: &str,
         url: &str,
         credentials: Credentials,
-        timeouts: Timeouts,
-        max_in_flight: usize,
+        http: HttpClient,
         retry: RetryPolicy,
     ) -> IntelbrasDevice {
         let url = url.trim_end_matches('/').to_string();
         IntelbrasDevice {
             name: name.to_string(),
-            client: DigestClient::new(
-                name,
-                &url,
-                credentials,
-                HttpClient::new(timeouts, max_in_flight),
-                retry,
-            ),
+            client: DigestClient::new(name, &url, credentials, http, retry),
             url,
         }
-    }
-
-    /// Limits the device to `per_second` requests per second (`None`: no limit).
-    pub fn with_rate(mut self, per_second: Option<f64>) -> IntelbrasDevice {
-        self.client = self.client.with_rate(per_second);
-        self
     }
 
     fn get(&self, target: &str) -> Result<Reply, DeviceError> {

@@ -18,6 +18,7 @@ pub mod http;
 pub mod intelbras;
 pub mod rate;
 pub mod retry;
+pub mod tls;
 
 pub use controlid::Credentials;
 pub use retry::RetryPolicy;
@@ -43,6 +44,11 @@ pub enum DeviceError {
     /// The connection broke in the middle of a request (reset, closed early).
     #[error("{}", tr(Msg::DevConnectionLost, &[("reason", .0)]))]
     ConnectionLost(String),
+    /// TLS with the device cannot work as things stand: its certificate is not trusted
+    /// or not the pinned one, or it does not speak TLS. Never retried; the client stops
+    /// contacting the device after the first such failure.
+    #[error("{0}")]
+    Tls(tls::TlsFailure),
     /// The device refused our credentials. Never retried: it can lock the account.
     #[error("{}", tr(Msg::DevLoginRefused, &[("status", .status), ("message", .message), ("hint", .hint)]))]
     LoginRefused {

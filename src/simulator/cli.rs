@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{FaultRates, Fleet, Kind, Overload, SimConfig};
+use super::{FaultRates, Fleet, Kind, Overload, SimConfig, SimTls, SiteAuthority};
 
 /// The devices of `--devices`: counts, each of a family or (`None`) of `--kind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +149,16 @@ pub struct SimulateArgs {
         allow_negative_numbers = true
     )]
     pub clock_offset_secs: i64,
+
+    /// Serve HTTPS, each device with a self-signed certificate of its own (its
+    /// fingerprint is printed, for tls_fingerprint)
+    #[arg(long)]
+    pub tls: bool,
+
+    /// Serve HTTPS with certificates issued by a new site authority, whose certificate
+    /// is written to FILE (for catraca --ca-cert FILE)
+    #[arg(long, value_name = "FILE", conflicts_with = "tls")]
+    pub tls_authority: Option<std::path::PathBuf>,
 }
 
 /// Flag combinations that parse but make no sense, each naming the flag to fix.
@@ -213,6 +223,11 @@ impl SimulateArgs {
             seed: self.seed,
             capacity: self.capacity,
             clock_offset_s: self.clock_offset_secs,
+            tls: if self.tls {
+                SimTls::SelfSigned
+            } else {
+                SimTls::Off
+            },
             ..SimConfig::default()
         })
     }
@@ -221,7 +236,14 @@ impl SimulateArgs {
 /// Runs the fleet until Ctrl-C or SIGTERM, then shuts it down and returns.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let password = std::env::var(PASSWORD_ENV).unwrap_or_else(|_| "admin".to_owned());
-    let config = args.config(password)?;
+    let mut config = args.config(password)?;
+    if let Some(path) = &args.tls_authority {
+        let authority = SiteAuthority::new().context("could not make a site authority")?;
+        std::fs::write(path, authority.pem())
+            .with_context(|| format!("--tls-authority {}: cannot write it", path.display()))?;
+        eprintln!("site authority certificate written to {}", path.display());
+        config.tls = SimTls::Issued(std::sync::Arc::new(authority));
+    }
     let (signal_tx, signal_rx) = crossbeam_channel::bounded(1);
     ctrlc::set_handler(move || {
         // A second signal while stopping finds the channel full; stopping is quick.
@@ -247,8 +269,12 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         } else {
             ""
         };
+        let certificate = device
+            .fingerprint()
+            .map(|f| format!(" certificate {f}"))
+            .unwrap_or_default();
         eprintln!(
-            "{} {} ({}){down}",
+            "{} {} ({}){down}{certificate}",
             device.name(),
             device.url(),
             device.kind()

@@ -6,7 +6,8 @@
 //! thread per connection, keep-alive, `Content-Length` bodies only (chunked uploads get
 //! 411, as lighttpd 1.4 answers), per-connection buffers reused across requests so
 //! that a small request costs no allocation in the transport. What to answer is the
-//! [`Handler`]'s business; this file only moves bytes and closes sockets.
+//! [`Handler`]'s business; this file only moves bytes and closes sockets. With a
+//! rustls configuration, every connection speaks TLS (handshake on the first read).
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -206,6 +207,7 @@ impl Server {
         handler: Arc<H>,
         stop: Arc<StopSignal>,
         thread_name: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
@@ -215,7 +217,7 @@ impl Server {
             let name = thread_name.to_owned();
             thread::Builder::new()
                 .name(format!("{thread_name}-accept"))
-                .spawn(move || accept_loop(&listener, &handler, &stop, &connections, &name))?
+                .spawn(move || accept_loop(&listener, &handler, &stop, &connections, &name, tls))?
         };
         Ok(Server {
             local_addr,
@@ -280,6 +282,7 @@ fn accept_loop<H: Handler>(
     stop: &Arc<StopSignal>,
     connections: &Arc<Connections>,
     thread_name: &str,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     for stream in listener.incoming() {
         if stop.is_raised() {
@@ -312,12 +315,17 @@ fn accept_loop<H: Handler>(
             id,
         };
         let handler = handler.clone();
+        let tls = tls.clone();
         // If the thread cannot start, the closure is dropped with the registration in
         // it, which unregisters the connection.
         let _ = thread::Builder::new()
             .name(format!("{thread_name}-conn"))
             .spawn(move || {
-                let ending = serve_connection(&stream, &*handler);
+                let _ = stream.set_nodelay(true);
+                let ending = match tls {
+                    None => serve_connection(&stream, &*handler),
+                    Some(config) => serve_tls(config, &stream, &*handler),
+                };
                 // Unregister first: a reset only happens when the last descriptor of
                 // the socket closes, and the registry holds one.
                 drop(registration);
@@ -371,9 +379,26 @@ enum ReadOutcome {
     Refuse(u16),
 }
 
+/// Serves requests over TLS on one connection; a clean close sends `close_notify`.
+fn serve_tls(
+    config: Arc<rustls::ServerConfig>,
+    stream: &TcpStream,
+    handler: &impl Handler,
+) -> Ending {
+    let Ok(connection) = rustls::ServerConnection::new(config) else {
+        return Ending::Close;
+    };
+    let mut tls = rustls::StreamOwned::new(connection, stream);
+    let ending = serve_connection(&mut tls, handler);
+    if matches!(ending, Ending::Close) {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    ending
+}
+
 /// Serves requests on one connection until either side closes it.
-fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
-    let _ = stream.set_nodelay(true);
+fn serve_connection<S: Read + Write>(stream: S, handler: &impl Handler) -> Ending {
     let mut reader = BufReader::with_capacity(16 * 1024, stream);
     let mut request_line = Vec::with_capacity(256);
     let mut header_line = Vec::with_capacity(256);
@@ -385,7 +410,7 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
             Ok(ReadOutcome::Closed) | Err(_) => return Ending::Close,
             Ok(ReadOutcome::Refuse(status)) => {
                 let _ = write_response(
-                    stream,
+                    reader.get_mut(),
                     &mut out,
                     &error_response(status),
                     false,
@@ -396,7 +421,7 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
         };
         if head.chunked {
             let _ = write_response(
-                stream,
+                reader.get_mut(),
                 &mut out,
                 &error_response(411),
                 false,
@@ -406,7 +431,7 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
         }
         if head.content_length > MAX_BODY {
             let _ = write_response(
-                stream,
+                reader.get_mut(),
                 &mut out,
                 &error_response(413),
                 false,
@@ -421,7 +446,7 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
         }
         let Some((method, target)) = parse_request_line(&request_line) else {
             let _ = write_response(
-                stream,
+                reader.get_mut(),
                 &mut out,
                 &error_response(400),
                 false,
@@ -441,7 +466,7 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
             Reply::Answer(response) => {
                 let keep_alive = head.keep_alive && handler.accepting();
                 if write_response(
-                    stream,
+                    reader.get_mut(),
                     &mut out,
                     &response,
                     keep_alive,
@@ -459,8 +484,8 @@ fn serve_connection(stream: &TcpStream, handler: &impl Handler) -> Ending {
     }
 }
 
-fn read_head(
-    reader: &mut BufReader<&TcpStream>,
+fn read_head<S: Read>(
+    reader: &mut BufReader<S>,
     request_line: &mut Vec<u8>,
     header_line: &mut Vec<u8>,
 ) -> io::Result<ReadOutcome> {
@@ -574,7 +599,7 @@ pub(crate) fn error_response(status: u16) -> Response {
 
 /// Writes head and body with one `write_all`, so a small answer is one segment.
 fn write_response(
-    mut stream: &TcpStream,
+    stream: &mut impl Write,
     out: &mut Vec<u8>,
     response: &Response,
     keep_alive: bool,
@@ -627,7 +652,7 @@ mod tests {
 
     fn echo_server() -> Server {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Server::start(addr, Arc::new(Echo), Arc::default(), "echo").unwrap()
+        Server::start(addr, Arc::new(Echo), Arc::default(), "echo", None).unwrap()
     }
 
     /// Sends raw bytes and reads until the server closes the connection.

@@ -22,6 +22,7 @@ mod intelbras;
 mod tables;
 #[cfg(test)]
 mod tests;
+mod tls;
 #[cfg(test)]
 mod vendor_tests;
 
@@ -41,7 +42,9 @@ use serde_json::{json, Map, Value};
 pub use crate::config::Kind;
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
 pub use faults::{FaultRates, Overload};
+pub use tls::{SimTls, SiteAuthority};
 
+use crate::device::tls::Fingerprint;
 use controlid::{Command, ControlIdDevice};
 use digest::{DigestGuard, Verdict};
 use faults::{Fault, FaultDice, InFlight};
@@ -96,6 +99,8 @@ pub struct SimConfig {
     /// answers' `Date` header shows: validity windows go wrong on such a device, and
     /// `catraca check` warns above 5 minutes. Default: 0.
     pub clock_offset_s: i64,
+    /// Plain HTTP, or HTTPS with a certificate of the device's own. Default: HTTP.
+    pub tls: SimTls,
 }
 
 impl Default for SimConfig {
@@ -116,6 +121,7 @@ impl Default for SimConfig {
             lockout_after: 5,
             silent_drop: 0.0,
             clock_offset_s: 0,
+            tls: SimTls::Off,
         }
     }
 }
@@ -719,6 +725,7 @@ pub struct SimDevice {
     handler: Arc<DeviceHandler>,
     server: Server,
     url: String,
+    fingerprint: Option<Fingerprint>,
 }
 
 impl std::fmt::Debug for SimDevice {
@@ -746,6 +753,7 @@ impl SimDevice {
         config: SimConfig,
     ) -> io::Result<SimDevice> {
         let stop = Arc::new(StopSignal::default());
+        let certificate = tls::certificate_for(&config.tls, name, addr.ip())?;
         let guard = |realm: &str| {
             DigestGuard::new(
                 realm,
@@ -797,20 +805,37 @@ impl SimDevice {
             down: AtomicBool::new(false),
             stop: stop.clone(),
         });
-        let server = Server::start(addr, handler.clone(), stop, name)?;
+        let server = Server::start(
+            addr,
+            handler.clone(),
+            stop,
+            name,
+            certificate.as_ref().map(|c| Arc::clone(&c.config)),
+        )?;
         let mut reachable = server.local_addr();
         if reachable.ip().is_unspecified() {
             reachable.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
+        let scheme = if certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         Ok(SimDevice {
             handler,
             server,
-            url: format!("http://{reachable}"),
+            url: format!("{scheme}://{reachable}"),
+            fingerprint: certificate.map(|c| c.fingerprint),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.handler.name
+    }
+
+    /// The SHA-256 fingerprint of the device's certificate; `None` over plain HTTP.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.fingerprint
     }
 
     /// The base URL, such as `http://127.0.0.1:8001` (loopback when bound to all

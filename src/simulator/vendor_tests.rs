@@ -29,7 +29,7 @@ fn client(device: &SimDevice, password: &str) -> DigestClient {
             password: password.into(),
             source: "the test".into(),
         },
-        HttpClient::new(Timeouts::default(), 2),
+        HttpClient::new(Timeouts::default(), 2, Default::default()),
         RetryPolicy {
             retries: 0,
             ..RetryPolicy::default()

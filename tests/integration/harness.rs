@@ -231,6 +231,30 @@ impl Running {
         }
     }
 
+    /// Waits (at most `timeout`) until `count` stderr lines start with `prefix`.
+    pub fn wait_for_lines(&mut self, prefix: &str, count: usize, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            if self
+                .stderr()
+                .lines()
+                .filter(|l| l.starts_with(prefix))
+                .count()
+                >= count
+            {
+                return;
+            }
+            if Instant::now() > until || self.child.try_wait().unwrap().is_some() {
+                let ran = self.kill_and_collect();
+                panic!(
+                    "fewer than {count} lines starting with {prefix:?} on stderr\n{}",
+                    ran.shown
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Sends a signal (SIGINT = Ctrl-C, SIGTERM, SIGKILL).
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.

@@ -14,4 +14,5 @@ mod life;
 mod plan;
 mod portuguese;
 mod resilience;
+mod tls;
 mod vendors;

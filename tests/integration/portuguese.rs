@@ -158,14 +158,23 @@ fn help_and_check_speak_portuguese_too() {
     down.expect_code(1);
     assert!(down.stdout.contains("conexão perdida"), "{}", down.shown);
     assert!(down.stdout.contains("NÃO PRONTO"), "{}", down.shown);
+    let self_signed = crate::harness::fleet(
+        1,
+        SimConfig {
+            tls: catraca::simulator::SimTls::SelfSigned,
+            ..SimConfig::default()
+        },
+    );
     let https = sandbox
-        .catraca(&["check", "--lang", "pt-BR", "--device", "https://10.0.0.5"])
+        .catraca(&["check", "--lang", "pt-BR"])
+        .devices(&self_signed)
         .run();
-    https.expect_code(2);
+    https.expect_code(1);
     assert!(
-        https
-            .stderr
-            .contains("dispositivos HTTPS ainda não são suportados"),
+        https.stdout.contains(
+            "o certificado do dispositivo não é confiável: ele não é assinado por uma autoridade"
+        ) && https.stdout.contains("autoassinado")
+            && https.stdout.contains("rode com --insecure-tls"),
         "{}",
         https.shown
     );
