@@ -434,6 +434,7 @@ mod tests {
                 "hikvision+http://10.0.0.7".into(),
                 "intelbras+http://10.0.0.8".into(),
                 "http://10.0.0.9".into(),
+                "hikvision+https://10.0.0.10".into(),
             ],
             2,
             None,
@@ -442,8 +443,17 @@ mod tests {
         )
         .unwrap();
         let kinds: Vec<Kind> = devices.iter().map(|d| d.kind).collect();
-        assert_eq!(kinds, [Kind::Hikvision, Kind::Intelbras, Kind::Controlid]);
+        assert_eq!(
+            kinds,
+            [
+                Kind::Hikvision,
+                Kind::Intelbras,
+                Kind::Controlid,
+                Kind::Hikvision
+            ]
+        );
         assert_eq!(devices[0].url, "http://10.0.0.7");
+        assert_eq!(devices[3].url, "https://10.0.0.10");
         let err = load_devices(
             None,
             &["zkteco+http://a".into()],
