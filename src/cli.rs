@@ -171,7 +171,8 @@ pub enum Command {
     Enroll(EnrollArgs),
     /// Show what `enroll` would do on each device (reads the devices, writes nothing).
     Plan(EnrollArgs),
-    /// Take the people of a CSV off every device (with their cards and group links).
+    /// Take the people of a CSV off every device (with their cards and group links); a
+    /// registration column is enough.
     Remove(EnrollArgs),
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
@@ -533,7 +534,13 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         );
     }
     let source = Source::from_arg(&args.users);
-    let people = participants::read(&source)?;
+    // Who leaves needs no name: a list of registrations is enough for `remove`.
+    let needs = if mode == Mode::Remove {
+        participants::Needs::Registration
+    } else {
+        participants::Needs::Person
+    };
+    let people = participants::read(&source, needs)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let (devices, warnings) = config::load_devices(
         args.devices.as_deref(),

@@ -124,7 +124,11 @@ mod tests {
             text.contains("device unreachable | login refused"),
             "{text}"
         );
-        let back = participants::read(&participants::Source::File(path)).unwrap();
+        let back = participants::read(
+            &participants::Source::File(path),
+            participants::Needs::Person,
+        )
+        .unwrap();
         let mut expected = vec![people[0].clone(), people[2].clone()];
         for (b, e) in back.iter().zip(expected.iter_mut()) {
             e.line = b.line;

@@ -347,7 +347,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("about:catraca", "Cadastra cada participante em cada catraca de controle de acesso, rápido e uma única vez."),
     ("about:enroll", "Coloca cada participante de um CSV em cada dispositivo."),
     ("about:plan", "Mostra o que `enroll` faria em cada dispositivo (lê os dispositivos, não grava nada)."),
-    ("about:remove", "Tira de cada dispositivo as pessoas de um CSV (com seus cartões e vínculos de grupo)."),
+    ("about:remove", "Tira de cada dispositivo as pessoas de um CSV (com seus cartões e vínculos de grupo); basta uma coluna de matrículas."),
     ("about:demo", "Cadastra os 100 participantes de exemplo em 5 catracas simuladas, duas vezes."),
     ("about:simulate", "Serve catracas Control iD simuladas no loopback (para testes e ensaios)."),
     ("about:check", "Verificação prévia: contata cada dispositivo e diz se está pronto (saída 0) ou não (1)."),

@@ -7,7 +7,7 @@
 
 use csv::StringRecord;
 
-use super::InputError;
+use super::{InputError, Needs};
 
 /// A field of [`crate::person::Person`] that a column can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,8 @@ impl Field {
 #[derive(Debug)]
 pub(super) struct Columns {
     pub registration: usize,
-    pub name: usize,
+    /// Always there when a whole person is needed; may be absent for `catraca remove`.
+    pub name: Option<usize>,
     pub card: Option<usize>,
     pub begin: Option<usize>,
     pub end: Option<usize>,
@@ -63,8 +64,14 @@ pub(super) struct Columns {
 }
 
 impl Columns {
-    /// Maps the header record found on `line` of `file`.
-    pub fn from_header(header: &StringRecord, file: &str, line: usize) -> Result<Self, InputError> {
+    /// Maps the header record found on `line` of `file`; the name column is required
+    /// when `needs` is a whole person.
+    pub fn from_header(
+        header: &StringRecord,
+        file: &str,
+        line: usize,
+        needs: Needs,
+    ) -> Result<Self, InputError> {
         let mut found: [Option<usize>; Field::ALL.len()] = [None; Field::ALL.len()];
         let headers: Vec<String> = header.iter().map(|h| h.trim().to_owned()).collect();
         let mut unknown = Vec::new();
@@ -105,7 +112,10 @@ impl Columns {
         };
         Ok(Columns {
             registration: required(Field::Registration)?,
-            name: required(Field::Name)?,
+            name: match needs {
+                Needs::Person => Some(required(Field::Name)?),
+                Needs::Registration => found[Field::Name as usize],
+            },
             card: found[Field::Card as usize],
             begin: found[Field::Begin as usize],
             end: found[Field::End as usize],
@@ -160,7 +170,12 @@ mod tests {
     use super::*;
 
     fn columns(header: &[&str]) -> Result<Columns, InputError> {
-        Columns::from_header(&StringRecord::from(header.to_vec()), "p.csv", 1)
+        Columns::from_header(
+            &StringRecord::from(header.to_vec()),
+            "p.csv",
+            1,
+            Needs::Person,
+        )
     }
 
     #[test]
@@ -180,7 +195,7 @@ mod tests {
                 found.end,
                 found.group
             ),
-            (0, 1, Some(3), Some(4), Some(5), Some(6))
+            (0, Some(1), Some(3), Some(4), Some(5), Some(6))
         );
         assert_eq!(found.width(), 7);
         assert_eq!(found.header(0), "Código");
@@ -189,7 +204,7 @@ mod tests {
     #[test]
     fn optional_columns_may_be_absent() {
         let found = columns(&["name", "registration"]).unwrap();
-        assert_eq!((found.registration, found.name), (1, 0));
+        assert_eq!((found.registration, found.name), (1, Some(0)));
         assert_eq!(
             (found.card, found.begin, found.end, found.group),
             (None, None, None, None)

@@ -67,8 +67,18 @@ impl Source {
     }
 }
 
-/// Reads all of `source`, then [`parse`]s it.
-pub fn read(source: &Source) -> Result<Vec<Person>, InputError> {
+/// What a command needs of each row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// A whole person: a registration and a name at least (enroll, plan).
+    Person,
+    /// A registration only (`catraca remove`: who leaves); a name is read when there
+    /// is a column for it, and may be empty.
+    Registration,
+}
+
+/// Reads all of `source`, then parses it as [`parse_for`] does.
+pub fn read(source: &Source, needs: Needs) -> Result<Vec<Person>, InputError> {
     let file = source.display_name();
     let bytes = match source {
         Source::File(path) => std::fs::read(path),
@@ -81,7 +91,7 @@ pub fn read(source: &Source) -> Result<Vec<Person>, InputError> {
         file: file.clone(),
         error,
     })?;
-    parse(&bytes, &file)
+    parse_for(&bytes, &file, needs)
 }
 
 /// Validates the participants file `bytes` and returns one [`Person`] per row, in file
@@ -91,6 +101,11 @@ pub fn read(source: &Source) -> Result<Vec<Person>, InputError> {
 /// once every row is known good, so a malformed row is reported before a repeat that
 /// comes earlier in the file.
 pub fn parse(bytes: &[u8], file: &str) -> Result<Vec<Person>, InputError> {
+    parse_for(bytes, file, Needs::Person)
+}
+
+/// [`parse`], asking of each row only what `needs` says.
+pub fn parse_for(bytes: &[u8], file: &str, needs: Needs) -> Result<Vec<Person>, InputError> {
     let text = text::decode(bytes, file)?;
     let delimiter = text::sniff_delimiter(&text);
     log::debug!("{file}: fields separated by '{}'", char::from(delimiter));
@@ -107,7 +122,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<Vec<Person>, InputError> {
         return Err(InputError::Empty { file: file.into() });
     }
     let header_line = line_of(&record, &text);
-    let columns = Columns::from_header(&record, file, header_line)?;
+    let columns = Columns::from_header(&record, file, header_line, needs)?;
 
     let mut people = Vec::new();
     while next_row(&mut reader, &mut record, file)? {
@@ -132,6 +147,7 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<Vec<Person>, InputError> {
                 line,
                 columns: &columns,
                 record: &record,
+                needs,
             }
             .person()?,
         );
@@ -189,14 +205,19 @@ struct Row<'a> {
     line: usize,
     columns: &'a Columns,
     record: &'a StringRecord,
+    needs: Needs,
 }
 
 impl Row<'_> {
     fn person(&self) -> Result<Person, InputError> {
         let registration = self.registration()?;
-        let name = self.value(self.columns.name);
-        if name.is_empty() {
-            return Err(self.missing(self.columns.name, "name"));
+        let name = match self.columns.name {
+            Some(index) => self.value(index),
+            None => "",
+        };
+        if name.is_empty() && self.needs == Needs::Person {
+            let index = self.columns.name.expect("a person needs a name column");
+            return Err(self.missing(index, "name"));
         }
         let card = match self.optional(self.columns.card) {
             Some((index, written)) => {

@@ -403,27 +403,35 @@ fn sources_are_named_as_the_operator_gave_them() {
 fn read_names_the_file_in_its_messages() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pessoas.csv");
-    let missing = read(&Source::File(path.clone())).unwrap_err().to_string();
+    let missing = read(&Source::File(path.clone()), Needs::Person)
+        .unwrap_err()
+        .to_string();
     assert!(
         missing.starts_with(&format!("cannot read {}: ", path.display())),
         "{missing}"
     );
 
     std::fs::write(&path, "matricula;nome\nA-1;\n").unwrap();
-    let message = read(&Source::File(path.clone())).unwrap_err().to_string();
+    let message = read(&Source::File(path.clone()), Needs::Person)
+        .unwrap_err()
+        .to_string();
     assert!(
         message.starts_with(&format!("{} line 2, field nome: ", path.display())),
         "{message}"
     );
 
     std::fs::write(&path, "matricula;nome\nA-1;Ana\n").unwrap();
-    assert_eq!(read(&Source::File(path)).unwrap()[0].name, "Ana");
+    assert_eq!(
+        read(&Source::File(path), Needs::Person).unwrap()[0].name,
+        "Ana"
+    );
 }
 
 #[test]
 fn the_demo_file_has_100_valid_participants() {
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/data/participants.csv");
-    let found = read(&Source::File(demo.into())).unwrap_or_else(|error| panic!("{error}"));
+    let found =
+        read(&Source::File(demo.into()), Needs::Person).unwrap_or_else(|error| panic!("{error}"));
     assert_eq!(found.len(), 100);
     let with_cards = found.iter().filter(|p| p.card.is_some()).count();
     assert!(
@@ -434,4 +442,34 @@ fn the_demo_file_has_100_valid_participants() {
         .iter()
         .any(|p| matches!(p.card, Some(Card::Wiegand { .. }))));
     assert!(found.iter().any(|p| p.begin.is_some() && p.end.is_some()));
+}
+
+#[test]
+fn a_removal_list_needs_registrations_only() {
+    let people = parse_for(b"matricula\nA-1\nA-2\n", "saindo.csv", Needs::Registration).unwrap();
+    let keys: Vec<(&str, &str)> = people
+        .iter()
+        .map(|p| (p.registration.as_str(), p.name.as_str()))
+        .collect();
+    assert_eq!(keys, [("A-1", ""), ("A-2", "")]);
+    // A name column is read when there is one, and may be empty.
+    let people = parse_for(
+        b"matricula;nome\nA-1;\nA-2;Bia\n",
+        "saindo.csv",
+        Needs::Registration,
+    )
+    .unwrap();
+    assert_eq!(people[1].name, "Bia");
+    // The registration is still required, and repeats are still refused.
+    let missing = parse_for(b"nome\nAna\n", "saindo.csv", Needs::Registration).unwrap_err();
+    assert!(
+        missing.to_string().contains("no registration column"),
+        "{missing}"
+    );
+    let repeated =
+        parse_for(b"matricula\nA-1\nA-1\n", "saindo.csv", Needs::Registration).unwrap_err();
+    assert!(
+        repeated.to_string().contains("already on line 2"),
+        "{repeated}"
+    );
 }

@@ -653,3 +653,49 @@ fn a_control_id_device_is_listed_page_by_page() {
     assert_eq!(managed.report()["removed"], 0, "{}", managed.shown);
     assert_eq!(device.users().len(), 2_503);
 }
+
+#[test]
+fn remove_needs_only_a_list_of_registrations() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    let rows = current_people(6);
+    let users = sandbox.write("p.csv", csv(&rows));
+    sandbox
+        .catraca(&["enroll", "--users", users.to_str().unwrap()])
+        .embedded_cache()
+        .devices(&fleet)
+        .run()
+        .expect_code(0);
+    // One column, as exported from a list of who left, piped in.
+    let leaving = format!(
+        "Matrícula\n{}\n{}\n",
+        rows[1].registration, rows[4].registration
+    );
+    let run = sandbox
+        .catraca(&["remove", "--users", "-", "--json"])
+        .stdin(leaving.clone())
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    assert_eq!(run.report()["removed"], 2, "{}", run.shown);
+    let staying: Vec<Row> = [0, 2, 3, 5].iter().map(|&i| rows[i].clone()).collect();
+    assert_holds_exactly(&fleet.devices[0], &staying);
+    // Enrolling still needs names: the same list is refused before anything is sent.
+    let requests_before = fleet.devices[0].stats().total;
+    let refused = sandbox
+        .catraca(&["enroll", "--users", "-"])
+        .stdin(leaving)
+        .embedded_cache()
+        .devices(&fleet)
+        .run();
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("<stdin> line 1, field name: the header has no name column"),
+        "{}",
+        refused.shown
+    );
+    assert_eq!(fleet.devices[0].stats().total, requests_before);
+}
