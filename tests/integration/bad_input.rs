@@ -117,7 +117,6 @@ fn a_missing_file_is_a_clear_error() {
 fn a_bad_devices_file_is_refused_before_anything_is_sent() {
     let sandbox = Sandbox::new();
     let fleet = fleet(1, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(3)));
     let devices = sandbox.write(
         "devices.toml",
         format!(
@@ -126,13 +125,8 @@ fn a_bad_devices_file_is_refused_before_anything_is_sent() {
         ),
     );
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--devices",
-            devices.to_str().unwrap(),
-        ])
+        .enroll(&people(3))
+        .args(&["--devices", devices.to_str().unwrap()])
         .embedded_cache()
         .run();
     run.expect_code(2);
@@ -148,15 +142,9 @@ fn a_bad_devices_file_is_refused_before_anything_is_sent() {
 fn an_unreachable_redis_is_a_clear_error_without_its_password() {
     let sandbox = Sandbox::new();
     let fleet = fleet(1, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(3)));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--cache",
-            "redis://:segredo@127.0.0.1:1/0",
-        ])
+        .enroll(&people(3))
+        .args(&["--cache", "redis://:segredo@127.0.0.1:1/0"])
         .devices(&fleet)
         .run();
     run.expect_code(2);

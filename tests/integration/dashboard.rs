@@ -150,27 +150,15 @@ fn status_metrics_events_and_the_metrics_file_agree_on_a_finished_run() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
     let rows = people(20);
-    let users = sandbox.write("p.csv", csv(&rows));
     let metrics_file = sandbox.path("textfile/catraca.prom");
     std::fs::create_dir_all(metrics_file.parent().unwrap()).unwrap();
     let events_file = sandbox.path("events.jsonl");
     let mut run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--cache",
-            "none",
-            "--json",
-            "--dashboard",
-            "127.0.0.1:0",
-            "--dashboard-linger",
-            "60s",
-            "--metrics-file",
-            metrics_file.to_str().unwrap(),
-            "--events",
-            events_file.to_str().unwrap(),
-        ])
+        .enroll(&rows)
+        .args(&["--cache", "none", "--json"])
+        .args(&["--dashboard", "127.0.0.1:0", "--dashboard-linger", "60s"])
+        .args(&["--metrics-file", metrics_file.to_str().unwrap()])
+        .args(&["--events", events_file.to_str().unwrap()])
         .devices(&fleet)
         .spawn();
     let base = run.wait_for_line("dashboard: ", Duration::from_secs(30));
@@ -270,17 +258,9 @@ fn a_dashboard_address_in_use_stops_the_run_before_anything_is_sent() {
     let fleet = fleet(1, SimConfig::default());
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
-    let users = sandbox.write("p.csv", csv(&people(3)));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--cache",
-            "none",
-            "--dashboard",
-            &addr,
-        ])
+        .enroll(&people(3))
+        .args(&["--cache", "none", "--dashboard", &addr])
         .devices(&fleet)
         .run();
     ran.expect_code(2);
@@ -374,7 +354,6 @@ fn the_dashboard_shows_a_run_in_progress_in_a_browser() {
         status_503: 0.05,
         ..FaultRates::default()
     });
-    let users = sandbox.write("p.csv", csv(&rows));
     let names = ["portaria-norte", "portaria-sul", "academia"];
     let devices: String = fleet
         .urls()
@@ -385,24 +364,12 @@ fn the_dashboard_shows_a_run_in_progress_in_a_browser() {
     let devices = sandbox.write("devices.toml", devices);
     let events_file = sandbox.path("events.jsonl");
     let mut run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--cache",
-            "none",
-            "--json",
-            "--batch-size",
-            "1",
-            "--max-in-flight",
-            "1",
-            "--dashboard",
-            "127.0.0.1:0",
-            "--events",
-            events_file.to_str().unwrap(),
-            "--devices",
-            devices.to_str().unwrap(),
-        ])
+        .enroll(&rows)
+        .args(&["--cache", "none", "--json"])
+        .args(&["--batch-size", "1", "--max-in-flight", "1"])
+        .args(&["--dashboard", "127.0.0.1:0"])
+        .args(&["--events", events_file.to_str().unwrap()])
+        .args(&["--devices", devices.to_str().unwrap()])
         .spawn();
     let base = run.wait_for_line("dashboard: ", Duration::from_secs(30));
     let until = Instant::now() + Duration::from_secs(30);

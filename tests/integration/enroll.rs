@@ -26,19 +26,11 @@ fn enroll_twice(cache_args: &[&str]) {
     let sandbox = Sandbox::new();
     let fleet = fleet(3, SimConfig::default());
     let rows = people(200);
-    let users = sandbox.write("participants.csv", csv(&rows));
-    let users = users.to_str().unwrap();
     let report_file = sandbox.path("report.json");
 
     let first = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users,
-            "--json",
-            "--report",
-            report_file.to_str().unwrap(),
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--report", report_file.to_str().unwrap()])
         .args(cache_args)
         .devices(&fleet)
         .run();
@@ -58,7 +50,8 @@ fn enroll_twice(cache_args: &[&str]) {
     let before: Vec<u64> = fleet.devices.iter().map(|d| d.stats().total).collect();
 
     let second = sandbox
-        .catraca(&["enroll", "--users", users, "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .args(cache_args)
         .devices(&fleet)
         .run();
@@ -101,10 +94,11 @@ fn enrolls_everyone_exactly_once_then_skips_everything_with_redis() {
 fn redis_url_from_the_environment_is_used_when_no_cache_flag_is_given() {
     let sandbox = Sandbox::new();
     let fleet = fleet(1, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(5)));
+    let rows = people(5);
     let run = || {
         sandbox
-            .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+            .enroll(&rows)
+            .args(&["--json"])
             .env("REDIS_URL", &redis_server::shared_url())
             .devices(&fleet)
             .run()
@@ -129,10 +123,9 @@ fn skipping_the_cache_never_duplicates_people_with(redis: Option<String>) {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
     let rows = people(120);
-    let users = sandbox.write("p.csv", csv(&rows));
-    let users = users.to_str().unwrap();
     sandbox
-        .catraca(&["enroll", "--users", users, "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .cache_in(redis.as_deref())
         .devices(&fleet)
         .run()
@@ -144,7 +137,7 @@ fn skipping_the_cache_never_duplicates_people_with(redis: Option<String>) {
         .collect();
     assert_eq!(created, [120, 120]);
     for skip_it in [true, false] {
-        let command = sandbox.catraca(&["enroll", "--users", users, "--json"]);
+        let command = sandbox.enroll(&rows).args(&["--json"]);
         let command = if skip_it {
             command.cache_in(redis.as_deref()).args(&["--skip-cache"])
         } else {
@@ -177,18 +170,15 @@ fn a_changed_name_is_modified_with(redis: Option<String>) {
     let sandbox = Sandbox::new();
     let fleet = fleet(3, SimConfig::default());
     let mut rows = people(50);
-    let users = sandbox.write("p.csv", csv(&rows));
-    with_cache(sandbox.catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"]))
+    with_cache(sandbox.enroll(&rows).args(&["--json"]))
         .devices(&fleet)
         .run()
         .expect_code(0);
     rows[7].name = "Maria da Conceição Renomeada".to_string();
     rows[9].card = Some((200, 99));
-    let changed = sandbox.write("p2.csv", csv(&rows));
-    let run =
-        with_cache(sandbox.catraca(&["enroll", "--users", changed.to_str().unwrap(), "--json"]))
-            .devices(&fleet)
-            .run();
+    let run = with_cache(sandbox.enroll(&rows).args(&["--json"]))
+        .devices(&fleet)
+        .run();
     run.expect_code(0);
     assert_eq!(
         counts(&run.report()),
@@ -213,16 +203,9 @@ fn sequential_one_thread_and_sixteen_threads_end_in_the_same_state() {
     ] {
         let sandbox = Sandbox::new();
         let fleet = fleet(2, SimConfig::default());
-        let users = sandbox.write("p.csv", csv(&rows));
         let run = sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "--json",
-                "--cache",
-                "none",
-            ])
+            .enroll(&rows)
+            .args(&["--json", "--cache", "none"])
             .args(mode)
             .devices(&fleet)
             .run();
@@ -275,16 +258,9 @@ fn a_down_device_fails_its_pairs_and_the_others_finish() {
     let fleet = fleet(3, SimConfig::default());
     fleet.devices[1].set_down(true);
     let rows = people(40);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--retries",
-            "1",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--retries", "1"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -316,18 +292,11 @@ fn a_down_device_fails_its_pairs_and_the_others_finish() {
 fn a_wrong_password_is_reported_naming_the_device_and_never_shown() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(10)));
     let wrong = "senha-errada-123";
     let report_file = sandbox.path("r.json");
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "-vv",
-            "--report",
-            report_file.to_str().unwrap(),
-        ])
+        .enroll(&people(10))
+        .args(&["-vv", "--report", report_file.to_str().unwrap()])
         .embedded_cache()
         .env("CATRACA_PASSWORD", wrong)
         .devices(&fleet)
@@ -372,18 +341,9 @@ fn lost_answers_and_expiring_sessions_never_make_duplicates() {
     };
     let fleet = fleet(2, config);
     let rows = people(150);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "10",
-            "--retries",
-            "10",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--batch-size", "10", "--retries", "10"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -427,16 +387,9 @@ fn windows_1252_with_semicolons_and_portuguese_headers_keeps_the_accents() {
 fn progress_lines_and_per_pair_lines_go_to_stderr() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(20)));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "-v",
-            "--batch-size",
-            "2",
-        ])
+        .enroll(&people(20))
+        .args(&["-v", "--batch-size", "2"])
         .embedded_cache()
         .devices(&fleet)
         .run();

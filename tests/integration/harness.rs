@@ -1,5 +1,6 @@
-//! The test harness: a scratch directory, participant CSVs, simulated fleets, and a
-//! command runner for the real binary that prints everything when an assertion fails.
+//! The test harness: a scratch directory, participant CSVs and the commands that read
+//! them, simulated fleets, and a command runner for the real binary that prints
+//! everything when an assertion fails.
 
 use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice, SimPerson};
 use serde_json::Value;
@@ -67,6 +68,21 @@ impl Sandbox {
             stdin: None,
             cache_path: self.path("cache.redb"),
         }
+    }
+
+    /// Writes `rows` to the sandbox's participants CSV, `p.csv` (replacing the last list),
+    /// and returns `catraca COMMAND --users <that file>`. It adds no cache flag: each
+    /// caller says which cache the run uses (`embedded_cache`, `cache_in`, `--cache none`,
+    /// or none on purpose), and adds its devices and other flags.
+    pub fn with_users(&self, command: &str, rows: &[Row]) -> TestCommand {
+        let users = self.write("p.csv", csv(rows));
+        self.catraca(&[command, "--users", users.to_str().expect("a UTF-8 path")])
+    }
+
+    /// `catraca enroll --users` on `rows`, the shape of most tests (see
+    /// [`Sandbox::with_users`]).
+    pub fn enroll(&self, rows: &[Row]) -> TestCommand {
+        self.with_users("enroll", rows)
     }
 }
 

@@ -67,9 +67,9 @@ fn prune_removes_exactly_the_people_dropped_from_the_csv_and_nobody_enrolled_by_
     let sandbox = Sandbox::new();
     let fleet = all_kinds();
     let rows = current_people(40);
-    let all = sandbox.write("all.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", all.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run()
@@ -84,16 +84,10 @@ fn prune_removes_exactly_the_people_dropped_from_the_csv_and_nobody_enrolled_by_
         .filter(|(i, _)| *i != 3 && *i != 7)
         .map(|(_, r)| r.clone())
         .collect();
-    let fewer = sandbox.write("fewer.csv", csv(&kept));
     let before = writes(&fleet);
     let plan = sandbox
-        .catraca(&[
-            "plan",
-            "--users",
-            fewer.to_str().unwrap(),
-            "--prune",
-            "--json",
-        ])
+        .with_users("plan", &kept)
+        .args(&["--prune", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -111,13 +105,8 @@ fn prune_removes_exactly_the_people_dropped_from_the_csv_and_nobody_enrolled_by_
     }
 
     let enroll = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            fewer.to_str().unwrap(),
-            "--prune",
-            "--json",
-        ])
+        .enroll(&kept)
+        .args(&["--prune", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -172,7 +161,8 @@ fn prune_removes_exactly_the_people_dropped_from_the_csv_and_nobody_enrolled_by_
 
     // Listed again, they come back (their cache entries left with them).
     let again = sandbox
-        .catraca(&["enroll", "--users", all.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -184,14 +174,8 @@ fn prune_removes_exactly_the_people_dropped_from_the_csv_and_nobody_enrolled_by_
 
     // --prune-unmanaged takes the stranger too.
     let unmanaged = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            all.to_str().unwrap(),
-            "--prune",
-            "--prune-unmanaged",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--prune", "--prune-unmanaged", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -205,19 +189,19 @@ fn prune_refuses_a_large_drop_with_a_clear_message_and_removes_nothing() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
     let rows = current_people(20);
-    let all = sandbox.write("all.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", all.to_str().unwrap()])
+        .enroll(&rows)
         .embedded_cache()
         .devices(&fleet)
         .run()
         .expect_code(0);
 
-    let half = sandbox.write("half.csv", csv(&rows[..10]));
+    let half = &rows[..10];
     let before = writes(&fleet);
     for command in ["plan", "enroll"] {
         let refused = sandbox
-            .catraca(&[command, "--users", half.to_str().unwrap(), "--prune"])
+            .with_users(command, half)
+            .args(&["--prune"])
             .embedded_cache()
             .devices(&fleet)
             .run();
@@ -252,15 +236,8 @@ fn prune_refuses_a_large_drop_with_a_clear_message_and_removes_nothing() {
 
     // Raised explicitly, the drop goes through.
     let raised = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            half.to_str().unwrap(),
-            "--prune",
-            "--max-remove",
-            "50%",
-            "--json",
-        ])
+        .enroll(half)
+        .args(&["--prune", "--max-remove", "50%", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -277,9 +254,8 @@ fn expired_people_are_removed_and_a_purged_person_relisted_comes_back() {
     let fleet = all_kinds();
     let mut rows = current_people(6);
     rows[1].window = Some((now() - 10 * 86_400, now() - 86_400));
-    let users = sandbox.write("p.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap()])
+        .enroll(&rows)
         .embedded_cache()
         .kinded_devices(&fleet)
         .run()
@@ -289,13 +265,8 @@ fn expired_people_are_removed_and_a_purged_person_relisted_comes_back() {
     }
 
     let expire = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--expire",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--expire", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -315,15 +286,9 @@ fn expired_people_are_removed_and_a_purged_person_relisted_comes_back() {
 
     // Relisted with a new window, the person is enrolled again.
     rows[1].window = Some((now() - 86_400, now() + 86_400));
-    let relisted = sandbox.write("p2.csv", csv(&rows));
     let back = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            relisted.to_str().unwrap(),
-            "--expire",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--expire", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -336,9 +301,9 @@ fn expired_people_are_removed_and_a_purged_person_relisted_comes_back() {
         device.purge(&rows[1].registration);
     }
     rows[1].window = Some((now() - 86_400, now() + 2 * 86_400));
-    let renewed = sandbox.write("p3.csv", csv(&rows));
     let recreated = sandbox
-        .catraca(&["enroll", "--users", renewed.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -359,16 +324,9 @@ fn verify_finds_a_person_the_device_answered_ok_for_without_storing() {
     for device in &fleet.devices {
         device.drop_silently(&rows[1].registration);
     }
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--verify",
-            "100%",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--verify", "100%", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -388,7 +346,8 @@ fn verify_finds_a_person_the_device_answered_ok_for_without_storing() {
     );
     // The cache forgot them: the next run writes them again.
     let again = sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -415,16 +374,9 @@ fn a_silent_drop_rate_on_the_simulator_is_caught_by_a_full_verify() {
         r.card = None;
         r.group = None;
     }
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--verify",
-            "100%",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--verify", "100%", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -445,9 +397,8 @@ fn a_card_swap_ends_with_each_card_on_its_new_owner() {
     let fleet = all_kinds();
     let mut rows = current_people(7);
     // People 0, 3 and 6 have cards.
-    let users = sandbox.write("p.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap()])
+        .enroll(&rows)
         .embedded_cache()
         .kinded_devices(&fleet)
         .run()
@@ -457,17 +408,10 @@ fn a_card_swap_ends_with_each_card_on_its_new_owner() {
     rows[3].card = a;
     // And one card moves from person 6 (left without one) to someone who had none.
     rows[1].card = rows[6].card.take();
-    let swapped = sandbox.write("swapped.csv", csv(&rows));
     // One person per write, so the two sides of the swap are separate jobs.
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            swapped.to_str().unwrap(),
-            "--batch-size",
-            "1",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--batch-size", "1", "--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -484,18 +428,17 @@ fn a_card_owned_by_someone_else_is_a_conflict_naming_both() {
     let sandbox = Sandbox::new();
     let fleet = all_kinds();
     let mut rows = current_people(4);
-    let users = sandbox.write("p.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap()])
+        .enroll(&rows)
         .embedded_cache()
         .kinded_devices(&fleet)
         .run()
         .expect_code(0);
     // Person 0 leaves the list (not pruned) and person 1 claims their card.
     rows[1].card = rows[0].card;
-    let claimed = sandbox.write("claimed.csv", csv(&rows[1..]));
     let run = sandbox
-        .catraca(&["enroll", "--users", claimed.to_str().unwrap(), "--json"])
+        .enroll(&rows[1..])
+        .args(&["--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -524,24 +467,16 @@ fn remove_takes_the_listed_people_off_every_device() {
     let sandbox = Sandbox::new();
     let fleet = all_kinds();
     let rows = current_people(10);
-    let users = sandbox.write("p.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap()])
+        .enroll(&rows)
         .embedded_cache()
         .kinded_devices(&fleet)
         .run()
         .expect_code(0);
-    let leaving = sandbox.write("leaving.csv", csv(&rows[..4]));
     let events = sandbox.path("events.jsonl");
     let run = sandbox
-        .catraca(&[
-            "remove",
-            "--users",
-            leaving.to_str().unwrap(),
-            "--json",
-            "--events",
-            events.to_str().unwrap(),
-        ])
+        .with_users("remove", &rows[..4])
+        .args(&["--json", "--events", events.to_str().unwrap()])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -563,7 +498,8 @@ fn remove_takes_the_listed_people_off_every_device() {
     assert_holds_exactly(&fleet.devices[0], &rows[4..]);
     // Their cache entries went with them: enrolling the full list brings them back.
     let back = sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .kinded_devices(&fleet)
         .run();
@@ -576,28 +512,23 @@ fn reconcile_ignores_the_cache_and_restores_what_the_device_lost() {
     let sandbox = Sandbox::new();
     let fleet = fleet(1, SimConfig::default());
     let rows = current_people(8);
-    let users = sandbox.write("p.csv", csv(&rows));
     sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap()])
+        .enroll(&rows)
         .embedded_cache()
         .devices(&fleet)
         .run()
         .expect_code(0);
     fleet.devices[0].purge(&rows[2].registration);
     let trusting = sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
     assert_eq!(trusting.report()["skipped_cache"], 8, "{}", trusting.shown);
     let reconciled = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--reconcile",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--reconcile", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -618,19 +549,11 @@ fn a_control_id_device_is_listed_page_by_page() {
         device.insert_user(&format!("9{i:06}"), &format!("Visitante {i}"));
     }
     let rows = current_people(3);
-    let users = sandbox.write("p.csv", csv(&rows));
     let before = writes(&fleet);
     let plan = sandbox
-        .catraca(&[
-            "plan",
-            "--users",
-            users.to_str().unwrap(),
-            "--prune",
-            "--prune-unmanaged",
-            "--max-remove",
-            "100%",
-            "--json",
-        ])
+        .with_users("plan", &rows)
+        .args(&["--prune", "--prune-unmanaged"])
+        .args(&["--max-remove", "100%", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -639,13 +562,8 @@ fn a_control_id_device_is_listed_page_by_page() {
     assert_eq!(writes(&fleet), before);
     // Managed pruning removes none of them: catraca never enrolled them.
     let managed = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--prune",
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--prune", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();

@@ -21,9 +21,9 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
     let mut rows = people(60);
-    let users = sandbox.write("p.csv", csv(&rows[..50]));
     sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+        .enroll(&rows[..50])
+        .args(&["--json"])
         .embedded_cache()
         .devices(&fleet)
         .run()
@@ -31,12 +31,12 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
     rows[3].name = "Nome Novo".into();
     rows[4].name = "Outro Nome".into();
     rows[6].card = Some((300, 1));
-    let changed = sandbox.write("p2.csv", csv(&rows));
 
     for cache in [&[][..], &["--skip-cache"][..]] {
         let before = writes(&fleet);
         let plan = sandbox
-            .catraca(&["plan", "--users", changed.to_str().unwrap(), "--json"])
+            .with_users("plan", &rows)
+            .args(&["--json"])
             .embedded_cache()
             .args(cache)
             .devices(&fleet)
@@ -69,7 +69,8 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
         }
         // A second plan says the same: the first wrote nothing, not even to the cache.
         let again = sandbox
-            .catraca(&["plan", "--users", changed.to_str().unwrap(), "--json"])
+            .with_users("plan", &rows)
+            .args(&["--json"])
             .embedded_cache()
             .args(cache)
             .devices(&fleet)
@@ -78,13 +79,15 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
     }
 
     let plan = sandbox
-        .catraca(&["plan", "--users", changed.to_str().unwrap(), "--json"])
+        .with_users("plan", &rows)
+        .args(&["--json"])
         .embedded_cache()
         .devices(&fleet)
         .run()
         .report();
     let enroll = sandbox
-        .catraca(&["enroll", "--users", changed.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -105,16 +108,10 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
 
     // With --prune: 5 of the 60 leave the list (8%, under the 10% floor).
     let kept = &rows[5..];
-    let fewer = sandbox.write("p3.csv", csv(kept));
     let before = writes(&fleet);
     let plan = sandbox
-        .catraca(&[
-            "plan",
-            "--users",
-            fewer.to_str().unwrap(),
-            "--prune",
-            "--json",
-        ])
+        .with_users("plan", kept)
+        .args(&["--prune", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -123,13 +120,8 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
     let planned = plan.report();
     assert_eq!(planned["removed"], 10, "{}", plan.shown);
     let enroll = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            fewer.to_str().unwrap(),
-            "--prune",
-            "--json",
-        ])
+        .enroll(kept)
+        .args(&["--prune", "--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -155,9 +147,8 @@ fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
 fn the_human_plan_says_nothing_was_written() {
     let sandbox = Sandbox::new();
     let fleet = fleet(1, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(5)));
     let run = sandbox
-        .catraca(&["plan", "--users", users.to_str().unwrap()])
+        .with_users("plan", &people(5))
         .embedded_cache()
         .devices(&fleet)
         .run();

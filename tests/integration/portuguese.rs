@@ -62,15 +62,10 @@ fn a_bad_csv_is_explained_in_portuguese_under_a_pt_br_locale() {
 fn a_run_reports_progress_and_summary_in_portuguese() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(10)));
+    let rows = people(10);
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--cache",
-            "none",
-        ])
+        .enroll(&rows)
+        .args(&["--cache", "none"])
         .env("LANG", "pt_BR.UTF-8")
         .devices(&fleet)
         .run();
@@ -99,16 +94,8 @@ fn a_run_reports_progress_and_summary_in_portuguese() {
 
     // --lang wins over the locale; JSON keys stay English.
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--cache",
-            "none",
-            "--json",
-            "--lang",
-            "pt-BR",
-        ])
+        .enroll(&rows)
+        .args(&["--cache", "none", "--json", "--lang", "pt-BR"])
         .env("LANG", "en_US.UTF-8")
         .devices(&fleet)
         .run();
@@ -195,18 +182,9 @@ fn reasons_composed_during_a_run_are_in_portuguese_too() {
     // A registration the device already holds twice (put there by another tool).
     fleet.devices[0].insert_user("2026000001", "Cópia A");
     fleet.devices[0].insert_user("2026000001", "Cópia B");
-    let users = sandbox.write("p.csv", csv(&people(200)));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--threads",
-            "1",
-            "--max-failures",
-            "0",
-        ])
+        .enroll(&people(200))
+        .args(&["--json", "--threads", "1", "--max-failures", "0"])
         .env("LANG", "pt_BR.UTF-8")
         .embedded_cache()
         .devices(&fleet)

@@ -42,20 +42,10 @@ fn a_fault_storm_still_ends_with_everyone_exactly_once() {
     for config in [SimConfig::default(), stormy] {
         let sandbox = Sandbox::new();
         let fleet = fleet(4, config);
-        let users = sandbox.write("p.csv", csv(&rows));
         let run = sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "--json",
-                "--batch-size",
-                "20",
-                "--timeout",
-                "1",
-                "--retries",
-                "6",
-            ])
+            .enroll(&rows)
+            .args(&["--json", "--batch-size", "20"])
+            .args(&["--timeout", "1", "--retries", "6"])
             .embedded_cache()
             .devices(&fleet)
             .run();
@@ -82,16 +72,9 @@ fn a_device_down_for_the_whole_run_fails_fast_and_the_others_finish() {
     let fleet = fleet(3, SimConfig::default());
     fleet.devices[2].set_down(true);
     let rows = people(300);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "10",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--batch-size", "10"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -127,16 +110,9 @@ fn a_device_that_comes_back_mid_run_gets_everyone() {
     let fleet = fleet(3, slow);
     fleet.devices[0].set_down(true);
     let rows = people(200);
-    let users = sandbox.write("p.csv", csv(&rows));
     let running = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "5",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--batch-size", "5"])
         .embedded_cache()
         .devices(&fleet)
         .spawn();
@@ -156,9 +132,9 @@ fn one_person_the_device_rejects_does_not_fail_the_rest_of_the_batch() {
     let fleet = fleet(1, SimConfig::default());
     let rows = people(100);
     fleet.devices[0].reject_registration(&rows[37].registration);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+        .enroll(&rows)
+        .args(&["--json"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -198,17 +174,10 @@ fn kill_9_at_any_point_then_the_same_command_finishes_exactly_once() {
             ..SimConfig::default()
         };
         let fleet = fleet(3, slow);
-        let users = sandbox.write("p.csv", csv(&rows));
         let command = || {
             sandbox
-                .catraca(&[
-                    "enroll",
-                    "--users",
-                    users.to_str().unwrap(),
-                    "--json",
-                    "--batch-size",
-                    "10",
-                ])
+                .enroll(&rows)
+                .args(&["--json", "--batch-size", "10"])
                 .embedded_cache()
                 .devices(&fleet)
         };
@@ -237,18 +206,11 @@ fn ctrl_c_stops_reports_the_partial_run_and_a_rerun_completes() {
     };
     let fleet = fleet(2, slow);
     let rows = people(400);
-    let users = sandbox.write("p.csv", csv(&rows));
     let report_file = sandbox.path("partial.json");
     let command = || {
         sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "--json",
-                "--batch-size",
-                "5",
-            ])
+            .enroll(&rows)
+            .args(&["--json", "--batch-size", "5"])
             .embedded_cache()
             .devices(&fleet)
     };
@@ -292,16 +254,9 @@ fn sigterm_behaves_like_the_first_ctrl_c() {
         ..SimConfig::default()
     };
     let fleet = fleet(1, slow);
-    let users = sandbox.write("p.csv", csv(&people(300)));
     let running = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "5",
-        ])
+        .enroll(&people(300))
+        .args(&["--json", "--batch-size", "5"])
         .embedded_cache()
         .devices(&fleet)
         .spawn();
@@ -322,16 +277,9 @@ fn redis_lost_mid_run_loses_no_device_work() {
     };
     let fleet = fleet(2, slow);
     let rows = people(300);
-    let users = sandbox.write("p.csv", csv(&rows));
     let running = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "10",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--batch-size", "10"])
         .args(&["--cache", redis.url()])
         .devices(&fleet)
         .spawn();
@@ -359,20 +307,10 @@ fn redis_lost_mid_run_loses_no_device_work() {
 fn max_failures_halts_a_run_that_is_clearly_going_wrong() {
     let sandbox = Sandbox::new();
     let fleet = fleet(3, SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(500)));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "10",
-            "--threads",
-            "1",
-            "--max-failures",
-            "5%",
-        ])
+        .enroll(&people(500))
+        .args(&["--json", "--batch-size", "10", "--threads", "1"])
+        .args(&["--max-failures", "5%"])
         .embedded_cache()
         .env("CATRACA_PASSWORD", "errada")
         .devices(&fleet)
@@ -409,17 +347,10 @@ fn the_failed_file_is_accepted_back_and_finishes_the_job() {
     let rows = people(60);
     fleet.devices[1].reject_registration(&rows[5].registration);
     fleet.devices[1].reject_registration(&rows[6].registration);
-    let users = sandbox.write("p.csv", csv(&rows));
     let failed = sandbox.path("failed.csv");
     let first = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--failed",
-            failed.to_str().unwrap(),
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--failed", failed.to_str().unwrap()])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -460,20 +391,12 @@ fn no_output_nor_cache_holds_the_password_or_a_raw_registration() {
         };
         let fleet = catraca::simulator::Fleet::start(2, &config).unwrap();
         fleet.devices[0].reject_registration(&rows[3].registration);
-        let users = sandbox.write("p.csv", csv(&rows));
         let report = sandbox.path("report.json");
         let failed = sandbox.path("failed.csv");
         let command = sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "-vv",
-                "--report",
-                report.to_str().unwrap(),
-                "--failed",
-                failed.to_str().unwrap(),
-            ])
+            .enroll(&rows)
+            .args(&["-vv", "--report", report.to_str().unwrap()])
+            .args(&["--failed", failed.to_str().unwrap()])
             .env("CATRACA_PASSWORD", secret_password);
         let command = if cache == "redis" {
             command.args(&["--cache", &url])
@@ -528,19 +451,10 @@ fn a_rate_limit_spaces_the_requests_to_a_device() {
     let sandbox = Sandbox::new();
     let fleet = fleet(1, SimConfig::default());
     let rows = people(40);
-    let users = sandbox.write("p.csv", csv(&rows));
     let started = std::time::Instant::now();
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "1",
-            "--rate",
-            "10",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--batch-size", "1", "--rate", "10"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -564,16 +478,9 @@ fn a_create_whose_answer_was_lost_and_set_aside_still_counts_as_registered() {
     let fleet = fleet(1, SimConfig::default());
     fleet.devices[0].lose_next_answer("create_objects");
     let rows = people(30);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--retries",
-            "0",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--retries", "0"])
         .embedded_cache()
         .devices(&fleet)
         .run();

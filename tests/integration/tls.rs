@@ -55,15 +55,9 @@ fn self_signed_devices_are_refused_by_default_and_told_what_to_pin() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, self_signed());
     let rows = people(30);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "-vv",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "-vv"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -105,17 +99,10 @@ fn pinned_devices_of_every_family_get_everyone_once_and_a_rerun_skips_them() {
     let pins: Vec<Option<String>> = (0..3).map(|i| Some(fingerprint_of(&fleet, i))).collect();
     let devices = devices_file(&sandbox, &fleet, &pins);
     let rows = people(60);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = || {
         sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "--devices",
-                devices.to_str().unwrap(),
-                "--json",
-            ])
+            .enroll(&rows)
+            .args(&["--devices", devices.to_str().unwrap(), "--json"])
             .embedded_cache()
             .run()
     };
@@ -143,16 +130,9 @@ fn a_certificate_other_than_the_pinned_one_is_refused_naming_both() {
         &[Some(first.clone()), Some(first.clone())],
     );
     let rows = people(25);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--devices",
-            devices.to_str().unwrap(),
-            "--json",
-        ])
+        .enroll(&rows)
+        .args(&["--devices", devices.to_str().unwrap(), "--json"])
         .embedded_cache()
         .run();
     run.expect_code(1);
@@ -179,14 +159,9 @@ fn insecure_tls_accepts_any_certificate_and_says_so() {
     let sandbox = Sandbox::new();
     let fleet = fleet(2, self_signed());
     let rows = people(40);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--insecure-tls",
-        ])
+        .enroll(&rows)
+        .args(&["--insecure-tls"])
         .embedded_cache()
         .devices(&fleet)
         .run();
@@ -216,11 +191,10 @@ fn a_site_authority_given_with_ca_cert_is_trusted_for_the_names_it_signed() {
     let fleet = Fleet::start_on(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, 1, &config).unwrap();
     let device = &fleet.devices[0];
     let rows = people(20);
-    let users = sandbox.write("p.csv", csv(&rows));
     let enroll = |url: &str, extra: &[&str]| {
         sandbox
-            .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
-            .args(&["--device", url])
+            .enroll(&rows)
+            .args(&["--json", "--device", url])
             .args(extra)
             .embedded_cache()
             .run()
@@ -267,16 +241,10 @@ fn tls_mistakes_in_the_configuration_are_named_before_anything_is_sent() {
     let sandbox = Sandbox::new();
     let plain = fleet(1, SimConfig::default());
     let rows = people(5);
-    let users = sandbox.write("p.csv", csv(&rows));
     let enroll = |devices: &PathBuf| {
         sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "--devices",
-                devices.to_str().unwrap(),
-            ])
+            .enroll(&rows)
+            .args(&["--devices", devices.to_str().unwrap()])
             .embedded_cache()
             .run()
     };
@@ -314,8 +282,8 @@ fn tls_mistakes_in_the_configuration_are_named_before_anything_is_sent() {
     // https:// on a device that serves plain HTTP.
     let url = plain.devices[0].url().replace("http://", "https://");
     let run = sandbox
-        .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
-        .args(&["--device", &url, "--insecure-tls"])
+        .enroll(&rows)
+        .args(&["--json", "--device", &url, "--insecure-tls"])
         .embedded_cache()
         .run();
     run.expect_code(1);
@@ -346,20 +314,10 @@ fn faults_over_tls_are_retried_and_everyone_ends_up_once() {
     let pins: Vec<Option<String>> = (0..2).map(|i| Some(fingerprint_of(&fleet, i))).collect();
     let devices = devices_file(&sandbox, &fleet, &pins);
     let rows = people(200);
-    let users = sandbox.write("p.csv", csv(&rows));
     let run = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--devices",
-            devices.to_str().unwrap(),
-            "--json",
-            "--batch-size",
-            "20",
-            "--retries",
-            "6",
-        ])
+        .enroll(&rows)
+        .args(&["--devices", devices.to_str().unwrap(), "--json"])
+        .args(&["--batch-size", "20", "--retries", "6"])
         .embedded_cache()
         .run();
     run.expect_code(0);

@@ -26,16 +26,16 @@ fn a_mixed_fleet_gets_everyone_once_then_skips_then_modifies_a_changed_person() 
     let sandbox = Sandbox::new();
     let fleet = mixed_fleet(&MIXED, SimConfig::default());
     let mut rows = people(150);
-    let users = sandbox.write("p.csv", csv(&rows));
-    let run = |sandbox: &Sandbox| {
+    let run = |rows: &[Row]| {
         sandbox
-            .catraca(&["enroll", "--users", users.to_str().unwrap(), "--json"])
+            .enroll(rows)
+            .args(&["--json"])
             .embedded_cache()
             .kinded_devices(&fleet)
             .run()
     };
 
-    let first = run(&sandbox);
+    let first = run(&rows);
     first.expect_code(0);
     let report = first.report();
     assert_eq!(counts(&report), [900, 0, 0, 0, 0], "{}", first.shown);
@@ -67,7 +67,7 @@ fn a_mixed_fleet_gets_everyone_once_then_skips_then_modifies_a_changed_person() 
     }
 
     let before: Vec<u64> = fleet.devices.iter().map(|d| d.stats().total).collect();
-    let second = run(&sandbox);
+    let second = run(&rows);
     second.expect_code(0);
     assert_eq!(
         counts(&second.report()),
@@ -82,8 +82,7 @@ fn a_mixed_fleet_gets_everyone_once_then_skips_then_modifies_a_changed_person() 
     rows[4].name = "Maria Renomeada".into();
     rows[6].card = Some((9, 99_999));
     rows[10].window = Some((1_785_000_000, 1_795_000_000));
-    std::fs::write(&users, csv(&rows)).unwrap();
-    let third = run(&sandbox);
+    let third = run(&rows);
     third.expect_code(0);
     assert_eq!(
         counts(&third.report()),
@@ -104,16 +103,9 @@ fn digest_fleet(config: SimConfig) -> catraca::simulator::Fleet {
 fn a_wrong_password_is_tried_twice_then_never_again() {
     let sandbox = Sandbox::new();
     let fleet = digest_fleet(SimConfig::default());
-    let users = sandbox.write("p.csv", csv(&people(30)));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--cache",
-            "none",
-        ])
+        .enroll(&people(30))
+        .args(&["--json", "--cache", "none"])
         .env("CATRACA_PASSWORD", "not-the-password")
         .kinded_devices(&fleet)
         .run();
@@ -154,23 +146,14 @@ fn people_already_there_are_modified_not_duplicated_even_when_answers_are_lost()
         ..SimConfig::default()
     });
     let mut rows = people(30);
-    let users = sandbox.write("p.csv", csv(&rows));
-    let run = || {
+    let run = |rows: &[Row]| {
         sandbox
-            .catraca(&[
-                "enroll",
-                "--users",
-                users.to_str().unwrap(),
-                "--json",
-                "--cache",
-                "none",
-                "--retries",
-                "8",
-            ])
+            .enroll(rows)
+            .args(&["--json", "--cache", "none", "--retries", "8"])
             .kinded_devices(&fleet)
             .run()
     };
-    let first = run();
+    let first = run(&rows);
     first.expect_code(0);
     for device in &fleet.devices {
         assert_people(device, &rows);
@@ -178,8 +161,7 @@ fn people_already_there_are_modified_not_duplicated_even_when_answers_are_lost()
     for row in rows.iter_mut().take(10) {
         row.name.push_str(" Filho");
     }
-    std::fs::write(&users, csv(&rows)).unwrap();
-    let second = run();
+    let second = run(&rows);
     second.expect_code(0);
     assert_eq!(
         counts(&second.report()),
@@ -204,16 +186,9 @@ fn a_busy_device_is_retried() {
         device.busy_next(3);
     }
     let rows = people(12);
-    let users = sandbox.write("p.csv", csv(&rows));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--cache",
-            "none",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none"])
         .kinded_devices(&fleet)
         .run();
     ran.expect_code(0);
@@ -234,16 +209,9 @@ fn a_full_hikvision_device_is_stopped_with_a_clear_error() {
             ..SimConfig::default()
         },
     );
-    let users = sandbox.write("p.csv", csv(&people(20)));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--cache",
-            "none",
-        ])
+        .enroll(&people(20))
+        .args(&["--json", "--cache", "none"])
         .kinded_devices(&fleet)
         .run();
     ran.expect_code(1);
@@ -272,18 +240,9 @@ fn the_simulated_batch_limits_hold_and_the_drivers_respect_them() {
     let sandbox = Sandbox::new();
     let fleet = digest_fleet(SimConfig::default());
     let rows = people(25);
-    let users = sandbox.write("p.csv", csv(&rows));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--cache",
-            "none",
-            "--batch-size",
-            "500",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none", "--batch-size", "500"])
         .kinded_devices(&fleet)
         .run();
     ran.expect_code(0);
@@ -305,16 +264,9 @@ fn a_create_whose_answer_was_lost_becomes_a_modify_not_a_second_copy() {
     hikvision.lose_next_answer("user_record");
     intelbras.lose_next_answer("user_insertMulti");
     let rows = people(6);
-    let users = sandbox.write("p.csv", csv(&rows));
     let ran = sandbox
-        .catraca(&[
-            "enroll",
-            "--users",
-            users.to_str().unwrap(),
-            "--json",
-            "--cache",
-            "none",
-        ])
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none"])
         .kinded_devices(&fleet)
         .run();
     ran.expect_code(0);
