@@ -22,7 +22,11 @@
 //! dashboard = "127.0.0.1:8787"
 //! dashboard_linger = "60s"
 //! metrics_file = "/var/lib/node_exporter/textfile/catraca.prom"
+//! ca_cert = "site-ca.pem"   # the site's certificate authority, for https devices
 //! ```
+//!
+//! `--insecure-tls` has no key here on purpose: accepting any certificate must be asked
+//! for on the command line of the run that does it.
 
 use crate::cli::{Cli, Command, RunArgs, WatchArgs};
 use clap::parser::ValueSource;
@@ -62,6 +66,7 @@ pub struct Settings {
     pub dashboard: Option<String>,
     pub dashboard_linger: Option<String>,
     pub metrics_file: Option<PathBuf>,
+    pub ca_cert: Option<PathBuf>,
     /// Where the settings came from (not a key of the file).
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -106,6 +111,7 @@ impl Settings {
         resolve(&mut settings.devices);
         resolve(&mut settings.cache_path);
         resolve(&mut settings.metrics_file);
+        resolve(&mut settings.ca_cert);
         settings.path = Some(path);
         Ok(settings)
     }
@@ -136,11 +142,17 @@ impl Settings {
                 }
                 self.apply_run(&mut args.run, &unset);
                 self.apply_watch(&mut args.watch, &unset);
+                if args.tls.ca_cert.is_none() {
+                    args.tls.ca_cert.clone_from(&self.ca_cert);
+                }
             }
             Command::Demo(args) => self.apply_run(&mut args.run, &unset),
             Command::Check(args) => {
                 if args.devices.is_none() && args.device_urls.is_empty() {
                     args.devices.clone_from(&self.devices);
+                }
+                if args.tls.ca_cert.is_none() {
+                    args.tls.ca_cert.clone_from(&self.ca_cert);
                 }
             }
             Command::Simulate(_) | Command::Completions(_) | Command::Bench(_) => {}

@@ -234,6 +234,16 @@ fn a_site_authority_given_with_ca_cert_is_trusted_for_the_names_it_signed() {
         "{}",
         refused.shown
     );
+
+    // A site's catraca.toml can name its authority once for every command.
+    sandbox.write("catraca.toml", "ca_cert = \"site-ca.pem\"\n");
+    let check = sandbox.catraca(&["check", "--device", &device.url()]).run();
+    check.expect_code(0);
+    assert!(
+        check.stdout.contains("(issued by a trusted authority)"),
+        "{}",
+        check.shown
+    );
 }
 
 #[test]
