@@ -189,6 +189,7 @@ impl StopSignal {
 struct Connections {
     open: Mutex<HashMap<u64, TcpStream>>,
     all_closed: Condvar,
+    /// The id of the next connection: also how many have been accepted so far.
     next_id: AtomicU64,
 }
 
@@ -229,6 +230,12 @@ impl Server {
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Connections accepted so far, not counting those reset at once because the device
+    /// was down.
+    pub(crate) fn connections_accepted(&self) -> u64 {
+        self.connections.next_id.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, closes every connection and waits for their threads.
