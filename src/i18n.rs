@@ -317,7 +317,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     // with `enroll`'s and mean something else (`--devices` is a count here).
     ("about:bench", "Mede cadastros contra catracas simuladas e imprime uma tabela de números."),
     ("bench:quick", "Tamanhos mínimos (alguns segundos ao todo): confere que o benchmark funciona, não mede nada."),
-    ("bench:only", "Só estes grupos de cargas, separados por vírgula: W1, W2, W3, startup, W4, sim."),
+    ("bench:only", "Só estes grupos de cargas, separados por vírgula: W1, W2, W3, startup, W4, TLS, sim."),
     ("bench:people", "Pessoas da maior carga de escala (W2 roda também um décimo e um centésimo, W3 a roda com tudo no cache). Padrão 100.000, em 10 dispositivos: 1.000.000 de pares."),
     ("bench:json", "Imprime as linhas como JSON em vez da tabela."),
     ("bench:launcher", "Interno: serve de pequeno processo que inicia e mede os filhos."),

@@ -9,12 +9,15 @@
 //! CPU time, and the CPU the simulator spent serving it. Every run is checked as it is
 //! measured (every pair reported once, devices holding each person exactly once,
 //! nothing sent when all is cached); a failed check fails the benchmark, so a fast
-//! figure can never come from a run that did less than the job.
+//! figure can never come from a run that did less than the job. The TLS group measures
+//! the same workloads over HTTP and over HTTPS side by side and prints what HTTPS costs
+//! ([`tls_cost`]).
 
 mod measure;
+mod tls_cost;
 mod workloads;
 
-use crate::simulator::{Fleet, SimConfig, SimDevice};
+use crate::simulator::{Fleet, SimConfig, SimDevice, SimTls};
 use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
@@ -22,7 +25,8 @@ use serde_json::Value;
 use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use workloads::{CacheMode, Sizes, Workload};
+use tls_cost::TlsCost;
+use workloads::{CacheMode, Sizes, Transport, Workload};
 
 pub use workloads::{participants_csv, Mix};
 
@@ -32,7 +36,7 @@ pub struct BenchArgs {
     /// Tiny sizes (a few seconds in all): checks the benchmark works, measures nothing.
     #[arg(long)]
     pub quick: bool,
-    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, sim.
+    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, TLS, sim.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// People of the largest scale workload (W2 also runs a tenth and a hundredth of it,
@@ -79,6 +83,11 @@ pub struct Row {
     pub fast_finished_ms: f64,
     /// When the slow device settled its last pair, for a workload that has one.
     pub slow_finished_ms: Option<f64>,
+    /// `http` or `https`: how catraca spoke to the devices.
+    pub transport: String,
+    /// TCP connections the devices accepted during the measured run: over HTTPS, the
+    /// TLS handshakes.
+    pub connections: u64,
 }
 
 /// W4, "a slow neighbour" (issue 3): do fast devices finish as if a slow one beside
@@ -118,6 +127,8 @@ struct Results {
     load_after: String,
     rows: Vec<Row>,
     neighbour: Option<Neighbour>,
+    /// The TLS group's comparisons, https over http; empty when it did not run.
+    tls: Vec<TlsCost>,
     simulator: Option<Throughput>,
 }
 
@@ -128,13 +139,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         measure::serve_launcher()?;
         return Ok(crate::exit::Exit::Done);
     }
-    const GROUPS: [&str; 6] = ["W1", "W2", "W3", "startup", "W4", "sim"];
+    const GROUPS: [&str; 7] = ["W1", "W2", "W3", "startup", "W4", "TLS", "sim"];
     if let Some(unknown) = args
         .only
         .iter()
         .find(|o| !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(o)))
     {
-        bail!("--only {unknown}: not a workload group; use W1, W2, W3, startup, W4 or sim");
+        bail!("--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS or sim");
     }
     let mut sizes = if args.quick {
         Sizes::quick()
@@ -154,6 +165,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         load_after: String::new(),
         rows: Vec::new(),
         neighbour: None,
+        tls: Vec::new(),
         simulator: None,
     };
     let wants_sim = args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case("sim"));
@@ -161,19 +173,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         eprintln!("bench: simulator throughput");
         results.simulator = Some(simulator_throughput(sizes.throughput_for)?);
     }
-    for workload in workloads::all(&sizes, &args.only) {
-        eprintln!(
-            "bench: {} ({} people x {} devices)",
-            workload.name, workload.people, workload.devices
-        );
-        let row = measure_workload(&mut launcher, &exe, scratch.path(), &workload)?;
-        eprintln!(
-            "bench:   {:.0} ms, {:.4} requests/pair, {:.1} MB",
-            row.wall_ms, row.requests_per_pair, row.peak_rss_mb
-        );
-        results.rows.push(row);
+    let workloads = workloads::all(&sizes, &args.only);
+    for group in workloads.chunk_by(|a, b| a.side_of.is_some() && a.side_of == b.side_of) {
+        for workload in group {
+            eprintln!(
+                "bench: {} ({} people x {} devices)",
+                workload.name, workload.people, workload.devices
+            );
+        }
+        for row in measure_side_by_side(&mut launcher, &exe, scratch.path(), group)? {
+            eprintln!(
+                "bench:   {}: {:.0} ms, {:.4} requests/pair, {:.1} MB",
+                row.workload, row.wall_ms, row.requests_per_pair, row.peak_rss_mb
+            );
+            results.rows.push(row);
+        }
     }
     results.neighbour = neighbour(&results.rows, &sizes);
+    results.tls = tls_cost::comparisons(&workloads, &results.rows);
     results.load_after = load_average();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&results)?);
@@ -218,12 +235,13 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores{memory}{kernel}")
 }
 
-/// The child command for one enroll run against `fleet`.
+/// The child command for one enroll run on the devices `devices` names (`--device`
+/// flags or `--devices FILE`).
 fn enroll_command(
     exe: &Path,
     scratch: &Path,
     csv: &Path,
-    fleet: &Fleet,
+    devices: &[String],
     workload: &Workload,
     cache: &[String],
     cache_key: &str,
@@ -233,10 +251,7 @@ fn enroll_command(
         .map(|a| a.to_string())
         .collect();
     args.push(csv.display().to_string());
-    for url in fleet.urls() {
-        args.push("--device".into());
-        args.push(url);
-    }
+    args.extend(devices.iter().cloned());
     args.extend(workload.flags.iter().cloned());
     args.extend(cache.iter().cloned());
     measure::Spec {
@@ -259,69 +274,149 @@ fn enroll_command(
     }
 }
 
+/// How the child is told about `fleet`: `--device URL` per device, or a devices file
+/// written in `scratch` (with each device's certificate pinned when it speaks HTTPS).
+fn device_args(
+    scratch: &Path,
+    fleet: &Fleet,
+    transport: Transport,
+    run_key: &str,
+) -> anyhow::Result<Vec<String>> {
+    if !transport.uses_devices_file() {
+        return Ok(fleet
+            .urls()
+            .into_iter()
+            .flat_map(|url| ["--device".to_string(), url])
+            .collect());
+    }
+    let path = scratch.join(format!("devices-{run_key}.toml"));
+    std::fs::write(&path, devices_file(fleet))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(vec!["--devices".into(), path.display().to_string()])
+}
+
+/// A devices file listing `fleet`, every HTTPS device pinned to its own certificate, as
+/// an operator writes it after reading the fingerprint off each device's page.
+fn devices_file(fleet: &Fleet) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for device in &fleet.devices {
+        let _ = writeln!(
+            text,
+            "[[device]]\nname = \"{}\"\nurl = \"{}\"\nkind = \"{}\"",
+            device.name(),
+            device.url(),
+            device.kind()
+        );
+        if let Some(fingerprint) = device.fingerprint() {
+            let _ = writeln!(text, "tls_fingerprint = \"{fingerprint}\"");
+        }
+        text.push('\n');
+    }
+    text
+}
+
 fn random_key() -> String {
     let key: [u8; 32] = rand::random();
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn total_requests(fleet: &Fleet) -> (u64, u64) {
-    fleet.devices.iter().fold((0, 0), |(all, creates), d| {
-        let stats = d.stats();
-        (all + stats.total, creates + stats.count("create_objects"))
-    })
+/// Requests, `create_objects` requests and accepted connections, over the fleet so far.
+fn fleet_counters(fleet: &Fleet) -> (u64, u64, u64) {
+    fleet
+        .devices
+        .iter()
+        .fold((0, 0, 0), |(all, creates, connections), d| {
+            let stats = d.stats();
+            (
+                all + stats.total,
+                creates + stats.count("create_objects"),
+                connections + d.connections_accepted(),
+            )
+        })
 }
 
-/// Runs one workload (after its unmeasured fill run, for a cached one) and checks it.
-fn measure_workload(
+/// Runs the workloads of `group` (one alone, or the sides of a comparison) run by run
+/// in turn, each run after its unmeasured fill run for a cached workload, and checks
+/// every run. A repeated workload's row shows the medians of its runs' wall times, CPU
+/// times and finish times; its other figures are those of its last run.
+fn measure_side_by_side(
     launcher: &mut measure::Launcher,
     exe: &Path,
     scratch: &Path,
-    workload: &Workload,
-) -> anyhow::Result<Row> {
-    let csv = scratch.join(format!("people-{}-{:?}.csv", workload.people, workload.mix));
-    if !csv.exists() {
-        std::fs::write(&csv, participants_csv(workload.people, workload.mix))?;
+    group: &[Workload],
+) -> anyhow::Result<Vec<Row>> {
+    let mut csvs = Vec::new();
+    for workload in group {
+        let csv = scratch.join(format!("people-{}-{:?}.csv", workload.people, workload.mix));
+        if !csv.exists() {
+            std::fs::write(&csv, participants_csv(workload.people, workload.mix))?;
+        }
+        csvs.push(csv);
     }
-    let config = SimConfig {
-        latency: workload.latency,
-        per_object_latency: workload.per_object,
-        ..SimConfig::default()
-    };
-    let mut walls = Vec::new();
-    let mut fasts = Vec::new();
-    let mut last = None;
-    for _ in 0..workload.repeat.max(1) {
-        let measured = measure_once(launcher, exe, scratch, &csv, workload, &config)?;
-        walls.push(measured.0.wall_ms);
-        fasts.push(measured.0.fast_finished_ms);
-        last = Some(measured);
+    let rounds = group.iter().map(|w| w.repeat.max(1)).max().unwrap_or(1);
+    let mut runs: Vec<Vec<Row>> = vec![Vec::new(); group.len()];
+    for round in 0..rounds {
+        // Every other round in the opposite order, so that neither side always runs
+        // first (after a pause) or last (while the previous fleet's memory is freed).
+        let mut order: Vec<usize> = (0..group.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            if round < group[i].repeat.max(1) {
+                let row = measure_once(launcher, exe, scratch, &csvs[i], &group[i])?;
+                runs[i].push(row);
+            }
+        }
     }
-    let (mut row, fleet) = last.expect("at least one run");
-    walls.sort_by(f64::total_cmp);
-    fasts.sort_by(f64::total_cmp);
-    row.wall_ms = walls[walls.len() / 2];
-    row.fast_finished_ms = fasts[fasts.len() / 2];
-    if walls.len() > 1 {
-        row.settings = format!("{}; median of {} runs", row.settings, walls.len());
-    }
-    if let Some(ideal) = row.ideal_ms {
-        row.efficiency = Some(ideal / row.wall_ms);
-    }
-    check(workload, &mut row, &fleet)?;
-    fleet.shutdown();
-    Ok(row)
+    Ok(runs.into_iter().map(median_row).collect())
 }
 
+/// One row for a workload's runs: the last run's, with the medians of the times.
+fn median_row(runs: Vec<Row>) -> Row {
+    let median = |value: fn(&Row) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(value).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let wall_ms = median(|r| r.wall_ms);
+    let fast_finished_ms = median(|r| r.fast_finished_ms);
+    let cpu_ms = median(|r| r.cpu_ms);
+    let simulator_cpu_ms = median(|r| r.simulator_cpu_ms);
+    let count = runs.len();
+    let mut row = runs.into_iter().last().expect("at least one run");
+    row.wall_ms = wall_ms;
+    row.fast_finished_ms = fast_finished_ms;
+    row.cpu_ms = cpu_ms;
+    row.simulator_cpu_ms = simulator_cpu_ms;
+    if count > 1 {
+        row.settings = format!("{}; median of {count} runs", row.settings);
+    }
+    row.efficiency = row.ideal_ms.map(|ideal| ideal / row.wall_ms);
+    row
+}
+
+/// One measured run of `workload` on fresh devices, checked; the devices are shut down.
 fn measure_once(
     launcher: &mut measure::Launcher,
     exe: &Path,
     scratch: &Path,
     csv: &Path,
     workload: &Workload,
-    config: &SimConfig,
-) -> anyhow::Result<(Row, Fleet)> {
-    let fleet = start_fleet(workload, config).context("starting the simulator")?;
+) -> anyhow::Result<Row> {
+    let config = SimConfig {
+        latency: workload.latency,
+        per_object_latency: workload.per_object,
+        tls: match workload.transport {
+            Transport::Http | Transport::HttpDevicesFile => SimTls::Off,
+            Transport::HttpsPinned => SimTls::SelfSigned,
+        },
+        ..SimConfig::default()
+    };
+    let fleet = start_fleet(workload, &config).context("starting the simulator")?;
     let key = random_key();
+    let devices = device_args(scratch, &fleet, workload.transport, &key)?;
     let store = scratch.join(format!("cache-{key}.redb"));
     let redis = match workload.cache {
         CacheMode::RedisFilled => Some(redis_for_bench()?),
@@ -342,7 +437,7 @@ fn measure_once(
     };
     if workload.cache != CacheMode::None {
         let fill = launcher.run(&enroll_command(
-            exe, scratch, csv, &fleet, workload, &cache, &key,
+            exe, scratch, csv, &devices, workload, &cache, &key,
         ))?;
         if fill.code != 0 {
             bail!(
@@ -353,11 +448,11 @@ fn measure_once(
             );
         }
     }
-    let (before, creates_before) = total_requests(&fleet);
+    let (before, creates_before, connections_before) = fleet_counters(&fleet);
     let finished = launcher.run(&enroll_command(
-        exe, scratch, csv, &fleet, workload, &cache, &key,
+        exe, scratch, csv, &devices, workload, &cache, &key,
     ))?;
-    let (after, creates_after) = total_requests(&fleet);
+    let (after, creates_after, connections_after) = fleet_counters(&fleet);
     if finished.code != 0 {
         bail!(
             "{}: catraca enroll ended with status {}:\n{}",
@@ -381,7 +476,7 @@ fn measure_once(
         let _ = std::fs::remove_file(&store);
     }
     drop(redis);
-    let row = Row {
+    let mut row = Row {
         workload: workload.name.clone(),
         settings: workload.settings(),
         people: workload.people as u64,
@@ -403,8 +498,12 @@ fn measure_once(
         users_on_devices: 0,
         fast_finished_ms,
         slow_finished_ms,
+        transport: workload.transport.scheme().to_string(),
+        connections: connections_after - connections_before,
     };
-    Ok((row, fleet))
+    check(workload, &mut row, &report, &fleet)?;
+    fleet.shutdown();
+    Ok(row)
 }
 
 /// The workload's devices on free loopback ports, each a fresh one: `devices` at the
@@ -516,8 +615,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// The checks that make a figure mean something: every pair once in the report, every
-/// person exactly once on every device, and nothing sent when everything is cached.
-fn check(workload: &Workload, row: &mut Row, fleet: &Fleet) -> anyhow::Result<()> {
+/// person exactly once on every device, nothing sent when everything is cached, and
+/// every device reached over the transport the row is labelled with.
+fn check(workload: &Workload, row: &mut Row, report: &Value, fleet: &Fleet) -> anyhow::Result<()> {
     let mut problems = Vec::new();
     if row.operations != row.pairs {
         problems.push(format!(
@@ -550,6 +650,7 @@ fn check(workload: &Workload, row: &mut Row, fleet: &Fleet) -> anyhow::Result<()
             row.requests
         ));
     }
+    problems.extend(transport_problems(workload, row, report, fleet));
     for device in &fleet.devices {
         let users = device.users();
         let distinct: HashSet<&str> = users.iter().map(|u| u.registration.as_str()).collect();
@@ -569,6 +670,48 @@ fn check(workload: &Workload, row: &mut Row, fleet: &Fleet) -> anyhow::Result<()
     } else {
         bail!("{}: {}", workload.name, problems.join("; "))
     }
+}
+
+/// What contradicts the row's transport: a device (in the fleet or in the report) on
+/// another scheme, an HTTPS device without a certificate to pin, or requests without a
+/// connection to carry them.
+fn transport_problems(
+    workload: &Workload,
+    row: &Row,
+    report: &Value,
+    fleet: &Fleet,
+) -> Vec<String> {
+    let scheme = workload.transport.scheme();
+    let prefix = format!("{scheme}://");
+    let mut problems = Vec::new();
+    for device in &fleet.devices {
+        if !device.url().starts_with(&prefix) {
+            problems.push(format!(
+                "{} is {}, not {scheme}",
+                device.name(),
+                device.url()
+            ));
+        }
+        if workload.transport == Transport::HttpsPinned && device.fingerprint().is_none() {
+            problems.push(format!("{} has no certificate to pin", device.name()));
+        }
+    }
+    let reported = report["per_device"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for device in reported {
+        let url = device["url"].as_str().unwrap_or_default();
+        if !url.starts_with(&prefix) {
+            problems.push(format!("the report has {url:?}, not a {scheme} device"));
+        }
+    }
+    if row.requests > 0 && row.connections == 0 {
+        problems.push(format!(
+            "{} requests arrived without a connection being accepted",
+            row.requests
+        ));
+    }
+    problems
 }
 
 /// Keep-alive clients hammer one simulated device with a tiny `load_objects` for
@@ -698,6 +841,9 @@ fn table(results: &Results) -> String {
             n.ratio,
             duration(n.slow_ms)
         );
+    }
+    if let Some(line) = tls_cost::line(&results.tls) {
+        let _ = writeln!(out, "\n{line}");
     }
     if let Some(t) = &results.simulator {
         let _ = writeln!(

@@ -10,6 +10,11 @@
 //! group links. The ideal times are what the simulator's parameters allow, counted from
 //! the requests the protocol cannot do without (`docs/controlid-api.md`): a login and
 //! one load per 999 people per device, then the creates.
+//!
+//! The TLS group runs its workloads twice, on plain HTTP devices and on HTTPS ones with
+//! self-signed certificates, each pinned in a devices file as an operator would; the two
+//! sides of a comparison share a [`Workload::side_of`] and are measured run by run in
+//! turn.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -83,6 +88,35 @@ pub enum CacheMode {
     RedisFilled,
 }
 
+/// How catraca is told about the devices and speaks to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain HTTP, each device given as `--device URL`.
+    Http,
+    /// Plain HTTP, the devices listed in a devices file (`--devices`): the baseline
+    /// HTTPS is compared with, so that only TLS differs.
+    HttpDevicesFile,
+    /// HTTPS to devices with self-signed certificates, each pinned by its
+    /// `tls_fingerprint` in a devices file: the trust operators are told to configure,
+    /// so the handshakes go through catraca's pinning verifier.
+    HttpsPinned,
+}
+
+impl Transport {
+    /// `http` or `https`, as device URLs start.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Transport::Http | Transport::HttpDevicesFile => "http",
+            Transport::HttpsPinned => "https",
+        }
+    }
+
+    /// Whether catraca reads the devices from a file rather than `--device` flags.
+    pub fn uses_devices_file(self) -> bool {
+        !matches!(self, Transport::Http)
+    }
+}
+
 /// One line of the table.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -100,6 +134,13 @@ pub struct Workload {
     /// One of the devices (the last) answers after this latency instead: W4's slow
     /// neighbour. `devices` counts it.
     pub slow_device: Option<Duration>,
+    /// How catraca is told about the devices and reaches them.
+    pub transport: Transport,
+    /// The comparison this workload is one side of (the TLS group's `TLS scale 10000`
+    /// over http and over https). Consecutive workloads with the same one are measured
+    /// run by run in turn, so that a burst of other work on a shared machine falls on
+    /// both sides alike.
+    pub side_of: Option<String>,
 }
 
 impl Workload {
@@ -143,6 +184,14 @@ impl Workload {
             CacheMode::None => {}
             CacheMode::EmbeddedFilled => parts.push("embedded cache, all cached".into()),
             CacheMode::RedisFilled => parts.push("Redis cache, all cached".into()),
+        }
+        match self.transport {
+            Transport::Http => {}
+            Transport::HttpDevicesFile => parts.push("http, devices file".into()),
+            Transport::HttpsPinned => parts.push(
+                "https, self-signed, each device pinned (tls_fingerprint in the devices file)"
+                    .into(),
+            ),
         }
         parts.join("; ")
     }
@@ -197,6 +246,10 @@ pub struct Sizes {
     pub fast_latency: Duration,
     pub slow_latency: Duration,
     pub neighbour_batch: usize,
+    /// TLS's one-per-request workload: people and devices (the scale one is a tenth of
+    /// `scale_people` on `scale_devices`).
+    pub tls_per_request_people: usize,
+    pub tls_per_request_devices: usize,
 }
 
 impl Sizes {
@@ -218,6 +271,10 @@ impl Sizes {
             fast_latency: Duration::from_millis(10),
             slow_latency: Duration::from_millis(400),
             neighbour_batch: 10,
+            // 2,000 creates of one person each: small requests, where the encryption of
+            // every request and the handshakes weigh most against the work itself.
+            tls_per_request_people: 500,
+            tls_per_request_devices: 4,
         }
     }
 
@@ -237,6 +294,8 @@ impl Sizes {
             fast_latency: Duration::from_millis(2),
             slow_latency: Duration::from_millis(20),
             neighbour_batch: 10,
+            tls_per_request_people: 20,
+            tls_per_request_devices: 2,
         }
     }
 }
@@ -246,7 +305,7 @@ fn strings(flags: &[&str]) -> Vec<String> {
 }
 
 /// Every workload of the table, in order, restricted to the groups in `only`
-/// (`W1`, `W2`, `W3`, `startup`, `W4`; empty means all).
+/// (`W1`, `W2`, `W3`, `startup`, `W4`, `TLS`; empty means all).
 pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
     let wanted =
         |group: &str| only.is_empty() || only.iter().any(|o| o.eq_ignore_ascii_case(group));
@@ -264,6 +323,8 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         cache: CacheMode::None,
         repeat,
         slow_device: None,
+        transport: Transport::Http,
+        side_of: None,
     };
     if wanted("W1") {
         list.push(old(
@@ -284,6 +345,8 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         cache,
         repeat,
         slow_device: None,
+        transport: Transport::Http,
+        side_of: None,
     };
     if wanted("W2") {
         for people in [
@@ -333,6 +396,8 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             cache: CacheMode::None,
             repeat: sizes.short_runs,
             slow_device: None,
+            transport: Transport::Http,
+            side_of: None,
         });
     }
     if wanted("W4") {
@@ -348,10 +413,63 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             cache: CacheMode::None,
             repeat,
             slow_device,
+            transport: Transport::Http,
+            side_of: None,
         };
         // The short run alone is repeated (median): it is the denominator of the ratio.
         list.push(neighbour(FAST_ALONE, None, sizes.short_runs.min(3)));
         list.push(neighbour(BESIDE_SLOW, Some(sizes.slow_latency), 1));
+    }
+    if wanted("TLS") {
+        list.extend(tls(sizes));
+    }
+    list
+}
+
+/// The TLS group: each workload over plain HTTP, then over HTTPS, at zero latency so
+/// that the cost of TLS is not hidden behind waiting. A tenth of the scale list in
+/// batches (CPU-bound: bulk encryption), then a few devices one person per request
+/// (small requests: the per-request overhead of TLS and the handshakes weigh more).
+fn tls(sizes: &Sizes) -> Vec<Workload> {
+    let scale_people = sizes.scale_people / 10;
+    let comparisons = [
+        (
+            format!("TLS scale {scale_people}"),
+            scale_people,
+            sizes.scale_devices,
+            Mix::Full,
+            Vec::new(),
+        ),
+        (
+            "TLS one per request".to_string(),
+            sizes.tls_per_request_people,
+            sizes.tls_per_request_devices,
+            Mix::Plain,
+            strings(&["--batch-size", "1"]),
+        ),
+    ];
+    let mut list = Vec::new();
+    for (comparison, people, devices, mix, flags) in comparisons {
+        if people == 0 {
+            continue;
+        }
+        for transport in [Transport::HttpDevicesFile, Transport::HttpsPinned] {
+            list.push(Workload {
+                name: format!("{comparison}, {}", transport.scheme()),
+                people,
+                devices,
+                mix,
+                latency: Duration::ZERO,
+                per_object: Duration::ZERO,
+                flags: flags.clone(),
+                cache: CacheMode::None,
+                // Short runs on a shared machine: the ratio needs every run it can get.
+                repeat: sizes.short_runs,
+                slow_device: None,
+                transport,
+                side_of: Some(comparison.clone()),
+            });
+        }
     }
     list
 }
@@ -385,5 +503,55 @@ mod tests {
         assert_eq!(w1[0].ideal(), Some(Duration::from_millis(100 + 50 * 50)));
         // Batched: login + load + one create of 100 (50 ms + 99 x 1 ms).
         assert_eq!(w1[1].ideal(), Some(Duration::from_millis(100 + 149)));
+    }
+
+    #[test]
+    fn the_tls_group_compares_the_same_workloads_over_http_and_pinned_https() {
+        let tls = all(&Sizes::full(100_000), &["tls".into()]);
+        let names: Vec<&str> = tls.iter().map(|w| w.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "TLS scale 10000, http",
+                "TLS scale 10000, https",
+                "TLS one per request, http",
+                "TLS one per request, https"
+            ]
+        );
+        for pair in tls.chunks(2) {
+            let (http, https) = (&pair[0], &pair[1]);
+            assert_eq!(http.side_of, https.side_of);
+            assert_eq!(
+                (
+                    http.people,
+                    http.devices,
+                    http.mix,
+                    &http.flags,
+                    http.repeat
+                ),
+                (
+                    https.people,
+                    https.devices,
+                    https.mix,
+                    &https.flags,
+                    https.repeat
+                )
+            );
+            assert_eq!(http.transport, Transport::HttpDevicesFile);
+            assert_eq!(https.transport, Transport::HttpsPinned);
+            assert!(http.latency.is_zero() && http.ideal().is_none());
+        }
+        assert_eq!((tls[0].people, tls[0].devices), (10_000, 10));
+        assert_eq!(tls[2].batch_size(), 1);
+        assert!(
+            tls[3].settings().contains("pinned"),
+            "{}",
+            tls[3].settings()
+        );
+        // The other groups keep their `--device` flags.
+        let others = all(&Sizes::full(100_000), &["W1".into(), "W2".into()]);
+        assert!(others
+            .iter()
+            .all(|w| w.transport == Transport::Http && w.side_of.is_none()));
     }
 }

@@ -189,6 +189,7 @@ impl StopSignal {
 struct Connections {
     open: Mutex<HashMap<u64, TcpStream>>,
     all_closed: Condvar,
+    /// The id of the next connection: also how many have been accepted so far.
     next_id: AtomicU64,
 }
 
@@ -229,6 +230,12 @@ impl Server {
 
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Connections accepted so far, not counting those reset at once because the device
+    /// was down.
+    pub(crate) fn connections_accepted(&self) -> u64 {
+        self.connections.next_id.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, closes every connection and waits for their threads.
@@ -492,6 +499,16 @@ fn read_head<S: Read>(
     let mut limited = reader.take(MAX_HEAD);
     // Tolerate blank lines before a request line, as RFC 9112 asks.
     loop {
+        // A request starts with a method. Bytes that cannot start one (a TLS ClientHello
+        // sent to this plain-HTTP port starts with 0x16) are refused at once, as HTTP
+        // servers do, instead of waiting for a line end the client may never send.
+        if limited
+            .fill_buf()?
+            .first()
+            .is_some_and(|&b| !may_begin_a_request(b))
+        {
+            return Ok(ReadOutcome::Refuse(400));
+        }
         request_line.clear();
         if limited.read_until(b'\n', request_line)? == 0 {
             return Ok(ReadOutcome::Closed);
@@ -547,6 +564,11 @@ fn read_head<S: Read>(
         // `Expect: 100-continue` is ignored on purpose: the device never sends 100,
         // and a client that waits for it must time out and send the body anyway.
     }
+}
+
+/// A method's first character, or the line end of a blank line before a request.
+fn may_begin_a_request(byte: u8) -> bool {
+    byte.is_ascii_graphic() || byte == b'\r' || byte == b'\n'
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -687,6 +709,22 @@ mod tests {
             "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
         );
         assert!(answer.starts_with("HTTP/1.1 411 "), "{answer}");
+    }
+
+    #[test]
+    fn a_tls_client_hello_on_the_plain_port_gets_400_at_once() {
+        let server = echo_server();
+        let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // The start of a ClientHello record, without a line end: no line ever comes.
+        stream
+            .write_all(&[0x16, 0x03, 0x01, 0x00, 0xf4, 0x01])
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
     }
 
     #[test]

@@ -848,6 +848,12 @@ impl SimDevice {
         self.server.local_addr()
     }
 
+    /// TCP connections the device has accepted so far; over HTTPS, each one began with
+    /// a TLS handshake.
+    pub fn connections_accepted(&self) -> u64 {
+        self.server.connections_accepted()
+    }
+
     /// Switches the device off or on. While down, new connections are reset at once
     /// and open ones are closed after their current request.
     pub fn set_down(&self, down: bool) {

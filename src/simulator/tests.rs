@@ -621,6 +621,36 @@ fn a_device_that_is_down_refuses_then_comes_back() {
 }
 
 #[test]
+fn accepted_connections_are_counted_once_however_many_requests_they_carry() {
+    let device = device(SimConfig::default());
+    assert_eq!(device.connections_accepted(), 0);
+    let mut first = Client::new(&device);
+    first.login();
+    for _ in 0..3 {
+        assert_eq!(
+            first.call("load_objects", json!({"object": "users"})).0,
+            200
+        );
+    }
+    assert_eq!(
+        device.connections_accepted(),
+        1,
+        "keep-alive: one connection"
+    );
+    Client::new(&device).login();
+    assert_eq!(device.connections_accepted(), 2);
+    device.set_down(true);
+    assert!(Client::new(&device)
+        .try_call("load_objects", &json!({"object": "users"}))
+        .is_err());
+    assert_eq!(
+        device.connections_accepted(),
+        2,
+        "reset while down: not counted"
+    );
+}
+
+#[test]
 fn latency_is_added_and_per_object_latency_grows_with_the_batch() {
     let device = device(SimConfig {
         per_object_latency: Duration::from_millis(20),

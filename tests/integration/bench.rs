@@ -1,5 +1,6 @@
 //! `catraca bench` at a tiny size, so the benchmark the README quotes cannot rot. It
-//! asserts that its numbers add up, never a time: times depend on the machine.
+//! asserts that its numbers add up, never a time: times depend on the machine (a ratio
+//! of times is checked against the rows it comes from, never against a bound).
 
 use crate::harness::Sandbox;
 use serde_json::Value;
@@ -30,6 +31,8 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
         "startup",
         "W4 fast alone",
         "W4 beside a slow one",
+        "TLS scale",
+        "TLS one per request",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(group)),
@@ -60,20 +63,38 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
             (number(row, "requests_per_pair") * pairs - requests).abs() < 1e-6,
             "{name}: requests per pair is requests over pairs"
         );
+        let devices = number(row, "devices");
         if name.starts_with("W3") {
             assert_eq!(number(row, "skipped_cache"), pairs, "{name}");
             assert_eq!(requests, 0.0, "{name}: all cached, nothing sent");
         } else {
             assert_eq!(number(row, "registered"), pairs, "{name}");
             // A login and a load per device at least, and at least one create per device.
-            let devices = number(row, "devices");
             assert!(number(row, "creates") >= devices, "{name}");
             assert!(requests >= 3.0 * devices, "{name}");
         }
-        if name.starts_with("W1 one per request") {
+        let connections = number(row, "connections");
+        if requests > 0.0 {
+            // Every device was connected to, and no request took more than a connection.
+            assert!(connections >= devices, "{name}: {row}");
+            assert!(connections <= requests, "{name}: {row}");
+        } else {
+            assert_eq!(connections, 0.0, "{name}: nothing sent, nothing connected");
+        }
+        let transport = row["transport"].as_str().unwrap();
+        if name.ends_with(", https") {
+            assert_eq!(transport, "https", "{name}");
+            assert!(
+                row["settings"].as_str().unwrap().contains("pinned"),
+                "{name}: {row}"
+            );
+        } else {
+            assert_eq!(transport, "http", "{name}");
+        }
+        if name.starts_with("W1 one per request") || name.starts_with("TLS one per request") {
             // One person per request: one create per pair, plus a login and a load per device.
             assert_eq!(number(row, "creates"), pairs, "{name}");
-            assert_eq!(requests, pairs + 2.0 * number(row, "devices"), "{name}");
+            assert_eq!(requests, pairs + 2.0 * devices, "{name}");
         }
         if name.starts_with("W1") {
             let ideal = number(row, "ideal_ms");
@@ -123,6 +144,59 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
     assert!(
         number(neighbour, "slow_ms") <= number(beside, "wall_ms"),
         "{neighbour}"
+    );
+    // TLS: each workload over http and over pinned https, the same job on both sides.
+    let costs = results["tls"].as_array().expect("tls");
+    let compared: Vec<&str> = costs
+        .iter()
+        .map(|c| c["workload"].as_str().unwrap())
+        .collect();
+    assert_eq!(compared.len(), 2, "{compared:?}");
+    assert!(compared[0].starts_with("TLS scale"), "{compared:?}");
+    assert_eq!(compared[1], "TLS one per request");
+    for cost in costs {
+        let (http, https) = (
+            row(cost["http_row"].as_str().unwrap()),
+            row(cost["https_row"].as_str().unwrap()),
+        );
+        assert_eq!(http["transport"], "http", "{cost}");
+        assert_eq!(https["transport"], "https", "{cost}");
+        // The same job, but not always the same requests: a group not created yet is
+        // looked up by every chunk planned before the first write creates it, a race
+        // that ends a little differently from run to run, over http as over https.
+        for key in [
+            "people",
+            "devices",
+            "pairs",
+            "registered",
+            "users_on_devices",
+        ] {
+            assert_eq!(number(http, key), number(https, key), "{key}: {cost}");
+        }
+        assert_eq!(number(cost, "people"), number(https, "people"));
+        assert_eq!(number(cost, "devices"), number(https, "devices"));
+        for (ratio, key) in [
+            ("wall_ratio", "wall_ms"),
+            ("cpu_ratio", "cpu_ms"),
+            ("simulator_cpu_ratio", "simulator_cpu_ms"),
+        ] {
+            assert!(
+                (number(cost, ratio) - number(https, key) / number(http, key)).abs() < 1e-9,
+                "{ratio} is https over http: {cost}"
+            );
+        }
+        assert_eq!(number(cost, "https_requests"), number(https, "requests"));
+        assert_eq!(
+            number(cost, "https_handshakes"),
+            number(https, "connections")
+        );
+    }
+    // One person per request: keep-alive spares a handshake per request.
+    let one_per_request = &costs[1];
+    assert!(
+        4.0 * number(one_per_request, "https_handshakes")
+            <= number(one_per_request, "https_requests"),
+        "{one_per_request}"
     );
     let simulator = &results["simulator"];
     assert!(number(simulator, "requests") > 0.0, "{simulator}");
