@@ -398,6 +398,29 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// `load_devices` on `--device` URLs alone, with the default limits and trust.
+    fn from_urls(
+        urls: &[String],
+        vars: &[(&str, &str)],
+    ) -> Result<(Vec<DeviceConfig>, Vec<String>), ConfigError> {
+        load_devices(None, urls, 2, None, &TlsOptions::default(), &env_of(vars))
+    }
+
+    /// `load_devices` on a devices file alone, with the default limits and trust.
+    fn from_file(
+        path: &Path,
+        vars: &[(&str, &str)],
+    ) -> Result<(Vec<DeviceConfig>, Vec<String>), ConfigError> {
+        load_devices(
+            Some(path),
+            &[],
+            2,
+            None,
+            &TlsOptions::default(),
+            &env_of(vars),
+        )
+    }
+
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = vars
             .iter()
@@ -428,18 +451,14 @@ mod tests {
 
     #[test]
     fn a_device_flag_can_name_its_family() {
-        let (devices, _) = load_devices(
-            None,
+        let (devices, _) = from_urls(
             &[
                 "hikvision+http://10.0.0.7".into(),
                 "intelbras+http://10.0.0.8".into(),
                 "http://10.0.0.9".into(),
                 "hikvision+https://10.0.0.10".into(),
             ],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[("CATRACA_PASSWORD", "x")]),
+            &[("CATRACA_PASSWORD", "x")],
         )
         .unwrap();
         let kinds: Vec<Kind> = devices.iter().map(|d| d.kind).collect();
@@ -454,16 +473,9 @@ mod tests {
         );
         assert_eq!(devices[0].url, "http://10.0.0.7");
         assert_eq!(devices[3].url, "https://10.0.0.10");
-        let err = load_devices(
-            None,
-            &["zkteco+http://a".into()],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = from_urls(&["zkteco+http://a".into()], &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not a device family"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.toml");
@@ -472,15 +484,7 @@ mod tests {
             "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\n",
         )
         .unwrap();
-        let (devices, _) = load_devices(
-            Some(&path),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap();
+        let (devices, _) = from_file(&path, &[]).unwrap();
         assert_eq!(devices[0].kind, Kind::Intelbras);
         assert_eq!(
             devices[0]
@@ -492,31 +496,16 @@ mod tests {
 
     #[test]
     fn factory_password_is_used_with_a_warning() {
-        let (devices, warnings) = load_devices(
-            None,
-            &["http://10.0.0.5".into()],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap();
+        let (devices, warnings) = from_urls(&["http://10.0.0.5".into()], &[]).unwrap();
         assert_eq!(devices[0].credentials.password, "admin");
         assert!(warnings[0].contains("factory default"));
     }
 
     #[test]
     fn credentials_in_a_url_are_refused_without_echoing_them() {
-        let err = load_devices(
-            None,
-            &["http://admin:hunter2@10.0.0.5".into()],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = from_urls(&["http://admin:hunter2@10.0.0.5".into()], &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must not hold credentials"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
     }
@@ -530,28 +519,11 @@ mod tests {
             "[[device]]\nname = \"portaria-1\"\nurl = \"http://10.0.0.5\"\nmax_in_flight = 1\nlogin = \"op\"\npassword_env = \"PORTARIA_PW\"\n",
         )
         .unwrap();
-        let (devices, _) = load_devices(
-            Some(&path),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[("PORTARIA_PW", "x")]),
-        )
-        .unwrap();
+        let (devices, _) = from_file(&path, &[("PORTARIA_PW", "x")]).unwrap();
         assert_eq!(devices[0].name, "portaria-1");
         assert_eq!(devices[0].max_in_flight, 1);
         assert_eq!(devices[0].credentials.login, "op");
-        let err = load_devices(
-            Some(&path),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
         assert!(
             err.contains("PORTARIA_PW") && err.contains("not set"),
             "{err}"
@@ -563,36 +535,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("devices.toml");
         std::fs::write(&path, "[[device]]\nurl = \"http://a\"\nmax_in_fligth = 3\n").unwrap();
-        let err = load_devices(
-            Some(&path),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
         assert!(
             err.contains("devices.toml") && err.contains("max_in_fligth"),
             "{err}"
         );
         std::fs::write(&path, "[[device]]\nname = \"a\"\nurl = \"http://a\"\n[[device]]\nname = \"a\"\nurl = \"http://b\"\n").unwrap();
-        let err = load_devices(
-            Some(&path),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
         assert!(err.contains("unique"), "{err}");
-        assert!(matches!(
-            load_devices(None, &[], 2, None, &TlsOptions::default(), &env_of(&[])),
-            Err(ConfigError::NoDevices)
-        ));
+        assert!(matches!(from_urls(&[], &[]), Err(ConfigError::NoDevices)));
     }
 
     #[test]
@@ -611,30 +562,13 @@ mod tests {
             ),
         )
         .unwrap();
-        let err = load_devices(
-            Some(&devices),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = from_file(&devices, &[]).unwrap_err().to_string();
         assert!(
             err.contains("chmod 600") && !err.contains("senha-do-arquivo"),
             "{err}"
         );
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let (loaded, warnings) = load_devices(
-            Some(&devices),
-            &[],
-            2,
-            None,
-            &TlsOptions::default(),
-            &env_of(&[]),
-        )
-        .unwrap();
+        let (loaded, warnings) = from_file(&devices, &[]).unwrap();
         assert_eq!(loaded[0].credentials.password, "senha-do-arquivo");
         assert!(warnings.is_empty());
     }
