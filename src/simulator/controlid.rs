@@ -14,7 +14,8 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::tables::{DbError, Filter, Order, Projection, TableId, Tables, WrittenObject};
+use super::tables::{DbError, Filter, Order, Projection, TableId, Tables};
+use super::written::{FieldName, WrittenObjects};
 
 /// The calls a device answers, named by the path `/<name>.fcgi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +144,7 @@ struct LoadRequest {
 #[derive(Deserialize)]
 struct CreateRequest {
     object: String,
-    values: Vec<WrittenObject>,
+    values: WrittenObjects,
 }
 
 #[derive(serde::Serialize)]
@@ -164,6 +165,17 @@ struct DestroyRequest {
     object: String,
     #[serde(rename = "where")]
     filter: Option<Value>,
+}
+
+/// Reads a request body exactly as `serde_json::from_slice` would (same values, same
+/// errors), but checks UTF-8 once for the whole body rather than once per string: on a
+/// create of 250 users the per-string checks were a tenth of the simulator's time.
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::Error> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        // Let the slice reader find (and word) the error where it finds it.
+        Err(_) => serde_json::from_slice(body),
+    }
 }
 
 /// Session tokens draw from the base64 alphabet, `/` and `+` included, like the
@@ -232,7 +244,7 @@ impl ControlIdDevice {
     }
 
     fn login(&mut self, body: &[u8]) -> Result<Answer, CallError> {
-        let credentials: Credentials = serde_json::from_slice(body)?;
+        let credentials: Credentials = parse_body(body)?;
         if credentials.login != self.login || credentials.password != self.password {
             return Err(CallError::BadCredentials);
         }
@@ -268,7 +280,7 @@ impl ControlIdDevice {
     }
 
     fn load(&self, body: &[u8]) -> Result<Answer, CallError> {
-        let request: LoadRequest = serde_json::from_slice(body)?;
+        let request: LoadRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
         let filter = Filter::parse(table, request.filter)?;
         let projection = Projection::parse(table, request.fields.as_deref())?;
@@ -298,11 +310,15 @@ impl ControlIdDevice {
     }
 
     fn create(&mut self, body: &[u8]) -> Result<Answer, CallError> {
-        let request: CreateRequest = serde_json::from_slice(body)?;
+        let request: CreateRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
-        if let Some((first, rest)) = request.values.split_first() {
-            if let Some(index) = rest.iter().position(|o| !o.names().eq(first.names())) {
-                return Err(CallError::MixedFields { index: index + 1 });
+        {
+            let mut objects = request.values.iter();
+            if let Some(first) = objects.next() {
+                let names: Vec<&FieldName> = first.names().collect();
+                if let Some(index) = objects.position(|o| !o.names().eq(names.iter().copied())) {
+                    return Err(CallError::MixedFields { index: index + 1 });
+                }
             }
         }
         if request.object == "users" {
@@ -324,7 +340,7 @@ impl ControlIdDevice {
     }
 
     fn modify(&mut self, body: &[u8]) -> Result<Answer, CallError> {
-        let request: ModifyRequest = serde_json::from_slice(body)?;
+        let request: ModifyRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
         let filter = Filter::parse(table, request.filter)?;
         let changes = self.tables.update(table, &filter, &request.values)?;
@@ -332,7 +348,7 @@ impl ControlIdDevice {
     }
 
     fn destroy(&mut self, body: &[u8]) -> Result<Answer, CallError> {
-        let request: DestroyRequest = serde_json::from_slice(body)?;
+        let request: DestroyRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
         let filter = Filter::parse(table, request.filter)?;
         let changes = self.tables.delete(table, &filter)?;
@@ -344,6 +360,36 @@ impl ControlIdDevice {
             extra_work: (changes as u64).saturating_sub(1),
             without_where,
             ..Answer::ok(json!({ "changes": changes }).to_string().into_bytes())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `parse_body` is only a faster road to `from_slice`: same values, same errors.
+    #[test]
+    fn a_body_parses_as_from_slice_would() {
+        let bodies: [&[u8]; 9] = [
+            br#"{"object":"users","values":[{"name":"Jo\xc3\xa3o","registration":"1"}]}"#,
+            br#"{"object":"users","values":[{"name":"a\u00e9\n"}]}"#,
+            br#"{"object":"users","values":[{"name":"\xff"}]}"#,
+            b"{\"object\":\"users\",\xff\"values\":[]}",
+            br#"{"object":"users","values":[{"name":"\ud800"}]}"#,
+            br#"{"object":"users","values":{}}"#,
+            br#"{"object":"users"}"#,
+            br#"{"object":"users","values":[],}"#,
+            b"",
+        ];
+        for body in bodies {
+            let fast = parse_body::<CreateRequest>(body).map(|r| (r.object, r.values));
+            let slow = serde_json::from_slice::<CreateRequest>(body).map(|r| (r.object, r.values));
+            match (fast, slow) {
+                (Ok(fast), Ok(slow)) => assert_eq!(fast, slow),
+                (Err(fast), Err(slow)) => assert_eq!(fast.to_string(), slow.to_string()),
+                (fast, slow) => panic!("{body:?}: {fast:?} but {slow:?}"),
+            }
         }
     }
 }

@@ -6,7 +6,8 @@
 //! habits of the real thing on demand: latency, an in-flight limit, random 503s,
 //! resets, hangs and garbage, lost answers after a write, expiring sessions, and being
 //! switched off. A [`Fleet`] is several of them, of one kind or mixed. The protocols
-//! live in `controlid.rs` over `tables.rs`, `hikvision.rs` and `intelbras.rs` (both
+//! live in `controlid.rs` over `tables.rs` (rows in `row_store.rs`, create bodies read
+//! by `written.rs`), `hikvision.rs` and `intelbras.rs` (both
 //! behind the Digest of `digest.rs`), the misbehaviour in `faults.rs`, the transport in
 //! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
 //! one request path per kind (faults and latency shared) and offers the typed views
@@ -19,12 +20,14 @@ mod faults;
 mod hikvision;
 mod http;
 mod intelbras;
+mod row_store;
 mod tables;
 #[cfg(test)]
 mod tests;
 mod tls;
 #[cfg(test)]
 mod vendor_tests;
+mod written;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -51,7 +54,8 @@ use faults::{Fault, FaultDice, InFlight};
 use hikvision::HikvisionApi;
 use http::{Handler, Reply, Request, Response, Server, StopSignal};
 use intelbras::IntelbrasApi;
-use tables::{col, Cell, TableId, WrittenObject};
+use tables::{col, Cell, TableId};
+use written::WrittenObjects;
 
 /// How simulated devices behave. The default is a perfect device: no latency, no
 /// limit, no faults, sessions that never expire, login `admin` / `admin`.
@@ -951,7 +955,7 @@ impl SimDevice {
         };
         let ids = device
             .tables
-            .insert(TableId::Users, vec![WrittenObject::from_map(&user)])
+            .insert(TableId::Users, WrittenObjects::from_maps([&user]))
             .expect("a user with a registration and a name always fits");
         ids[0]
     }

@@ -9,21 +9,27 @@
 //! (`controlid.rs`) turns JSON into calls on [`Tables`]; this file knows no JSON
 //! framing, only cells and rows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
+
+use super::row_store::RowStore;
+use super::written::{FieldName, WriteValue, WrittenObjects};
 
 /// The longest `IN` list a `where` may carry: the SQLite limit of the firmware's build.
 pub(crate) const MAX_IN_VALUES: usize = 999;
 
 /// One stored value. SQLite orders NULL before numbers before text, and so does the
 /// derived `Ord`. Integers are `i128` so that both `i64` ids and `u64` card values fit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Texts are shared: an index holds the same text as its row, for the price of a count.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Cell {
+    #[default]
     Null,
     Int(i128),
-    Text(String),
+    Text(Arc<str>),
 }
 
 impl Cell {
@@ -35,26 +41,16 @@ impl Cell {
         }
     }
 
+    /// `''`, shared: a user row's unset password and salt cost no allocation.
+    fn empty_text() -> Cell {
+        static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        Cell::Text(EMPTY.get_or_init(|| Arc::from("")).clone())
+    }
+
     pub(crate) fn text(&self) -> &str {
         match self {
             Cell::Text(s) => s,
             _ => "",
-        }
-    }
-
-    /// How a `where` value compares to stored cells; `None` when it can never match
-    /// (SQL's `= NULL`, a fractional number).
-    fn from_condition(value: Value) -> Option<Cell> {
-        match value {
-            Value::Number(n) => n
-                .as_i64()
-                .map(i128::from)
-                .or_else(|| n.as_u64().map(i128::from))
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i128))
-                .map(Cell::Int),
-            Value::String(s) => Some(Cell::Text(s)),
-            Value::Bool(b) => Some(Cell::Int(i128::from(b))),
-            Value::Null | Value::Array(_) | Value::Object(_) => None,
         }
     }
 }
@@ -298,19 +294,103 @@ pub(crate) struct Filter {
     conditions: Vec<(usize, Condition)>,
 }
 
+/// One value a condition asks for, kept as the request gave it: a text moves out of
+/// the parsed `where` and is looked up by `&str`, never copied into a `Cell`.
+#[derive(Debug, PartialEq)]
+enum Wanted {
+    Int(i128),
+    Text(String),
+}
+
+impl Wanted {
+    /// How a `where` value compares to stored cells; `None` when it can never match
+    /// (SQL's `= NULL`, a fractional number).
+    fn from_value(value: Value) -> Option<Wanted> {
+        match value {
+            Value::Number(n) => n
+                .as_i64()
+                .map(i128::from)
+                .or_else(|| n.as_u64().map(i128::from))
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i128))
+                .map(Wanted::Int),
+            Value::String(s) => Some(Wanted::Text(s)),
+            Value::Bool(b) => Some(Wanted::Int(i128::from(b))),
+            Value::Null | Value::Array(_) | Value::Object(_) => None,
+        }
+    }
+
+    fn as_key(&self) -> Key<'_> {
+        match self {
+            Wanted::Int(n) => Key::Int(*n),
+            Wanted::Text(s) => Key::Text(s),
+        }
+    }
+}
+
+/// A non-NULL value to look up, borrowed: what the indexes are searched by.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Key<'a> {
+    Int(i128),
+    Text(&'a str),
+}
+
+impl<'a> Key<'a> {
+    /// The key of a stored cell; `None` for NULL, which no condition matches.
+    fn of(cell: &'a Cell) -> Option<Key<'a>> {
+        match cell {
+            Cell::Null => None,
+            Cell::Int(n) => Some(Key::Int(*n)),
+            Cell::Text(s) => Some(Key::Text(s)),
+        }
+    }
+}
+
+/// The values of an `IN` list, split by type so that each is found by a borrowed key.
+#[derive(Debug, Default)]
+struct WantedSet {
+    ints: FxSet<i128>,
+    texts: FxSet<String>,
+}
+
+impl WantedSet {
+    fn contains(&self, key: Key<'_>) -> bool {
+        match key {
+            Key::Int(n) => self.ints.contains(&n),
+            Key::Text(s) => self.texts.contains(s),
+        }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = Key<'_>> {
+        let ints = self.ints.iter().map(|n| Key::Int(*n));
+        ints.chain(self.texts.iter().map(|s| Key::Text(s)))
+    }
+}
+
 #[derive(Debug)]
 enum Condition {
-    Equals(Cell),
-    AnyOf(HashSet<Cell, std::hash::BuildHasherDefault<FxHasher>>),
+    Equals(Wanted),
+    AnyOf(WantedSet),
     Never,
 }
 
 impl Condition {
     fn holds(&self, cell: &Cell) -> bool {
+        let Some(key) = Key::of(cell) else {
+            return false;
+        };
         match self {
-            Condition::Equals(wanted) => wanted == cell,
-            Condition::AnyOf(wanted) => wanted.contains(cell),
+            Condition::Equals(wanted) => wanted.as_key() == key,
+            Condition::AnyOf(wanted) => wanted.contains(key),
             Condition::Never => false,
+        }
+    }
+
+    /// Every value the condition allows.
+    fn keys(&self) -> Box<dyn Iterator<Item = Key<'_>> + '_> {
+        match self {
+            Condition::Equals(wanted) => Box::new(std::iter::once(wanted.as_key())),
+            Condition::AnyOf(wanted) => Box::new(wanted.keys()),
+            Condition::Never => Box::new(std::iter::empty()),
         }
     }
 }
@@ -353,10 +433,26 @@ impl Filter {
                         })
                     }
                     Value::Array(values) => {
-                        // Sized up front: collecting through a filter would rehash as it grows.
-                        let mut wanted =
-                            HashSet::with_capacity_and_hasher(values.len(), Default::default());
-                        wanted.extend(values.into_iter().filter_map(Cell::from_condition));
+                        // Sized up front: growing would rehash.
+                        let texts = values.iter().filter(|v| v.is_string()).count();
+                        let mut wanted = WantedSet {
+                            ints: FxSet::with_capacity_and_hasher(
+                                values.len() - texts,
+                                Default::default(),
+                            ),
+                            texts: FxSet::with_capacity_and_hasher(texts, Default::default()),
+                        };
+                        for value in values {
+                            match Wanted::from_value(value) {
+                                Some(Wanted::Int(n)) => {
+                                    wanted.ints.insert(n);
+                                }
+                                Some(Wanted::Text(s)) => {
+                                    wanted.texts.insert(s);
+                                }
+                                None => {}
+                            }
+                        }
                         Condition::AnyOf(wanted)
                     }
                     Value::Object(_) => {
@@ -366,7 +462,7 @@ impl Filter {
                         })
                     }
                     single => {
-                        Cell::from_condition(single).map_or(Condition::Never, Condition::Equals)
+                        Wanted::from_value(single).map_or(Condition::Never, Condition::Equals)
                     }
                 };
                 conditions.push((column, condition));
@@ -388,15 +484,11 @@ impl Filter {
 
     /// The values a condition on `column` allows, when there is one: `None` when no
     /// condition is on that column (every value may match).
-    fn wanted_on(&self, column: usize) -> Option<Vec<&Cell>> {
+    fn wanted_on(&self, column: usize) -> Option<impl Iterator<Item = Key<'_>>> {
         self.conditions
             .iter()
             .find(|(c, _)| *c == column)
-            .map(|(_, condition)| match condition {
-                Condition::Equals(cell) => vec![cell],
-                Condition::AnyOf(cells) => cells.iter().collect(),
-                Condition::Never => Vec::new(),
-            })
+            .map(|(_, condition)| condition.keys())
     }
 
     /// The ids named by a condition on `id`, so a lookup by id skips the table scan.
@@ -404,22 +496,13 @@ impl Filter {
         if !schema.has_id {
             return None;
         }
-        let ids = |cells: &mut dyn Iterator<Item = &Cell>| {
-            cells
-                .filter_map(|cell| match cell {
-                    Cell::Int(n) => i64::try_from(*n).ok(),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        };
-        self.conditions
-            .iter()
-            .find(|(column, _)| *column == col::ID)
-            .map(|(_, condition)| match condition {
-                Condition::Equals(cell) => ids(&mut std::iter::once(cell)),
-                Condition::AnyOf(cells) => ids(&mut cells.iter()),
-                Condition::Never => Vec::new(),
+        self.wanted_on(col::ID).map(|keys| {
+            keys.filter_map(|key| match key {
+                Key::Int(n) => i64::try_from(n).ok(),
+                Key::Text(_) => None,
             })
+            .collect()
+        })
     }
 }
 
@@ -512,212 +595,6 @@ fn cell_for_write(schema: &Schema, column: &Column, value: WriteValue) -> Result
     }
 }
 
-/// One value of a written object, as much of the JSON as a column can take: a create
-/// of 250 users is read straight into these, without a `serde_json::Value` per field
-/// or a map per object (that parsing was most of the simulator's time at scale).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum WriteValue {
-    Null,
-    Number(serde_json::Number),
-    Text(String),
-    /// A boolean, array or object: no column takes one (`datatype mismatch`).
-    Other,
-}
-
-impl From<&Value> for WriteValue {
-    fn from(value: &Value) -> WriteValue {
-        match value {
-            Value::Null => WriteValue::Null,
-            Value::Number(n) => WriteValue::Number(n.clone()),
-            Value::String(s) => WriteValue::Text(s.clone()),
-            Value::Bool(_) | Value::Array(_) | Value::Object(_) => WriteValue::Other,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for WriteValue {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(WriteValueVisitor)
-    }
-}
-
-struct WriteValueVisitor;
-
-impl<'de> serde::de::Visitor<'de> for WriteValueVisitor {
-    type Value = WriteValue;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any valid JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<WriteValue, E> {
-        Ok(WriteValue::Null)
-    }
-    fn visit_none<E>(self) -> Result<WriteValue, E> {
-        Ok(WriteValue::Null)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<WriteValue, E> {
-        Ok(WriteValue::Other)
-    }
-    fn visit_i64<E>(self, n: i64) -> Result<WriteValue, E> {
-        // `Number::from` keeps a non-negative i64 as an unsigned one, as `Value` does.
-        Ok(WriteValue::Number(n.into()))
-    }
-    fn visit_u64<E>(self, n: u64) -> Result<WriteValue, E> {
-        Ok(WriteValue::Number(n.into()))
-    }
-    fn visit_f64<E>(self, f: f64) -> Result<WriteValue, E> {
-        Ok(serde_json::Number::from_f64(f).map_or(WriteValue::Null, WriteValue::Number))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<WriteValue, E> {
-        Ok(WriteValue::Text(s.to_owned()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<WriteValue, E> {
-        Ok(WriteValue::Text(s))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<WriteValue, A::Error> {
-        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-        Ok(WriteValue::Other)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<WriteValue, A::Error> {
-        while map
-            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-            .is_some()
-        {}
-        Ok(WriteValue::Other)
-    }
-}
-
-/// Every column name of every table: a field with one of these names costs no
-/// allocation to read.
-const KNOWN_FIELDS: [&str; 11] = [
-    "id",
-    "registration",
-    "name",
-    "password",
-    "salt",
-    "begin_time",
-    "end_time",
-    "user_type_id",
-    "value",
-    "user_id",
-    "group_id",
-];
-
-/// A field name as written: usually a column name of some table, else kept as sent.
-#[derive(Debug, Clone, PartialEq)]
-enum FieldName {
-    Known(&'static str),
-    Other(String),
-}
-
-impl FieldName {
-    fn as_str(&self) -> &str {
-        match self {
-            FieldName::Known(name) => name,
-            FieldName::Other(name) => name,
-        }
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for FieldName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NameVisitor;
-        impl serde::de::Visitor<'_> for NameVisitor {
-            type Value = FieldName;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E>(self, name: &str) -> Result<FieldName, E> {
-                Ok(KNOWN_FIELDS
-                    .iter()
-                    .find(|known| **known == name)
-                    .map_or_else(
-                        || FieldName::Other(name.to_owned()),
-                        |k| FieldName::Known(k),
-                    ))
-            }
-        }
-        deserializer.deserialize_str(NameVisitor)
-    }
-}
-
-/// One object of a create's `values`, read as a JSON map reads it: fields sorted by
-/// name, the last of a repeated name winning.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct WrittenObject {
-    fields: Vec<(FieldName, WriteValue)>,
-}
-
-impl WrittenObject {
-    pub(crate) fn from_map(map: &serde_json::Map<String, Value>) -> WrittenObject {
-        let mut object = WrittenObject::default();
-        for (name, value) in map {
-            let name = KNOWN_FIELDS
-                .iter()
-                .find(|known| **known == name)
-                .map_or_else(|| FieldName::Other(name.clone()), |k| FieldName::Known(k));
-            object.set(name, value.into());
-        }
-        object.fields.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-        object
-    }
-
-    fn set(&mut self, name: FieldName, value: WriteValue) {
-        match self.fields.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, slot)) => *slot = value,
-            None => self.fields.push((name, value)),
-        }
-    }
-
-    /// The field names, in the order a JSON map lists them (sorted).
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
-        self.fields.iter().map(|(name, _)| name.as_str())
-    }
-
-    /// The text of a field, when it is written as text.
-    pub(crate) fn text(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .and_then(|(_, value)| match value {
-                WriteValue::Text(text) => Some(text.as_str()),
-                _ => None,
-            })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for WrittenObject {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
-            type Value = WrittenObject;
-            // What `serde_json::Map` says, so a malformed body is refused in the same words.
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map")
-            }
-            fn visit_unit<E>(self) -> Result<WrittenObject, E> {
-                Ok(WrittenObject::default())
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<WrittenObject, A::Error> {
-                let mut object = WrittenObject {
-                    fields: Vec::with_capacity(map.size_hint().unwrap_or(8)),
-                };
-                while let Some((name, value)) = map.next_entry::<FieldName, WriteValue>()? {
-                    object.set(name, value);
-                }
-                object
-                    .fields
-                    .sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
-                Ok(object)
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
 /// FxHash (rustc's hasher): the indexes hash small integers and short texts a few
 /// times per stored row, and SipHash's resistance to crafted keys buys nothing in a
 /// simulator on loopback while costing a large share of its time at scale.
@@ -767,6 +644,7 @@ impl std::hash::Hasher for FxHasher {
 }
 
 type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+type FxSet<T> = HashSet<T, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// The rows holding one value of an indexed column: almost always one, so no `Vec`
 /// until a second one arrives (registrations may repeat; card values and ids do not).
@@ -803,22 +681,84 @@ impl Holders {
     }
 }
 
+/// The key of a `UNIQUE` constraint: its (at most two, adjacent) columns' cells,
+/// padded with NULL. Built by copying integers and counting texts, never allocating.
+type UniqueKey = [Cell; 2];
+
+fn unique_key(unique: &Unique, row: &[Cell]) -> UniqueKey {
+    let mut key = UniqueKey::default();
+    key[..unique.columns.len()].clone_from_slice(&row[unique.columns.clone()]);
+    key
+}
+
+/// The index of one column: its integers and its texts apart, so that a condition's
+/// borrowed value finds its rows (a `&str` looks up an `Arc<str>` key). NULLs are not
+/// indexed: no condition matches them.
+#[derive(Debug, Default)]
+struct LookupIndex {
+    ints: FxMap<i128, Holders>,
+    texts: FxMap<Arc<str>, Holders>,
+}
+
+impl LookupIndex {
+    fn get(&self, key: Key<'_>) -> Option<&Holders> {
+        match key {
+            Key::Int(n) => self.ints.get(&n),
+            Key::Text(s) => self.texts.get(s),
+        }
+    }
+
+    fn add(&mut self, cell: &Cell, row_id: i64) {
+        match cell {
+            Cell::Null => {}
+            Cell::Int(n) => match self.ints.get_mut(n) {
+                Some(holders) => holders.push(row_id),
+                None => {
+                    self.ints.insert(*n, Holders::One(row_id));
+                }
+            },
+            Cell::Text(s) => match self.texts.get_mut(&**s) {
+                Some(holders) => holders.push(row_id),
+                None => {
+                    self.texts.insert(s.clone(), Holders::One(row_id));
+                }
+            },
+        }
+    }
+
+    fn forget(&mut self, cell: &Cell, row_id: i64) {
+        match cell {
+            Cell::Null => {}
+            Cell::Int(n) => {
+                if self.ints.get_mut(n).is_some_and(|h| h.remove(row_id)) {
+                    self.ints.remove(n);
+                }
+            }
+            Cell::Text(s) => {
+                if self.texts.get_mut(&**s).is_some_and(|h| h.remove(row_id)) {
+                    self.texts.remove(&**s);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Table {
     id: TableId,
     /// Keyed by row id (`id` for tables that have one): SQLite's natural order.
-    rows: BTreeMap<i64, Row>,
+    rows: RowStore,
     /// One map per `UNIQUE` constraint of the schema, from the key columns to the row.
-    unique_indexes: Vec<FxMap<Box<[Cell]>, i64>>,
-    /// One map per indexed column of the schema, from a value to the rows holding it.
-    lookup_indexes: Vec<FxMap<Cell, Holders>>,
+    unique_indexes: Vec<FxMap<UniqueKey, i64>>,
+    /// One index per indexed column of the schema, from a value to the rows holding it.
+    lookup_indexes: Vec<LookupIndex>,
 }
 
 impl Table {
     fn new(id: TableId) -> Table {
         Table {
             id,
-            rows: BTreeMap::new(),
+            rows: RowStore::new(id.schema().columns.len()),
             unique_indexes: id
                 .schema()
                 .unique
@@ -829,19 +769,34 @@ impl Table {
                 .schema()
                 .indexed
                 .iter()
-                .map(|_| FxMap::default())
+                .map(|_| LookupIndex::default())
                 .collect(),
         }
     }
 
-    fn next_row_id(&self) -> i64 {
-        self.rows
-            .last_key_value()
-            .map_or(1, |(id, _)| id.saturating_add(1))
+    /// Room for `rows` more rows in the store and every index, so that a batch does not
+    /// grow (and rehash) them step by step.
+    fn reserve(&mut self, rows: usize) {
+        let schema = self.id.schema();
+        self.rows.reserve(rows);
+        for index in &mut self.unique_indexes {
+            index.reserve(rows);
+        }
+        for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
+            match schema.columns[column].kind {
+                Kind::Text => index.texts.reserve(rows),
+                Kind::Integer | Kind::Unsigned => index.ints.reserve(rows),
+            }
+        }
     }
 
-    fn unique_key<'r>(unique: &Unique, row: &'r [Cell]) -> &'r [Cell] {
-        &row[unique.columns.clone()]
+    /// A row known to exist (matched, or just stored).
+    fn row(&self, row_id: i64) -> &[Cell] {
+        self.rows.get(row_id).expect("the row exists")
+    }
+
+    fn next_row_id(&self) -> i64 {
+        self.rows.last_row_id().map_or(1, |id| id.saturating_add(1))
     }
 
     /// The `UNIQUE` constraint `row` would break, if any. SQLite lets NULLs repeat.
@@ -852,42 +807,42 @@ impl Table {
             .iter()
             .zip(&self.unique_indexes)
             .find(|(unique, index)| {
-                let key = Table::unique_key(unique, row);
-                !key.contains(&Cell::Null) && index.contains_key(key)
+                !row[unique.columns.clone()].contains(&Cell::Null)
+                    && index.contains_key(&unique_key(unique, row))
             })
             .map(|(unique, _)| unique.message)
     }
 
-    /// Stores a row that already passed every check.
-    fn put(&mut self, row_id: i64, row: Row) {
+    /// Stores a row that already passed every check but the one of its id: false (and
+    /// nothing stored) when the row id is in use.
+    #[must_use]
+    fn put(&mut self, row_id: i64, row: impl IntoIterator<Item = Cell>) -> bool {
+        let Some(row) = self.rows.insert(row_id, row) else {
+            return false;
+        };
         let schema = self.id.schema();
         for (unique, index) in schema.unique.iter().zip(&mut self.unique_indexes) {
-            index.insert(Table::unique_key(unique, &row).into(), row_id);
-        }
-        for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
-            match index.get_mut(&row[column]) {
-                Some(holders) => holders.push(row_id),
-                None => {
-                    index.insert(row[column].clone(), Holders::One(row_id));
-                }
+            // A key with a NULL never collides (see `unique_violation`): not kept.
+            if !row[unique.columns.clone()].contains(&Cell::Null) {
+                index.insert(unique_key(unique, row), row_id);
             }
         }
-        self.rows.insert(row_id, row);
+        for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
+            index.add(&row[column], row_id);
+        }
+        true
     }
 
     fn take(&mut self, row_id: i64) -> Option<Row> {
-        let row = self.rows.remove(&row_id)?;
+        let row = self.rows.remove(row_id)?;
         let schema = self.id.schema();
         for (unique, index) in schema.unique.iter().zip(&mut self.unique_indexes) {
-            index.remove(Table::unique_key(unique, &row));
+            if !row[unique.columns.clone()].contains(&Cell::Null) {
+                index.remove(&unique_key(unique, &row));
+            }
         }
         for (&column, index) in schema.indexed.iter().zip(&mut self.lookup_indexes) {
-            if index
-                .get_mut(&row[column])
-                .is_some_and(|holders| holders.remove(row_id))
-            {
-                index.remove(&row[column]);
-            }
+            index.forget(&row[column], row_id);
         }
         Some(row)
     }
@@ -900,10 +855,8 @@ impl Table {
             .iter()
             .zip(&self.lookup_indexes)
             .find_map(|(&column, index)| {
-                filter.wanted_on(column).map(|cells| {
-                    cells
-                        .into_iter()
-                        .filter_map(|cell| index.get(cell))
+                filter.wanted_on(column).map(|keys| {
+                    keys.filter_map(|key| index.get(key))
                         .flat_map(Holders::as_slice)
                         .copied()
                         .collect()
@@ -919,14 +872,14 @@ impl Table {
             Some(mut ids) => {
                 ids.sort_unstable();
                 ids.dedup();
-                ids.retain(|id| self.rows.get(id).is_some_and(|row| filter.matches(row)));
+                ids.retain(|&id| self.rows.get(id).is_some_and(|row| filter.matches(row)));
                 ids
             }
             None => self
                 .rows
                 .iter()
                 .filter(|(_, row)| filter.matches(row))
-                .map(|(id, _)| *id)
+                .map(|(id, _)| id)
                 .collect(),
         }
     }
@@ -957,7 +910,7 @@ impl Tables {
 
     /// Every stored row of a table, in row-id order.
     pub(crate) fn rows(&self, id: TableId) -> impl Iterator<Item = &[Cell]> {
-        self.table(id).rows.values().map(Vec::as_slice)
+        self.table(id).rows.iter().map(|(_, row)| row)
     }
 
     /// Runs a load: filter, then order, then offset and limit, like
@@ -974,7 +927,7 @@ impl Tables {
         let table = self.table(id);
         let mut row_ids = table.matching(filter);
         if let Some(order) = order {
-            let key = |row_id: &i64| &table.rows[row_id][order.column];
+            let key = |row_id: &i64| &table.row(*row_id)[order.column];
             // A stable sort keeps row-id order among equal keys, as SQLite tends to.
             row_ids.sort_by(|a, b| {
                 let by_column = key(a).cmp(key(b));
@@ -991,7 +944,7 @@ impl Tables {
             .take(limit.unwrap_or(usize::MAX))
             .map(|row_id| RowView {
                 projection,
-                row: &table.rows[row_id],
+                row: table.row(*row_id),
             })
             .collect()
     }
@@ -1001,10 +954,16 @@ impl Tables {
     pub(crate) fn insert(
         &mut self,
         id: TableId,
-        objects: Vec<WrittenObject>,
+        objects: WrittenObjects,
     ) -> Result<Vec<i64>, DbError> {
         let mut inserted = Vec::with_capacity(objects.len());
-        for object in objects {
+        self.table_mut(id).reserve(objects.len());
+        let (fields, ends) = objects.into_fields_and_ends();
+        let mut fields = fields.into_iter();
+        let mut start = 0;
+        for end in ends {
+            let object = fields.by_ref().take(end - start);
+            start = end;
             match self.insert_one(id, object) {
                 Ok(row_id) => inserted.push(row_id),
                 Err(error) => {
@@ -1023,12 +982,16 @@ impl Tables {
         })
     }
 
-    fn insert_one(&mut self, id: TableId, object: WrittenObject) -> Result<i64, DbError> {
+    fn insert_one(
+        &mut self,
+        id: TableId,
+        object: impl Iterator<Item = (FieldName, WriteValue)>,
+    ) -> Result<i64, DbError> {
         let schema = id.schema();
         // Fields by column; the schemas have at most 8 columns.
         let mut written: [Option<WriteValue>; 8] = Default::default();
         // The first unknown name in a map's (sorted) order is the one reported.
-        for (name, value) in object.fields {
+        for (name, value) in object {
             match column_index(schema, name.as_str()) {
                 Ok(index) => written[index] = Some(value),
                 Err(_) => {
@@ -1039,18 +1002,20 @@ impl Tables {
                 }
             }
         }
-        let mut row = Vec::with_capacity(schema.columns.len());
-        for (column, value) in schema.columns.iter().zip(&mut written) {
-            let cell = match value.take() {
+        // Built on the stack and moved into the table's store: no allocation per row.
+        let width = schema.columns.len();
+        let mut cells: [Cell; 8] = Default::default();
+        for ((column, value), cell) in schema.columns.iter().zip(&mut written).zip(&mut cells) {
+            *cell = match value.take() {
                 Some(value) => cell_for_write(schema, column, value)?,
                 None => match column.missing {
                     Missing::Null => Cell::Null,
                     Missing::Zero => Cell::Int(0),
-                    Missing::EmptyText => Cell::Text(String::new()),
+                    Missing::EmptyText => Cell::empty_text(),
                 },
             };
-            row.push(cell);
         }
+        let row = &mut cells[..width];
         let table = self.table(id);
         let row_id = if schema.has_id {
             // A NULL id means "assign one", as with SQLite's INTEGER PRIMARY KEY.
@@ -1067,11 +1032,14 @@ impl Tables {
         } else {
             table.next_row_id()
         };
-        self.check_row(id, &row)?;
-        if schema.has_id && self.table(id).rows.contains_key(&row_id) {
+        self.check_row(id, row)?;
+        // One search of the row ids both refuses a duplicate id and stores the row.
+        if !self
+            .table_mut(id)
+            .put(row_id, cells.into_iter().take(width))
+        {
             return Err(DbError::DuplicateId { table: schema.name });
         }
-        self.table_mut(id).put(row_id, row);
         Ok(row_id)
     }
 
@@ -1092,9 +1060,8 @@ impl Tables {
         }
         for foreign_key in schema.foreign_keys {
             let parent_exists = match row[foreign_key.column] {
-                Cell::Int(n) => i64::try_from(n).is_ok_and(|parent_id| {
-                    self.table(foreign_key.parent).rows.contains_key(&parent_id)
-                }),
+                Cell::Int(n) => i64::try_from(n)
+                    .is_ok_and(|parent_id| self.table(foreign_key.parent).rows.contains(parent_id)),
                 _ => false,
             };
             if !parent_exists {
@@ -1167,19 +1134,22 @@ impl Tables {
                 *row_id
             };
             let failure = self.check_row(id, &new).err().or_else(|| {
-                (changes_id && self.table(id).rows.contains_key(&new_id))
+                (changes_id && self.table(id).rows.contains(new_id))
                     .then_some(DbError::DuplicateId { table: schema.name })
             });
             if let Some(error) = failure {
                 let table = self.table_mut(id);
-                table.put(*row_id, old);
+                let restored = table.put(*row_id, old);
+                debug_assert!(restored, "the row's id was free again");
                 for (new_id, old_id, old_row) in undo.into_iter().rev() {
                     table.take(new_id);
-                    table.put(old_id, old_row);
+                    let restored = table.put(old_id, old_row);
+                    debug_assert!(restored, "the row's id was free again");
                 }
                 return Err(error);
             }
-            self.table_mut(id).put(new_id, new);
+            let stored = self.table_mut(id).put(new_id, new);
+            debug_assert!(stored, "the new id was checked free");
             undo.push((new_id, *row_id, old));
         }
         Ok(row_ids.len())
@@ -1209,7 +1179,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn objects(value: Value) -> Vec<WrittenObject> {
+    fn objects(value: Value) -> WrittenObjects {
         serde_json::from_value(value).unwrap()
     }
 
@@ -1227,20 +1197,33 @@ mod tests {
             r#"[{"value": -0, "user_id": 1.0, "id": true, "name": {"a": null}}]"#,
             r#"[{"registration": "caf\u00e9", "value": 18446744073709551615}]"#,
             r#"[{"begin_time": -5, "end_time": 1e3, "salt": null}]"#,
+            r#"[]"#,
+            r#"[{}, {"name": "x"}, {}]"#,
         ];
         for body in bodies {
-            let typed: Vec<WrittenObject> = serde_json::from_str(body).unwrap();
+            let typed: WrittenObjects = serde_json::from_str(body).unwrap();
             let maps: Vec<serde_json::Map<String, Value>> = serde_json::from_str(body).unwrap();
-            let via_maps: Vec<WrittenObject> = maps.iter().map(WrittenObject::from_map).collect();
+            let via_maps = WrittenObjects::from_maps(&maps);
             assert_eq!(typed, via_maps, "{body}");
+            assert_eq!(typed.len(), maps.len(), "{body}");
+            for (object, map) in typed.iter().zip(&maps) {
+                let names: Vec<&str> = object.names().map(FieldName::as_str).collect();
+                let map_names: Vec<&str> = map.keys().map(String::as_str).collect();
+                assert_eq!(names, map_names, "{body}");
+            }
         }
         for bad in [
             r#"[null]"#,
             r#"["a"]"#,
             r#"[{"name": "a",}]"#,
             r#"[{"name": 1e999}]"#,
+            r#"{"name": "a"}"#,
+            r#"null"#,
+            r#"[{"name": "a"}, 3]"#,
+            r#"[{"name": "a"} {"name": "b"}]"#,
+            r#"[{"name": "a"}, {"name": "b"},]"#,
         ] {
-            let typed = serde_json::from_str::<Vec<WrittenObject>>(bad).unwrap_err();
+            let typed = serde_json::from_str::<WrittenObjects>(bad).unwrap_err();
             let map = serde_json::from_str::<Vec<serde_json::Map<String, Value>>>(bad).unwrap_err();
             assert_eq!(typed.to_string(), map.to_string(), "{bad}");
         }
@@ -1357,5 +1340,90 @@ mod tests {
             serde_json::to_value(&rows).unwrap(),
             json!([{"name": "b"}, {"name": "a"}])
         );
+    }
+
+    #[test]
+    fn every_schema_fits_the_fixed_sizes_rows_and_keys_are_built_in() {
+        for table in TableId::ALL {
+            let schema = table.schema();
+            assert!(
+                schema.columns.len() <= 8,
+                "{}: a row is built in [Cell; 8]",
+                schema.name
+            );
+            for unique in schema.unique {
+                assert!(
+                    unique.columns.len() <= 2,
+                    "{}: a UniqueKey holds two",
+                    schema.name
+                );
+            }
+        }
+    }
+
+    /// The indexes keep integers and texts apart; a condition still matches exactly the
+    /// cells a comparison of values would, through an index or through a scan.
+    #[test]
+    fn conditions_match_only_values_of_the_same_type() {
+        let mut db = Tables::default();
+        db.insert(
+            TableId::Users,
+            objects(json!([
+                {"id": 5, "name": "a", "registration": "5"},
+                {"id": 6, "name": "b", "registration": null},
+                {"id": 7, "name": "c", "registration": "x"}
+            ])),
+        )
+        .unwrap();
+        let ids = |db: &Tables, condition: Value| -> Vec<i128> {
+            let projection = Projection::parse(TableId::Users, Some(&["id".to_owned()])).unwrap();
+            let filter = filter(TableId::Users, json!({ "users": condition }));
+            db.select(TableId::Users, &filter, None, 0, None, &projection)
+                .iter()
+                .map(|row| row.row[col::ID].int())
+                .collect()
+        };
+        assert_eq!(ids(&db, json!({"registration": 5})), Vec::<i128>::new());
+        assert_eq!(ids(&db, json!({"registration": "5"})), [5]);
+        assert_eq!(ids(&db, json!({"registration": null})), Vec::<i128>::new());
+        assert_eq!(
+            ids(&db, json!({"registration": [5, "5", null, 1.5, "x"]})),
+            [5, 7]
+        );
+        assert_eq!(ids(&db, json!({"id": "5"})), Vec::<i128>::new());
+        assert_eq!(ids(&db, json!({"id": [5.0, true, "7"]})), [5]);
+        assert_eq!(ids(&db, json!({"name": ["b", "c"]})), [6, 7]);
+        assert_eq!(
+            ids(&db, json!({"name": "b", "registration": "x"})),
+            Vec::<i128>::new()
+        );
+        // A destroyed row leaves the indexes: its registration and id find nothing.
+        let by_id = filter(TableId::Users, json!({"users": {"id": 7}}));
+        assert_eq!(db.delete(TableId::Users, &by_id), Ok(1));
+        assert_eq!(ids(&db, json!({"registration": "x"})), Vec::<i128>::new());
+        assert_eq!(ids(&db, json!({"registration": ["x", "5"]})), [5]);
+    }
+
+    #[test]
+    fn a_destroyed_link_frees_its_unique_key_and_slot() {
+        let mut db = Tables::default();
+        db.insert(TableId::Users, objects(json!([{"name": "a"}])))
+            .unwrap();
+        db.insert(TableId::Groups, objects(json!([{"name": "g"}])))
+            .unwrap();
+        let link = || objects(json!([{"user_id": 1, "group_id": 1}]));
+        db.insert(TableId::UserGroups, link()).unwrap();
+        assert_eq!(
+            db.insert(TableId::UserGroups, link()),
+            Err(DbError::Unique("UNIQUE constraint failed: user_groups"))
+        );
+        let everything = Filter::default();
+        assert_eq!(db.delete(TableId::UserGroups, &everything), Ok(1));
+        db.insert(TableId::UserGroups, link()).unwrap();
+        let links: Vec<Vec<i128>> = db
+            .rows(TableId::UserGroups)
+            .map(|row| row.iter().map(Cell::int).collect())
+            .collect();
+        assert_eq!(links, [[1, 1]]);
     }
 }
