@@ -84,9 +84,10 @@ pub struct ControlIdDevice {
     retry: RetryPolicy,
     session: Mutex<Session>,
     generation: Mutex<u64>,
-    /// Group name -> id on this device; the lock is held while a group is created so two
-    /// threads never create the same group twice.
-    groups: Mutex<HashMap<String, i64>>,
+    /// Group name -> id on this device, or `None` when planning found it missing (so
+    /// later plan chunks do not look it up again; creating it still looks first). The
+    /// lock is held while a group is created so two threads never create it twice.
+    groups: Mutex<HashMap<String, Option<i64>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -324,15 +325,18 @@ impl ControlIdDevice {
     /// The group's id on this device; with `create`, creates a missing group.
     fn group_id(&self, name: &str, create: bool) -> Result<Option<i64>, DeviceError> {
         let mut groups = self.groups.lock().expect("groups lock");
-        if let Some(id) = groups.get(name) {
-            return Ok(Some(*id));
+        match groups.get(name) {
+            Some(Some(id)) => return Ok(Some(*id)),
+            Some(None) if !create => return Ok(None),
+            _ => {}
         }
         let found: Vec<RemoteGroup> = self.load("groups", &["id", "name"], "name", &[name])?;
         if let Some(group) = found.iter().min_by_key(|g| g.id) {
-            groups.insert(group.name.clone(), group.id);
+            groups.insert(group.name.clone(), Some(group.id));
             return Ok(Some(group.id));
         }
         if !create {
+            groups.insert(name.to_string(), None);
             return Ok(None);
         }
         // Retried like any write: a lost answer is looked up before the group is sent
@@ -357,7 +361,7 @@ impl ControlIdDevice {
                 Err(e) => return Err(e),
             }
         };
-        groups.insert(name.to_string(), id);
+        groups.insert(name.to_string(), Some(id));
         Ok(Some(id))
     }
 

@@ -420,3 +420,33 @@ fn progress_lines_and_per_pair_lines_go_to_stderr() {
     // The human summary is the command's output.
     assert!(run.stdout.contains("registered:      40"), "{}", run.shown);
 }
+
+#[test]
+fn a_missing_group_is_looked_up_once_while_planning_then_created_once() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(1, SimConfig::default());
+    // Three plan chunks of at most 999 people, everyone in one group the device lacks.
+    let rows: Vec<Row> = people(2100)
+        .into_iter()
+        .map(|row| Row {
+            card: None,
+            group: Some("Visitantes".into()),
+            ..row
+        })
+        .collect();
+    let run = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none"])
+        .devices(&fleet)
+        .run();
+    run.expect_code(0);
+    assert_holds_exactly(&fleet.devices[0], &rows);
+    // Loads: the users of each chunk (3), the group while planning (1, not once per
+    // chunk), and the group once more just before creating it.
+    assert_eq!(
+        requests(&fleet.devices[0], "load_objects"),
+        5,
+        "{}",
+        run.shown
+    );
+}
