@@ -260,13 +260,20 @@ pub struct TlsArgs {
     /// site's own authority), beside the system's.
     #[arg(long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
+    /// Where `ca_cert` came from when not from the command line (a settings file).
+    #[arg(skip)]
+    pub ca_cert_origin: Option<String>,
 }
 
 impl TlsArgs {
     /// The trust given to https devices that pin no certificate.
     pub fn options(&self) -> anyhow::Result<config::TlsOptions> {
         let extra_authorities = match &self.ca_cert {
-            Some(path) => crate::device::tls::read_ca_file(path).map_err(anyhow::Error::msg)?,
+            Some(path) => crate::device::tls::read_ca_file(
+                path,
+                self.ca_cert_origin.as_deref().unwrap_or("--ca-cert"),
+            )
+            .map_err(anyhow::Error::msg)?,
             None => Vec::new(),
         };
         Ok(config::TlsOptions {

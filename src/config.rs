@@ -116,11 +116,35 @@ struct DeviceEntry {
 }
 
 /// `tls_fingerprint`: one fingerprint, or a list of them.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Fingerprints {
-    One(String),
-    Many(Vec<String>),
+#[derive(Debug)]
+struct Fingerprints(Vec<String>);
+
+impl<'de> Deserialize<'de> for Fingerprints {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Expecting;
+        impl<'de> serde::de::Visitor<'de> for Expecting {
+            type Value = Fingerprints;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a certificate fingerprint in quotes, \"sha256:AB:CD:...\", or a list of them",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Fingerprints, E> {
+                Ok(Fingerprints(vec![one.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Fingerprints, A::Error> {
+                let mut all = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    all.push(one);
+                }
+                Ok(Fingerprints(all))
+            }
+        }
+        deserializer.deserialize_any(Expecting)
+    }
 }
 
 /// How certificates of https devices are trusted when a device pins none.
@@ -262,10 +286,12 @@ pub fn load_devices(
         if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(invalid(t(Msg::CfgRate).into()));
         }
-        let pinned = match &entry.tls_fingerprint {
+        let pinned: Vec<Fingerprint> = match &entry.tls_fingerprint {
             None => Vec::new(),
-            Some(Fingerprints::One(one)) => vec![one.parse::<Fingerprint>().map_err(invalid)?],
-            Some(Fingerprints::Many(many)) => many
+            Some(Fingerprints(written)) if written.is_empty() => {
+                return Err(invalid(t(Msg::CfgNoFingerprints).into()));
+            }
+            Some(Fingerprints(written)) => written
                 .iter()
                 .map(|one| one.parse::<Fingerprint>())
                 .collect::<Result<_, _>>()
@@ -601,5 +627,31 @@ mod tests {
         assert_eq!(devices[2].name, "10.0.0.7");
         let (devices, _) = load(&TlsOptions::default()).unwrap();
         assert!(matches!(devices[2].tls, TlsTrust::Authorities { .. }));
+    }
+
+    #[test]
+    fn a_pin_list_must_pin_something_and_a_pin_must_be_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(
+            &path,
+            "[[device]]\nurl = \"https://10.0.0.5\"\ntls_fingerprint = []\n",
+        )
+        .unwrap();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("devices.toml") && err.contains("pins nothing"),
+            "{err}"
+        );
+        std::fs::write(
+            &path,
+            "[[device]]\nurl = \"https://10.0.0.5\"\ntls_fingerprint = 5\n",
+        )
+        .unwrap();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("devices.toml") && err.contains("a certificate fingerprint in quotes"),
+            "{err}"
+        );
     }
 }

@@ -265,6 +265,12 @@ catalogue! {
     TlsUnknownIssuer: "it is not signed by an authority this machine trusts (self-signed?)",
         "ele não é assinado por uma autoridade em que esta máquina confia (autoassinado?)";
     TlsWrongName: "it is not made out for {host}", "ele não foi emitido para {host}";
+    TlsWrongNameShown: "it is made out for {names}, not for {host}: use one of those names in the device's URL, or pin the certificate",
+        "ele foi emitido para {names}, não para {host}: use um desses nomes na URL do dispositivo, ou fixe o certificado";
+    TlsNothingInCommon: "{reason}: the device and catraca share no TLS version or cipher (catraca speaks TLS 1.2 and 1.3); reach it over http:// or update its firmware",
+        "{reason}: o dispositivo e o catraca não têm versão nem cifra TLS em comum (o catraca fala TLS 1.2 e 1.3); acesse-o por http:// ou atualize o firmware dele";
+    HintMaybeHttps: "; if the device serves HTTPS, write its address as https://",
+        "; se o dispositivo serve HTTPS, escreva o endereço dele como https://";
     TlsExpired: "it has expired (or this machine's clock is wrong)", "ele expirou (ou o relógio desta máquina está errado)";
     TlsNotYetValid: "it is not valid yet (check this machine's clock)", "ele ainda não é válido (confira o relógio desta máquina)";
     DevInternal: "internal error: {reason}", "erro interno: {reason}";
@@ -293,6 +299,8 @@ catalogue! {
     CfgPasswordFileOpen: "password_file {path} can be read by other users (mode {mode}): run chmod 600 {path}",
         "password_file {path} pode ser lido por outros usuários (modo {mode}): rode chmod 600 {path}";
     CfgPasswordFileEmpty: "password_file {path} is empty", "password_file {path} está vazio";
+    CfgNoFingerprints: "tls_fingerprint = [] pins nothing: give the device's certificate fingerprint, or remove the line",
+        "tls_fingerprint = [] não fixa nada: informe a impressão digital do certificado do dispositivo, ou remova a linha";
     CfgFingerprintHttp: "tls_fingerprint is for https:// devices, and {url} is plain HTTP: remove it or write the device's https:// address",
         "tls_fingerprint é para dispositivos https://, e {url} é HTTP simples: remova-o ou escreva o endereço https:// do dispositivo";
     CfgNotUrl: "{url} is not a device URL: write it as http://HOST[:PORT] or https://HOST[:PORT], e.g. http://10.0.0.5",

@@ -28,7 +28,7 @@
 //! `--insecure-tls` has no key here on purpose: accepting any certificate must be asked
 //! for on the command line of the run that does it.
 
-use crate::cli::{Cli, Command, RunArgs, WatchArgs};
+use crate::cli::{Cli, Command, RunArgs, TlsArgs, WatchArgs};
 use clap::parser::ValueSource;
 use clap::ArgMatches;
 use serde::Deserialize;
@@ -142,20 +142,29 @@ impl Settings {
                 }
                 self.apply_run(&mut args.run, &unset);
                 self.apply_watch(&mut args.watch, &unset);
-                if args.tls.ca_cert.is_none() {
-                    args.tls.ca_cert.clone_from(&self.ca_cert);
-                }
+                self.apply_ca_cert(&mut args.tls);
             }
             Command::Demo(args) => self.apply_run(&mut args.run, &unset),
             Command::Check(args) => {
                 if args.devices.is_none() && args.device_urls.is_empty() {
                     args.devices.clone_from(&self.devices);
                 }
-                if args.tls.ca_cert.is_none() {
-                    args.tls.ca_cert.clone_from(&self.ca_cert);
-                }
+                self.apply_ca_cert(&mut args.tls);
             }
             Command::Simulate(_) | Command::Completions(_) | Command::Bench(_) => {}
+        }
+    }
+
+    fn apply_ca_cert(&self, tls: &mut TlsArgs) {
+        if tls.ca_cert.is_none() && self.ca_cert.is_some() {
+            tls.ca_cert.clone_from(&self.ca_cert);
+            tls.ca_cert_origin = Some(format!(
+                "ca_cert in {}",
+                self.path
+                    .as_deref()
+                    .unwrap_or(Path::new(DEFAULT_FILE))
+                    .display()
+            ));
         }
     }
 

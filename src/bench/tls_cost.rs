@@ -92,7 +92,7 @@ pub fn line(costs: &[TlsCost]) -> Option<String> {
     for (i, cost) in costs.iter().enumerate() {
         let _ = write!(
             out,
-            "{} {} ({} x {}): wall {:.2}, catraca CPU {:.2} (simulator CPU {:.2}; {} handshakes for {} requests)",
+            "{} {} ({} x {}): wall {:.2}, catraca CPU {:.2} (simulator CPU {:.2}; {} TLS connections for {} requests)",
             if i == 0 { "" } else { ";" },
             cost.workload,
             cost.people,

@@ -11,6 +11,7 @@ use super::breaker::{self, Breaker};
 use super::rate::RateLimit;
 use super::tls::{DeviceTlsConnector, TlsFailure, TlsTrust};
 use super::DeviceError;
+use crate::i18n::{t, Msg};
 use crate::telemetry::DeviceTelemetry;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{ConnectProxyConnector, Connector, NextTimeout, TcpConnector};
+use ureq::unversioned::transport::{Connector, NextTimeout, TcpConnector};
 use ureq::Agent;
 
 /// Timeouts for talking to one device.
@@ -102,8 +103,9 @@ pub struct HttpClient {
     telemetry: Arc<DeviceTelemetry>,
     breaker: Breaker,
     rate: Option<RateLimit>,
-    /// The first TLS failure, returned from then on without contacting the device: a
-    /// certificate that is refused once is refused every time.
+    /// The first final TLS failure (a refused certificate, no TLS or no protocol in
+    /// common), returned from then on without contacting the device: it would fail the
+    /// same way every time.
     tls_failure: OnceLock<DeviceError>,
 }
 
@@ -120,14 +122,15 @@ impl HttpClient {
             .max_idle_connections_per_host(max_idle.max(1))
             .max_idle_connections(max_idle.max(1))
             .max_redirects(0)
+            // Straight to the device: turnstiles sit on the local network, and an
+            // HTTP(S)_PROXY exported for other tools would carry their traffic (and a
+            // TLS handshake meant for the device) to somewhere else.
+            .proxy(None)
             .user_agent(concat!("catraca/", env!("CARGO_PKG_VERSION")))
             .build();
-        // ureq's default chain (proxy, TCP), with our TLS in place of its rustls.
+        // TCP, then our TLS in place of ureq's rustls.
         let tls = DeviceTlsConnector::new(tls, telemetry.certificate_slot());
-        let connector =
-            ().chain(ConnectProxyConnector::default())
-                .chain(TcpConnector::default())
-                .chain(tls);
+        let connector = ().chain(TcpConnector::default()).chain(tls);
         let agent = Agent::with_parts(config, connector, LiteralFirstResolver::default());
         HttpClient {
             agent,
@@ -207,7 +210,10 @@ impl HttpClient {
         let request = request
             .body(body)
             .map_err(|e| DeviceError::Unreachable(format!("bad request: {e}")))?;
-        let mut response = self.agent.run(request).map_err(|e| self.classify(e))?;
+        let mut response = self
+            .agent
+            .run(request)
+            .map_err(|e| self.classify(e, call.url))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -230,7 +236,7 @@ impl HttpClient {
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
-            .map_err(|e| self.classify(e))?;
+            .map_err(|e| self.classify(e, call.url))?;
         Ok(Answer {
             status,
             body,
@@ -240,14 +246,23 @@ impl HttpClient {
         })
     }
 
-    fn classify(&self, error: ureq::Error) -> DeviceError {
+    /// A transport error as a [`DeviceError`]; `url` is the request's, for hints.
+    fn classify(&self, error: ureq::Error, url: &str) -> DeviceError {
         use ureq::Error as E;
         match error {
             E::Timeout(_) => DeviceError::Timeout(self.timeouts.request.as_secs()),
             E::HostNotFound => DeviceError::Unreachable("host not found".into()),
             E::ConnectionFailed => DeviceError::Unreachable("connection failed".into()),
             E::Io(e) => self.classify_io(&e),
-            E::Protocol(e) => DeviceError::ConnectionLost(format!("broken HTTP answer: {e}")),
+            // What a device serving HTTPS on the port answers a plain request with.
+            E::Protocol(e) => DeviceError::ConnectionLost(format!(
+                "broken HTTP answer: {e}{}",
+                if url.starts_with("http://") {
+                    t(Msg::HintMaybeHttps)
+                } else {
+                    ""
+                }
+            )),
             E::BadUri(uri) => DeviceError::Unreachable(format!("bad URL {uri}")),
             E::Other(other) => match other.downcast::<TlsFailure>() {
                 Ok(failure) => DeviceError::Tls(*failure),

@@ -20,7 +20,8 @@ use crate::i18n::{t, tr, Msg};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::{CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct};
+use rustls::DigitallySignedStruct;
+use rustls::{AlertDescription, CertificateError, ClientConfig, ClientConnection};
 use rustls::{OtherError, RootCertStore, SignatureScheme, StreamOwned};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -124,14 +125,15 @@ impl Default for TlsTrust {
     }
 }
 
-/// Reads the certificates of a PEM file (`--ca-cert`), refusing a file with none.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+/// Reads the certificates of a PEM file, refusing a file with none. `origin` says where
+/// the file was named (`--ca-cert`, or `ca_cert` in a settings file).
+pub fn read_ca_file(path: &Path, origin: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--ca-cert {}: {e}", path.display()))?;
+        .map_err(|e| format!("{origin} {}: {e}", path.display()))?;
     if certificates.is_empty() {
         return Err(format!(
-            "--ca-cert {}: no certificate in it: give a PEM file with -----BEGIN CERTIFICATE----- blocks",
+            "{origin} {}: no certificate in it: give a PEM file with -----BEGIN CERTIFICATE----- blocks",
             path.display()
         ));
     }
@@ -299,6 +301,22 @@ fn explain(error: &rustls::Error, server_name: &ServerName<'_>) -> String {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 t(Msg::TlsUnknownIssuer).to_string()
             }
+            CertificateError::NotValidForNameContext { presented, .. } if !presented.is_empty() => {
+                tr(
+                    Msg::TlsWrongNameShown,
+                    &[
+                        ("host", &host),
+                        (
+                            "names",
+                            &presented
+                                .iter()
+                                .map(|name| plain_name(name))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        ),
+                    ],
+                )
+            }
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 tr(Msg::TlsWrongName, &[("host", &host)])
             }
@@ -308,10 +326,24 @@ fn explain(error: &rustls::Error, server_name: &ServerName<'_>) -> String {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 t(Msg::TlsNotYetValid).to_string()
             }
-            other => format!("{other:?}"),
+            other => other.to_string(),
         },
         other => other.to_string(),
     }
+}
+
+/// A name as webpki lists it (`DnsName("a.b")`, `IpAddress(10.0.0.5)`), as written
+/// in a URL.
+fn plain_name(listed: &str) -> &str {
+    listed
+        .strip_prefix("DnsName(\"")
+        .and_then(|n| n.strip_suffix("\")"))
+        .or_else(|| {
+            listed
+                .strip_prefix("IpAddress(")
+                .and_then(|n| n.strip_suffix(')'))
+        })
+        .unwrap_or(listed)
 }
 
 /// The ureq connector wrapping a device's TCP connections in TLS (https URLs only).
@@ -418,9 +450,10 @@ impl<In: Transport> Connector<In> for DeviceTlsConnector {
     }
 }
 
-/// A failed handshake as ureq should see it: a certificate or protocol failure becomes a
-/// [`TlsFailure`] (final), anything else stays the I/O error it is (a reset or a timeout
-/// during the handshake is worth another try).
+/// A failed handshake as ureq should see it: a refused certificate, a peer that does
+/// not speak TLS, or no version or cipher in common becomes a [`TlsFailure`] (final);
+/// anything else is an I/O error (a reset, a timeout or a stray alert during the
+/// handshake is worth another try).
 fn handshake_error(error: io::Error) -> ureq::Error {
     let tls = error
         .get_ref()
@@ -436,7 +469,20 @@ fn handshake_error(error: io::Error) -> ureq::Error {
         Some(e @ rustls::Error::InvalidMessage(_)) => ureq::Error::Other(Box::new(
             TlsFailure::Handshake(tr(Msg::TlsNotTls, &[("reason", &e)])),
         )),
-        Some(other) => ureq::Error::Other(Box::new(TlsFailure::Handshake(other.to_string()))),
+        Some(
+            e @ (rustls::Error::PeerIncompatible(_)
+            | rustls::Error::AlertReceived(
+                AlertDescription::ProtocolVersion
+                | AlertDescription::HandshakeFailure
+                | AlertDescription::InsufficientSecurity,
+            )),
+        ) => ureq::Error::Other(Box::new(TlsFailure::Handshake(tr(
+            Msg::TlsNothingInCommon,
+            &[("reason", &e)],
+        )))),
+        // Any other alert (an `internal_error` from a device short of memory, say) may
+        // not come again: an I/O error, retried like a reset.
+        Some(other) => ureq::Error::Io(io::Error::other(format!("TLS handshake: {other}"))),
         None => ureq::Error::from(error),
     }
 }
@@ -503,6 +549,13 @@ mod tests {
         ] {
             assert_eq!(written.parse::<Fingerprint>(), Ok(fingerprint), "{written}");
         }
+    }
+
+    #[test]
+    fn certificate_names_read_as_urls_write_them() {
+        assert_eq!(plain_name("DnsName(\"catraca.local\")"), "catraca.local");
+        assert_eq!(plain_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(plain_name("something else"), "something else");
     }
 
     #[test]
