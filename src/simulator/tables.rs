@@ -16,7 +16,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::row_store::RowStore;
-use super::written::{FieldName, WriteValue, WrittenObjects};
+use super::written::{FieldName, WriteValue, WrittenObjects, KNOWN_FIELDS};
 
 /// The longest `IN` list a `where` may carry: the SQLite limit of the firmware's build.
 pub(crate) const MAX_IN_VALUES: usize = 999;
@@ -752,6 +752,9 @@ struct Table {
     unique_indexes: Vec<FxMap<UniqueKey, i64>>,
     /// One index per indexed column of the schema, from a value to the rows holding it.
     lookup_indexes: Vec<LookupIndex>,
+    /// The column of each name of `KNOWN_FIELDS`, if this table has it: a written
+    /// field finds its column without comparing names.
+    known_columns: [Option<usize>; KNOWN_FIELDS.len()],
 }
 
 impl Table {
@@ -771,6 +774,7 @@ impl Table {
                 .iter()
                 .map(|_| LookupIndex::default())
                 .collect(),
+            known_columns: KNOWN_FIELDS.map(|name| column_index(id.schema(), name).ok()),
         }
     }
 
@@ -991,10 +995,15 @@ impl Tables {
         // Fields by column; the schemas have at most 8 columns.
         let mut written: [Option<WriteValue>; 8] = Default::default();
         // The first unknown name in a map's (sorted) order is the one reported.
+        let known_columns = &self.table(id).known_columns;
         for (name, value) in object {
-            match column_index(schema, name.as_str()) {
-                Ok(index) => written[index] = Some(value),
-                Err(_) => {
+            let column = match name.known() {
+                Some(known) => known_columns[known],
+                None => column_index(schema, name.as_str()).ok(),
+            };
+            match column {
+                Some(index) => written[index] = Some(value),
+                None => {
                     return Err(DbError::NoSuchColumnToWrite {
                         table: schema.name,
                         column: name.as_str().to_owned(),
@@ -1199,6 +1208,9 @@ mod tests {
             r#"[{"begin_time": -5, "end_time": 1e3, "salt": null}]"#,
             r#"[]"#,
             r#"[{}, {"name": "x"}, {}]"#,
+            r#"[{"value": 1, "id": 2, "value": 3, "idx": 4, "i": 5, "value": null, "id": 6}]"#,
+            r#"[{"user_type_id": 1, "user_id": 2, "user": 3, "a": 4, "a": 5, "zz": 6, "": 7}]"#,
+            r#"[{"group_id": 1, "user_id": 2}, {"user_id": 3, "group_id": 4, "user_id": 5}]"#,
         ];
         for body in bodies {
             let typed: WrittenObjects = serde_json::from_str(body).unwrap();
@@ -1358,7 +1370,23 @@ mod tests {
                     schema.name
                 );
             }
+            for column in schema.columns {
+                assert!(
+                    KNOWN_FIELDS.contains(&column.name),
+                    "{}.{}: written without comparing names",
+                    schema.name,
+                    column.name
+                );
+            }
         }
+        assert!(
+            KNOWN_FIELDS.is_sorted(),
+            "known names compare as their positions"
+        );
+        assert!(
+            KNOWN_FIELDS.len() <= 16,
+            "an object's known names fit a u16"
+        );
     }
 
     /// The indexes keep integers and texts apart; a condition still matches exactly the
