@@ -9,6 +9,7 @@
 //! (`controlid.rs`) turns JSON into calls on [`Tables`]; this file knows no JSON
 //! framing, only cells and rows.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::row_store::RowStore;
+use super::where_value::WhereValue;
 use super::written::{FieldName, WriteValue, WrittenObjects, KNOWN_FIELDS};
 
 /// The longest `IN` list a `where` may carry: the SQLite limit of the firmware's build.
@@ -290,32 +292,33 @@ type Row = Vec<Cell>;
 
 /// A `where` after validation: every condition must hold.
 #[derive(Debug, Default)]
-pub(crate) struct Filter {
-    conditions: Vec<(usize, Condition)>,
+pub(crate) struct Filter<'a> {
+    conditions: Vec<(usize, Condition<'a>)>,
 }
 
-/// One value a condition asks for, kept as the request gave it: a text moves out of
-/// the parsed `where` and is looked up by `&str`, never copied into a `Cell`.
+/// One value a condition asks for, kept as the request gave it: a text stays a slice
+/// of the request body where it can (or moves out of the parsed `where`) and is looked
+/// up by `&str`, never copied into a `Cell`.
 #[derive(Debug, PartialEq)]
-enum Wanted {
+enum Wanted<'a> {
     Int(i128),
-    Text(String),
+    Text(Cow<'a, str>),
 }
 
-impl Wanted {
+impl<'a> Wanted<'a> {
     /// How a `where` value compares to stored cells; `None` when it can never match
     /// (SQL's `= NULL`, a fractional number).
-    fn from_value(value: Value) -> Option<Wanted> {
+    fn from_value(value: WhereValue<'a>) -> Option<Wanted<'a>> {
         match value {
-            Value::Number(n) => n
+            WhereValue::Number(n) => n
                 .as_i64()
                 .map(i128::from)
                 .or_else(|| n.as_u64().map(i128::from))
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i128))
                 .map(Wanted::Int),
-            Value::String(s) => Some(Wanted::Text(s)),
-            Value::Bool(b) => Some(Wanted::Int(i128::from(b))),
-            Value::Null | Value::Array(_) | Value::Object(_) => None,
+            WhereValue::Text(s) => Some(Wanted::Text(s)),
+            WhereValue::Bool(b) => Some(Wanted::Int(i128::from(b))),
+            WhereValue::Null | WhereValue::Array(_) | WhereValue::Object(_) => None,
         }
     }
 
@@ -347,12 +350,12 @@ impl<'a> Key<'a> {
 
 /// The values of an `IN` list, split by type so that each is found by a borrowed key.
 #[derive(Debug, Default)]
-struct WantedSet {
+struct WantedSet<'a> {
     ints: FxSet<i128>,
-    texts: FxSet<String>,
+    texts: FxSet<Cow<'a, str>>,
 }
 
-impl WantedSet {
+impl WantedSet<'_> {
     fn contains(&self, key: Key<'_>) -> bool {
         match key {
             Key::Int(n) => self.ints.contains(&n),
@@ -367,13 +370,13 @@ impl WantedSet {
 }
 
 #[derive(Debug)]
-enum Condition {
-    Equals(Wanted),
-    AnyOf(WantedSet),
+enum Condition<'a> {
+    Equals(Wanted<'a>),
+    AnyOf(WantedSet<'a>),
     Never,
 }
 
-impl Condition {
+impl Condition<'_> {
     fn holds(&self, cell: &Cell) -> bool {
         let Some(key) = Key::of(cell) else {
             return false;
@@ -395,16 +398,20 @@ impl Condition {
     }
 }
 
-impl Filter {
+impl<'a> Filter<'a> {
     /// Reads `{"<table>": {"<column>": value | [values]}}`. An absent or empty `where`
     /// selects every row, as SQL would. Takes the `where` by value: a load by 999
-    /// registrations moves its texts into the filter instead of copying them.
-    pub(crate) fn parse(table: TableId, filter: Option<Value>) -> Result<Filter, DbError> {
+    /// registrations moves its texts (mostly slices of the body) into the filter
+    /// instead of copying them.
+    pub(crate) fn parse(
+        table: TableId,
+        filter: Option<WhereValue<'a>>,
+    ) -> Result<Filter<'a>, DbError> {
         let schema = table.schema();
         let Some(filter) = filter else {
             return Ok(Filter::default());
         };
-        let Value::Object(by_table) = filter else {
+        let WhereValue::Object(by_table) = filter else {
             return Err(DbError::UnsupportedCondition {
                 table: schema.name,
                 column: "where".into(),
@@ -418,7 +425,7 @@ impl Filter {
                     found: table_name,
                 });
             }
-            let Value::Object(columns) = columns else {
+            let WhereValue::Object(columns) = columns else {
                 return Err(DbError::UnsupportedCondition {
                     table: schema.name,
                     column: table_name,
@@ -427,14 +434,17 @@ impl Filter {
             for (name, wanted) in columns {
                 let column = column_index(schema, &name)?;
                 let condition = match wanted {
-                    Value::Array(values) if values.len() > MAX_IN_VALUES => {
+                    WhereValue::Array(values) if values.len() > MAX_IN_VALUES => {
                         return Err(DbError::TooManyValues {
                             count: values.len(),
                         })
                     }
-                    Value::Array(values) => {
+                    WhereValue::Array(values) => {
                         // Sized up front: growing would rehash.
-                        let texts = values.iter().filter(|v| v.is_string()).count();
+                        let texts = values
+                            .iter()
+                            .filter(|v| matches!(v, WhereValue::Text(_)))
+                            .count();
                         let mut wanted = WantedSet {
                             ints: FxSet::with_capacity_and_hasher(
                                 values.len() - texts,
@@ -455,7 +465,7 @@ impl Filter {
                         }
                         Condition::AnyOf(wanted)
                     }
-                    Value::Object(_) => {
+                    WhereValue::Object(_) => {
                         return Err(DbError::UnsupportedCondition {
                             table: schema.name,
                             column: name,
@@ -1192,8 +1202,8 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn filter(table: TableId, value: Value) -> Filter {
-        Filter::parse(table, Some(value)).unwrap()
+    fn filter(table: TableId, value: Value) -> Filter<'static> {
+        Filter::parse(table, Some(value.into())).unwrap()
     }
 
     /// Create bodies are read without a `serde_json::Map`; a device must still see each
