@@ -10,6 +10,7 @@
 //! framing, only cells and rows.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -721,16 +722,18 @@ impl LookupIndex {
     fn add(&mut self, cell: &Cell, row_id: i64) {
         match cell {
             Cell::Null => {}
-            Cell::Int(n) => match self.ints.get_mut(n) {
-                Some(holders) => holders.push(row_id),
-                None => {
-                    self.ints.insert(*n, Holders::One(row_id));
+            // One hash and one probe per entry: values rarely repeat, so the clone of
+            // the text's `Arc` is nearly always kept.
+            Cell::Int(n) => match self.ints.entry(*n) {
+                Entry::Occupied(mut holders) => holders.get_mut().push(row_id),
+                Entry::Vacant(place) => {
+                    place.insert(Holders::One(row_id));
                 }
             },
-            Cell::Text(s) => match self.texts.get_mut(&**s) {
-                Some(holders) => holders.push(row_id),
-                None => {
-                    self.texts.insert(s.clone(), Holders::One(row_id));
+            Cell::Text(s) => match self.texts.entry(s.clone()) {
+                Entry::Occupied(mut holders) => holders.get_mut().push(row_id),
+                Entry::Vacant(place) => {
+                    place.insert(Holders::One(row_id));
                 }
             },
         }

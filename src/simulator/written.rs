@@ -335,6 +335,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_known_name_reads_as_its_position() {
+        for (index, name) in KNOWN_FIELDS.iter().enumerate() {
+            assert_eq!(FieldName::of(name), FieldName::Known(index as u8), "{name}");
+        }
+        assert_eq!(FieldName::of("ids"), FieldName::Other("ids".into()));
+    }
+
+    #[test]
     fn names_compare_as_their_texts() {
         let mut texts: Vec<&str> = KNOWN_FIELDS.to_vec();
         texts.extend(["", "a", "i", "idx", "user", "user_idz", "zz", "Name", "ü"]);
