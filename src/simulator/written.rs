@@ -342,6 +342,55 @@ mod tests {
         assert_eq!(FieldName::of("ids"), FieldName::Other("ids".into()));
     }
 
+    /// Every order of up to five names, known or not, comes out as a map sorts it.
+    #[test]
+    fn an_object_s_fields_come_out_in_map_order_whatever_the_order_sent() {
+        fn orders(names: &[&'static str]) -> Vec<Vec<&'static str>> {
+            if names.is_empty() {
+                return vec![Vec::new()];
+            }
+            let mut all = Vec::new();
+            for (i, first) in names.iter().enumerate() {
+                let mut rest = names.to_vec();
+                rest.remove(i);
+                for mut order in orders(&rest) {
+                    order.insert(0, first);
+                    all.push(order);
+                }
+            }
+            all
+        }
+        let sets: [&[&str]; 4] = [
+            &["value", "id", "name", "registration", "begin_time"],
+            &["user_id", "group_id"],
+            &["user_type_id", "salt", "zz", "id", "a"],
+            &["value"],
+        ];
+        for set in sets {
+            for order in orders(set) {
+                let fields: Vec<String> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(n, name)| format!("{name:?}: {n}"))
+                    .collect();
+                let body = format!("[{{{}}}]", fields.join(", "));
+                let typed: WrittenObjects = serde_json::from_str(&body).unwrap();
+                let maps: Vec<serde_json::Map<String, Value>> =
+                    serde_json::from_str(&body).unwrap();
+                assert_eq!(typed, WrittenObjects::from_maps(&maps), "{body}");
+                let names: Vec<&str> = typed
+                    .iter()
+                    .next()
+                    .unwrap()
+                    .names()
+                    .map(FieldName::as_str)
+                    .collect();
+                let map_names: Vec<&str> = maps[0].keys().map(String::as_str).collect();
+                assert_eq!(names, map_names, "{body}");
+            }
+        }
+    }
+
     #[test]
     fn names_compare_as_their_texts() {
         let mut texts: Vec<&str> = KNOWN_FIELDS.to_vec();
