@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::tables::{DbError, Filter, Order, Projection, TableId, Tables};
+use super::where_value::WhereValue;
 use super::written::{FieldName, WrittenObjects};
 
 /// The calls a device answers, named by the path `/<name>.fcgi`.
@@ -131,11 +132,11 @@ struct Credentials {
 }
 
 #[derive(Deserialize)]
-struct LoadRequest {
+struct LoadRequest<'a> {
     object: String,
     fields: Option<Vec<String>>,
-    #[serde(rename = "where")]
-    filter: Option<Value>,
+    #[serde(rename = "where", borrow)]
+    filter: Option<WhereValue<'a>>,
     limit: Option<usize>,
     offset: Option<usize>,
     order: Option<Vec<String>>,
@@ -153,18 +154,18 @@ struct Ids {
 }
 
 #[derive(Deserialize)]
-struct ModifyRequest {
+struct ModifyRequest<'a> {
     object: String,
     values: Map<String, Value>,
-    #[serde(rename = "where")]
-    filter: Option<Value>,
+    #[serde(rename = "where", borrow)]
+    filter: Option<WhereValue<'a>>,
 }
 
 #[derive(Deserialize)]
-struct DestroyRequest {
+struct DestroyRequest<'a> {
     object: String,
-    #[serde(rename = "where")]
-    filter: Option<Value>,
+    #[serde(rename = "where", borrow)]
+    filter: Option<WhereValue<'a>>,
 }
 
 /// Reads a request body exactly as `serde_json::from_slice` would (same values, same

@@ -446,10 +446,15 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &impl Handler) -> Endin
             );
             return Ending::Close;
         }
+        // Read into the buffer's spare capacity rather than zeroing it first (the
+        // zeroing was 1.5% of the simulator's instructions in W2); a body cut short
+        // closes the connection, as `read_exact` did.
         body.clear();
-        body.resize(head.content_length, 0);
-        if reader.read_exact(&mut body).is_err() {
-            return Ending::Close;
+        body.reserve(head.content_length);
+        let wanted = head.content_length as u64;
+        match reader.by_ref().take(wanted).read_to_end(&mut body) {
+            Ok(read) if read == head.content_length => {}
+            _ => return Ending::Close,
         }
         let Some((method, target)) = parse_request_line(&request_line) else {
             let _ = write_response(
@@ -699,6 +704,30 @@ mod tests {
         );
         assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
         assert!(answer.ends_with("Connection: close\r\n\r\nyou"), "{answer}");
+    }
+
+    #[test]
+    fn a_body_cut_short_closes_the_connection_unanswered() {
+        let server = echo_server();
+        let mut stream = TcpStream::connect(server.local_addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nhalf")
+            .unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert_eq!(answer, "", "nothing is answered to half a body");
+        // A whole one after an empty one, on one connection, is read exactly.
+        let answer = exchange(
+            &server,
+            "POST /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n\
+             POST /b HTTP/1.1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nwhole",
+        );
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
+        assert!(answer.ends_with("\r\n\r\nwhole"), "{answer}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod tests;
 mod tls;
 #[cfg(test)]
 mod vendor_tests;
+mod where_value;
 mod written;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -309,7 +310,7 @@ impl DeviceState {
                     (TableId::Users, "id"),
                 ] {
                     let condition = json!({ table.name(): { column: ids } });
-                    if let Ok(filter) = tables::Filter::parse(table, Some(condition)) {
+                    if let Ok(filter) = tables::Filter::parse(table, Some(condition.into())) {
                         let _ = device.tables.delete(table, &filter);
                     }
                 }

@@ -9,6 +9,8 @@
 //! (`controlid.rs`) turns JSON into calls on [`Tables`]; this file knows no JSON
 //! framing, only cells and rows.
 
+use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -16,7 +18,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
 use super::row_store::RowStore;
-use super::written::{FieldName, WriteValue, WrittenObjects};
+use super::where_value::WhereValue;
+use super::written::{FieldName, WriteValue, WrittenObjects, KNOWN_FIELDS};
 
 /// The longest `IN` list a `where` may carry: the SQLite limit of the firmware's build.
 pub(crate) const MAX_IN_VALUES: usize = 999;
@@ -290,32 +293,33 @@ type Row = Vec<Cell>;
 
 /// A `where` after validation: every condition must hold.
 #[derive(Debug, Default)]
-pub(crate) struct Filter {
-    conditions: Vec<(usize, Condition)>,
+pub(crate) struct Filter<'a> {
+    conditions: Vec<(usize, Condition<'a>)>,
 }
 
-/// One value a condition asks for, kept as the request gave it: a text moves out of
-/// the parsed `where` and is looked up by `&str`, never copied into a `Cell`.
+/// One value a condition asks for, kept as the request gave it: a text stays a slice
+/// of the request body where it can (or moves out of the parsed `where`) and is looked
+/// up by `&str`, never copied into a `Cell`.
 #[derive(Debug, PartialEq)]
-enum Wanted {
+enum Wanted<'a> {
     Int(i128),
-    Text(String),
+    Text(Cow<'a, str>),
 }
 
-impl Wanted {
+impl<'a> Wanted<'a> {
     /// How a `where` value compares to stored cells; `None` when it can never match
     /// (SQL's `= NULL`, a fractional number).
-    fn from_value(value: Value) -> Option<Wanted> {
+    fn from_value(value: WhereValue<'a>) -> Option<Wanted<'a>> {
         match value {
-            Value::Number(n) => n
+            WhereValue::Number(n) => n
                 .as_i64()
                 .map(i128::from)
                 .or_else(|| n.as_u64().map(i128::from))
                 .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i128))
                 .map(Wanted::Int),
-            Value::String(s) => Some(Wanted::Text(s)),
-            Value::Bool(b) => Some(Wanted::Int(i128::from(b))),
-            Value::Null | Value::Array(_) | Value::Object(_) => None,
+            WhereValue::Text(s) => Some(Wanted::Text(s)),
+            WhereValue::Bool(b) => Some(Wanted::Int(i128::from(b))),
+            WhereValue::Null | WhereValue::Array(_) | WhereValue::Object(_) => None,
         }
     }
 
@@ -347,12 +351,12 @@ impl<'a> Key<'a> {
 
 /// The values of an `IN` list, split by type so that each is found by a borrowed key.
 #[derive(Debug, Default)]
-struct WantedSet {
+struct WantedSet<'a> {
     ints: FxSet<i128>,
-    texts: FxSet<String>,
+    texts: FxSet<Cow<'a, str>>,
 }
 
-impl WantedSet {
+impl WantedSet<'_> {
     fn contains(&self, key: Key<'_>) -> bool {
         match key {
             Key::Int(n) => self.ints.contains(&n),
@@ -367,13 +371,13 @@ impl WantedSet {
 }
 
 #[derive(Debug)]
-enum Condition {
-    Equals(Wanted),
-    AnyOf(WantedSet),
+enum Condition<'a> {
+    Equals(Wanted<'a>),
+    AnyOf(WantedSet<'a>),
     Never,
 }
 
-impl Condition {
+impl Condition<'_> {
     fn holds(&self, cell: &Cell) -> bool {
         let Some(key) = Key::of(cell) else {
             return false;
@@ -395,16 +399,20 @@ impl Condition {
     }
 }
 
-impl Filter {
+impl<'a> Filter<'a> {
     /// Reads `{"<table>": {"<column>": value | [values]}}`. An absent or empty `where`
     /// selects every row, as SQL would. Takes the `where` by value: a load by 999
-    /// registrations moves its texts into the filter instead of copying them.
-    pub(crate) fn parse(table: TableId, filter: Option<Value>) -> Result<Filter, DbError> {
+    /// registrations moves its texts (mostly slices of the body) into the filter
+    /// instead of copying them.
+    pub(crate) fn parse(
+        table: TableId,
+        filter: Option<WhereValue<'a>>,
+    ) -> Result<Filter<'a>, DbError> {
         let schema = table.schema();
         let Some(filter) = filter else {
             return Ok(Filter::default());
         };
-        let Value::Object(by_table) = filter else {
+        let WhereValue::Object(by_table) = filter else {
             return Err(DbError::UnsupportedCondition {
                 table: schema.name,
                 column: "where".into(),
@@ -418,7 +426,7 @@ impl Filter {
                     found: table_name,
                 });
             }
-            let Value::Object(columns) = columns else {
+            let WhereValue::Object(columns) = columns else {
                 return Err(DbError::UnsupportedCondition {
                     table: schema.name,
                     column: table_name,
@@ -427,14 +435,17 @@ impl Filter {
             for (name, wanted) in columns {
                 let column = column_index(schema, &name)?;
                 let condition = match wanted {
-                    Value::Array(values) if values.len() > MAX_IN_VALUES => {
+                    WhereValue::Array(values) if values.len() > MAX_IN_VALUES => {
                         return Err(DbError::TooManyValues {
                             count: values.len(),
                         })
                     }
-                    Value::Array(values) => {
+                    WhereValue::Array(values) => {
                         // Sized up front: growing would rehash.
-                        let texts = values.iter().filter(|v| v.is_string()).count();
+                        let texts = values
+                            .iter()
+                            .filter(|v| matches!(v, WhereValue::Text(_)))
+                            .count();
                         let mut wanted = WantedSet {
                             ints: FxSet::with_capacity_and_hasher(
                                 values.len() - texts,
@@ -455,7 +466,7 @@ impl Filter {
                         }
                         Condition::AnyOf(wanted)
                     }
-                    Value::Object(_) => {
+                    WhereValue::Object(_) => {
                         return Err(DbError::UnsupportedCondition {
                             table: schema.name,
                             column: name,
@@ -711,16 +722,18 @@ impl LookupIndex {
     fn add(&mut self, cell: &Cell, row_id: i64) {
         match cell {
             Cell::Null => {}
-            Cell::Int(n) => match self.ints.get_mut(n) {
-                Some(holders) => holders.push(row_id),
-                None => {
-                    self.ints.insert(*n, Holders::One(row_id));
+            // One hash and one probe per entry: values rarely repeat, so the clone of
+            // the text's `Arc` is nearly always kept.
+            Cell::Int(n) => match self.ints.entry(*n) {
+                Entry::Occupied(mut holders) => holders.get_mut().push(row_id),
+                Entry::Vacant(place) => {
+                    place.insert(Holders::One(row_id));
                 }
             },
-            Cell::Text(s) => match self.texts.get_mut(&**s) {
-                Some(holders) => holders.push(row_id),
-                None => {
-                    self.texts.insert(s.clone(), Holders::One(row_id));
+            Cell::Text(s) => match self.texts.entry(s.clone()) {
+                Entry::Occupied(mut holders) => holders.get_mut().push(row_id),
+                Entry::Vacant(place) => {
+                    place.insert(Holders::One(row_id));
                 }
             },
         }
@@ -752,6 +765,9 @@ struct Table {
     unique_indexes: Vec<FxMap<UniqueKey, i64>>,
     /// One index per indexed column of the schema, from a value to the rows holding it.
     lookup_indexes: Vec<LookupIndex>,
+    /// The column of each name of `KNOWN_FIELDS`, if this table has it: a written
+    /// field finds its column without comparing names.
+    known_columns: [Option<usize>; KNOWN_FIELDS.len()],
 }
 
 impl Table {
@@ -771,6 +787,7 @@ impl Table {
                 .iter()
                 .map(|_| LookupIndex::default())
                 .collect(),
+            known_columns: KNOWN_FIELDS.map(|name| column_index(id.schema(), name).ok()),
         }
     }
 
@@ -991,10 +1008,15 @@ impl Tables {
         // Fields by column; the schemas have at most 8 columns.
         let mut written: [Option<WriteValue>; 8] = Default::default();
         // The first unknown name in a map's (sorted) order is the one reported.
+        let known_columns = &self.table(id).known_columns;
         for (name, value) in object {
-            match column_index(schema, name.as_str()) {
-                Ok(index) => written[index] = Some(value),
-                Err(_) => {
+            let column = match name.known() {
+                Some(known) => known_columns[known],
+                None => column_index(schema, name.as_str()).ok(),
+            };
+            match column {
+                Some(index) => written[index] = Some(value),
+                None => {
                     return Err(DbError::NoSuchColumnToWrite {
                         table: schema.name,
                         column: name.as_str().to_owned(),
@@ -1183,8 +1205,8 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn filter(table: TableId, value: Value) -> Filter {
-        Filter::parse(table, Some(value)).unwrap()
+    fn filter(table: TableId, value: Value) -> Filter<'static> {
+        Filter::parse(table, Some(value.into())).unwrap()
     }
 
     /// Create bodies are read without a `serde_json::Map`; a device must still see each
@@ -1199,6 +1221,9 @@ mod tests {
             r#"[{"begin_time": -5, "end_time": 1e3, "salt": null}]"#,
             r#"[]"#,
             r#"[{}, {"name": "x"}, {}]"#,
+            r#"[{"value": 1, "id": 2, "value": 3, "idx": 4, "i": 5, "value": null, "id": 6}]"#,
+            r#"[{"user_type_id": 1, "user_id": 2, "user": 3, "a": 4, "a": 5, "zz": 6, "": 7}]"#,
+            r#"[{"group_id": 1, "user_id": 2}, {"user_id": 3, "group_id": 4, "user_id": 5}]"#,
         ];
         for body in bodies {
             let typed: WrittenObjects = serde_json::from_str(body).unwrap();
@@ -1358,7 +1383,23 @@ mod tests {
                     schema.name
                 );
             }
+            for column in schema.columns {
+                assert!(
+                    KNOWN_FIELDS.contains(&column.name),
+                    "{}.{}: written without comparing names",
+                    schema.name,
+                    column.name
+                );
+            }
         }
+        assert!(
+            KNOWN_FIELDS.is_sorted(),
+            "known names compare as their positions"
+        );
+        assert!(
+            KNOWN_FIELDS.len() <= 16,
+            "an object's known names fit a u16"
+        );
     }
 
     /// The indexes keep integers and texts apart; a condition still matches exactly the

@@ -86,27 +86,44 @@ impl<'de> Visitor<'de> for WriteValueVisitor {
 }
 
 /// Every column name of every table: a field with one of these names costs no
-/// allocation to read, and compares as a small number.
-const KNOWN_FIELDS: [&str; 11] = [
-    "id",
-    "registration",
-    "name",
-    "password",
-    "salt",
+/// allocation to read, and compares as a small number. In byte order, so that two
+/// known names compare as their positions do (a batch's objects are sorted by name).
+pub(crate) const KNOWN_FIELDS: [&str; 11] = [
     "begin_time",
     "end_time",
+    "group_id",
+    "id",
+    "name",
+    "password",
+    "registration",
+    "salt",
+    "user_id",
     "user_type_id",
     "value",
-    "user_id",
-    "group_id",
 ];
 
 /// A field name as written: usually a column name of some table (by its position in
 /// `KNOWN_FIELDS`), else kept as sent. A name has exactly one representation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum FieldName {
     Known(u8),
     Other(String),
+}
+
+/// Names compare as their texts do, known ones without reading them.
+impl Ord for FieldName {
+    fn cmp(&self, other: &FieldName) -> std::cmp::Ordering {
+        match (self, other) {
+            (FieldName::Known(a), FieldName::Known(b)) => a.cmp(b),
+            _ => self.as_str().cmp(other.as_str()),
+        }
+    }
+}
+
+impl PartialOrd for FieldName {
+    fn partial_cmp(&self, other: &FieldName) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl FieldName {
@@ -114,6 +131,14 @@ impl FieldName {
         match KNOWN_FIELDS.iter().position(|known| *known == name) {
             Some(index) => FieldName::Known(index as u8),
             None => FieldName::Other(name.to_owned()),
+        }
+    }
+
+    /// The position in `KNOWN_FIELDS` of a known name.
+    pub(crate) fn known(&self) -> Option<usize> {
+        match self {
+            FieldName::Known(index) => Some(usize::from(*index)),
+            FieldName::Other(_) => None,
         }
     }
 
@@ -182,8 +207,9 @@ impl WrittenObjects {
         let mut objects = WrittenObjects::default();
         for map in maps {
             let start = objects.fields.len();
+            let mut known = 0;
             for (name, value) in map {
-                objects.set(start, FieldName::of(name), value.into());
+                objects.set(start, &mut known, FieldName::of(name), value.into());
             }
             objects.finish_object(start);
         }
@@ -214,7 +240,17 @@ impl WrittenObjects {
     }
 
     /// Sets a field of the object that starts at `start`: a repeated name overwrites.
-    fn set(&mut self, start: usize, name: FieldName, value: WriteValue) {
+    /// `known` holds a bit per known name the object already has, so that a new known
+    /// name (nearly every field) is pushed without looking through the others.
+    fn set(&mut self, start: usize, known: &mut u16, name: FieldName, value: WriteValue) {
+        if let Some(index) = name.known() {
+            let bit = 1 << index;
+            if *known & bit == 0 {
+                *known |= bit;
+                self.fields.push((name, value));
+                return;
+            }
+        }
         match self.fields[start..].iter_mut().find(|(n, _)| *n == name) {
             Some((_, slot)) => *slot = value,
             None => self.fields.push((name, value)),
@@ -223,7 +259,7 @@ impl WrittenObjects {
 
     /// Closes the object that starts at `start`, sorting its fields as a map does.
     fn finish_object(&mut self, start: usize) {
-        self.fields[start..].sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        self.fields[start..].sort_unstable_by(|a, b| a.0.cmp(&b.0));
         self.ends.push(self.fields.len());
     }
 }
@@ -285,10 +321,86 @@ impl<'de> Visitor<'de> for ObjectSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let start = self.0.fields.len();
+        let mut known = 0;
         while let Some((name, value)) = map.next_entry::<FieldName, WriteValue>()? {
-            self.0.set(start, name, value);
+            self.0.set(start, &mut known, name, value);
         }
         self.0.finish_object(start);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_name_reads_as_its_position() {
+        for (index, name) in KNOWN_FIELDS.iter().enumerate() {
+            assert_eq!(FieldName::of(name), FieldName::Known(index as u8), "{name}");
+        }
+        assert_eq!(FieldName::of("ids"), FieldName::Other("ids".into()));
+    }
+
+    /// Every order of up to five names, known or not, comes out as a map sorts it.
+    #[test]
+    fn an_object_s_fields_come_out_in_map_order_whatever_the_order_sent() {
+        fn orders(names: &[&'static str]) -> Vec<Vec<&'static str>> {
+            if names.is_empty() {
+                return vec![Vec::new()];
+            }
+            let mut all = Vec::new();
+            for (i, first) in names.iter().enumerate() {
+                let mut rest = names.to_vec();
+                rest.remove(i);
+                for mut order in orders(&rest) {
+                    order.insert(0, first);
+                    all.push(order);
+                }
+            }
+            all
+        }
+        let sets: [&[&str]; 4] = [
+            &["value", "id", "name", "registration", "begin_time"],
+            &["user_id", "group_id"],
+            &["user_type_id", "salt", "zz", "id", "a"],
+            &["value"],
+        ];
+        for set in sets {
+            for order in orders(set) {
+                let fields: Vec<String> = order
+                    .iter()
+                    .enumerate()
+                    .map(|(n, name)| format!("{name:?}: {n}"))
+                    .collect();
+                let body = format!("[{{{}}}]", fields.join(", "));
+                let typed: WrittenObjects = serde_json::from_str(&body).unwrap();
+                let maps: Vec<serde_json::Map<String, Value>> =
+                    serde_json::from_str(&body).unwrap();
+                assert_eq!(typed, WrittenObjects::from_maps(&maps), "{body}");
+                let names: Vec<&str> = typed
+                    .iter()
+                    .next()
+                    .unwrap()
+                    .names()
+                    .map(FieldName::as_str)
+                    .collect();
+                let map_names: Vec<&str> = maps[0].keys().map(String::as_str).collect();
+                assert_eq!(names, map_names, "{body}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_compare_as_their_texts() {
+        let mut texts: Vec<&str> = KNOWN_FIELDS.to_vec();
+        texts.extend(["", "a", "i", "idx", "user", "user_idz", "zz", "Name", "ü"]);
+        for a in &texts {
+            for b in &texts {
+                let (name_a, name_b) = (FieldName::of(a), FieldName::of(b));
+                assert_eq!(name_a.cmp(&name_b), a.cmp(b), "{a:?} against {b:?}");
+                assert_eq!(name_a == name_b, a == b, "{a:?} against {b:?}");
+            }
+        }
     }
 }
