@@ -364,20 +364,23 @@ fn faults_over_tls_are_retried_and_everyone_ends_up_once() {
 
 #[test]
 fn an_https_device_down_at_the_start_is_retried_not_refused_and_gets_everyone() {
+    // As `a_device_that_comes_back_mid_run_gets_everyone`, over TLS: two devices keep
+    // the run going while the third is down, so it is probed until it returns.
     let sandbox = Sandbox::new();
     let fleet = fleet(
-        1,
+        3,
         SimConfig {
             tls: SimTls::SelfSigned,
             latency: Duration::from_millis(40),
             ..SimConfig::default()
         },
     );
-    let devices = devices_file(&sandbox, &fleet, &[Some(fingerprint_of(&fleet, 0))]);
+    let pins: Vec<Option<String>> = (0..3).map(|i| Some(fingerprint_of(&fleet, i))).collect();
+    let devices = devices_file(&sandbox, &fleet, &pins);
     // Down: connections are reset during the handshake, which must stay a transient
     // failure (the breaker's business), not a TLS refusal remembered for the run.
     fleet.devices[0].set_down(true);
-    let rows = people(100);
+    let rows = people(200);
     let running = sandbox
         .enroll(&rows)
         .args(&["--json", "--batch-size", "5", "--devices"])
@@ -388,8 +391,10 @@ fn an_https_device_down_at_the_start_is_retried_not_refused_and_gets_everyone() 
     fleet.devices[0].set_down(false);
     let run = running.wait();
     run.expect_code(0);
-    assert_eq!(run.report()["registered"], 100, "{}", run.shown);
-    assert_holds_exactly(&fleet.devices[0], &rows);
+    assert_eq!(run.report()["registered"], 600, "{}", run.shown);
+    for device in &fleet.devices {
+        assert_holds_exactly(device, &rows);
+    }
 }
 
 #[test]
