@@ -33,7 +33,6 @@ use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::{HashSet, VecDeque};
 use std::num::NonZeroUsize;
-use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -473,21 +472,19 @@ impl Engine<'_> {
             }
         }
 
+        // Only the people who stay are looked up in the cache: a leaving person's pair
+        // is a removal, never also a "skipped (cache)".
+        let staying: Vec<u32> = (0..self.people.len() as u32)
+            .filter(|&p| !leaving(p))
+            .collect();
         let pending: Vec<Vec<u32>> =
             if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
-                self.targets
-                    .iter()
-                    .map(|_| (0..self.people.len() as u32).collect())
-                    .collect()
+                vec![staying; self.targets.len()]
             } else if self.options.sequential {
-                self.check_cache_serially(&fingerprints, events)?
+                self.check_cache_serially(&staying, &fingerprints, events)?
             } else {
-                pool.install(|| self.check_cache(&fingerprints, events))?
+                pool.install(|| self.check_cache(&staying, &fingerprints, events))?
             };
-        let pending: Vec<Vec<u32>> = pending
-            .into_iter()
-            .map(|people| people.into_iter().filter(|&p| !leaving(p)).collect())
-            .collect();
         let removal_batch = |d: usize| {
             self.options
                 .batch_size
@@ -823,16 +820,12 @@ impl Engine<'_> {
     /// pending, on the pool, each task with its own cache connection.
     fn check_cache(
         &self,
+        staying: &[u32],
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<Vec<u32>>> {
-        let total = self.people.len() as u32;
-        let chunks: Vec<(usize, Range<u32>)> = (0..self.targets.len())
-            .flat_map(|d| {
-                (0..total)
-                    .step_by(CACHE_CHUNK)
-                    .map(move |start| (d, start..(start + CACHE_CHUNK as u32).min(total)))
-            })
+        let chunks: Vec<(usize, &[u32])> = (0..self.targets.len())
+            .flat_map(|d| staying.chunks(CACHE_CHUNK).map(move |c| (d, c)))
             .collect();
         let results: Vec<anyhow::Result<(usize, Vec<u32>)>> = chunks
             .into_par_iter()
@@ -855,19 +848,18 @@ impl Engine<'_> {
 
     fn check_cache_serially(
         &self,
+        staying: &[u32],
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<Vec<u32>>> {
         let mut connection = self.cache.connect()?;
-        let total = self.people.len() as u32;
         let mut pending = vec![Vec::new(); self.targets.len()];
         for (device, list) in pending.iter_mut().enumerate() {
-            for start in (0..total).step_by(CACHE_CHUNK) {
-                let range = start..(start + CACHE_CHUNK as u32).min(total);
+            for chunk in staying.chunks(CACHE_CHUNK) {
                 list.extend(self.split_cached(
                     connection.as_mut(),
                     device,
-                    range,
+                    chunk,
                     fingerprints,
                     events,
                 )?);
@@ -880,12 +872,11 @@ impl Engine<'_> {
         &self,
         connection: &mut dyn CacheConnection,
         device: usize,
-        people: Range<u32>,
+        people: &[u32],
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<u32>> {
-        let people: Vec<u32> = people.collect();
-        let cached = connection.lookup(&self.keys(device, &people))?;
+        let cached = connection.lookup(&self.keys(device, people))?;
         let mut pending = Vec::new();
         let mut skipped = Vec::new();
         for (&p, cached) in people.iter().zip(cached) {
@@ -1188,17 +1179,14 @@ impl Engine<'_> {
 mod tests {
     use super::*;
     use crate::cache::NoCache;
-    use crate::device::breaker::Breaker;
     use crate::enroll::Enrollment;
     use crate::reporter::Verbosity;
-    use crate::telemetry::DeviceTelemetry;
 
     /// A device whose driver panics on one person: the panic must cost that job's
     /// pairs, reported failed, and never hang the run.
     struct PanickingDevice {
         poison: String,
-        breaker: Breaker,
-        telemetry: Arc<DeviceTelemetry>,
+        http: crate::device::http::HttpClient,
     }
 
     impl Device for PanickingDevice {
@@ -1214,11 +1202,8 @@ mod tests {
         fn profile(&self) -> &'static crate::device::Profile {
             &crate::device::controlid::PROFILE
         }
-        fn breaker(&self) -> &Breaker {
-            &self.breaker
-        }
-        fn telemetry(&self) -> Arc<DeviceTelemetry> {
-            Arc::clone(&self.telemetry)
+        fn http(&self) -> &crate::device::http::HttpClient {
+            &self.http
         }
         fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
             Ok(people.iter().map(|_| Plan::Create).collect())
@@ -1251,11 +1236,9 @@ mod tests {
                 line: i + 2,
             })
             .collect();
-        let telemetry = Arc::new(DeviceTelemetry::default());
         let device = PanickingDevice {
             poison: "R17".into(),
-            breaker: Breaker::new(5, Arc::clone(&telemetry)),
-            telemetry,
+            http: crate::device::http::HttpClient::new(Default::default(), 1, Default::default()),
         };
         let stop = Stop::default();
         let report = Enrollment {

@@ -351,6 +351,22 @@ pub fn get(url: &str) -> (u16, String) {
     )
 }
 
+/// Every operation of a report is in exactly one category.
+pub fn counts_add_up(report: &Value) {
+    let sum: u64 = [
+        "registered",
+        "updated",
+        "unchanged",
+        "skipped_cache",
+        "failed",
+        "removed",
+    ]
+    .iter()
+    .map(|k| report[k].as_u64().unwrap())
+    .sum();
+    assert_eq!(sum, report["operations"].as_u64().unwrap(), "{report}");
+}
+
 /// A participant of a generated list.
 #[derive(Debug, Clone)]
 pub struct Row {
@@ -389,7 +405,7 @@ pub fn people(count: usize) -> Vec<Row> {
             name: format!("{} {} {i}", first[i % first.len()], last[i % last.len()]),
             card: (i % 3 == 0).then_some((100 + (i % 7) as u32, 10_000 + i as u32)),
             window: (i % 5 == 0).then_some((1_780_000_000 + i as i64, 1_790_000_000 + i as i64)),
-            group: (i % 4 == 0).then(|| ["Alunos", "Funcionários"][i % 2].to_string()),
+            group: (i % 4 == 0).then(|| ["Alunos", "Funcionários"][(i / 4) % 2].to_string()),
         })
         .collect()
 }

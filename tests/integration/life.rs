@@ -273,6 +273,7 @@ fn expired_people_are_removed_and_a_purged_person_relisted_comes_back() {
     expire.expect_code(0);
     let report = expire.report();
     assert_eq!(report["removed"], 3, "{}", expire.shown);
+    counts_add_up(&report);
     assert_eq!(report["operations"], 5 * 3 + 3, "{}", expire.shown);
     let left: Vec<Row> = rows
         .iter()
@@ -483,6 +484,8 @@ fn remove_takes_the_listed_people_off_every_device() {
     run.expect_code(0);
     let report = run.report();
     assert_eq!(report["removed"], 12, "{}", run.shown);
+    assert_eq!(report["skipped_cache"], 0, "{}", run.shown);
+    counts_add_up(&report);
     assert_eq!(report["operations"], 12, "{}", run.shown);
     // One event line per removal, without the registration in clear.
     let lines = std::fs::read_to_string(&events).unwrap();

@@ -6,20 +6,6 @@ use catraca::cache::redis_server::{self, PrivateRedis};
 use catraca::simulator::{FaultRates, SimConfig};
 use std::time::Duration;
 
-fn counts_add_up(report: &serde_json::Value) {
-    let sum: u64 = [
-        "registered",
-        "updated",
-        "unchanged",
-        "skipped_cache",
-        "failed",
-    ]
-    .iter()
-    .map(|k| report[k].as_u64().unwrap())
-    .sum();
-    assert_eq!(sum, report["operations"].as_u64().unwrap(), "{report}");
-}
-
 #[test]
 fn a_fault_storm_still_ends_with_everyone_exactly_once() {
     // 10% 503s, 5% resets, 2% hangs, 1% garbage, applied after the write (answers
