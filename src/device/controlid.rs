@@ -18,11 +18,10 @@ use super::{
 };
 use crate::i18n::{tr, Msg};
 use crate::person::{Card, Person};
-use crate::telemetry::DeviceTelemetry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The most values the device accepts in one `where ... IN` list.
@@ -671,12 +670,8 @@ impl Device for ControlIdDevice {
         &PROFILE
     }
 
-    fn breaker(&self) -> &super::breaker::Breaker {
-        self.http.breaker()
-    }
-
-    fn telemetry(&self) -> Arc<DeviceTelemetry> {
-        Arc::clone(self.http.telemetry())
+    fn http(&self) -> &HttpClient {
+        &self.http
     }
 
     /// Logs in, times three `session_is_valid` calls (the fastest gives the round trip,
@@ -1021,12 +1016,7 @@ impl Device for ControlIdDevice {
 
         work.iter()
             .zip(failed)
-            .map(|((_, plan), failure)| match (failure, plan) {
-                (Some(e), _) => Outcome::Failed(e),
-                (None, Plan::Create) => Outcome::Registered,
-                (None, Plan::Update { .. }) => Outcome::Updated,
-                (None, _) => Outcome::Unchanged,
-            })
+            .map(|((_, plan), failure)| Outcome::of_write(plan, failure))
             .collect()
     }
 }

@@ -19,11 +19,10 @@ use super::{
     RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
-use crate::telemetry::DeviceTelemetry;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// What Hikvision does differently.
 pub static PROFILE: Profile = Profile {
@@ -471,12 +470,8 @@ impl Device for HikvisionDevice {
         &PROFILE
     }
 
-    fn breaker(&self) -> &super::breaker::Breaker {
-        self.client.http().breaker()
-    }
-
-    fn telemetry(&self) -> Arc<DeviceTelemetry> {
-        Arc::clone(self.client.http().telemetry())
+    fn http(&self) -> &HttpClient {
+        self.client.http()
     }
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {

@@ -18,10 +18,8 @@ use super::{
     RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
-use crate::telemetry::DeviceTelemetry;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 /// What Intelbras does differently.
 pub static PROFILE: Profile = Profile {
@@ -498,12 +496,8 @@ impl Device for IntelbrasDevice {
         &PROFILE
     }
 
-    fn breaker(&self) -> &super::breaker::Breaker {
-        self.client.http().breaker()
-    }
-
-    fn telemetry(&self) -> Arc<DeviceTelemetry> {
-        Arc::clone(self.client.http().telemetry())
+    fn http(&self) -> &HttpClient {
+        self.client.http()
     }
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
@@ -664,12 +658,7 @@ impl Device for IntelbrasDevice {
         }
         work.iter()
             .zip(failed)
-            .map(|((_, plan), failure)| match (failure, plan) {
-                (Some(e), _) => Outcome::Failed(e),
-                (None, Plan::Create) => Outcome::Registered,
-                (None, Plan::Update { .. }) => Outcome::Updated,
-                (None, _) => Outcome::Unchanged,
-            })
+            .map(|((_, plan), failure)| Outcome::of_write(plan, failure))
             .collect()
     }
 }

@@ -163,6 +163,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome of writing a person planned as `plan`, failed with `failure` if any.
+    pub fn of_write(plan: &Plan, failure: Option<DeviceError>) -> Outcome {
+        match (failure, plan) {
+            (Some(e), _) => Outcome::Failed(e),
+            (None, Plan::Create) => Outcome::Registered,
+            (None, Plan::Update { .. }) => Outcome::Updated,
+            (None, _) => Outcome::Unchanged,
+        }
+    }
+
     /// Whether the device now holds the person as in the CSV (the pair may be cached).
     pub fn is_done(&self) -> bool {
         !matches!(self, Outcome::Failed(_) | Outcome::Planned(_))
@@ -318,10 +328,16 @@ pub trait Device: Send + Sync {
     fn max_batch(&self) -> usize {
         self.profile().max_batch
     }
+    /// The HTTP client every request to the device goes through.
+    fn http(&self) -> &http::HttpClient;
     /// The device's circuit breaker (the engine sets its jobs aside while it is open).
-    fn breaker(&self) -> &breaker::Breaker;
+    fn breaker(&self) -> &breaker::Breaker {
+        self.http().breaker()
+    }
     /// Live measurements of this device's requests.
-    fn telemetry(&self) -> Arc<DeviceTelemetry>;
+    fn telemetry(&self) -> Arc<DeviceTelemetry> {
+        Arc::clone(self.http().telemetry())
+    }
     /// A stable identity for cache keys: the kind and URL.
     fn cache_id(&self) -> String {
         format!("{}|{}", self.kind(), self.url())
