@@ -125,15 +125,10 @@ impl DeviceCheck {
                 }
             }
             Err(error) => {
-                match &error {
-                    DeviceError::Unreachable(_)
-                    | DeviceError::Timeout(_)
-                    | DeviceError::ConnectionLost(_) => {}
-                    DeviceError::LoginRefused { .. } => {
-                        check.reachable = true;
-                        check.login_ok = Some(false);
-                    }
-                    _ => check.reachable = true,
+                // Reachable means it answered: the breaker's own test of that.
+                check.reachable = !crate::device::breaker::is_no_answer(&error);
+                if matches!(error, DeviceError::LoginRefused { .. }) {
+                    check.login_ok = Some(false);
                 }
                 check.error = Some(error.to_string());
             }

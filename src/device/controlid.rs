@@ -11,7 +11,7 @@
 //! mid-run triggers one re-login, not one per thread, and a refused login is never
 //! repeated (it can lock the account).
 
-use super::http::HttpClient;
+use super::http::{percent_encode, HttpClient};
 use super::{
     Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, DevicePerson, Outcome,
     Plan, Profile, Upsert, ValidityEncoding,
@@ -1094,19 +1094,6 @@ fn device_message(body: &Value, fallback: &str) -> String {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| fallback.to_string())
-}
-
-/// Session tokens contain `/` and `+`: everything outside the unreserved set is escaped.
-fn percent_encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len() * 3);
-    for byte in raw.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! The user and card lists (`action=list`) answer JSON.
 
 use super::digest::DigestClient;
-use super::http::{Answer, HttpClient};
+use super::http::{percent_encode, Answer, HttpClient};
 use super::{
     Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
     RetryPolicy, Upsert, ValidityEncoding,
@@ -92,18 +92,7 @@ fn list_query(name: &str, values: &[&str]) -> String {
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("&{name}%5B{i}%5D={}", encode(v)))
-        .collect()
-}
-
-fn encode(raw: &str) -> String {
-    raw.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
+        .map(|(i, v)| format!("&{name}%5B{i}%5D={}", percent_encode(v)))
         .collect()
 }
 
@@ -182,8 +171,13 @@ impl IntelbrasDevice {
             .into_iter()
             .map(|(_, c)| c)
             .collect();
-        for numbers in cards.chunks(MAX_PER_CALL) {
-            let names: Vec<&str> = numbers.iter().map(String::as_str).collect();
+        self.remove_card_numbers(&cards)
+    }
+
+    /// Removes these cards by number, `MAX_PER_CALL` a call; a refusal fails the lot.
+    fn remove_card_numbers(&self, numbers: &[String]) -> Result<(), DeviceError> {
+        for chunk in numbers.chunks(MAX_PER_CALL) {
+            let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
             let target = format!(
                 "{CARDS}?action=removeMulti{}",
                 list_query("CardNoList", &names)
@@ -394,15 +388,9 @@ impl IntelbrasDevice {
                     Err(e) => return vec![Err(e); wanted.len()],
                 }
             }
-            for chunk in stale.chunks(MAX_PER_CALL) {
-                let names: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                let target = format!(
-                    "{CARDS}?action=removeMulti{}",
-                    list_query("CardNoList", &names)
-                );
-                if let Err(e) = self.get(&target) {
-                    return vec![Err(e); wanted.len()];
-                }
+            // A stale card the device refuses to remove must not stay beside the new one.
+            if let Err(e) = self.remove_card_numbers(&stale) {
+                return vec![Err(e); wanted.len()];
             }
         }
         let mut results = Vec::with_capacity(wanted.len());
