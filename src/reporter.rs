@@ -302,8 +302,12 @@ impl Reporter<'_> {
                     }
                 }
                 Event::ListingFailed { device, error } => {
+                    // One operation more than planned: the listing itself, failed.
                     operations += 1;
                     device_operations[device] += 1;
+                    if let Progress::Bar(bar) = &progress {
+                        bar.set_length(operations);
+                    }
                     for watcher in watchers.iter_mut() {
                         watcher.operations(&device_operations);
                     }
