@@ -20,6 +20,7 @@ use crate::events::EventLog;
 use crate::exit::{Exit, EXIT_STATUS_HELP};
 use crate::i18n::{self, Msg};
 use crate::live::{LivePublisher, LiveStatus};
+use crate::output_files::{self, OutputFile};
 use crate::participants::{self, Source};
 use crate::report::Report;
 use crate::reporter::{Verbosity, Watch};
@@ -567,6 +568,20 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         .or_else(|| env("CATRACA_CACHE"))
         .or_else(|| env("REDIS_URL"))
         .unwrap_or_else(|| "embedded".to_string());
+    let mut outputs = Vec::new();
+    if let Some(path) = &args.report {
+        outputs.push(OutputFile::new("--report", path));
+    }
+    if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
+        outputs.push(OutputFile::new("--failed", path));
+    }
+    if let Some(path) = &args.watch.metrics_file {
+        outputs.push(OutputFile::new("--metrics-file", path));
+    }
+    if let Some(path) = &args.watch.events {
+        outputs.push(OutputFile::new("--events", path));
+    }
+    output_files::check_all(&outputs)?;
     let (cache, secret) = open_cache(&cache_choice, &args.cache_path)?;
     log::info!(
         "{} participants, {} devices, cache {}",
@@ -598,13 +613,43 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         verbosity,
         max_failures: args.max_failures,
     };
-    let (report, dashboard) = run_watched(&enrollment, &args.watch, &stop)?;
-    if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
-        crate::failed::write(path, &people, &report)?;
+    let Watched {
+        report,
+        dashboard,
+        mut unwritten,
+    } = run_watched(&enrollment, &args.watch, &stop)?;
+    // The devices were written: from here on, a file that cannot be written is reported
+    // after the report, and the run ends with 1, not with 2 ("nothing was sent").
+    print_report(&report, args.json)?;
+    if let Some(path) = &args.report {
+        unwritten.extend(write_report_file(&report, path).err());
     }
-    emit(&report, args.json, args.report.as_deref())?;
+    if let Some(path) = args.failed.as_ref().filter(|_| !dry_run) {
+        unwritten.extend(
+            crate::failed::write(path, &people, &report)
+                .with_context(|| format!("--failed {}", path.display()))
+                .err(),
+        );
+    }
+    let mut exit = Exit::of(&report);
+    for error in &unwritten {
+        eprintln!(
+            "{}",
+            i18n::tr(Msg::ErrorPrefix, &[("error", &format!("{error:#}"))])
+        );
+        exit = exit.merge(Exit::SomeFailed);
+    }
     dashboard.linger(&args.watch, enrollment.verbosity, &stop);
-    Ok(Exit::of(&report))
+    Ok(exit)
+}
+
+/// A finished run, as [`run_watched`] leaves it.
+pub struct Watched {
+    pub report: Report,
+    pub dashboard: Lingering,
+    /// The files asked for that could not be written (events, metrics), each naming its
+    /// flag and path: the run itself went on.
+    pub unwritten: Vec<anyhow::Error>,
 }
 
 /// The dashboard of a finished run, if there is one, still serving the final numbers.
@@ -639,7 +684,7 @@ pub fn run_watched(
     enrollment: &Enrollment<'_>,
     watch: &WatchArgs,
     stop: &Stop,
-) -> anyhow::Result<(Report, Lingering)> {
+) -> anyhow::Result<Watched> {
     let live = LiveStatus::for_targets(enrollment.people.len(), &enrollment.targets);
     let dashboard = match &watch.dashboard {
         Some(addr) => {
@@ -681,16 +726,22 @@ pub fn run_watched(
         enrollment.run_watched(stop, &mut watchers)?
     };
     live.finish(report.interrupted || report.halted.is_some());
+    let mut unwritten = Vec::new();
     if let Some(events) = events {
-        if let Err(e) = events.finish() {
-            log::warn!("{e:#}");
-        }
+        unwritten.extend(events.finish().err());
     }
     if let Some(path) = &watch.metrics_file {
-        crate::metrics::write_file(path, &live.status())
-            .with_context(|| format!("--metrics-file {}", path.display()))?;
+        unwritten.extend(
+            crate::metrics::write_file(path, &live.status())
+                .with_context(|| format!("--metrics-file {}: writing failed", path.display()))
+                .err(),
+        );
     }
-    Ok((report, Lingering(dashboard)))
+    Ok(Watched {
+        report,
+        dashboard: Lingering(dashboard),
+        unwritten,
+    })
 }
 
 /// Opens the cache named by `choice` and the secret that keys it.
@@ -748,13 +799,15 @@ pub fn install_interrupt_handler(stop: &Arc<Stop>) {
     }
 }
 
-/// Prints the report (human or JSON) on stdout and writes the JSON file if asked.
-pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<()> {
-    if let Some(path) = file {
-        let text = serde_json::to_string_pretty(report)?;
-        std::fs::write(path, text + "\n")
-            .with_context(|| format!("writing the report to {}", path.display()))?;
-    }
+/// Writes the report as JSON to `path` (`--report`).
+pub fn write_report_file(report: &Report, path: &Path) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("--report {}: writing the report failed", path.display()))
+}
+
+/// Prints the report (human or JSON) on stdout.
+pub fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
     let text = if json {
         serde_json::to_string_pretty(report)? + "\n"
     } else {

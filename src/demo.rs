@@ -8,7 +8,9 @@
 
 use crate::cache::embedded::EmbeddedCache;
 use crate::cache::KeySecret;
-use crate::cli::{emit, install_interrupt_handler, run_watched, DemoArgs, WatchArgs};
+use crate::cli::{
+    install_interrupt_handler, print_report, run_watched, DemoArgs, WatchArgs, Watched,
+};
 use crate::config::{DeviceConfig, Kind};
 use crate::device::controlid::Credentials;
 use crate::enroll::Enrollment;
@@ -90,13 +92,21 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
             max_failures: None,
         };
         let report = if pass == 1 {
-            let (report, dashboard) = run_watched(&enrollment, &watch, &stop)?;
+            let Watched {
+                report,
+                dashboard,
+                unwritten,
+            } = run_watched(&enrollment, &watch, &stop)?;
+            for error in unwritten {
+                log::error!("{error:#}");
+                exit = exit.merge(Exit::SomeFailed);
+            }
             lingering = Some(dashboard);
             report
         } else {
             enrollment.run(&stop)?
         };
-        emit(&report, false, None)?;
+        print_report(&report, false)?;
         exit = exit.merge(Exit::of(&report));
         if pass == 2 && report.skipped_cache != report.operations {
             eprintln!(

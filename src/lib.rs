@@ -21,6 +21,7 @@ pub mod i18n;
 pub mod live;
 pub mod logging;
 pub mod metrics;
+pub mod output_files;
 pub mod participants;
 pub mod person;
 pub mod report;

@@ -152,3 +152,53 @@ fn an_unreachable_redis_is_a_clear_error_without_its_password() {
     assert!(!run.stderr.contains("segredo"), "{}", run.shown);
     assert_eq!(fleet.devices[0].stats().total, 0);
 }
+
+#[test]
+fn an_output_file_in_a_missing_folder_stops_the_run_before_anything_is_sent() {
+    for flag in ["--report", "--failed", "--metrics-file", "--events"] {
+        let sandbox = Sandbox::new();
+        let fleet = fleet(1, SimConfig::default());
+        let missing = sandbox.path("no-such-folder/out.file");
+        let run = sandbox
+            .enroll(&people(3))
+            .args(&[flag, missing.to_str().unwrap()])
+            .embedded_cache()
+            .devices(&fleet)
+            .run();
+        run.expect_code(2);
+        assert_eq!(fleet.devices[0].stats().total, 0, "{flag}: {}", run.shown);
+        assert!(
+            run.stderr
+                .contains(&format!("{flag} {}", missing.display()))
+                && run.stderr.contains("does not exist"),
+            "{flag}: {}",
+            run.shown
+        );
+    }
+}
+
+#[test]
+fn an_output_file_that_fails_after_the_run_is_named_after_the_report_with_status_1() {
+    // /dev/full takes the open and refuses every write (ENOSPC): a disk that filled up
+    // during the run.
+    for flag in ["--report", "--failed"] {
+        let sandbox = Sandbox::new();
+        let fleet = fleet(1, SimConfig::default());
+        let rows = people(4);
+        let run = sandbox
+            .enroll(&rows)
+            .args(&["--json", flag, "/dev/full"])
+            .embedded_cache()
+            .devices(&fleet)
+            .run();
+        run.expect_code(1);
+        // The devices were written and the report printed, whole.
+        assert_eq!(run.report()["registered"], 4, "{flag}: {}", run.shown);
+        assert_people(&fleet.devices[0], &rows);
+        assert!(
+            run.stderr.contains(&format!("{flag} /dev/full")),
+            "{flag}: {}",
+            run.shown
+        );
+    }
+}
