@@ -20,6 +20,12 @@
 //!   run was interrupted).
 //! - `latency_ms` is how long that job took, all its requests included; null with 0
 //!   attempts.
+//! - `error` is the reason of a `failed` line, as the report gives it; null otherwise.
+//!
+//! Each pair has one line, with two exceptions, so that the file always adds up to the
+//! report: a pair that `--verify` then finds missing from its device gets a second line,
+//! `failed`, and the last line of a pair is its outcome; a device that could not be
+//! listed for removals gets one `failed` line with a null `registration_hash`.
 
 use crate::cache::KeySecret;
 use crate::device::{DeviceError, Outcome, Plan};
@@ -38,7 +44,8 @@ use std::time::SystemTime;
 struct Line<'a> {
     time: String,
     device: &'a str,
-    registration_hash: String,
+    /// Null for a line about the device itself (a failed listing).
+    registration_hash: Option<String>,
     outcome: &'static str,
     attempts: u32,
     latency_ms: Option<u64>,
@@ -109,12 +116,32 @@ pub fn outcome_label(outcome: &Outcome) -> &'static str {
     }
 }
 
+/// What a line says about one pair (or one device), before its time and device name.
+struct Said {
+    registration_hash: Option<String>,
+    outcome: &'static str,
+    attempts: u32,
+    latency_ms: Option<u64>,
+    error: Option<String>,
+}
+
 impl EventLog {
-    fn write(&mut self, line: &Line<'_>) {
+    /// Appends the line of `said` on device number `device`; the first write error
+    /// stops the file, not the run.
+    fn write(&mut self, device: usize, said: Said) {
         if self.error.is_some() {
             return;
         }
-        let written = serde_json::to_writer(&mut self.out, line)
+        let line = Line {
+            time: rfc3339(SystemTime::now()),
+            device: &self.devices[device],
+            registration_hash: said.registration_hash,
+            outcome: said.outcome,
+            attempts: said.attempts,
+            latency_ms: said.latency_ms,
+            error: said.error,
+        };
+        let written = serde_json::to_writer(&mut self.out, &line)
             .map_err(std::io::Error::from)
             .and_then(|()| self.out.write_all(b"\n"));
         if let Err(e) = written {
@@ -138,28 +165,36 @@ impl Watch for EventLog {
         if self.error.is_some() {
             return;
         }
-        let line = Line {
-            time: rfc3339(SystemTime::now()),
-            device: &self.devices[device],
-            registration_hash: self.secret.registration_hash(&person.registration),
+        let said = Said {
+            registration_hash: Some(self.secret.registration_hash(&person.registration)),
             outcome: outcome_label(outcome),
             attempts: timing.map_or(0, |t| t.attempts),
             latency_ms: timing.map(|t| t.elapsed.as_millis() as u64),
-            error: match outcome {
-                Outcome::Failed(e) => Some(e.to_string()),
-                _ => None,
-            },
+            error: outcome.failure_reason(),
         };
-        let written = serde_json::to_writer(&mut self.out, &line)
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
-        if let Err(e) = written {
-            log::warn!(
-                "--events {}: cannot write ({e}); the run goes on without it",
-                self.path.display()
-            );
-            self.error = Some(e);
-        }
+        self.write(device, said);
+    }
+
+    fn verify_failed(&mut self, device: usize, person: &Person, error: &str) {
+        let said = Said {
+            registration_hash: Some(self.secret.registration_hash(&person.registration)),
+            outcome: "failed",
+            attempts: 1,
+            latency_ms: None,
+            error: Some(error.to_string()),
+        };
+        self.write(device, said);
+    }
+
+    fn listing_failed(&mut self, device: usize, error: &str) {
+        let said = Said {
+            registration_hash: None,
+            outcome: "failed",
+            attempts: 1,
+            latency_ms: None,
+            error: Some(error.to_string()),
+        };
+        self.write(device, said);
     }
 
     fn removed(
@@ -169,11 +204,8 @@ impl Watch for EventLog {
         result: &Result<(), DeviceError>,
         planned: bool,
     ) {
-        let device = self.devices[device].clone();
-        let line = Line {
-            time: rfc3339(SystemTime::now()),
-            device: &device,
-            registration_hash: self.secret.registration_hash(registration),
+        let said = Said {
+            registration_hash: Some(self.secret.registration_hash(registration)),
             outcome: match (result, planned) {
                 (Ok(()), true) => "would_remove",
                 (Ok(()), false) => "removed",
@@ -183,7 +215,7 @@ impl Watch for EventLog {
             latency_ms: None,
             error: result.as_ref().err().map(|e| format!("not removed: {e}")),
         };
-        self.write(&line);
+        self.write(device, said);
     }
 
     fn batch(&mut self, _: &[Counts], _: u64) {

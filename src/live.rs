@@ -301,19 +301,17 @@ impl LivePublisher {
 
 impl Watch for LivePublisher {
     fn pair(&mut self, device: usize, person: &Person, outcome: &Outcome, _: Option<JobTiming>) {
-        if let Outcome::Failed(error) = outcome {
-            // Only the last few of a batch can be shown: keep the reporter quick when a
-            // device fails a thousand pairs at once.
-            if self.failures.len() >= RECENT_FAILURES {
-                self.failures.remove(0);
-            }
-            self.failures.push(RecentFailure {
-                time: rfc3339(SystemTime::now()),
-                device: self.live.devices[device].name.clone(),
-                registration: person.registration.clone(),
-                error: error.to_string(),
-            });
+        if let Some(error) = outcome.failure_reason() {
+            self.failed(device, &person.registration, error);
         }
+    }
+
+    fn verify_failed(&mut self, device: usize, person: &Person, error: &str) {
+        self.failed(device, &person.registration, error.to_string());
+    }
+
+    fn listing_failed(&mut self, device: usize, error: &str) {
+        self.failed(device, "", error.to_string());
     }
 
     fn batch(&mut self, per_device: &[Counts], done: u64) {
@@ -333,16 +331,25 @@ impl Watch for LivePublisher {
         _planned: bool,
     ) {
         if let Err(error) = result {
-            if self.failures.len() >= RECENT_FAILURES {
-                self.failures.remove(0);
-            }
-            self.failures.push(RecentFailure {
-                time: rfc3339(SystemTime::now()),
-                device: self.live.devices[device].name.clone(),
-                registration: registration.to_string(),
-                error: format!("not removed: {error}"),
-            });
+            self.failed(device, registration, format!("not removed: {error}"));
         }
+    }
+}
+
+impl LivePublisher {
+    /// Lists a failure of this batch for the dashboard.
+    fn failed(&mut self, device: usize, registration: &str, error: String) {
+        // Only the last few of a batch can be shown: keep the reporter quick when a
+        // device fails a thousand pairs at once.
+        if self.failures.len() >= RECENT_FAILURES {
+            self.failures.remove(0);
+        }
+        self.failures.push(RecentFailure {
+            time: rfc3339(SystemTime::now()),
+            device: self.live.devices[device].name.clone(),
+            registration: registration.to_string(),
+            error,
+        });
     }
 }
 

@@ -88,6 +88,12 @@ pub trait Watch {
     /// The operations of each device changed (removals found, people leaving instead of
     /// being enrolled): the new numbers, per device.
     fn operations(&mut self, _per_device: &[u64]) {}
+    /// `--verify` found that device number `device` does not hold `person`, reported
+    /// done earlier in the run (through [`Watch::pair`]): the pair is failed now, for
+    /// `error`.
+    fn verify_failed(&mut self, _device: usize, _person: &Person, _error: &str) {}
+    /// Device number `device` could not be listed for removals: one failed operation.
+    fn listing_failed(&mut self, _device: usize, _error: &str) {}
 }
 
 /// How much the reporter prints while the run goes.
@@ -213,15 +219,7 @@ impl Reporter<'_> {
                                 _ => eprintln!("{line}"),
                             }
                         }
-                        let failure = match outcome {
-                            Outcome::Failed(e) => Some(e.to_string()),
-                            Outcome::Planned(Plan::Ambiguous { ids }) => Some(format!(
-                                "registration is on this device {} times: remove the extra copies there",
-                                ids.len()
-                            )),
-                            _ => None,
-                        };
-                        if let Some(error) = failure {
+                        if let Some(error) = outcome.failure_reason() {
                             failures.push(Failure {
                                 registration: person.registration.clone(),
                                 device: self.devices[device].0.clone(),
@@ -313,6 +311,9 @@ impl Reporter<'_> {
                     }
                     done += 1;
                     per_device[device].failed += 1;
+                    for watcher in watchers.iter_mut() {
+                        watcher.listing_failed(device, &error);
+                    }
                     failures.push(Failure {
                         registration: String::new(),
                         device: self.devices[device].0.clone(),
@@ -334,8 +335,12 @@ impl Reporter<'_> {
                     };
                     *slot = slot.saturating_sub(1);
                     counts.failed += 1;
+                    let person = &self.people[person as usize];
+                    for watcher in watchers.iter_mut() {
+                        watcher.verify_failed(device, person, &error);
+                    }
                     failures.push(Failure {
-                        registration: self.people[person as usize].registration.clone(),
+                        registration: person.registration.clone(),
                         device: self.devices[device].0.clone(),
                         error,
                     });

@@ -177,6 +177,19 @@ impl Outcome {
     pub fn is_done(&self) -> bool {
         !matches!(self, Outcome::Failed(_) | Outcome::Planned(_))
     }
+
+    /// Why the pair counts as failed, made once for the report, the events file and the
+    /// dashboard; `None` when it does not fail.
+    pub fn failure_reason(&self) -> Option<String> {
+        match self {
+            Outcome::Failed(e) => Some(e.to_string()),
+            Outcome::Planned(Plan::Ambiguous { ids }) => Some(format!(
+                "registration is on this device {} times: remove the extra copies there",
+                ids.len()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// How a device proves who is calling.

@@ -6,6 +6,7 @@ mod bad_input;
 mod bench;
 mod check;
 mod cli;
+mod consistency;
 mod dashboard;
 mod demo;
 mod enroll;
