@@ -278,7 +278,9 @@ fn chromium() -> PathBuf {
             }
         }
     }
-    panic!("this test needs headless Chromium: apt-get install chromium (.ci/run does it)");
+    panic!(
+        "this test needs headless Chromium, and none is installed: run .ci/run, which installs it (apt-get install chromium) and then runs the tests"
+    );
 }
 
 /// Runs headless Chromium on `url` with `extra` arguments; its stdout. Bounded: killed
