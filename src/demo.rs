@@ -108,10 +108,10 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
         };
         print_report(&report, false)?;
         exit = exit.merge(Exit::of(&report));
-        if pass == 2 && report.skipped_cache != report.operations {
+        if pass == 2 && report.totals.skipped_cache != report.operations {
             eprintln!(
                 "the second pass skipped {} of {} pairs; expected all",
-                report.skipped_cache, report.operations
+                report.totals.skipped_cache, report.operations
             );
             exit = exit.merge(Exit::SomeFailed);
         }

@@ -1258,8 +1258,8 @@ mod tests {
         }
         .run(&stop)
         .unwrap();
-        assert_eq!(report.registered, 40);
-        assert_eq!(report.failed, 10);
+        assert_eq!(report.totals.registered, 40);
+        assert_eq!(report.totals.failed, 10);
         assert!(report
             .failures
             .iter()

@@ -28,11 +28,9 @@
 //! listed for removals gets one `failed` line with a null `registration_hash`.
 
 use crate::cache::KeySecret;
-use crate::device::{DeviceError, Outcome, Plan};
 use crate::live::rfc3339;
-use crate::person::Person;
 use crate::report::Counts;
-use crate::reporter::{JobTiming, Watch};
+use crate::reporter::{Settled, Watch};
 use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -49,7 +47,7 @@ struct Line<'a> {
     outcome: &'static str,
     attempts: u32,
     latency_ms: Option<u64>,
-    error: Option<String>,
+    error: Option<&'a str>,
 }
 
 /// The open events file, written by the reporter thread.
@@ -100,46 +98,25 @@ impl EventLog {
     }
 }
 
-/// The report category of an outcome, as the JSON report names it.
-pub fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Registered => "registered",
-        Outcome::Updated => "updated",
-        Outcome::Unchanged => "unchanged",
-        Outcome::SkippedCache => "skipped_cache",
-        Outcome::Failed(_) => "failed",
-        // `catraca plan` (dry run): what enroll would do.
-        Outcome::Planned(Plan::Create) => "would_register",
-        Outcome::Planned(Plan::Update { .. }) => "would_update",
-        Outcome::Planned(Plan::Unchanged { .. }) => "unchanged",
-        Outcome::Planned(Plan::Ambiguous { .. }) => "failed",
-    }
-}
-
-/// What a line says about one pair (or one device), before its time and device name.
-struct Said {
-    registration_hash: Option<String>,
-    outcome: &'static str,
-    attempts: u32,
-    latency_ms: Option<u64>,
-    error: Option<String>,
-}
-
-impl EventLog {
-    /// Appends the line of `said` on device number `device`; the first write error
-    /// stops the file, not the run.
-    fn write(&mut self, device: usize, said: Said) {
+impl Watch for EventLog {
+    fn settled(&mut self, settled: &Settled<'_>) {
         if self.error.is_some() {
             return;
         }
         let line = Line {
             time: rfc3339(SystemTime::now()),
-            device: &self.devices[device],
-            registration_hash: said.registration_hash,
-            outcome: said.outcome,
-            attempts: said.attempts,
-            latency_ms: said.latency_ms,
-            error: said.error,
+            device: &self.devices[settled.device],
+            registration_hash: settled
+                .registration
+                .map(|r| self.secret.registration_hash(r)),
+            outcome: if settled.planned {
+                settled.category.planned_key()
+            } else {
+                settled.category.key()
+            },
+            attempts: settled.attempts,
+            latency_ms: settled.latency.map(|l| l.as_millis() as u64),
+            error: settled.error,
         };
         let written = serde_json::to_writer(&mut self.out, &line)
             .map_err(std::io::Error::from)
@@ -151,71 +128,6 @@ impl EventLog {
             );
             self.error = Some(e);
         }
-    }
-}
-
-impl Watch for EventLog {
-    fn pair(
-        &mut self,
-        device: usize,
-        person: &Person,
-        outcome: &Outcome,
-        timing: Option<JobTiming>,
-    ) {
-        if self.error.is_some() {
-            return;
-        }
-        let said = Said {
-            registration_hash: Some(self.secret.registration_hash(&person.registration)),
-            outcome: outcome_label(outcome),
-            attempts: timing.map_or(0, |t| t.attempts),
-            latency_ms: timing.map(|t| t.elapsed.as_millis() as u64),
-            error: outcome.failure_reason(),
-        };
-        self.write(device, said);
-    }
-
-    fn verify_failed(&mut self, device: usize, person: &Person, error: &str) {
-        let said = Said {
-            registration_hash: Some(self.secret.registration_hash(&person.registration)),
-            outcome: "failed",
-            attempts: 1,
-            latency_ms: None,
-            error: Some(error.to_string()),
-        };
-        self.write(device, said);
-    }
-
-    fn listing_failed(&mut self, device: usize, error: &str) {
-        let said = Said {
-            registration_hash: None,
-            outcome: "failed",
-            attempts: 1,
-            latency_ms: None,
-            error: Some(error.to_string()),
-        };
-        self.write(device, said);
-    }
-
-    fn removed(
-        &mut self,
-        device: usize,
-        registration: &str,
-        result: &Result<(), DeviceError>,
-        planned: bool,
-    ) {
-        let said = Said {
-            registration_hash: Some(self.secret.registration_hash(registration)),
-            outcome: match (result, planned) {
-                (Ok(()), true) => "would_remove",
-                (Ok(()), false) => "removed",
-                (Err(_), _) => "failed",
-            },
-            attempts: u32::from(!planned),
-            latency_ms: None,
-            error: result.as_ref().err().map(|e| format!("not removed: {e}")),
-        };
-        self.write(device, said);
     }
 
     fn batch(&mut self, _: &[Counts], _: u64) {

@@ -18,7 +18,7 @@ impl Exit {
     pub fn of(report: &Report) -> Exit {
         if report.interrupted && report.halted.is_none() {
             Exit::Interrupted
-        } else if report.failed > 0 {
+        } else if report.totals.failed > 0 {
             Exit::SomeFailed
         } else {
             Exit::Done

@@ -8,11 +8,9 @@
 //! retries, breaker, last error) read directly from its [`DeviceTelemetry`] atomics.
 //! Nothing here slows a worker: workers never touch it.
 
-use crate::device::Outcome;
 use crate::engine::Target;
-use crate::person::Person;
 use crate::report::Counts;
-use crate::reporter::{JobTiming, Watch};
+use crate::reporter::{Settled, Watch};
 use crate::telemetry::{DeviceTelemetry, Histogram};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -234,12 +232,7 @@ impl LiveStatus {
             .zip(&progress.per_device)
             .enumerate()
             .map(|(d, (device, counts))| {
-                totals.registered += counts.registered;
-                totals.updated += counts.updated;
-                totals.unchanged += counts.unchanged;
-                totals.skipped_cache += counts.skipped_cache;
-                totals.failed += counts.failed;
-                totals.removed += counts.removed;
+                totals += counts;
                 let t = &device.telemetry;
                 let latency = t.latency();
                 let quantile = |q: f64| latency.quantile_ms(q).filter(|&ms| ms != u64::MAX);
@@ -300,18 +293,19 @@ impl LivePublisher {
 }
 
 impl Watch for LivePublisher {
-    fn pair(&mut self, device: usize, person: &Person, outcome: &Outcome, _: Option<JobTiming>) {
-        if let Some(error) = outcome.failure_reason() {
-            self.failed(device, &person.registration, error);
+    fn settled(&mut self, settled: &Settled<'_>) {
+        let Some(error) = settled.error else { return };
+        // Only the last few of a batch can be shown: keep the reporter quick when a
+        // device fails a thousand pairs at once.
+        if self.failures.len() >= RECENT_FAILURES {
+            self.failures.remove(0);
         }
-    }
-
-    fn verify_failed(&mut self, device: usize, person: &Person, error: &str) {
-        self.failed(device, &person.registration, error.to_string());
-    }
-
-    fn listing_failed(&mut self, device: usize, error: &str) {
-        self.failed(device, "", error.to_string());
+        self.failures.push(RecentFailure {
+            time: rfc3339(SystemTime::now()),
+            device: self.live.devices[settled.device].name.clone(),
+            registration: settled.registration.unwrap_or_default().to_string(),
+            error: error.to_string(),
+        });
     }
 
     fn batch(&mut self, per_device: &[Counts], done: u64) {
@@ -321,35 +315,6 @@ impl Watch for LivePublisher {
 
     fn operations(&mut self, per_device: &[u64]) {
         self.live.set_operations(per_device);
-    }
-
-    fn removed(
-        &mut self,
-        device: usize,
-        registration: &str,
-        result: &Result<(), crate::device::DeviceError>,
-        _planned: bool,
-    ) {
-        if let Err(error) = result {
-            self.failed(device, registration, format!("not removed: {error}"));
-        }
-    }
-}
-
-impl LivePublisher {
-    /// Lists a failure of this batch for the dashboard.
-    fn failed(&mut self, device: usize, registration: &str, error: String) {
-        // Only the last few of a batch can be shown: keep the reporter quick when a
-        // device fails a thousand pairs at once.
-        if self.failures.len() >= RECENT_FAILURES {
-            self.failures.remove(0);
-        }
-        self.failures.push(RecentFailure {
-            time: rfc3339(SystemTime::now()),
-            device: self.live.devices[device].name.clone(),
-            registration: registration.to_string(),
-            error,
-        });
     }
 }
 

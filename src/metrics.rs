@@ -63,14 +63,8 @@ pub fn render(status: &Status) -> String {
     );
     for d in &status.devices {
         let device = escape(&d.name);
-        for (outcome, count) in [
-            ("registered", d.counts.registered),
-            ("updated", d.counts.updated),
-            ("unchanged", d.counts.unchanged),
-            ("skipped_cache", d.counts.skipped_cache),
-            ("failed", d.counts.failed),
-            ("removed", d.counts.removed),
-        ] {
+        for (category, count) in d.counts.iter() {
+            let outcome = category.key();
             let _ = writeln!(
                 out,
                 "catraca_pairs_total{{device=\"{device}\",outcome=\"{outcome}\"}} {count}"

@@ -9,10 +9,12 @@
 //! that `--verify` finds missing moves from registered or updated to failed. Nothing
 //! here ever holds a password.
 
+use crate::category::Category;
 use crate::i18n::{self, Msg};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::ops::{AddAssign, Index, IndexMut};
 
 /// Counts for one device, or for the whole run.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -32,13 +34,51 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Every category, so that the categories add up to the operations.
     pub fn total(&self) -> u64 {
-        self.registered
-            + self.updated
-            + self.unchanged
-            + self.skipped_cache
-            + self.failed
-            + self.removed
+        self.iter().map(|(_, count)| count).sum()
+    }
+
+    /// Each category with its count, in [`Category::ALL`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (Category, u64)> + '_ {
+        Category::ALL.into_iter().map(|c| (c, self[c]))
+    }
+}
+
+impl Index<Category> for Counts {
+    type Output = u64;
+
+    fn index(&self, category: Category) -> &u64 {
+        match category {
+            Category::Registered => &self.registered,
+            Category::Updated => &self.updated,
+            Category::Unchanged => &self.unchanged,
+            Category::SkippedCache => &self.skipped_cache,
+            Category::Failed => &self.failed,
+            Category::Removed => &self.removed,
+        }
+    }
+}
+
+impl IndexMut<Category> for Counts {
+    fn index_mut(&mut self, category: Category) -> &mut u64 {
+        match category {
+            Category::Registered => &mut self.registered,
+            Category::Updated => &mut self.updated,
+            Category::Unchanged => &mut self.unchanged,
+            Category::SkippedCache => &mut self.skipped_cache,
+            Category::Failed => &mut self.failed,
+            Category::Removed => &mut self.removed,
+        }
+    }
+}
+
+/// Adds the categories (not the plan's field changes, which are per device).
+impl AddAssign<&Counts> for Counts {
+    fn add_assign(&mut self, other: &Counts) {
+        for (category, count) in other.iter() {
+            self[category] += count;
+        }
     }
 }
 
@@ -70,13 +110,10 @@ pub struct Report {
     pub participants: u64,
     pub devices: u64,
     pub operations: u64,
-    pub registered: u64,
-    pub updated: u64,
-    pub unchanged: u64,
-    pub skipped_cache: u64,
-    pub failed: u64,
-    /// People taken off devices (with `dry_run`, that would be).
-    pub removed: u64,
+    /// The sum of every device's counts, under the same keys (`registered`, ...,
+    /// `removed`) at the top of the JSON.
+    #[serde(flatten)]
+    pub totals: Counts,
     /// Pairs read back by `--verify`.
     pub verified: u64,
     /// Pairs done on the device whose result could not be written to the cache (they
@@ -103,12 +140,7 @@ impl Report {
             participants: 0,
             devices: 0,
             operations: 0,
-            registered: 0,
-            updated: 0,
-            unchanged: 0,
-            skipped_cache: 0,
-            failed: 0,
-            removed: 0,
+            totals: Counts::default(),
             verified: 0,
             not_cached: 0,
             dry_run: false,
@@ -138,32 +170,16 @@ impl Report {
         field("", Msg::SumParticipants, &self.participants);
         field("", Msg::SumDevices, &self.devices);
         field("", Msg::SumOperations, &self.operations);
-        if self.dry_run {
-            field("  ", Msg::SumWouldRegister, &self.registered);
-            field("  ", Msg::SumWouldUpdate, &self.updated);
-        } else {
-            field("  ", Msg::SumRegistered, &self.registered);
-            field("  ", Msg::SumUpdated, &self.updated);
-        }
-        field("  ", Msg::SumUnchanged, &self.unchanged);
-        field("  ", Msg::SumSkipped, &self.skipped_cache);
-        let failed_count = self.failed.to_string();
-        field(
-            "  ",
-            Msg::SumFailed,
-            &if self.failed > 0 {
-                paint(&failed_count, Color::Red, color)
-            } else {
-                failed_count
-            },
-        );
-        if self.removed > 0 || self.dry_run {
-            let label = if self.dry_run {
-                Msg::SumWouldRemove
-            } else {
-                Msg::SumRemoved
+        for (category, count) in self.totals.iter() {
+            // Removals show when there are some, or when a plan could have found some.
+            if category == Category::Removed && count == 0 && !self.dry_run {
+                continue;
+            }
+            let count = match category {
+                Category::Failed if count > 0 => paint(&count.to_string(), Color::Red, color),
+                _ => count.to_string(),
             };
-            field("  ", label, &self.removed);
+            field("  ", category.label(self.dry_run), &count);
         }
         if self.verified > 0 {
             field(
@@ -197,55 +213,38 @@ impl Report {
             .max()
             .unwrap_or(6)
             .max(i18n::t(Msg::ColDevice).chars().count());
-        let (add, update, remove) = if self.dry_run {
-            (
-                i18n::t(Msg::ColToAdd),
-                i18n::t(Msg::ColToUpdate),
-                i18n::t(Msg::ColToRemove),
-            )
-        } else {
-            (
-                i18n::t(Msg::SumRegistered),
-                i18n::t(Msg::SumUpdated),
-                i18n::t(Msg::SumRemoved),
-            )
-        };
-        let (unchanged, skipped, failed) = (
-            i18n::t(Msg::SumUnchanged),
-            i18n::t(Msg::ColSkipped),
-            i18n::t(Msg::SumFailed),
-        );
-        // The English widths, wider when a Portuguese heading needs it.
-        let w = |min: usize, heading: &str| min.max(heading.chars().count());
-        let (w1, w2, w3, w4, w5) = (
-            w(10, add),
-            w(9, update),
-            w(9, unchanged),
-            w(7, skipped),
-            w(6, failed),
-        );
-        let w6 = w(7, remove);
-        let _ = writeln!(
+        // Each category's column: its heading, at least as wide as the English one.
+        let columns: Vec<(&str, usize)> = Category::ALL
+            .iter()
+            .zip([10, 9, 9, 7, 6, 7])
+            .map(|(&category, min)| {
+                let heading = match (category, self.dry_run) {
+                    (Category::Registered, true) => i18n::t(Msg::ColToAdd),
+                    (Category::Updated, true) => i18n::t(Msg::ColToUpdate),
+                    (Category::Removed, true) => i18n::t(Msg::ColToRemove),
+                    (Category::SkippedCache, _) => i18n::t(Msg::ColSkipped),
+                    (category, _) => i18n::t(category.label(false)),
+                };
+                (heading, min.max(heading.chars().count()))
+            })
+            .collect();
+        let _ = write!(
             out,
-            "\n{:<name_width$}  {:<9}  {add:>w1$}  {update:>w2$}  {unchanged:>w3$}  {skipped:>w4$}  {failed:>w5$}  {remove:>w6$}  url",
+            "\n{:<name_width$}  {:<9}",
             i18n::t(Msg::ColDevice),
             i18n::t(Msg::ColKind)
         );
+        for (heading, width) in &columns {
+            let _ = write!(out, "  {heading:>width$}");
+        }
+        let _ = writeln!(out, "  url");
         for d in &self.per_device {
             let c = &d.counts;
-            let _ = writeln!(
-                out,
-                "{:<name_width$}  {:<9}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}  {:>w6$}  {}",
-                d.name,
-                d.kind,
-                c.registered,
-                c.updated,
-                c.unchanged,
-                c.skipped_cache,
-                c.failed,
-                c.removed,
-                d.url
-            );
+            let _ = write!(out, "{:<name_width$}  {:<9}", d.name, d.kind);
+            for ((_, count), (_, width)) in c.iter().zip(&columns) {
+                let _ = write!(out, "  {count:>width$}");
+            }
+            let _ = writeln!(out, "  {}", d.url);
             if !c.changes.is_empty() {
                 let fields: Vec<String> =
                     c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
@@ -315,7 +314,7 @@ mod tests {
         };
         assert_eq!(counts.total(), 6);
         let mut report = Report::empty();
-        report.removed = 2;
+        report.totals.removed = 2;
         report.per_device.push(DeviceReport {
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),

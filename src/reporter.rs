@@ -5,6 +5,7 @@
 //! `-v` lines. Progress is an indicatif bar on a terminal and, when stderr is a file or
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
+use crate::category::Category;
 use crate::device::{DeviceError, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
@@ -61,39 +62,41 @@ pub struct JobTiming {
     pub attempts: u32,
 }
 
+/// One settled operation, as the reporter tells every watcher and counts it itself:
+/// its category and its reason are decided once, here.
+#[derive(Debug, Clone, Copy)]
+pub struct Settled<'a> {
+    /// The device's number in the run.
+    pub device: usize,
+    /// The person's registration; `None` for the device itself (a failed listing).
+    pub registration: Option<&'a str>,
+    /// The person's name, when the person is one of the list (not for removals).
+    pub name: Option<&'a str>,
+    pub category: Category,
+    /// `catraca plan`: what would happen; nothing was written.
+    pub planned: bool,
+    /// Why it failed, as the report, the events file and the dashboard give it.
+    pub error: Option<&'a str>,
+    /// 1 + the retries of the job that settled it; 0 when nothing was sent for it.
+    pub attempts: u32,
+    /// How long that job took, when a job did.
+    pub latency: Option<Duration>,
+    /// `--verify` found missing a pair settled earlier in the run in this category: it
+    /// moves from there to `category` (failed).
+    pub revises: Option<Category>,
+}
+
 /// Follows the run as the reporter sees it, on the reporter's thread: the live status
 /// of the dashboard, the events file. The reporter stays the only owner of the counts;
-/// watchers get each pair, then the counts after each batch.
+/// watchers get each settled operation, then the counts after each batch.
 pub trait Watch {
-    /// One finished pair: `person` on device number `device`.
-    fn pair(
-        &mut self,
-        device: usize,
-        person: &Person,
-        outcome: &Outcome,
-        timing: Option<JobTiming>,
-    );
+    /// One operation settled (or, with `revises`, settled again).
+    fn settled(&mut self, settled: &Settled<'_>);
     /// After each batch of pairs: the counts so far, per device, and the pairs done.
     fn batch(&mut self, per_device: &[Counts], done: u64);
-    /// One person taken off device number `device` (`planned`: `catraca plan` says it
-    /// would be), or the reason it was not.
-    fn removed(
-        &mut self,
-        _device: usize,
-        _registration: &str,
-        _result: &Result<(), DeviceError>,
-        _planned: bool,
-    ) {
-    }
     /// The operations of each device changed (removals found, people leaving instead of
     /// being enrolled): the new numbers, per device.
     fn operations(&mut self, _per_device: &[u64]) {}
-    /// `--verify` found that device number `device` does not hold `person`, reported
-    /// done earlier in the run (through [`Watch::pair`]): the pair is failed now, for
-    /// `error`.
-    fn verify_failed(&mut self, _device: usize, _person: &Person, _error: &str) {}
-    /// Device number `device` could not be listed for removals: one failed operation.
-    fn listing_failed(&mut self, _device: usize, _error: &str) {}
 }
 
 /// How much the reporter prints while the run goes.
@@ -138,12 +141,14 @@ impl Reporter<'_> {
         let mut operations = self.people.len() as u64 * self.devices.len() as u64;
         let mut verified = 0u64;
         let mut device_operations = vec![self.people.len() as u64; self.devices.len()];
-        let mut per_device = vec![Counts::default(); self.devices.len()];
+        let mut tally = Tally {
+            per_device: vec![Counts::default(); self.devices.len()],
+            failures: Vec::new(),
+            done: 0,
+        };
         let mut finished_ms = vec![0u64; self.devices.len()];
-        let mut failures = Vec::new();
         let mut not_cached = 0u64;
         let mut warned_cache = false;
-        let mut done = 0u64;
         let mut progress = match self.verbosity {
             Verbosity::Quiet => Progress::Hidden,
             _ if std::io::stderr().is_terminal() => {
@@ -179,53 +184,30 @@ impl Reporter<'_> {
                     timing,
                 } => {
                     finished_ms[device] = started.elapsed().as_millis() as u64;
-                    let counts = &mut per_device[device];
                     for (person, outcome) in outcomes {
                         let person = &self.people[person as usize];
-                        for watcher in watchers.iter_mut() {
-                            watcher.pair(device, person, &outcome, timing);
-                        }
-                        let (label, slot) = match &outcome {
-                            Outcome::Registered => ("registered", &mut counts.registered),
-                            Outcome::Updated => ("updated", &mut counts.updated),
-                            Outcome::Unchanged => ("unchanged", &mut counts.unchanged),
-                            Outcome::SkippedCache => ("skipped (cache)", &mut counts.skipped_cache),
-                            Outcome::Failed(_) => ("failed", &mut counts.failed),
-                            Outcome::Planned(plan) => match plan {
-                                Plan::Create => ("would register", &mut counts.registered),
-                                Plan::Update { changes, .. } => {
-                                    for field in changes {
-                                        *counts.changes.entry(field).or_default() += 1;
-                                    }
-                                    ("would update", &mut counts.updated)
-                                }
-                                Plan::Unchanged { .. } => ("unchanged", &mut counts.unchanged),
-                                Plan::Ambiguous { .. } => ("conflict", &mut counts.failed),
-                            },
-                        };
-                        *slot += 1;
-                        done += 1;
-                        if self.verbosity == Verbosity::Pairs {
-                            let reason = match &outcome {
-                                Outcome::Failed(e) => format!(": {e}"),
-                                _ => String::new(),
-                            };
-                            let line = format!(
-                                "{label}: {} ({}) on {}{reason}",
-                                person.name, person.registration, self.devices[device].0
-                            );
-                            match &progress {
-                                Progress::Bar(bar) => bar.println(line),
-                                _ => eprintln!("{line}"),
+                        if let Outcome::Planned(Plan::Update { changes, .. }) = &outcome {
+                            for field in changes {
+                                *tally.per_device[device].changes.entry(field).or_default() += 1;
                             }
                         }
-                        if let Some(error) = outcome.failure_reason() {
-                            failures.push(Failure {
-                                registration: person.registration.clone(),
-                                device: self.devices[device].0.clone(),
-                                error,
-                            });
-                        }
+                        let error = outcome.failure_reason();
+                        self.settle(
+                            &mut tally,
+                            &progress,
+                            watchers,
+                            Settled {
+                                device,
+                                registration: Some(&person.registration),
+                                name: Some(&person.name),
+                                category: Category::of(&outcome),
+                                planned: matches!(outcome, Outcome::Planned(_)),
+                                error: error.as_deref(),
+                                attempts: timing.map_or(0, |t| t.attempts),
+                                latency: timing.map(|t| t.elapsed),
+                                revises: None,
+                            },
+                        );
                     }
                 }
                 Event::NotCached { count, error } => {
@@ -261,42 +243,27 @@ impl Reporter<'_> {
                     planned,
                 } => {
                     finished_ms[device] = started.elapsed().as_millis() as u64;
-                    let counts = &mut per_device[device];
                     for (registration, result) in outcomes {
-                        done += 1;
-                        for watcher in watchers.iter_mut() {
-                            watcher.removed(device, &registration, &result, planned);
-                        }
-                        let label = match (&result, planned) {
-                            (Ok(()), true) => "would remove",
-                            (Ok(()), false) => "removed",
-                            (Err(_), _) => "removal failed",
-                        };
-                        if self.verbosity == Verbosity::Pairs {
-                            let reason = match &result {
-                                Err(e) => format!(": {e}"),
-                                Ok(()) => String::new(),
-                            };
-                            let line = format!(
-                                "{label}: {registration} from {}{reason}",
-                                self.devices[device].0
-                            );
-                            match &progress {
-                                Progress::Bar(bar) => bar.println(line),
-                                _ => eprintln!("{line}"),
-                            }
-                        }
-                        match result {
-                            Ok(()) => counts.removed += 1,
-                            Err(e) => {
-                                counts.failed += 1;
-                                failures.push(Failure {
-                                    registration,
-                                    device: self.devices[device].0.clone(),
-                                    error: format!("not removed: {e}"),
-                                });
-                            }
-                        }
+                        let error = result.as_ref().err().map(|e| format!("not removed: {e}"));
+                        self.settle(
+                            &mut tally,
+                            &progress,
+                            watchers,
+                            Settled {
+                                device,
+                                registration: Some(&registration),
+                                name: None,
+                                category: match result {
+                                    Ok(()) => Category::Removed,
+                                    Err(_) => Category::Failed,
+                                },
+                                planned,
+                                error: error.as_deref(),
+                                attempts: u32::from(!planned),
+                                latency: None,
+                                revises: None,
+                            },
+                        );
                     }
                 }
                 Event::ListingFailed { device, error } => {
@@ -309,16 +276,22 @@ impl Reporter<'_> {
                     for watcher in watchers.iter_mut() {
                         watcher.operations(&device_operations);
                     }
-                    done += 1;
-                    per_device[device].failed += 1;
-                    for watcher in watchers.iter_mut() {
-                        watcher.listing_failed(device, &error);
-                    }
-                    failures.push(Failure {
-                        registration: String::new(),
-                        device: self.devices[device].0.clone(),
-                        error,
-                    });
+                    self.settle(
+                        &mut tally,
+                        &progress,
+                        watchers,
+                        Settled {
+                            device,
+                            registration: None,
+                            name: None,
+                            category: Category::Failed,
+                            planned: false,
+                            error: Some(&error),
+                            attempts: 1,
+                            latency: None,
+                            revises: None,
+                        },
+                    );
                 }
                 Event::Verified { count } => verified += count,
                 Event::VerifyFailed {
@@ -326,34 +299,36 @@ impl Reporter<'_> {
                     person,
                     updated,
                     error,
-                } => {
-                    let counts = &mut per_device[device];
-                    let slot = if updated {
-                        &mut counts.updated
-                    } else {
-                        &mut counts.registered
-                    };
-                    *slot = slot.saturating_sub(1);
-                    counts.failed += 1;
-                    let person = &self.people[person as usize];
-                    for watcher in watchers.iter_mut() {
-                        watcher.verify_failed(device, person, &error);
-                    }
-                    failures.push(Failure {
-                        registration: person.registration.clone(),
-                        device: self.devices[device].0.clone(),
-                        error,
-                    });
-                }
+                } => self.settle(
+                    &mut tally,
+                    &progress,
+                    watchers,
+                    Settled {
+                        device,
+                        registration: Some(&self.people[person as usize].registration),
+                        name: Some(&self.people[person as usize].name),
+                        category: Category::Failed,
+                        planned: false,
+                        error: Some(&error),
+                        attempts: 1,
+                        latency: None,
+                        revises: Some(if updated {
+                            Category::Updated
+                        } else {
+                            Category::Registered
+                        }),
+                    },
+                ),
             }
             for watcher in watchers.iter_mut() {
-                watcher.batch(&per_device, done);
+                watcher.batch(&tally.per_device, tally.done);
             }
             match &mut progress {
                 Progress::Hidden => {}
-                Progress::Bar(bar) => bar.set_position(done),
+                Progress::Bar(bar) => bar.set_position(tally.done),
                 Progress::Lines { next_tenth } => {
                     // One line each time a tenth is crossed, even if a batch crosses two.
+                    let done = tally.done;
                     if *next_tenth <= 10 && done * 10 >= operations * *next_tenth {
                         let percent =
                             format!("{:.1}", done as f64 * 100.0 / operations.max(1) as f64);
@@ -380,24 +355,14 @@ impl Reporter<'_> {
         }
 
         let mut totals = Counts::default();
-        for c in &per_device {
-            totals.registered += c.registered;
-            totals.updated += c.updated;
-            totals.unchanged += c.unchanged;
-            totals.skipped_cache += c.skipped_cache;
-            totals.failed += c.failed;
-            totals.removed += c.removed;
+        for counts in &tally.per_device {
+            totals += counts;
         }
         Report {
             participants: self.people.len() as u64,
             devices: self.devices.len() as u64,
             operations,
-            registered: totals.registered,
-            updated: totals.updated,
-            unchanged: totals.unchanged,
-            skipped_cache: totals.skipped_cache,
-            failed: totals.failed,
-            removed: totals.removed,
+            totals,
             verified,
             not_cached,
             dry_run: false,
@@ -408,7 +373,7 @@ impl Reporter<'_> {
             per_device: self
                 .devices
                 .into_iter()
-                .zip(per_device)
+                .zip(tally.per_device)
                 .zip(finished_ms)
                 .map(|(((name, url, kind), counts), finished_ms)| DeviceReport {
                     name,
@@ -418,7 +383,56 @@ impl Reporter<'_> {
                     counts,
                 })
                 .collect(),
-            failures,
+            failures: tally.failures,
         }
     }
+
+    /// Counts one settled operation everywhere it is counted: the tallies, the failure
+    /// list, the `-v` line, and every watcher.
+    fn settle(
+        &self,
+        tally: &mut Tally,
+        progress: &Progress,
+        watchers: &mut [&mut (dyn Watch + Send)],
+        settled: Settled<'_>,
+    ) {
+        let counts = &mut tally.per_device[settled.device];
+        counts[settled.category] += 1;
+        match settled.revises {
+            Some(previous) => counts[previous] = counts[previous].saturating_sub(1),
+            None => tally.done += 1,
+        }
+        let device = &self.devices[settled.device].0;
+        if let Some(error) = settled.error {
+            tally.failures.push(Failure {
+                registration: settled.registration.unwrap_or_default().to_string(),
+                device: device.clone(),
+                error: error.to_string(),
+            });
+        }
+        if self.verbosity == Verbosity::Pairs {
+            let label = i18n::t(settled.category.label(settled.planned));
+            let reason = settled.error.map(|e| format!(": {e}")).unwrap_or_default();
+            let registration = settled.registration.unwrap_or("-");
+            let line = match settled.name {
+                Some(name) => format!("{label}: {name} ({registration}) on {device}{reason}"),
+                None => format!("{label}: {registration} from {device}{reason}"),
+            };
+            match progress {
+                Progress::Bar(bar) => bar.println(line),
+                _ => eprintln!("{line}"),
+            }
+        }
+        for watcher in watchers.iter_mut() {
+            watcher.settled(&settled);
+        }
+    }
+}
+
+/// What the reporter counts as operations settle.
+struct Tally {
+    per_device: Vec<Counts>,
+    failures: Vec<Failure>,
+    /// Operations settled so far (a pair settled again by `--verify` counts once).
+    done: u64,
 }

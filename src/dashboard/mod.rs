@@ -139,6 +139,33 @@ impl Drop for Dashboard {
     }
 }
 
+/// The page as served: in Portuguese when `pt`, with the report's categories (keys and
+/// labels in both languages) written into its script.
+pub fn page(pt: bool) -> String {
+    use crate::category::Category;
+    use crate::i18n::Lang;
+    let categories: Vec<serde_json::Value> = Category::ALL
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "key": c.key(),
+                "en": c.label(false).template(Lang::En),
+                "pt-BR": c.label(false).template(Lang::PtBr),
+            })
+        })
+        .collect();
+    let page = PAGE.replacen(
+        "/*categories*/[]",
+        &serde_json::Value::from(categories).to_string(),
+        1,
+    );
+    if pt {
+        page.replacen("<html lang=\"en\">", "<html lang=\"pt-BR\">", 1)
+    } else {
+        page
+    }
+}
+
 fn header(name: &str, value: &str) -> Header {
     Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
 }
@@ -147,12 +174,7 @@ fn answer(request: Request, live: &LiveStatus) {
     let path = request.url().split('?').next().unwrap_or("/").to_string();
     let (status, content_type, body) = match (request.method(), path.as_str()) {
         (Method::Get | Method::Head, "/" | "/index.html") => {
-            let page = if crate::i18n::is_pt() {
-                PAGE.replacen("<html lang=\"en\">", "<html lang=\"pt-BR\">", 1)
-            } else {
-                PAGE.to_string()
-            };
-            (200, "text/html; charset=utf-8", page)
+            (200, "text/html; charset=utf-8", page(crate::i18n::is_pt()))
         }
         (Method::Get | Method::Head, "/api/status") => {
             let body = serde_json::to_string(&live.status()).unwrap_or_else(|_| "{}".into());
@@ -186,6 +208,17 @@ fn answer(request: Request, live: &LiveStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_served_page_has_every_category_with_its_labels() {
+        let page = page(true);
+        assert!(!page.contains("/*categories*/"));
+        assert!(page.contains("<html lang=\"pt-BR\">"));
+        for category in crate::category::Category::ALL {
+            assert!(page.contains(&format!("\"key\":\"{}\"", category.key())));
+        }
+        assert!(page.contains("pulados (cache)") && page.contains("removed"));
+    }
 
     #[test]
     fn a_bare_port_means_loopback() {
