@@ -419,6 +419,21 @@ fn host_of(url: &str) -> &str {
         .unwrap_or(url)
 }
 
+/// Warns, once per run, of https devices whose certificates are not checked.
+pub fn warn_insecure(devices: &[DeviceConfig]) {
+    let unchecked: Vec<&str> = devices
+        .iter()
+        .filter(|d| d.url.starts_with("https://") && d.tls == TlsTrust::Insecure)
+        .map(|d| d.name.as_str())
+        .collect();
+    if !unchecked.is_empty() {
+        log::warn!(
+            "{}",
+            tr(Msg::WarnInsecureTls, &[("devices", &unchecked.join(", "))])
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

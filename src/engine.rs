@@ -23,12 +23,12 @@
 //! pairs written once all jobs are done.
 
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
+use crate::device::telemetry;
 use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::reporter::{Event, JobTiming};
 use crate::stop::{FailureLimit, Stop};
-use crate::telemetry;
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
 use std::collections::{HashSet, VecDeque};

@@ -3,16 +3,90 @@
 //! benchmark, so all three measure and show the same code.
 
 use crate::cache::{Cache, KeySecret};
+use crate::config::DeviceConfig;
+use crate::device::http::Timeouts;
+use crate::device::RetryPolicy;
 use crate::engine::{Engine, EngineOptions, Target};
 use crate::person::Person;
 use crate::report::Report;
 use crate::reporter::{Reporter, Verbosity, Watch};
 use crate::stop::{FailureLimit, Stop};
+use std::num::NonZeroUsize;
 use std::time::Instant;
 
 /// Room for this many batches of outcomes between the workers and the reporter: enough
 /// that workers never wait on a reporter that is printing, small enough to bound memory.
 const EVENT_QUEUE: usize = 1024;
+
+/// How the work of a run is spread and how patient it is with devices, once flags,
+/// settings file and defaults are resolved. The defaults are the constants they name:
+/// each is written, with its reasoning, in one place.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Worker threads. Default [`crate::engine::DEFAULT_THREADS`].
+    pub threads: NonZeroUsize,
+    /// One job after another in one thread.
+    pub sequential: bool,
+    /// People per create request. Default [`crate::engine::DEFAULT_BATCH_SIZE`].
+    pub batch_size: NonZeroUsize,
+    /// Requests in flight per device whose entry sets none. Default
+    /// [`crate::engine::DEFAULT_MAX_IN_FLIGHT`].
+    pub max_in_flight: NonZeroUsize,
+    /// Requests per second per device whose entry sets none. Default: no limit.
+    pub rate: Option<f64>,
+    /// Default [`Timeouts::default`].
+    pub timeouts: Timeouts,
+    /// Retries of a transiently failed request. Default [`RetryPolicy::default`].
+    pub retries: u32,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        let nonzero = |n| NonZeroUsize::new(n).expect("nonzero default");
+        RunConfig {
+            threads: nonzero(crate::engine::DEFAULT_THREADS),
+            sequential: false,
+            batch_size: nonzero(crate::engine::DEFAULT_BATCH_SIZE),
+            max_in_flight: nonzero(crate::engine::DEFAULT_MAX_IN_FLIGHT),
+            rate: None,
+            timeouts: Timeouts::default(),
+            retries: RetryPolicy::default().retries,
+        }
+    }
+}
+
+impl RunConfig {
+    /// The engine's options for this run's pool and batches.
+    pub fn engine_options(&self, skip_cache: bool) -> EngineOptions {
+        EngineOptions {
+            threads: self.threads,
+            sequential: self.sequential,
+            batch_size: self.batch_size,
+            skip_cache,
+            ..EngineOptions::default()
+        }
+    }
+
+    /// The retry policy of one run: every device shares its budget.
+    pub fn retry(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries: self.retries,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Drivers for the configured devices.
+    pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
+        let retry = self.retry();
+        devices
+            .iter()
+            .map(|d| Target {
+                device: d.connect(self.timeouts, retry.clone()),
+                max_in_flight: d.max_in_flight,
+            })
+            .collect()
+    }
+}
 
 /// Everything one run needs.
 pub struct Enrollment<'a> {

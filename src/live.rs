@@ -8,10 +8,10 @@
 //! retries, breaker, last error) read directly from its [`DeviceTelemetry`] atomics.
 //! Nothing here slows a worker: workers never touch it.
 
+use crate::device::telemetry::{DeviceTelemetry, Histogram};
 use crate::engine::Target;
 use crate::report::Counts;
 use crate::reporter::{Settled, Watch};
-use crate::telemetry::{DeviceTelemetry, Histogram};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

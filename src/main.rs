@@ -4,10 +4,7 @@ use catraca::i18n::{tr, Msg};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let result = catraca::cli::Cli::from_env().and_then(|cli| {
-        catraca::logging::init(cli.verbose, cli.quiet);
-        catraca::cli::run(cli)
-    });
+    let result = catraca::cli::Cli::from_env().and_then(catraca::commands::run);
     match result {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {

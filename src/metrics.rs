@@ -7,8 +7,8 @@
 //! category names (`registered`, `updated`, `unchanged`, `skipped_cache`, `failed`,
 //! `removed`).
 
+use crate::device::telemetry::LATENCY_BUCKETS_MS;
 use crate::live::{Phase, Status};
-use crate::telemetry::LATENCY_BUCKETS_MS;
 use std::fmt::Write as _;
 use std::path::Path;
 

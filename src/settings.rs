@@ -25,15 +25,16 @@
 //! ca_cert = "site-ca.pem"   # the site's certificate authority, for https devices
 //! ```
 //!
+//! The file is read here; the command line turns it into a run's configuration
+//! (`cli::resolve`), where each value's precedence is decided once.
+//!
 //! `--insecure-tls` has no key here on purpose: accepting any certificate must be asked
 //! for on the command line of the run that does it.
 
-use crate::cli::{Cli, Command, RunArgs, TlsArgs, WatchArgs};
-use clap::parser::ValueSource;
-use clap::ArgMatches;
 use serde::Deserialize;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
 /// The file looked for in the current directory when `--config` is not given.
@@ -95,7 +96,7 @@ impl Settings {
             message: e.to_string().trim_end().to_string(),
         })?;
         if let Some(linger) = &settings.dashboard_linger {
-            crate::cli::parse_duration(linger).map_err(|message| SettingsError::Parse {
+            parse_duration(linger).map_err(|message| SettingsError::Parse {
                 path: shown.clone(),
                 message: format!("dashboard_linger: {message}"),
             })?;
@@ -115,106 +116,42 @@ impl Settings {
         settings.path = Some(path);
         Ok(settings)
     }
+}
 
-    /// Fills what the command line left at its default with the file's values.
-    /// `env` reads the environment (for `cache`, which `CATRACA_CACHE` / `REDIS_URL`
-    /// override).
-    pub fn apply(&self, cli: &mut Cli, matches: &ArgMatches, env: &dyn Fn(&str) -> Option<String>) {
-        let Some((_, sub)) = matches.subcommand() else {
-            return;
-        };
-        let unset = |id: &str| {
-            !matches!(
-                sub.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
-        };
-        match &mut cli.command {
-            Command::Enroll(args) | Command::Plan(args) | Command::Remove(args) => {
-                if args.devices.is_none() && args.device_urls.is_empty() {
-                    args.devices.clone_from(&self.devices);
-                }
-                if unset("cache") && env("CATRACA_CACHE").is_none() && env("REDIS_URL").is_none() {
-                    args.cache = args.cache.take().or_else(|| self.cache.clone());
-                }
-                if let Some(path) = self.cache_path.as_ref().filter(|_| unset("cache_path")) {
-                    args.cache_path = path.clone();
-                }
-                self.apply_run(&mut args.run, &unset);
-                self.apply_watch(&mut args.watch, &unset);
-                self.apply_ca_cert(&mut args.tls);
-            }
-            Command::Demo(args) => self.apply_run(&mut args.run, &unset),
-            Command::Check(args) => {
-                if args.devices.is_none() && args.device_urls.is_empty() {
-                    args.devices.clone_from(&self.devices);
-                }
-                self.apply_ca_cert(&mut args.tls);
-            }
-            Command::Simulate(_) | Command::Completions(_) | Command::Bench(_) => {}
-        }
-    }
-
-    fn apply_ca_cert(&self, tls: &mut TlsArgs) {
-        if tls.ca_cert.is_none() && self.ca_cert.is_some() {
-            tls.ca_cert.clone_from(&self.ca_cert);
-            tls.ca_cert_origin = Some(format!(
-                "ca_cert in {}",
-                self.path
-                    .as_deref()
-                    .unwrap_or(Path::new(DEFAULT_FILE))
-                    .display()
-            ));
-        }
-    }
-
-    fn apply_run(&self, run: &mut RunArgs, unset: &dyn Fn(&str) -> bool) {
-        fn set<T: Clone>(slot: &mut T, value: &Option<T>, free: bool) {
-            if let Some(value) = value.as_ref().filter(|_| free) {
-                *slot = value.clone();
-            }
-        }
-        set(&mut run.threads, &self.threads, unset("threads"));
-        set(
-            &mut run.max_in_flight,
-            &self.max_in_flight,
-            unset("max_in_flight"),
-        );
-        set(&mut run.batch_size, &self.batch_size, unset("batch_size"));
-        set(&mut run.timeout, &self.timeout, unset("timeout"));
-        set(
-            &mut run.connect_timeout,
-            &self.connect_timeout,
-            unset("connect_timeout"),
-        );
-        set(&mut run.retries, &self.retries, unset("retries"));
-        if run.rate.is_none() {
-            run.rate = self.rate;
-        }
-    }
-
-    fn apply_watch(&self, watch: &mut WatchArgs, unset: &dyn Fn(&str) -> bool) {
-        if watch.dashboard.is_none() {
-            watch.dashboard.clone_from(&self.dashboard);
-        }
-        if let Some(linger) = self
-            .dashboard_linger
-            .as_deref()
-            .filter(|_| unset("dashboard_linger"))
-        {
-            if let Ok(linger) = crate::cli::parse_duration(linger) {
-                watch.dashboard_linger = linger;
-            }
-        }
-        if watch.metrics_file.is_none() {
-            watch.metrics_file.clone_from(&self.metrics_file);
-        }
+/// Reads `90`, `90s`, `5m`, `1h` or `500ms` as a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write e.g. 60s, 5m or 1h"))?;
+    match unit.trim() {
+        "" | "s" => Ok(Duration::from_secs(number)),
+        "ms" => Ok(Duration::from_millis(number)),
+        "m" | "min" => Ok(Duration::from_secs(number * 60)),
+        "h" => Ok(Duration::from_secs(number * 3600)),
+        other => Err(format!(
+            "{other:?} is not a unit of time: use ms, s, m or h (e.g. 60s)"
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_as_operators_write_them() {
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
 
     #[test]
     fn unknown_keys_are_refused_with_the_file_named() {

@@ -3,9 +3,11 @@
 //! `--max-failures` (exit 1). Either way no new job starts, the jobs in flight finish
 //! and are recorded, and the pairs never sent are reported with the reason.
 
+use crate::exit::Exit;
+use crate::i18n::{self, Msg};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Shared by the signal handler, the reporter and every worker.
 #[derive(Debug, Default)]
@@ -89,6 +91,21 @@ impl std::fmt::Display for FailureLimit {
             FailureLimit::Count(n) => write!(f, "{n}"),
             FailureLimit::Percent(p) => write!(f, "{p}%"),
         }
+    }
+}
+
+/// First Ctrl-C (or SIGTERM): stop taking new work and report. Second: exit at once.
+pub fn install_interrupt_handler(stop: &Arc<Stop>) {
+    let stop = Arc::clone(stop);
+    let result = ctrlc::set_handler(move || {
+        if stop.interrupt() {
+            eprintln!("{}", i18n::t(Msg::InterruptedAgain));
+            std::process::exit(Exit::Interrupted.code().into());
+        }
+        eprintln!("{}", i18n::t(Msg::InterruptedFirst));
+    });
+    if let Err(e) = result {
+        log::debug!("no Ctrl-C handler: {e}");
     }
 }
 

@@ -11,6 +11,7 @@
 //! Every worker thread opens its own [`CacheConnection`]: Redis connections are not
 //! `Sync`, and the embedded store hands out cheap handles.
 
+pub mod choice;
 pub mod embedded;
 pub mod key;
 pub mod redis_cache;

@@ -11,7 +11,7 @@
 //! while it is open instead of burning them.
 
 use super::DeviceError;
-use crate::telemetry::{BreakerState, DeviceTelemetry};
+use crate::device::telemetry::{BreakerState, DeviceTelemetry};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

@@ -18,14 +18,15 @@ pub mod http;
 pub mod intelbras;
 pub mod rate;
 pub mod retry;
+pub mod telemetry;
 pub mod tls;
 
 pub use controlid::Credentials;
 pub use retry::RetryPolicy;
 
+use crate::device::telemetry::DeviceTelemetry;
 use crate::i18n::{t, tr, Msg};
 use crate::person::Person;
-use crate::telemetry::DeviceTelemetry;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

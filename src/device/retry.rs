@@ -9,8 +9,8 @@
 
 use super::breaker::Breaker;
 use super::DeviceError;
+use crate::device::telemetry::DeviceTelemetry;
 use crate::i18n::{tr, Msg};
-use crate::telemetry::DeviceTelemetry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,7 @@ mod dashboard;
 mod demo;
 mod enroll;
 mod harness;
+mod layout;
 mod life;
 mod plan;
 mod portuguese;

@@ -8,29 +8,41 @@
 
 use crate::cache::embedded::EmbeddedCache;
 use crate::cache::KeySecret;
-use crate::cli::{
-    install_interrupt_handler, print_report, run_watched, DemoArgs, WatchArgs, Watched,
-};
+use crate::commands::enroll::{print_report, run_watched, WatchConfig, Watched};
 use crate::config::{DeviceConfig, Kind};
 use crate::device::controlid::Credentials;
 use crate::enroll::Enrollment;
+use crate::enroll::RunConfig;
 use crate::exit::Exit;
 use crate::participants;
 use crate::reporter::Verbosity;
 use crate::simulator::{Fleet, SimConfig};
-use crate::stop::Stop;
+use crate::stop::{install_interrupt_handler, Stop};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// The demo's participants, built into the binary so the demo runs from any directory.
-const PARTICIPANTS: &[u8] = include_bytes!("../data/participants.csv");
+const PARTICIPANTS: &[u8] = include_bytes!("../../data/participants.csv");
 const DEVICES: usize = 5;
 
-pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
+/// What the demo needs, resolved from its flags.
+#[derive(Debug)]
+pub struct DemoConfig {
+    /// Added by each simulated device to every answer.
+    pub latency: Duration,
+    pub run: RunConfig,
+    /// The dashboard of the first pass, if asked for.
+    pub watch: WatchConfig,
+    pub verbosity: Verbosity,
+}
+
+/// Runs the demo: exit 0 when every pass did what it should.
+pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
+    let verbosity = args.verbosity;
     let people = participants::parse(PARTICIPANTS, "data/participants.csv")?;
     let config = SimConfig {
-        latency: Duration::from_millis(args.latency_ms),
+        latency: args.latency,
         ..SimConfig::default()
     };
     let fleet = Fleet::start(DEVICES, &config)?;
@@ -54,7 +66,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
     eprintln!(
         "catraca demo: {} participants, {DEVICES} simulated Control iD turnstiles ({} ms latency):",
         people.len(),
-        args.latency_ms
+        args.latency.as_millis()
     );
     for d in &fleet.devices {
         eprintln!("  {} {}", d.name(), d.url());
@@ -67,11 +79,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
     install_interrupt_handler(&stop);
 
     // The first pass is the one worth watching (the second is all cache hits).
-    let watch = WatchArgs {
-        dashboard: args.dashboard.clone(),
-        dashboard_linger: args.dashboard_linger,
-        ..WatchArgs::default()
-    };
+    let watch = args.watch.clone();
     let mut lingering = None;
     let mut exit = Exit::Done;
     for (pass, title) in [

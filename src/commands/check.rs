@@ -8,7 +8,7 @@
 //! is retried (a preflight reports what it sees, quickly) and a refused login is never
 //! repeated, as in a run.
 
-use crate::config::{self, DeviceConfig};
+use crate::config::DeviceConfig;
 use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
 use crate::device::tls::TlsTrust;
@@ -16,39 +16,14 @@ use crate::device::{DeviceError, DeviceFacts};
 use crate::exit::Exit;
 use crate::i18n::{t, tr, Msg};
 use crate::style::{paint, Color};
-use clap::Args;
 use serde::Serialize;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A clock further off than this makes validity windows (begin / end of access) start
 /// and end at the wrong time: 5 minutes, well beyond what NTP leaves and what a guard at
 /// the door would notice.
 pub const CLOCK_DRIFT_WARNING: Duration = Duration::from_secs(5 * 60);
-
-/// Flags of `catraca check`.
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// A TOML file of [[device]] tables, as for `catraca enroll`.
-    #[arg(long, value_name = "FILE")]
-    pub devices: Option<PathBuf>,
-    /// A device URL, e.g. http://10.0.0.5 or https://10.0.0.5 (repeatable; adds to --devices).
-    #[arg(long = "device", value_name = "URL")]
-    pub device_urls: Vec<String>,
-    #[command(flatten)]
-    pub tls: crate::cli::TlsArgs,
-    /// Seconds to wait for each answer. 10, the vendor SDK's own timeout: a preflight
-    /// must not hang on a device that is off, and needs no bulk loads.
-    #[arg(long, default_value = "10", value_name = "SECONDS")]
-    pub timeout: u64,
-    /// Seconds to wait for a TCP connection.
-    #[arg(long, default_value = "5", value_name = "SECONDS")]
-    pub connect_timeout: u64,
-    /// Print the results as JSON on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// What was found about one device. JSON keys are stable.
 #[derive(Debug, Clone, Serialize)]
@@ -321,33 +296,30 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
     out
 }
 
+/// What `catraca check` needs, resolved from its flags.
+#[derive(Debug)]
+pub struct CheckConfig {
+    /// The devices to contact, with their credentials and trust.
+    pub devices: Vec<DeviceConfig>,
+    /// Default: [`DEFAULT_TIMEOUT`] for answers, [`Timeouts::default`]'s for connecting.
+    pub timeouts: Timeouts,
+    /// The results as JSON on stdout instead of the table.
+    pub json: bool,
+}
+
+/// How long a preflight waits for each answer: 10 s, the vendor SDK's own timeout. A
+/// preflight must not hang on a device that is off, and needs no bulk loads.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Runs `catraca check`.
-pub fn run(args: CheckArgs) -> anyhow::Result<Exit> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    // The in-flight limit does not matter for one request at a time.
-    let (devices, warnings) = config::load_devices(
-        args.devices.as_deref(),
-        &args.device_urls,
-        1,
-        None,
-        &args.tls.options()?,
-        &env,
-    )?;
-    for warning in warnings {
-        log::warn!("{warning}");
-    }
-    crate::cli::warn_insecure(&devices);
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(args.connect_timeout.max(1)),
-        request: Duration::from_secs(args.timeout.max(1)),
-    };
-    let checks = check_devices(&devices, timeouts);
-    let text = if args.json {
+pub fn run(config: CheckConfig) -> anyhow::Result<Exit> {
+    let checks = check_devices(&config.devices, config.timeouts);
+    let text = if config.json {
         serde_json::to_string_pretty(&checks)? + "\n"
     } else {
         to_text(&checks, crate::style::stdout_enabled())
     };
-    crate::cli::print_stdout(&text)?;
+    crate::stdout::print_stdout(&text)?;
     Ok(if checks.iter().all(|c| c.ready) {
         Exit::Done
     } else {

@@ -1,0 +1,237 @@
+//! The flags of every command, as clap parses them, with their help (English here,
+//! Portuguese in the i18n catalogue). Nothing here is validated or defaulted from the
+//! settings file or the environment: that is `resolve`'s one job.
+
+use crate::cache::embedded::EmbeddedCache;
+use crate::device::http::Timeouts;
+use crate::device::RetryPolicy;
+use crate::exit::EXIT_STATUS_HELP;
+use crate::settings::parse_duration;
+use crate::stop::FailureLimit;
+use clap::Args;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::EXAMPLES;
+
+/// Flags of `catraca completions`.
+#[derive(Debug, Args)]
+#[command(after_help = "Install, e.g.:
+  catraca completions bash > ~/.local/share/bash-completion/completions/catraca
+  catraca completions zsh > ~/.zfunc/_catraca      # with fpath+=(~/.zfunc) in ~/.zshrc
+  catraca completions fish > ~/.config/fish/completions/catraca.fish")]
+pub struct CompletionsArgs {
+    /// The shell: bash, zsh or fish (elvish and powershell work too).
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Flags of `catraca enroll`.
+#[derive(Debug, Args)]
+#[command(after_help = format!("{EXAMPLES}\n\n{EXIT_STATUS_HELP}"))]
+pub struct EnrollArgs {
+    /// The participants CSV (`-` reads standard input). Columns: registration/matricula,
+    /// name/nome, optional card/cartao, begin/inicio, end/fim, group/grupo; `,` or `;`.
+    #[arg(long, value_name = "FILE|-")]
+    pub users: String,
+    /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env,
+    /// tls_fingerprint).
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+    /// A device URL, e.g. http://10.0.0.5 (Control iD) or hikvision+http://10.0.0.6,
+    /// intelbras+https://10.0.0.7 (repeatable; adds to --devices).
+    #[arg(long = "device", value_name = "URL")]
+    pub device_urls: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where results are remembered: `embedded` (on-disk store, see --cache-path),
+    /// `none`, or a `redis://` URL. Falls back to CATRACA_CACHE, then REDIS_URL.
+    #[arg(long, value_name = "embedded|none|redis://...")]
+    pub cache: Option<String>,
+    /// The embedded cache's file.
+    #[arg(long, value_name = "FILE", default_value_os_t = EmbeddedCache::default_path())]
+    pub cache_path: PathBuf,
+    /// Do not trust the cache to skip pairs (results are still recorded in it).
+    #[arg(long)]
+    pub skip_cache: bool,
+    /// Also write the final report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub watch: WatchArgs,
+    /// Write the people whose pairs failed to FILE, as a CSV that --users reads back
+    /// (with the devices and reasons in two extra columns).
+    #[arg(long, value_name = "FILE")]
+    pub failed: Option<PathBuf>,
+    /// Stop early (exit 1, report written) when more than N pairs, or P% of all pairs,
+    /// have failed: a wrong password or a wrong CSV should not grind through everything.
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<FailureLimit>,
+    #[command(flatten)]
+    pub life: LifeArgs,
+}
+
+/// How the certificates of https devices are trusted (a device's own `tls_fingerprint`
+/// in the devices file always wins).
+#[derive(Debug, Args, Clone, Default)]
+pub struct TlsArgs {
+    /// Accept any certificate from https devices that pin none (tls_fingerprint): the
+    /// traffic is encrypted but the devices are not authenticated. Prefer pinning.
+    #[arg(long)]
+    pub insecure_tls: bool,
+    /// Also trust the certificate authorities of this PEM file for https devices (a
+    /// site's own authority), beside the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// What leaves the devices, and how much of a run is checked.
+#[derive(Debug, Args, Clone)]
+pub struct LifeArgs {
+    /// Also remove from each device the people catraca enrolled there that the CSV no
+    /// longer lists (their cards and group links too). People put there by another
+    /// system are left alone (see --prune-unmanaged).
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: remove everyone the CSV does not list, whoever enrolled them.
+    #[arg(long, requires = "prune")]
+    pub prune_unmanaged: bool,
+    /// With --prune: refuse the whole run (exit 2, nothing removed) when a device would
+    /// lose more than N people or P% of its people. 10%: a wrong or truncated CSV must
+    /// not empty a device.
+    #[arg(long, value_name = "N|P%", default_value = "10%", requires = "prune")]
+    pub max_remove: FailureLimit,
+    /// Remove the people whose `end` has passed instead of enrolling them.
+    #[arg(long)]
+    pub expire: bool,
+    /// Read back a random P% of the pairs written in this run and report those the
+    /// device does not hold (some answer OK without storing).
+    #[arg(long, value_name = "P%", value_parser = parse_share)]
+    pub verify: Option<f64>,
+    /// Ignore the cache, read every pair from the devices, and bring both the devices
+    /// and the cache to the CSV.
+    #[arg(long, conflicts_with = "skip_cache")]
+    pub reconcile: bool,
+}
+
+impl LifeArgs {
+    /// Whether any flag of the list's life was given (`remove` takes none).
+    pub fn any(&self) -> bool {
+        self.prune || self.expire || self.verify.is_some() || self.reconcile
+    }
+}
+
+/// `25%` or `25` -> 0.25.
+fn parse_share(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%').trim();
+    match number.parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!(
+            "{text:?} is not a percentage: write e.g. 5% (0 to 100)"
+        )),
+    }
+}
+
+/// Ways to follow a run while it goes and after: dashboard, metrics, events.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WatchArgs {
+    /// Serve a live dashboard (and /api/status, /metrics) during the run, on ADDR:
+    /// PORT or IP:PORT; PORT alone (or no value: 8787) listens on loopback only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this long after the run ends (e.g. 60s, 5m; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dashboard_linger: Duration,
+    /// Write the final metrics in Prometheus text format to FILE (for node_exporter's
+    /// textfile collector), replacing it whole.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Append one JSON line per finished pair to FILE (time, device, registration hash,
+    /// outcome, attempts, latency, error), flushed as the run goes.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+}
+
+/// How the work is spread and how patient to be with devices.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Worker threads. 10, as the system catraca replaces: enough for 5 devices with 2
+    /// requests in flight each (why: `DEFAULT_THREADS` in src/engine.rs).
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_THREADS).expect("nonzero"), value_name = "N")]
+    pub threads: NonZeroUsize,
+    /// No thread pool: one job after another in one thread (for comparison, or devices
+    /// that must not see any parallelism).
+    #[arg(long)]
+    pub sequential: bool,
+    /// Requests in flight per device, unless its devices-file entry says otherwise. 2:
+    /// these devices' small web servers drop connections under bursts (why:
+    /// `DEFAULT_MAX_IN_FLIGHT` in src/engine.rs).
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_MAX_IN_FLIGHT).expect("nonzero"), value_name = "N")]
+    pub max_in_flight: NonZeroUsize,
+    /// Requests per second per device at most, on average (unless its devices-file entry
+    /// says otherwise). Default: no limit beyond --max-in-flight.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// People per create request. 250: a batch costs 3 writes whatever its size, so
+    /// 250 needs 0.013 requests per person-on-device where 100 needed 0.031, and is far
+    /// below the body size the device accepts (why: `DEFAULT_BATCH_SIZE` in
+    /// src/engine.rs); 1 sends one person per request as the old system did.
+    #[arg(long, default_value_t = NonZeroUsize::new(crate::engine::DEFAULT_BATCH_SIZE).expect("nonzero"), value_name = "N")]
+    pub batch_size: NonZeroUsize,
+    /// Seconds to wait for a device's answer to one request (loads of thousands of rows
+    /// take long on these devices).
+    #[arg(long, default_value_t = Timeouts::default().request.as_secs(), value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Seconds to wait for a TCP connection to a device.
+    #[arg(long, default_value_t = Timeouts::default().connect.as_secs(), value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// Retries of a request that failed for a transient reason (timeout, reset, 503).
+    #[arg(long, default_value_t = RetryPolicy::default().retries, value_name = "N")]
+    pub retries: u32,
+}
+
+/// Flags of `catraca demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated latency of each device, in milliseconds.
+    #[arg(long, default_value = "20", value_name = "MS")]
+    pub latency_ms: u64,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Serve the live dashboard of the first pass on ADDR (PORT alone, or no value:
+    /// loopback 8787); try --latency-ms 100 --batch-size 1 to watch it fill up.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Keep the dashboard up this long after the demo (e.g. 60s, 5m; Ctrl-C ends it).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub dashboard_linger: Duration,
+}
+
+/// Flags of `catraca check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A TOML file of [[device]] tables, as for `catraca enroll`.
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+    /// A device URL, e.g. http://10.0.0.5 or https://10.0.0.5 (repeatable; adds to --devices).
+    #[arg(long = "device", value_name = "URL")]
+    pub device_urls: Vec<String>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// Seconds to wait for each answer. 10, the vendor SDK's own timeout: a preflight
+    /// must not hang on a device that is off, and needs no bulk loads.
+    #[arg(long, default_value_t = crate::commands::check::DEFAULT_TIMEOUT.as_secs(), value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Seconds to wait for a TCP connection.
+    #[arg(long, default_value_t = Timeouts::default().connect.as_secs(), value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// Print the results as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}

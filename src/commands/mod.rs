@@ -1,0 +1,40 @@
+//! The commands, each run from its resolved configuration: the command line (`cli`)
+//! builds an [`Invocation`], and nothing here knows about flags.
+
+pub mod check;
+pub mod demo;
+pub mod enroll;
+
+use crate::bench::BenchArgs;
+use crate::exit::Exit;
+use crate::simulator::SimulateArgs;
+use check::CheckConfig;
+use demo::DemoConfig;
+
+/// One command, ready to run.
+#[derive(Debug)]
+pub enum Invocation {
+    /// `enroll`, `plan` or `remove`.
+    Enroll(enroll::EnrollConfig),
+    Demo(DemoConfig),
+    Simulate(SimulateArgs),
+    Bench(BenchArgs),
+    Check(CheckConfig),
+    /// Text for stdout, already made (a completion script).
+    Print(String),
+}
+
+/// Runs `invocation`: the process's exit status, or an error (exit 2).
+pub fn run(invocation: Invocation) -> anyhow::Result<Exit> {
+    match invocation {
+        Invocation::Enroll(config) => enroll::run(config),
+        Invocation::Demo(config) => demo::run(config),
+        Invocation::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+        Invocation::Bench(args) => crate::bench::run(args),
+        Invocation::Check(config) => check::run(config),
+        Invocation::Print(text) => {
+            crate::stdout::print_stdout(&text)?;
+            Ok(Exit::Done)
+        }
+    }
+}
