@@ -1265,4 +1265,260 @@ mod tests {
             .iter()
             .all(|f| f.error.contains("worker panicked: driver bug on R17")));
     }
+
+    /// A device played in memory: it can be down until some moment, it counts the
+    /// requests it is asked at once, and it holds people. Every call goes through the
+    /// device's breaker as a real driver's HTTP client does.
+    struct ScriptedDevice {
+        name: String,
+        http: crate::device::http::HttpClient,
+        /// Until then, every call goes unanswered.
+        down_until: Option<Instant>,
+        /// People already on the device (for listings).
+        held: Vec<crate::device::DevicePerson>,
+        in_flight: std::sync::atomic::AtomicUsize,
+        peak_in_flight: std::sync::atomic::AtomicUsize,
+        calls: std::sync::atomic::AtomicUsize,
+        removed: Mutex<Vec<String>>,
+    }
+
+    impl ScriptedDevice {
+        fn new(name: &str) -> ScriptedDevice {
+            ScriptedDevice {
+                name: name.to_string(),
+                http: crate::device::http::HttpClient::new(
+                    Default::default(),
+                    1,
+                    Default::default(),
+                ),
+                down_until: None,
+                held: Vec::new(),
+                in_flight: Default::default(),
+                peak_in_flight: Default::default(),
+                calls: Default::default(),
+                removed: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// One request: through the breaker, counted while it lasts.
+        fn call(&self) -> Result<(), DeviceError> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let breaker = self.http.breaker();
+            breaker.admit()?;
+            self.calls.fetch_add(1, SeqCst);
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.peak_in_flight.fetch_max(now, SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            self.in_flight.fetch_sub(1, SeqCst);
+            if self.down_until.is_some_and(|until| Instant::now() < until) {
+                let error = DeviceError::Unreachable("connection refused".into());
+                breaker.record(false, Some(&error));
+                return Err(error);
+            }
+            breaker.record(true, None);
+            Ok(())
+        }
+    }
+
+    impl Device for ScriptedDevice {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn url(&self) -> &str {
+            "http://scripted"
+        }
+        fn profile(&self) -> &'static crate::device::Profile {
+            &crate::device::controlid::PROFILE
+        }
+        fn http(&self) -> &crate::device::http::HttpClient {
+            &self.http
+        }
+        fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+            self.call()?;
+            Ok(people.iter().map(|_| Plan::Create).collect())
+        }
+        fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+            match self.call() {
+                Ok(()) => work.iter().map(|_| Outcome::Registered).collect(),
+                Err(e) => work.iter().map(|_| Outcome::Failed(e.clone())).collect(),
+            }
+        }
+        fn people(&self) -> Result<Vec<crate::device::DevicePerson>, DeviceError> {
+            self.call()?;
+            Ok(self.held.clone())
+        }
+        fn remove(&self, people: &[&crate::device::DevicePerson]) -> Vec<Result<(), DeviceError>> {
+            let answer = self.call();
+            let mut removed = self.removed.lock().unwrap();
+            people
+                .iter()
+                .map(|p| {
+                    answer.clone()?;
+                    removed.push(p.registration.clone());
+                    Ok(())
+                })
+                .collect()
+        }
+    }
+
+    fn people(count: usize) -> Vec<Person> {
+        (0..count)
+            .map(|i| Person {
+                registration: format!("R{i}"),
+                name: format!("P{i}"),
+                card: None,
+                cards_listed: false,
+                begin: None,
+                end: None,
+                group: None,
+                line: i + 2,
+            })
+            .collect()
+    }
+
+    /// Runs `people` on `devices` (with their in-flight limits) with `options`.
+    fn run_on(
+        people: &[Person],
+        devices: Vec<(Arc<ScriptedDevice>, usize)>,
+        options: EngineOptions,
+    ) -> anyhow::Result<crate::report::Report> {
+        Enrollment {
+            people,
+            targets: devices
+                .into_iter()
+                .map(|(device, max_in_flight)| Target {
+                    device,
+                    max_in_flight,
+                })
+                .collect(),
+            cache: &NoCache,
+            secret: &KeySecret::random(),
+            options,
+            verbosity: Verbosity::Quiet,
+            max_failures: None,
+        }
+        .run(&Stop::default())
+    }
+
+    fn small_batches() -> EngineOptions {
+        EngineOptions {
+            batch_size: NonZeroUsize::new(5).unwrap(),
+            threads: NonZeroUsize::new(10).unwrap(),
+            ..EngineOptions::default()
+        }
+    }
+
+    #[test]
+    fn no_device_sees_more_requests_at_once_than_its_limit() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let people = people(120);
+        let (a, b) = (
+            Arc::new(ScriptedDevice::new("a")),
+            Arc::new(ScriptedDevice::new("b")),
+        );
+        let report = run_on(
+            &people,
+            vec![(Arc::clone(&a), 3), (Arc::clone(&b), 1)],
+            small_batches(),
+        )
+        .unwrap();
+        assert_eq!(report.totals.registered, 240);
+        assert!(
+            a.peak_in_flight.load(SeqCst) <= 3,
+            "{}",
+            a.peak_in_flight.load(SeqCst)
+        );
+        assert_eq!(b.peak_in_flight.load(SeqCst), 1);
+        // --sequential is one thread with one request in flight per device.
+        let c = Arc::new(ScriptedDevice::new("c"));
+        let sequential = EngineOptions {
+            sequential: true,
+            ..small_batches()
+        };
+        let report = run_on(&people, vec![(Arc::clone(&c), 3)], sequential).unwrap();
+        assert_eq!(report.totals.registered, 120);
+        assert_eq!(c.peak_in_flight.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn a_device_that_stops_answering_is_set_aside_and_finished_when_it_returns() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let people = people(60);
+        let mut down = ScriptedDevice::new("rebooting");
+        down.down_until = Some(Instant::now() + Duration::from_millis(600));
+        let down = Arc::new(down);
+        let up = Arc::new(ScriptedDevice::new("up"));
+        let report = run_on(
+            &people,
+            vec![(Arc::clone(&down), 2), (Arc::clone(&up), 2)],
+            small_batches(),
+        )
+        .unwrap();
+        assert_eq!(report.totals.registered, 120, "{:?}", report.failures);
+        assert_eq!(report.totals.failed, 0);
+        // The breaker kept the traffic down while the device was away: a few requests
+        // to open it and one probe per cool-down, not one per job.
+        let calls = down.calls.load(SeqCst);
+        assert!(calls < 40, "{calls} calls");
+    }
+
+    #[test]
+    fn a_device_that_never_answers_is_given_up_and_its_pairs_fail_with_the_reason() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let people = people(40);
+        let mut gone = ScriptedDevice::new("gone");
+        gone.down_until = Some(Instant::now() + Duration::from_secs(3600));
+        let gone = Arc::new(gone);
+        let up = Arc::new(ScriptedDevice::new("up"));
+        let report = run_on(
+            &people,
+            vec![(Arc::clone(&gone), 2), (Arc::clone(&up), 2)],
+            small_batches(),
+        )
+        .unwrap();
+        assert_eq!(report.per_device[1].counts.registered, 40);
+        assert_eq!(report.per_device[0].counts.failed, 40);
+        assert!(report
+            .failures
+            .iter()
+            .all(|f| f.device == "gone" && f.error.contains("unreachable")));
+        assert!(gone.calls.load(SeqCst) < 20, "{}", gone.calls.load(SeqCst));
+    }
+
+    #[test]
+    fn prune_refuses_a_device_that_would_lose_more_than_the_floor_and_removes_nobody() {
+        let people = people(20);
+        let holding = |extra: usize| {
+            let mut device = ScriptedDevice::new("portaria");
+            device.held = (0..20 + extra)
+                .map(|i| crate::device::DevicePerson {
+                    registration: format!("R{i}"),
+                    id: i as i64 + 1,
+                })
+                .collect();
+            Arc::new(device)
+        };
+        let prune = EngineOptions {
+            removal: RemovalOptions {
+                prune: true,
+                prune_unmanaged: true,
+                ..RemovalOptions::default()
+            },
+            ..small_batches()
+        };
+        // 5 of 25 is 20%, past the default floor of 10%.
+        let over = holding(5);
+        let error = run_on(&people, vec![(Arc::clone(&over), 2)], prune.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("portaria"), "{error}");
+        assert!(over.removed.lock().unwrap().is_empty());
+        // 2 of 22 is 9%: they go.
+        let under = holding(2);
+        let report = run_on(&people, vec![(Arc::clone(&under), 2)], prune).unwrap();
+        assert_eq!(report.totals.removed, 2);
+        let mut removed = under.removed.lock().unwrap().clone();
+        removed.sort();
+        assert_eq!(removed, ["R20", "R21"]);
+    }
 }
