@@ -11,8 +11,10 @@
 //! threads that other devices could use, and no device ever sees more than its
 //! `max_in_flight` requests at once.
 //!
-//! A pair is recorded in the cache only after the device confirmed it. A job whose
-//! worker panics reports all its pairs failed; it never hangs the run.
+//! A pair is recorded in the cache only after the device confirmed it: the worker hands
+//! it to the one cache writer, which commits in groups (`cache::group_commit`) and has
+//! committed everything by the time `run` returns. A job whose worker panics reports all
+//! its pairs failed; it never hangs the run.
 //!
 //! What leaves the devices (`--prune`, `--expire`, `catraca remove`) is decided before
 //! anything is sent: every device is listed (in parallel across devices, one request at
@@ -22,6 +24,7 @@
 //! enrollment. A removed pair leaves the cache. `--verify` reads back a sample of the
 //! pairs written once all jobs are done.
 
+use crate::cache::group_commit::{self, RecordQueue};
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
 use crate::device::telemetry;
 use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
@@ -536,15 +539,22 @@ impl Engine<'_> {
             changed: Condvar::new(),
         };
 
-        if self.options.sequential {
-            self.work(&scheduler, &fingerprints, events);
-        } else {
-            pool.scope(|scope| {
-                for _ in 0..self.options.threads.get() {
-                    scope.spawn(|_| self.work(&scheduler, &fingerprints, events));
-                }
-            });
-        }
+        // The writer lives as long as the workers: once they are done, dropping the
+        // queue makes it commit what is left, and the scope waits for that commit, so
+        // the report never counts as done a pair the cache may still lose.
+        std::thread::scope(|threads| {
+            let records = self.start_writer(threads, events);
+            let records = records.as_ref();
+            if self.options.sequential {
+                self.work(&scheduler, records, &fingerprints, events);
+            } else {
+                pool.scope(|scope| {
+                    for _ in 0..self.options.threads.get() {
+                        scope.spawn(|_| self.work(&scheduler, records, &fingerprints, events));
+                    }
+                });
+            }
+        });
 
         let (left, given_up) = scheduler.remaining();
         for (job, unreachable) in left
@@ -568,6 +578,31 @@ impl Engine<'_> {
             self.verify(&pool, written, share, events);
         }
         Ok(())
+    }
+
+    /// Starts the cache writer, unless nothing is recorded (`--cache none`, `catraca
+    /// plan`). Without a connection for it, confirmed pairs are counted as not cached.
+    fn start_writer<'scope>(
+        &'scope self,
+        threads: &'scope std::thread::Scope<'scope, '_>,
+        events: &'scope Sender<Event>,
+    ) -> Option<RecordQueue> {
+        if !self.cache.remembers() || self.options.dry_run {
+            return None;
+        }
+        match self.cache.connect() {
+            Ok(connection) => Some(group_commit::start(
+                threads,
+                connection,
+                group_commit::commit_window(),
+                self.stop,
+                events,
+            )),
+            Err(e) => {
+                let _ = events.send(Event::CacheUnavailable(e.to_string()));
+                None
+            }
+        }
     }
 
     /// Lists every device (in parallel across devices, one request at a time on each),
@@ -896,8 +931,15 @@ impl Engine<'_> {
         Ok(pending)
     }
 
-    /// One worker: takes jobs until there are none, with its own cache connection.
-    fn work(&self, scheduler: &Scheduler<'_>, fingerprints: &[u64], events: &Sender<Event>) {
+    /// One worker: takes jobs until there are none, with its own cache connection for
+    /// what leaves the cache, and the writer's queue for what enters it.
+    fn work(
+        &self,
+        scheduler: &Scheduler<'_>,
+        records: Option<&RecordQueue>,
+        fingerprints: &[u64],
+        events: &Sender<Event>,
+    ) {
         let mut cache = match self.cache.connect() {
             Ok(c) => Some(c),
             Err(e) => {
@@ -958,7 +1000,14 @@ impl Engine<'_> {
                 elapsed: began.elapsed(),
                 attempts: 1 + (telemetry::retries_on_this_thread() - retries_before) as u32,
             };
-            self.record(cache.as_mut(), device, &outcomes, fingerprints, events);
+            self.record(
+                cache.as_mut(),
+                records,
+                device,
+                &outcomes,
+                fingerprints,
+                events,
+            );
             if self.options.verify.is_some() {
                 scheduler
                     .written
@@ -1126,10 +1175,11 @@ impl Engine<'_> {
         }
     }
 
-    /// Records the confirmed pairs of one job in one cache round trip.
+    /// Hands the confirmed pairs of one job to the cache writer.
     fn record(
         &self,
-        mut cache: Option<&mut Box<dyn CacheConnection>>,
+        cache: Option<&mut Box<dyn CacheConnection>>,
+        records: Option<&RecordQueue>,
         device: usize,
         outcomes: &[(u32, Outcome)],
         fingerprints: &[u64],
@@ -1142,7 +1192,7 @@ impl Engine<'_> {
                 .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
                 .map(|(p, _)| *p)
                 .collect();
-            if let (Some(cache), false) = (cache.as_deref_mut(), failed.is_empty()) {
+            if let (Some(cache), false) = (cache, failed.is_empty()) {
                 let _ = cache.forget(&self.keys(device, &failed));
             }
         }
@@ -1154,7 +1204,7 @@ impl Engine<'_> {
         if done.is_empty() || !self.cache.remembers() {
             return;
         }
-        let Some(cache) = cache else {
+        let Some(records) = records else {
             let _ = events.send(Event::NotCached {
                 count: done.len(),
                 error: "no cache connection".into(),
@@ -1166,10 +1216,10 @@ impl Engine<'_> {
             .into_iter()
             .zip(done.iter().map(|&p| fingerprints[p as usize]))
             .collect();
-        if let Err(e) = cache.record(&entries) {
+        if let Err(lost) = records.record(entries) {
             let _ = events.send(Event::NotCached {
-                count: done.len(),
-                error: e.to_string(),
+                count: lost.len(),
+                error: "the cache writer stopped".into(),
             });
         }
     }

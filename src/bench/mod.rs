@@ -56,6 +56,9 @@ pub struct BenchArgs {
 pub struct Row {
     pub workload: String,
     pub settings: String,
+    /// The cache the measured run used: `none`, `embedded, empty`, `Redis, filled by an
+    /// enroll`, ...
+    pub cache: String,
     pub people: u64,
     pub devices: u64,
     pub pairs: u64,
@@ -76,6 +79,12 @@ pub struct Row {
     pub registered: u64,
     pub skipped_cache: u64,
     pub failed: u64,
+    /// From the child's report: pairs done on a device whose record did not reach the
+    /// cache.
+    pub not_cached: u64,
+    /// Pairs in the cache after the measured run, for a run that recorded into an
+    /// empty one: every pair the report counts done must be there.
+    pub cached_after: Option<u64>,
     /// People held by the devices after the run, summed over devices.
     pub users_on_devices: u64,
     /// When the last device at the workload's own latency settled its last pair, from
@@ -419,23 +428,28 @@ fn measure_once(
     let devices = device_args(scratch, &fleet, workload.transport, &key)?;
     let store = scratch.join(format!("cache-{key}.redb"));
     let redis = match workload.cache {
-        CacheMode::RedisFilled => Some(redis_for_bench()?),
+        CacheMode::Redis | CacheMode::RedisFilled => Some(redis_for_bench()?),
         _ => None,
     };
     let cache: Vec<String> = match workload.cache {
         CacheMode::None => vec!["--cache".into(), "none".into()],
-        CacheMode::EmbeddedFilled => vec![
+        CacheMode::Embedded | CacheMode::EmbeddedFilled => vec![
             "--cache".into(),
             "embedded".into(),
             "--cache-path".into(),
             store.display().to_string(),
         ],
-        CacheMode::RedisFilled => vec![
+        CacheMode::Redis | CacheMode::RedisFilled => vec![
             "--cache".into(),
             redis.as_ref().expect("started above").url(),
         ],
     };
-    if workload.cache != CacheMode::None {
+    if workload.devices_down {
+        for device in &fleet.devices {
+            device.set_down(true);
+        }
+    }
+    if workload.cache.filled() {
         let fill = launcher.run(&enroll_command(
             exe, scratch, csv, &devices, workload, &cache, &key,
         ))?;
@@ -453,7 +467,9 @@ fn measure_once(
         exe, scratch, csv, &devices, workload, &cache, &key,
     ))?;
     let (after, creates_after, connections_after) = fleet_counters(&fleet);
-    if finished.code != 0 {
+    // Every pair fails when every device is down: exit status 1, as documented.
+    let expected_code = i32::from(workload.devices_down);
+    if finished.code != expected_code {
         bail!(
             "{}: catraca enroll ended with status {}:\n{}",
             workload.name,
@@ -461,24 +477,37 @@ fn measure_once(
             finished.stderr
         );
     }
-    let report: Value = serde_json::from_str(&finished.stdout).with_context(|| {
+    let report = report_head(&finished.stdout).with_context(|| {
         format!(
-            "{}: the report is not JSON: {}",
+            "{}: the report is not JSON: {:.2000}",
             workload.name, finished.stdout
         )
     })?;
     let count = |key: &str| report.get(key).and_then(Value::as_u64).unwrap_or(0);
+    let cached_after = match (workload.cache, &redis) {
+        (CacheMode::Embedded, _) if !workload.devices_down => Some(
+            crate::cache::embedded::EmbeddedCache::open(&store)
+                .and_then(|cache| cache.len())
+                .with_context(|| format!("{}: reading the cache back", workload.name))?,
+        ),
+        // A shared Redis (no redis-server to start) holds other runs' pairs too.
+        (CacheMode::Redis, Some(redis @ BenchRedis::Private(_))) => Some(
+            crate::cache::redis_cache::RedisCache::open(&redis.url())
+                .and_then(|cache| cache.count_keys())
+                .with_context(|| format!("{}: reading the cache back", workload.name))?,
+        ),
+        _ => None,
+    };
     let (fast_finished_ms, slow_finished_ms) = finish_times(workload, &report, &fleet)?;
     let requests = after - before;
     let pairs = workload.pairs();
     let ideal = workload.ideal();
-    if workload.cache == CacheMode::EmbeddedFilled {
-        let _ = std::fs::remove_file(&store);
-    }
+    let _ = std::fs::remove_file(&store);
     drop(redis);
     let mut row = Row {
         workload: workload.name.clone(),
         settings: workload.settings(),
+        cache: workload.cache.label().to_string(),
         people: workload.people as u64,
         devices: workload.devices as u64,
         pairs,
@@ -495,6 +524,8 @@ fn measure_once(
         registered: count("registered"),
         skipped_cache: count("skipped_cache"),
         failed: count("failed"),
+        not_cached: count("not_cached"),
+        cached_after,
         users_on_devices: 0,
         fast_finished_ms,
         slow_finished_ms,
@@ -504,6 +535,30 @@ fn measure_once(
     check(workload, &mut row, &report, &fleet)?;
     fleet.shutdown();
     Ok(row)
+}
+
+/// The report's figures without its list of failures: a run where every pair fails
+/// lists a million of them, which a `Value` would hold as a million maps in the
+/// benchmark's own memory (where the simulated devices are measured).
+fn report_head(stdout: &str) -> serde_json::Result<Value> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        operations: u64,
+        registered: u64,
+        skipped_cache: u64,
+        failed: u64,
+        not_cached: u64,
+        per_device: Value,
+    }
+    let head: Head = serde_json::from_str(stdout)?;
+    Ok(serde_json::json!({
+        "operations": head.operations,
+        "registered": head.registered,
+        "skipped_cache": head.skipped_cache,
+        "failed": head.failed,
+        "not_cached": head.not_cached,
+        "per_device": head.per_device,
+    }))
 }
 
 /// The workload's devices on free loopback ports, each a fresh one: `devices` at the
@@ -625,43 +680,69 @@ fn check(workload: &Workload, row: &mut Row, report: &Value, fleet: &Fleet) -> a
             row.operations, row.pairs
         ));
     }
-    if row.failed != 0 {
-        problems.push(format!("{} pairs failed", row.failed));
+    if workload.devices_down {
+        // Every pair fails, is counted and listed; nothing reaches a device.
+        if row.failed != row.pairs {
+            problems.push(format!(
+                "{} of {} pairs failed with every device down",
+                row.failed, row.pairs
+            ));
+        }
+    } else {
+        if row.failed != 0 {
+            problems.push(format!("{} pairs failed", row.failed));
+        }
+        let expected_done = if workload.cache.filled() {
+            row.skipped_cache
+        } else {
+            row.registered
+        };
+        if expected_done != row.pairs {
+            problems.push(format!(
+                "{} of {} pairs were {}",
+                expected_done,
+                row.pairs,
+                if workload.cache.filled() {
+                    "skipped by the cache"
+                } else {
+                    "registered"
+                }
+            ));
+        }
     }
-    let expected_done = match workload.cache {
-        CacheMode::None => row.registered,
-        _ => row.skipped_cache,
-    };
-    if expected_done != row.pairs {
-        problems.push(format!(
-            "{} of {} pairs were {}",
-            expected_done,
-            row.pairs,
-            if workload.cache == CacheMode::None {
-                "registered"
-            } else {
-                "skipped by the cache"
-            }
-        ));
-    }
-    if workload.cache != CacheMode::None && row.requests != 0 {
+    if workload.cache.filled() && row.requests != 0 {
         problems.push(format!(
             "{} requests reached the devices although everything was cached",
             row.requests
         ));
+    }
+    if let Some(cached) = row.cached_after {
+        // A first run: what the report counts done, less what it says was not cached.
+        let done = row.registered + row.skipped_cache;
+        if row.not_cached != 0 || cached != done {
+            problems.push(format!(
+                "the cache holds {cached} pairs after a run that did {done} ({} not cached)",
+                row.not_cached
+            ));
+        }
     }
     problems.extend(transport_problems(workload, row, report, fleet));
     for device in &fleet.devices {
         let users = device.users();
         let distinct: HashSet<&str> = users.iter().map(|u| u.registration.as_str()).collect();
         row.users_on_devices += users.len() as u64;
-        if users.len() != workload.people || distinct.len() != workload.people {
+        let expected = if workload.devices_down {
+            0
+        } else {
+            workload.people
+        };
+        if users.len() != expected || distinct.len() != expected {
             problems.push(format!(
                 "{} holds {} users ({} distinct registrations) for {} people",
                 device.name(),
                 users.len(),
                 distinct.len(),
-                workload.people
+                expected
             ));
         }
     }
@@ -801,9 +882,9 @@ fn table(results: &Results) -> String {
     );
     let _ = writeln!(
         out,
-        "\n| workload | settings | wall | ideal | efficiency | requests/pair | requests | peak RSS | CPU | simulator CPU |"
+        "\n| workload | cache | settings | wall | ideal | efficiency | requests/pair | requests | peak RSS | CPU | simulator CPU |"
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in &results.rows {
         let ideal = row
             .ideal_ms
@@ -813,10 +894,11 @@ fn table(results: &Results) -> String {
             .map_or("—".to_string(), |e| format!("{e:.2}"));
         let _ = writeln!(
             out,
-            "| {} ({} x {}) | {} | {} | {} | {} | {:.4} | {} | {:.1} MB | {} | {} |",
+            "| {} ({} x {}) | {} | {} | {} | {} | {} | {:.4} | {} | {:.1} MB | {} | {} |",
             row.workload,
             row.people,
             row.devices,
+            row.cache,
             row.settings,
             duration(row.wall_ms),
             ideal,
@@ -827,6 +909,9 @@ fn table(results: &Results) -> String {
             duration(row.cpu_ms),
             duration(row.simulator_cpu_ms),
         );
+    }
+    for line in cache_costs(&results.rows) {
+        let _ = writeln!(out, "\n{line}");
     }
     if let Some(n) = &results.neighbour {
         let _ = writeln!(
@@ -854,6 +939,40 @@ fn table(results: &Results) -> String {
         );
     }
     out
+}
+
+/// What each cache costs W2, against the `--cache none` row of the same size in the
+/// same run: wall time, CPU and peak RSS side by side (issue 14's targets are ratios).
+fn cache_costs(rows: &[Row]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for with_cache in rows
+        .iter()
+        .filter(|r| r.workload.starts_with("W2 scale") && r.cache != CacheMode::None.label())
+    {
+        let Some(none) = rows.iter().find(|r| {
+            r.workload.starts_with("W2 scale")
+                && r.cache == CacheMode::None.label()
+                && r.people == with_cache.people
+        }) else {
+            continue;
+        };
+        lines.push(format!(
+            "W2 {} x {} with cache {} against none: wall {} / {} = {:.2}x, CPU {} / {} = {:.2}x, \
+             peak RSS {:.1} MB / {:.1} MB",
+            with_cache.people,
+            with_cache.devices,
+            with_cache.cache,
+            duration(with_cache.wall_ms),
+            duration(none.wall_ms),
+            with_cache.wall_ms / none.wall_ms.max(1.0),
+            duration(with_cache.cpu_ms),
+            duration(none.cpu_ms),
+            with_cache.cpu_ms / none.cpu_ms.max(1.0),
+            with_cache.peak_rss_mb,
+            none.peak_rss_mb,
+        ));
+    }
+    lines
 }
 
 fn duration(ms: f64) -> String {

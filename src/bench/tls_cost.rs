@@ -116,6 +116,7 @@ mod tests {
         Row {
             workload: workload.name.clone(),
             settings: workload.settings(),
+            cache: workload.cache.label().to_string(),
             people: workload.people as u64,
             devices: workload.devices as u64,
             pairs: workload.pairs(),
@@ -132,6 +133,8 @@ mod tests {
             registered: workload.pairs(),
             skipped_cache: 0,
             failed: 0,
+            not_cached: 0,
+            cached_after: None,
             users_on_devices: workload.pairs(),
             fast_finished_ms: wall_ms,
             slow_finished_ms: None,

@@ -82,10 +82,32 @@ pub fn participants_csv(count: usize, mix: Mix) -> String {
 pub enum CacheMode {
     /// `--cache none`: every pair goes to the devices.
     None,
-    /// The embedded store, filled by an earlier (unmeasured) run of the same list.
+    /// The embedded store, empty: a first run as users start, every pair recorded.
+    Embedded,
+    /// A Redis database of the run's own, empty: a first run, every pair recorded.
+    Redis,
+    /// The embedded store, filled by an earlier (unmeasured) enroll of the same list.
     EmbeddedFilled,
-    /// Redis, filled by an earlier (unmeasured) run of the same list.
+    /// Redis, filled by an earlier (unmeasured) enroll of the same list.
     RedisFilled,
+}
+
+impl CacheMode {
+    /// The table's cache column.
+    pub fn label(self) -> &'static str {
+        match self {
+            CacheMode::None => "none",
+            CacheMode::Embedded => "embedded, empty",
+            CacheMode::Redis => "Redis, empty",
+            CacheMode::EmbeddedFilled => "embedded, filled by an enroll",
+            CacheMode::RedisFilled => "Redis, filled by an enroll",
+        }
+    }
+
+    /// Whether an unmeasured enroll of the same list runs first, to fill the cache.
+    pub fn filled(self) -> bool {
+        matches!(self, CacheMode::EmbeddedFilled | CacheMode::RedisFilled)
+    }
 }
 
 /// How catraca is told about the devices and speaks to them.
@@ -136,6 +158,8 @@ pub struct Workload {
     pub slow_device: Option<Duration>,
     /// How catraca is told about the devices and reaches them.
     pub transport: Transport,
+    /// Every device is down (connections reset): every pair fails. W2-fail.
+    pub devices_down: bool,
     /// The comparison this workload is one side of (the TLS group's `TLS scale 10000`
     /// over http and over https). Consecutive workloads with the same one are measured
     /// run by run in turn, so that a burst of other work on a shared machine falls on
@@ -180,10 +204,11 @@ impl Workload {
         if let Some(slow) = self.slow_device {
             parts.push(format!("one device at {} ms", slow.as_millis()));
         }
-        match self.cache {
-            CacheMode::None => {}
-            CacheMode::EmbeddedFilled => parts.push("embedded cache, all cached".into()),
-            CacheMode::RedisFilled => parts.push("Redis cache, all cached".into()),
+        if self.cache.filled() {
+            parts.push("all cached".into());
+        }
+        if self.devices_down {
+            parts.push("every device down".into());
         }
         match self.transport {
             Transport::Http => {}
@@ -325,6 +350,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         slow_device: None,
         transport: Transport::Http,
         side_of: None,
+        devices_down: false,
     };
     if wanted("W1") {
         list.push(old(
@@ -347,6 +373,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         slow_device: None,
         transport: Transport::Http,
         side_of: None,
+        devices_down: false,
     };
     if wanted("W2") {
         for people in [
@@ -368,6 +395,31 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
                 ));
             }
         }
+        // The full size again as users run it: with the default embedded cache and
+        // with Redis, each a first run that records every pair (issue 14). Ratios to
+        // the `none` row above come from the same run of the benchmark.
+        let people = sizes.scale_people;
+        list.push(scale(
+            format!("W2 scale {people}, embedded"),
+            people,
+            CacheMode::Embedded,
+            1,
+        ));
+        list.push(scale(
+            format!("W2 scale {people}, Redis"),
+            people,
+            CacheMode::Redis,
+            1,
+        ));
+        list.push(Workload {
+            devices_down: true,
+            ..scale(
+                format!("W2-fail {people}, all down"),
+                people,
+                CacheMode::Embedded,
+                1,
+            )
+        });
     }
     if wanted("W3") {
         let people = sizes.scale_people;
@@ -398,6 +450,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             slow_device: None,
             transport: Transport::Http,
             side_of: None,
+            devices_down: false,
         });
     }
     if wanted("W4") {
@@ -415,6 +468,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             slow_device,
             transport: Transport::Http,
             side_of: None,
+            devices_down: false,
         };
         // The short run alone is repeated (median): it is the denominator of the ratio.
         list.push(neighbour(FAST_ALONE, None, sizes.short_runs.min(3)));
@@ -468,6 +522,7 @@ fn tls(sizes: &Sizes) -> Vec<Workload> {
                 slow_device: None,
                 transport,
                 side_of: Some(comparison.clone()),
+                devices_down: false,
             });
         }
     }

@@ -5,14 +5,19 @@
 //! data that must not sit in a cache in clear), and its value is the person's
 //! fingerprint. A later run skips a pair whose cached fingerprint equals the person's
 //! current one. Lookups and records are made in bulk: one round trip per thousand keys.
+//! During a run, confirmed pairs reach the cache through one writer that commits them
+//! in groups ([`group_commit`]): a crash loses at most the last 100 ms of records, which
+//! the next run finds on the devices instead.
 //!
 //! Two media behind one trait: an embedded crash-safe store on disk (the default, no
 //! server needed) and Redis (shared between machines, as the system we replace did).
-//! Every worker thread opens its own [`CacheConnection`]: Redis connections are not
-//! `Sync`, and the embedded store hands out cheap handles.
+//! Every worker thread opens its own [`CacheConnection`] for lookups and forgets, and
+//! the writer one for records: Redis connections are not `Sync`, and the embedded store
+//! hands out cheap handles.
 
 pub mod choice;
 pub mod embedded;
+pub mod group_commit;
 pub mod key;
 pub mod redis_cache;
 pub mod redis_server;
