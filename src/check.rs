@@ -376,6 +376,7 @@ mod tests {
                 source: "test".into(),
             },
             tls: Default::default(),
+            cards: crate::card::CardRule::vendor_default(Kind::Controlid),
         }
     }
 

@@ -561,6 +561,17 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         log::warn!("{warning}");
     }
     warn_insecure(&devices);
+    if mode != Mode::Remove {
+        let rules: Vec<_> = devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.kind, d.cards))
+            .collect();
+        let card_warnings = crate::card::check_csv_cards(&source.display_name(), &people, &rules)
+            .map_err(anyhow::Error::msg)?;
+        for warning in card_warnings {
+            log::warn!("{warning}");
+        }
+    }
     let cache_choice = args
         .cache
         .clone()

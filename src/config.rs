@@ -19,12 +19,16 @@
 //! [[device]]
 //! url = "https://10.0.0.6"    # a self-signed certificate: pin it (or run --insecure-tls)
 //! tls_fingerprint = "sha256:AB:CD:...:EF"   # or a list, while a certificate is replaced
+//! kind = "intelbras"
+//! card_format = "w26-hex"     # how its reader writes cards (see `card.rs`); else the vendor's
+//! card_pad = 8                # optional: zero-pad cards to 8 characters
 //! ```
 //!
 //! An `https://` device is trusted as [`TlsTrust`] says: its pinned fingerprints when it
 //! has some, else anything under `--insecure-tls`, else the certificate authorities of
 //! the system and `--ca-cert`.
 
+use crate::card::CardRule;
 use crate::device::controlid::ControlIdDevice;
 use crate::device::hikvision::HikvisionDevice;
 use crate::device::http::{HttpClient, Timeouts};
@@ -113,6 +117,8 @@ struct DeviceEntry {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     tls_fingerprint: Option<Fingerprints>,
+    card_format: Option<String>,
+    card_pad: Option<usize>,
 }
 
 /// `tls_fingerprint`: one fingerprint, or a list of them.
@@ -168,6 +174,8 @@ pub struct DeviceConfig {
     pub credentials: Credentials,
     /// Which certificates the device may present (used for https URLs only).
     pub tls: TlsTrust,
+    /// How the device's reader writes cards (`card_format`, `card_pad`).
+    pub cards: CardRule,
 }
 
 impl DeviceConfig {
@@ -177,9 +185,15 @@ impl DeviceConfig {
         let http =
             HttpClient::new(timeouts, self.max_in_flight, self.tls.clone()).with_rate(self.rate);
         match self.kind {
-            Kind::Controlid => Arc::new(ControlIdDevice::new(name, url, credentials, http, retry)),
-            Kind::Hikvision => Arc::new(HikvisionDevice::new(name, url, credentials, http, retry)),
-            Kind::Intelbras => Arc::new(IntelbrasDevice::new(name, url, credentials, http, retry)),
+            Kind::Controlid => Arc::new(
+                ControlIdDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+            ),
+            Kind::Hikvision => Arc::new(
+                HikvisionDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+            ),
+            Kind::Intelbras => Arc::new(
+                IntelbrasDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+            ),
         }
     }
 }
@@ -245,6 +259,8 @@ pub fn load_devices(
                 password_env: None,
                 password_file: None,
                 tls_fingerprint: None,
+                card_format: None,
+                card_pad: None,
             },
         ));
     }
@@ -347,10 +363,13 @@ pub fn load_devices(
                 }
             },
         };
+        let kind = entry.kind.unwrap_or(Kind::Controlid);
+        let cards = CardRule::for_device(kind, entry.card_format.as_deref(), entry.card_pad)
+            .map_err(|why| invalid(format!("device {name}: {why}")))?;
         devices.push(DeviceConfig {
             name,
             url,
-            kind: entry.kind.unwrap_or(Kind::Controlid),
+            kind,
             max_in_flight,
             rate,
             credentials: Credentials {
@@ -359,6 +378,7 @@ pub fn load_devices(
                 source,
             },
             tls: trust,
+            cards,
         });
     }
     Ok((devices, warnings))
@@ -422,6 +442,7 @@ fn host_of(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::card::CardFormat;
     use std::collections::HashMap;
 
     /// `load_devices` on `--device` URLs alone, with the default limits and trust.
@@ -517,6 +538,37 @@ mod tests {
                 .connect(Timeouts::default(), RetryPolicy::default())
                 .kind(),
             "intelbras"
+        );
+    }
+
+    #[test]
+    fn card_formats_come_from_the_file_else_the_vendor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(
+            &path,
+            "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\ncard_format = \"w26\"\ncard_pad = 10\n\
+             [[device]]\nurl = \"http://b\"\nkind = \"hikvision\"\n",
+        )
+        .unwrap();
+        let (devices, _) = from_file(&path, &[]).unwrap();
+        assert_eq!(devices[0].cards.format, CardFormat::W26);
+        assert_eq!(
+            (devices[0].cards.pad, devices[0].cards.explicit),
+            (10, true)
+        );
+        assert_eq!(devices[1].cards, CardRule::vendor_default(Kind::Hikvision));
+        std::fs::write(
+            &path,
+            "[[device]]\nname = \"portaria-1\"\nurl = \"http://a\"\ncard_format = \"w26-hex\"\n",
+        )
+        .unwrap();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("devices.toml")
+                && err.contains("portaria-1")
+                && err.contains("as a number"),
+            "{err}"
         );
     }
 

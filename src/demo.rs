@@ -47,6 +47,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
                 source: "the simulator's factory default".into(),
             },
             tls: Default::default(),
+            cards: crate::card::CardRule::vendor_default(Kind::Controlid),
         })
         .collect();
     eprintln!(

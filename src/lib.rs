@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod card;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -906,6 +906,22 @@ impl SimDevice {
         self.handler.state().purge(key);
     }
 
+    /// Hikvision and Intelbras: the person `key` holds exactly `cards`, stored as written,
+    /// as another tool or the device's own web page would have put them (zero-padded or
+    /// lower-case forms that the API would refuse included).
+    pub fn set_cards(&self, key: &str, cards: &[&str]) {
+        let mut state = self.handler.state();
+        let held = match &mut state.device {
+            Protocol::Hikvision(api, _) => &mut api.cards,
+            Protocol::Intelbras(api, _) => &mut api.cards,
+            Protocol::ControlId(_) => panic!("set_cards is for Hikvision and Intelbras devices"),
+        };
+        held.retain(|_, owner| owner != key);
+        for card in cards {
+            held.insert((*card).to_owned(), key.to_owned());
+        }
+    }
+
     /// Control iD `users` rows (empty for other kinds).
     pub fn users(&self) -> Vec<SimUser> {
         self.handler

@@ -1,0 +1,190 @@
+//! Cards that open the door: each device's `card_format`, the range checks made before
+//! anything is sent, and cards compared in canonical form (leading zeros, hex case).
+
+use crate::harness::*;
+use catraca::simulator::{Kind, SimConfig};
+
+/// A devices file naming each device of `fleet` (`catraca-1`, ...) with its kind, and
+/// `extra` lines after the table of the device named there.
+fn devices_file(
+    sandbox: &Sandbox,
+    fleet: &catraca::simulator::Fleet,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut text = String::new();
+    for device in &fleet.devices {
+        text.push_str(&format!(
+            "[[device]]\nname = \"{}\"\nurl = \"{}\"\nkind = \"{}\"\n",
+            device.name(),
+            device.url(),
+            device.kind()
+        ));
+        for (name, line) in extra {
+            if *name == device.name() {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    let path = sandbox.write("devices.toml", text);
+    path.to_str().expect("a UTF-8 path").to_string()
+}
+
+fn row(registration: &str, card: Option<(u32, u32)>) -> Row {
+    Row {
+        registration: registration.into(),
+        name: format!("Pessoa {registration}"),
+        card,
+        window: None,
+        group: None,
+    }
+}
+
+#[test]
+fn a_pair_no_device_can_take_is_a_csv_error_naming_the_line_and_nothing_is_sent() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimConfig::default(),
+    );
+    let rows = [
+        row("1001", Some((43, 3012))),
+        row("1002", Some((300, 5))),
+        row("1003", None),
+    ];
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--cache", "none"])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(2);
+    assert!(
+        ran.stderr.contains("p.csv line 3, field card")
+            && ran.stderr.contains("\"300,5\" fits no device")
+            && ran.stderr.contains("facility code goes up to 255"),
+        "{}",
+        ran.shown
+    );
+    for device in &fleet.devices {
+        assert_eq!(device.stats().total, 0, "{} was contacted", device.name());
+    }
+}
+
+#[test]
+fn a_pair_one_device_cannot_take_fails_there_naming_the_device_and_the_limit() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Controlid, 1), (Kind::Hikvision, 1)],
+        SimConfig::default(),
+    );
+    let devices = devices_file(&sandbox, &fleet, &[]);
+    let rows = [row("1001", Some((43, 3012))), row("1002", Some((300, 5)))];
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none", "--devices", &devices])
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["registered"], 3, "{}", ran.shown);
+    assert_eq!(report["failed"], 1, "{}", ran.shown);
+    assert_eq!(report["per_device"][1]["failed"], 1, "{}", ran.shown);
+    let failure = &report["failures"][0];
+    assert_eq!(failure["registration"], "1002");
+    assert_eq!(failure["device"], "catraca-2");
+    let reason = failure["error"].as_str().unwrap();
+    assert!(
+        reason.contains("card 300,5 cannot be written on catraca-2")
+            && reason.contains("facility code goes up to 255"),
+        "{}",
+        ran.shown
+    );
+    // Control iD holds both; the Hikvision only the card it can take, never 1002.
+    assert_eq!(fleet.devices[0].people().len(), 2);
+    let held = fleet.devices[1].people();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].cards, ["2821060"]);
+}
+
+#[test]
+fn cards_held_zero_padded_or_in_lower_case_are_unchanged() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimConfig::default(),
+    );
+    let rows = [
+        row("1001", Some((43, 3012))),
+        row("1002", Some((1, 2))),
+        row("1003", None),
+    ];
+    let run = || {
+        sandbox
+            .enroll(&rows)
+            .args(&["--json", "--cache", "none"])
+            .kinded_devices(&fleet)
+            .run()
+    };
+    let first = run();
+    first.expect_code(0);
+    assert_eq!(first.report()["registered"], 6, "{}", first.shown);
+    let (hikvision, intelbras) = (&fleet.devices[0], &fleet.devices[1]);
+    // Another tool rewrote the cards: padded to 10 digits, and in lower-case hex.
+    hikvision.set_cards("1001", &["0002821060"]);
+    hikvision.set_cards("1002", &["00065538"]);
+    intelbras.set_cards("1001", &["2b0bc4"]);
+    intelbras.set_cards("1002", &["00010002"]);
+    let writes = |d: &catraca::simulator::SimDevice| {
+        let stats = d.stats();
+        stats.total
+            - stats.count("user_search")
+            - stats.count("card_search")
+            - stats.count("user_list")
+            - stats.count("card_list")
+    };
+    let before: Vec<u64> = fleet.devices.iter().map(writes).collect();
+    let second = run();
+    second.expect_code(0);
+    assert_eq!(second.report()["unchanged"], 6, "{}", second.shown);
+    let after: Vec<u64> = fleet.devices.iter().map(writes).collect();
+    assert_eq!(before, after, "nothing was written\n{}", second.shown);
+    let cards_of = |d: &catraca::simulator::SimDevice, key: &str| {
+        d.people()
+            .into_iter()
+            .find(|p| p.key == key)
+            .expect("still there")
+            .cards
+    };
+    assert_eq!(cards_of(hikvision, "1001"), ["0002821060"]);
+    assert_eq!(cards_of(intelbras, "1001"), ["2b0bc4"]);
+
+    // A different card is still a change, written in the exact canonical form.
+    intelbras.set_cards("1002", &["0A"]);
+    let third = run();
+    third.expect_code(0);
+    assert_eq!(third.report()["updated"], 1, "{}", third.shown);
+    assert_eq!(cards_of(intelbras, "1002"), ["010002"]);
+}
+
+#[test]
+fn an_intelbras_default_format_warns_once_per_device_and_an_explicit_one_does_not() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Intelbras, 2)], SimConfig::default());
+    let rows = [row("1001", Some((43, 3012))), row("1002", Some((1, 2)))];
+    let devices = devices_file(
+        &sandbox,
+        &fleet,
+        &[("catraca-2", "card_format = \"w26-hex\"")],
+    );
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--cache", "none", "--devices", &devices])
+        .run();
+    ran.expect_code(0);
+    let warnings: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.contains("catraca learn-card"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", ran.shown);
+    assert!(warnings[0].contains("catraca-1"), "{}", ran.shown);
+}
