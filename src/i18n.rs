@@ -330,6 +330,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("bench:json", "Imprime as linhas como JSON em vez da tabela."),
     ("bench:launcher", "Interno: serve de pequeno processo que inicia e mede os filhos."),
     ("simulate:devices", "Quantos dispositivos simular, chamados catraca-1, catraca-2, ...: N dispositivos de --kind, ou uma frota mista como controlid:3,hikvision:2,intelbras:2."),
+    ("simulate:reader", "Como o leitor de cartões de cada dispositivo escreve um cartão: um formato de cartão (controlid, w26, w26-hex, decimal, hex, opcionalmente :TAMANHO), w26-swapped ou side-by-side; padrão: como os leitores de cada fabricante."),
+    ("simulate:log_swipes", "Imprime cada cartão passado (POST /__sim/swipe?card=F,N num dispositivo) como liberado ou recusado."),
     ("simulate:kind", "A família dos dispositivos quando --devices é um número."),
     ("simulate:capacity", "Hikvision e Intelbras: quantas pessoas um dispositivo guarda no máximo (o Hikvision então responde userExceedLimit)."),
     ("simulate:port", "Primeira porta: os dispositivos escutam em P, P+1, ...; 0 escolhe portas livres."),

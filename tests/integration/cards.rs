@@ -188,3 +188,160 @@ fn an_intelbras_default_format_warns_once_per_device_and_an_explicit_one_does_no
     assert_eq!(warnings.len(), 1, "{}", ran.shown);
     assert!(warnings[0].contains("catraca-1"), "{}", ran.shown);
 }
+
+/// 60 people with Wiegand cards and 20 with plain numbers, as a CSV, with the cards as
+/// the swipe control takes them.
+fn wiegand_and_plain() -> (String, Vec<String>) {
+    let mut csv = String::from("registration,name,card\n");
+    let mut cards = Vec::new();
+    for i in 0..80u64 {
+        let card = if i < 60 {
+            // Facilities 1 to 255 (with 0 a pair reads the same in every format),
+            // numbers across the 16 bits.
+            format!("{},{}", (i * 17) % 255 + 1, (i * 1097 + 3) % 65_536)
+        } else {
+            (4_012_345_678 + i * 7919).to_string()
+        };
+        csv.push_str(&format!("{},Pessoa {i},\"{card}\"\n", 3000 + i));
+        cards.push(card);
+    }
+    (csv, cards)
+}
+
+/// Swipes every card at every device over HTTP; the swipes granted on each device.
+fn swipe_all(fleet: &catraca::simulator::Fleet, cards: &[String]) -> Vec<usize> {
+    fleet
+        .devices
+        .iter()
+        .map(|device| {
+            cards
+                .iter()
+                .filter(|card| {
+                    let (status, body) = get(&format!("{}/__sim/swipe?card={card}", device.url()));
+                    assert_eq!(status, 200, "{body}");
+                    let swipe: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    swipe["granted"] == true
+                })
+                .count()
+        })
+        .collect()
+}
+
+const ONE_OF_EACH: [(Kind, usize); 3] = [
+    (Kind::Controlid, 1),
+    (Kind::Hikvision, 1),
+    (Kind::Intelbras, 1),
+];
+
+#[test]
+fn every_card_enrolled_with_the_defaults_opens_every_door_of_a_mixed_fleet() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&ONE_OF_EACH, SimConfig::default());
+    let (csv, cards) = wiegand_and_plain();
+    let users = sandbox.write("cards.csv", csv);
+    let ran = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--cache",
+            "none",
+        ])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(0);
+    assert_eq!(ran.report()["registered"], 240, "{}", ran.shown);
+    assert_eq!(swipe_all(&fleet, &cards), [80, 80, 80]);
+    // Each door let in the person who holds the card, and no one else.
+    for device in &fleet.devices {
+        for (i, swipe) in device.swipes().iter().enumerate() {
+            assert_eq!(
+                swipe.holder.as_deref(),
+                Some(format!("{}", 3000 + i).as_str())
+            );
+        }
+    }
+    // The printed card 43,3012 reads as each vendor's reader reports it.
+    let printed: Vec<String> = fleet
+        .devices
+        .iter()
+        .map(|d| {
+            d.swipe(catraca::participants::parse_card("43,3012").unwrap())
+                .read
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(printed, ["184683596740", "2821060", "2B0BC4"]);
+}
+
+#[test]
+fn a_wrong_card_format_is_refused_at_the_door() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&ONE_OF_EACH, SimConfig::default());
+    // catraca's old behaviour on the Hikvision: Control iD's value for every card.
+    let devices = devices_file(
+        &sandbox,
+        &fleet,
+        &[("catraca-2", "card_format = \"controlid\"")],
+    );
+    let (csv, cards) = wiegand_and_plain();
+    let users = sandbox.write("cards.csv", csv);
+    let ran = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--json",
+            "--cache",
+            "none",
+            "--devices",
+            &devices,
+        ])
+        .run();
+    ran.expect_code(0);
+    assert_eq!(ran.report()["registered"], 240, "{}", ran.shown);
+    // Reported registered everywhere, yet the Hikvision refuses every Wiegand card
+    // (plain numbers read the same in both formats).
+    assert_eq!(swipe_all(&fleet, &cards), [80, 20, 80]);
+}
+
+#[test]
+fn catraca_simulate_logs_each_swipe_granted_or_refused() {
+    let sandbox = Sandbox::new();
+    let mut simulate = sandbox
+        .catraca(&["simulate", "--devices", "hikvision:1", "--log-swipes"])
+        .env("CATRACA_SIM_PASSWORD", PASSWORD)
+        .spawn();
+    let line = simulate.wait_for_line("catraca-1 ", std::time::Duration::from_secs(20));
+    let url = line.split_whitespace().next().unwrap().to_string();
+    let users = sandbox.write("one.csv", "registration,name,card\n1001,Ana,\"43,3012\"\n");
+    sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--cache",
+            "none",
+            "--device",
+            &format!("hikvision+{url}"),
+        ])
+        .run()
+        .expect_code(0);
+    for card in ["43,3012", "43,3013"] {
+        let (status, _) = get(&format!("{url}/__sim/swipe?card={card}"));
+        assert_eq!(status, 200);
+    }
+    simulate.wait_for_line(
+        "catraca-1 swipe 43,3012 read 2821060: granted (1001)",
+        std::time::Duration::from_secs(10),
+    );
+    simulate.wait_for_line(
+        "catraca-1 swipe 43,3013 read 2821061: refused",
+        std::time::Duration::from_secs(10),
+    );
+    simulate.signal(libc::SIGTERM);
+    simulate
+        .finish(std::time::Duration::from_secs(20))
+        .expect_code(0);
+}
