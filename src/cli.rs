@@ -182,6 +182,9 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
     Check(CheckArgs),
+    /// Read one swipe at a device and tell which card_format writes cards as its reader
+    /// does (writes nothing to the device).
+    LearnCard(crate::learn::LearnCardArgs),
     /// Print the shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
 }
@@ -516,6 +519,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
         Command::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
         Command::Bench(args) => crate::bench::run(args),
         Command::Check(args) => crate::check::run(args),
+        Command::LearnCard(args) => crate::learn::run(args),
         Command::Completions(args) => {
             let mut script = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "catraca", &mut script);

@@ -64,7 +64,9 @@ pub enum ConfigError {
 }
 
 /// The device families catraca can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Control iD (iDBlock, iDAccess, iDFlex, iDFace): sessions, batches of hundreds.

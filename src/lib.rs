@@ -19,6 +19,7 @@ pub mod events;
 pub mod exit;
 pub mod failed;
 pub mod i18n;
+pub mod learn;
 pub mod live;
 pub mod logging;
 pub mod metrics;

@@ -151,6 +151,12 @@ impl Settings {
                 }
                 self.apply_ca_cert(&mut args.tls);
             }
+            Command::LearnCard(args) => {
+                if args.devices.is_none() && !args.device.contains("://") {
+                    args.devices.clone_from(&self.devices);
+                }
+                self.apply_ca_cert(&mut args.tls);
+            }
             Command::Simulate(_) | Command::Completions(_) | Command::Bench(_) => {}
         }
     }

@@ -150,6 +150,18 @@ impl ControlIdDevice {
         self
     }
 
+    /// `catraca learn-card`: asks the device to read the next card on its reader
+    /// (`remote_enroll`, type `card`, `save: false`: nothing is stored) and waits for
+    /// it; `None` when the device's own wait ended without a card.
+    pub fn read_next_card(&self) -> Result<Option<u64>, DeviceError> {
+        let body = json!({"type": "card", "user_id": 0, "save": false, "sync": true});
+        match self.call("remote_enroll", &body) {
+            Ok(answer) => Ok(answer.get("card_value").and_then(Value::as_u64)),
+            Err(DeviceError::Rejected { status: 408, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The `cards.value` this device stores for `card`, or the failure of the pair.
     fn card_value(&self, card: Card) -> Result<u64, DeviceError> {
         let text = card_string(&self.cards, &self.name, card)?;

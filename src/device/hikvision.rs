@@ -177,6 +177,24 @@ impl HikvisionDevice {
         self
     }
 
+    /// `catraca learn-card`: one poll of `CaptureCardInfo`, which puts the terminal in
+    /// capture mode; the card number once a card was read, `None` while it waits (some
+    /// firmware answer `deviceError` meanwhile).
+    pub fn capture_card(&self) -> Result<Option<String>, DeviceError> {
+        match self.call(
+            "GET",
+            "/ISAPI/AccessControl/CaptureCardInfo?format=json",
+            None,
+        )? {
+            Reply::Ok(found) => Ok(found["CardInfo"]["cardNo"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)),
+            Reply::Refused { sub, .. } if Reply::refused_as(&sub, &["deviceError"]) => Ok(None),
+            refused => refused.into_value().map(|_| None),
+        }
+    }
+
     fn check_full(&self) -> Result<(), DeviceError> {
         match &*self.full.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(full) => Err(full.clone()),

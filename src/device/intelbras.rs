@@ -135,6 +135,46 @@ impl IntelbrasDevice {
         self
     }
 
+    /// `catraca learn-card`: the card records (`AccessControlCardRec`) between `start`
+    /// and `end` (epoch seconds, bare `StartTime`/`EndTime` as 3.x firmware reads them),
+    /// as (RecNo, CardNo), records without a card number left out.
+    pub fn card_records(&self, start: i64, end: i64) -> Result<Vec<(u64, String)>, DeviceError> {
+        let target = format!(
+            "/cgi-bin/recordFinder.cgi?action=find&name=AccessControlCardRec&StartTime={start}&EndTime={end}&count=100"
+        );
+        let body = match self.get(&target)? {
+            Reply::Ok(body) => body,
+            Reply::BadRequest => {
+                return Err(DeviceError::Rejected {
+                    status: 400,
+                    message: "Bad Request: the device refused the card record search".into(),
+                })
+            }
+        };
+        // Flat text, `records[n].Field=value`; the record prefix's case varies.
+        let mut records: HashMap<String, (Option<u64>, String)> = HashMap::new();
+        for line in String::from_utf8_lossy(&body).lines() {
+            let Some((key, value)) = line.trim().split_once('=') else {
+                continue;
+            };
+            let Some((record, field)) = key.rsplit_once('.') else {
+                continue;
+            };
+            let entry = records.entry(record.to_ascii_lowercase()).or_default();
+            match field {
+                "RecNo" => entry.0 = value.trim().parse().ok(),
+                "CardNo" => entry.1 = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        let mut found: Vec<(u64, String)> = records
+            .into_values()
+            .filter_map(|(rec_no, card)| Some((rec_no?, card)).filter(|(_, c)| !c.is_empty()))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     fn get(&self, target: &str) -> Result<Reply, DeviceError> {
         self.client.send_idempotent("GET", target, None, classify)
     }

@@ -2,7 +2,7 @@
 //! anything is sent, and cards compared in canonical form (leading zeros, hex case).
 
 use crate::harness::*;
-use catraca::simulator::{Kind, SimConfig};
+use catraca::simulator::{Kind, ReaderFormat, SimConfig};
 
 /// A devices file naming each device of `fleet` (`catraca-1`, ...) with its kind, and
 /// `extra` lines after the table of the device named there.
@@ -344,4 +344,96 @@ fn catraca_simulate_logs_each_swipe_granted_or_refused() {
     simulate
         .finish(std::time::Duration::from_secs(20))
         .expect_code(0);
+}
+
+/// Runs `catraca learn-card` at `device`, swiping `card` once it asks for it.
+fn learn(
+    sandbox: &Sandbox,
+    device: &catraca::simulator::SimDevice,
+    card: &str,
+    extra: &[&str],
+) -> Ran {
+    let flag = format!("{}+{}", device.kind(), device.url());
+    let mut args = vec![
+        "learn-card",
+        "--device",
+        &flag,
+        "--card",
+        "43,3012",
+        "--timeout",
+        "20s",
+    ];
+    args.extend_from_slice(extra);
+    let mut running = sandbox.catraca(&args).spawn();
+    running.wait_for_line("swipe the card at", std::time::Duration::from_secs(20));
+    if device.kind() == Kind::Controlid {
+        // remote_enroll reads the cards swiped after it arrived.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while requests(device, "remote_enroll") == 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+    device.swipe(catraca::participants::parse_card(card).unwrap());
+    running.finish(std::time::Duration::from_secs(30))
+}
+
+#[test]
+fn learn_card_finds_each_familys_format_from_one_swipe_and_writes_nothing() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&ONE_OF_EACH, SimConfig::default());
+    let expected = [
+        ("184683596740", "card_format = \"controlid\""),
+        ("2821060", "card_format = \"w26\""),
+        ("2B0BC4", "card_format = \"w26-hex\""),
+    ];
+    for (device, (read, line)) in fleet.devices.iter().zip(expected) {
+        let ran = learn(&sandbox, device, "43,3012", &[]);
+        ran.expect_code(0);
+        assert!(
+            ran.stdout.contains(&format!("read the card as {read}\n"))
+                && ran.stdout.contains("card 43,3012 matches")
+                && ran.stdout.contains(line),
+            "{}",
+            ran.shown
+        );
+        assert!(device.stats().created.is_empty(), "{:?}", device.stats());
+        assert!(device.people().is_empty());
+    }
+    assert!(
+        requests(&fleet.devices[1], "capture_card") >= 2,
+        "polled while it waited"
+    );
+    assert!(requests(&fleet.devices[2], "card_records") >= 2);
+}
+
+#[test]
+fn learn_card_tells_the_padding_and_exits_1_with_the_candidates_when_nothing_matches() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimConfig::default(),
+    );
+    let (hikvision, intelbras) = (&fleet.devices[0], &fleet.devices[1]);
+    hikvision.set_reader(ReaderFormat::parse("w26:10").unwrap());
+    let ran = learn(&sandbox, hikvision, "43,3012", &["--json"]);
+    ran.expect_code(0);
+    let learned: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(learned["read"], "0002821060", "{}", ran.shown);
+    assert_eq!(learned["current_matches"], false);
+    assert_eq!(learned["matches"][0]["card_format"], "w26");
+    assert_eq!(learned["matches"][0]["card_pad"], 10);
+
+    // A Dahua door converting the card number (bytes swapped): no format writes that.
+    intelbras.set_reader(ReaderFormat::SwappedHex);
+    let ran = learn(&sandbox, intelbras, "43,3012", &[]);
+    ran.expect_code(1);
+    assert!(
+        ran.stdout.contains("read the card as C40B2B")
+            && ran.stdout.contains("no card_format writes card 43,3012")
+            && ran.stdout.contains("w26-hex   2B0BC4")
+            && ran.stdout.contains("w26       2821060")
+            && ran.stdout.contains("controlid 184683596740"),
+        "{}",
+        ran.shown
+    );
 }
