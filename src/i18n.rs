@@ -192,6 +192,11 @@ catalogue! {
     CheckColClock: "clock drift", "desvio do relógio";
     CheckColRoundTrip: "round trip", "ida e volta";
     CheckColStatus: "status", "situação";
+    CheckColCards: "cards", "cartões";
+    CheckCardsDefault: "{format} (default)", "{format} (padrão)";
+    CheckCardsSet: "{format} (set)", "{format} (definido)";
+    CheckCardsUncertain: "card format {format} is the {kind} default, which is not certain for this vendor's readers: run `catraca learn-card --device {name} --card F,N` with one card, then set card_format for this device",
+        "o formato de cartão {format} é o padrão {kind}, que não é certo para os leitores deste fabricante: rode `catraca learn-card --device {name} --card F,N` com um cartão e defina card_format para este dispositivo";
     CheckWarning: "warning", "aviso";
     CheckCertificate: "certificate {fingerprint} ({how})", "certificado {fingerprint} ({how})";
     CheckCertPinned: "pinned", "fixado";

@@ -437,3 +437,60 @@ fn learn_card_tells_the_padding_and_exits_1_with_the_candidates_when_nothing_mat
         ran.shown
     );
 }
+
+#[test]
+fn check_shows_each_card_format_and_warns_where_the_default_is_uncertain() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[
+            (Kind::Controlid, 1),
+            (Kind::Hikvision, 1),
+            (Kind::Intelbras, 2),
+        ],
+        SimConfig::default(),
+    );
+    let devices = devices_file(
+        &sandbox,
+        &fleet,
+        &[("catraca-4", "card_format = \"w26-hex\"\ncard_pad = 8")],
+    );
+    let ran = sandbox
+        .catraca(&["check", "--json", "--devices", &devices])
+        .run();
+    ran.expect_code(0);
+    let checks: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    let shown: Vec<(String, bool, usize)> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["card_format"].as_str().unwrap().to_string(),
+                c["card_format_set"].as_bool().unwrap(),
+                c["warnings"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("controlid".to_string(), false, 0),
+            ("w26".to_string(), false, 0),
+            ("w26-hex".to_string(), false, 1),
+            ("w26-hex, card_pad 8".to_string(), true, 0),
+        ],
+        "{}",
+        ran.shown
+    );
+    let text = sandbox.catraca(&["check", "--devices", &devices]).run();
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains("w26 (default)")
+            && text.stdout.contains("w26-hex, card_pad 8 (set)")
+            && text
+                .stdout
+                .contains("catraca learn-card --device catraca-3 --card F,N"),
+        "{}",
+        text.shown
+    );
+}
