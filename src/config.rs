@@ -19,12 +19,16 @@
 //! [[device]]
 //! url = "https://10.0.0.6"    # a self-signed certificate: pin it (or run --insecure-tls)
 //! tls_fingerprint = "sha256:AB:CD:...:EF"   # or a list, while a certificate is replaced
+//! kind = "intelbras"
+//! card_format = "w26-hex"     # how its reader writes cards (see `card.rs`); else the vendor's
+//! card_pad = 8                # optional: zero-pad cards to 8 characters
 //! ```
 //!
 //! An `https://` device is trusted as [`TlsTrust`] says: its pinned fingerprints when it
 //! has some, else anything under `--insecure-tls`, else the certificate authorities of
 //! the system and `--ca-cert`.
 
+use crate::card::CardRule;
 use crate::device::controlid::ControlIdDevice;
 use crate::device::hikvision::HikvisionDevice;
 use crate::device::http::{HttpClient, Timeouts};
@@ -59,40 +63,7 @@ pub enum ConfigError {
     NoDevices,
 }
 
-/// The device families catraca can drive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Control iD (iDBlock, iDAccess, iDFlex, iDFace): sessions, batches of hundreds.
-    Controlid,
-    /// Hikvision ISAPI (DS-K1T, DS-K2): Digest, one person per request.
-    Hikvision,
-    /// Intelbras (SS 3530/5530, CT 3000) and Dahua: Digest, ten people per request.
-    Intelbras,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Controlid, Kind::Hikvision, Kind::Intelbras];
-
-    /// The name used in the devices file, `--device KIND+URL` and the simulator.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Controlid => "controlid",
-            Kind::Hikvision => "hikvision",
-            Kind::Intelbras => "intelbras",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
-
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use crate::vendor::Kind;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +84,8 @@ struct DeviceEntry {
     password_env: Option<String>,
     password_file: Option<PathBuf>,
     tls_fingerprint: Option<Fingerprints>,
+    card_format: Option<String>,
+    card_pad: Option<usize>,
 }
 
 /// `tls_fingerprint`: one fingerprint, or a list of them.
@@ -168,6 +141,8 @@ pub struct DeviceConfig {
     pub credentials: Credentials,
     /// Which certificates the device may present (used for https URLs only).
     pub tls: TlsTrust,
+    /// How the device's reader writes cards (`card_format`, `card_pad`).
+    pub cards: CardRule,
 }
 
 impl DeviceConfig {
@@ -177,9 +152,15 @@ impl DeviceConfig {
         let http =
             HttpClient::new(timeouts, self.max_in_flight, self.tls.clone()).with_rate(self.rate);
         match self.kind {
-            Kind::Controlid => Arc::new(ControlIdDevice::new(name, url, credentials, http, retry)),
-            Kind::Hikvision => Arc::new(HikvisionDevice::new(name, url, credentials, http, retry)),
-            Kind::Intelbras => Arc::new(IntelbrasDevice::new(name, url, credentials, http, retry)),
+            Kind::Controlid => Arc::new(
+                ControlIdDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+            ),
+            Kind::Hikvision => Arc::new(
+                HikvisionDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+            ),
+            Kind::Intelbras => Arc::new(
+                IntelbrasDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+            ),
         }
     }
 }
@@ -245,6 +226,8 @@ pub fn load_devices(
                 password_env: None,
                 password_file: None,
                 tls_fingerprint: None,
+                card_format: None,
+                card_pad: None,
             },
         ));
     }
@@ -347,10 +330,13 @@ pub fn load_devices(
                 }
             },
         };
+        let kind = entry.kind.unwrap_or(Kind::Controlid);
+        let cards = CardRule::for_device(kind, entry.card_format.as_deref(), entry.card_pad)
+            .map_err(|why| invalid(format!("device {name}: {why}")))?;
         devices.push(DeviceConfig {
             name,
             url,
-            kind: entry.kind.unwrap_or(Kind::Controlid),
+            kind,
             max_in_flight,
             rate,
             credentials: Credentials {
@@ -359,6 +345,7 @@ pub fn load_devices(
                 source,
             },
             tls: trust,
+            cards,
         });
     }
     Ok((devices, warnings))
@@ -437,6 +424,7 @@ pub fn warn_insecure(devices: &[DeviceConfig]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::card::CardFormat;
     use std::collections::HashMap;
 
     /// `load_devices` on `--device` URLs alone, with the default limits and trust.
@@ -532,6 +520,37 @@ mod tests {
                 .connect(Timeouts::default(), RetryPolicy::default())
                 .kind(),
             "intelbras"
+        );
+    }
+
+    #[test]
+    fn card_formats_come_from_the_file_else_the_vendor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.toml");
+        std::fs::write(
+            &path,
+            "[[device]]\nurl = \"http://a\"\nkind = \"intelbras\"\ncard_format = \"w26\"\ncard_pad = 10\n\
+             [[device]]\nurl = \"http://b\"\nkind = \"hikvision\"\n",
+        )
+        .unwrap();
+        let (devices, _) = from_file(&path, &[]).unwrap();
+        assert_eq!(devices[0].cards.format, CardFormat::W26);
+        assert_eq!(
+            (devices[0].cards.pad, devices[0].cards.explicit),
+            (10, true)
+        );
+        assert_eq!(devices[1].cards, CardRule::vendor_default(Kind::Hikvision));
+        std::fs::write(
+            &path,
+            "[[device]]\nname = \"portaria-1\"\nurl = \"http://a\"\ncard_format = \"w26-hex\"\n",
+        )
+        .unwrap();
+        let err = from_file(&path, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("devices.toml")
+                && err.contains("portaria-1")
+                && err.contains("as a number"),
+            "{err}"
         );
     }
 

@@ -27,7 +27,7 @@
 use crate::cache::group_commit::{self, RecordQueue};
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
 use crate::device::telemetry;
-use crate::device::{breaker, Device, DeviceError, DevicePerson, Outcome, Plan};
+use crate::device::{breaker, card_string, Device, DeviceError, DevicePerson, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::reporter::{Event, JobTiming};
@@ -480,9 +480,10 @@ impl Engine<'_> {
         let staying: Vec<u32> = (0..self.people.len() as u32)
             .filter(|&p| !leaving(p))
             .collect();
+        let staying = self.refuse_cards_beyond_devices(&staying, events);
         let pending: Vec<Vec<u32>> =
             if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
-                vec![staying; self.targets.len()]
+                staying
             } else if self.options.sequential {
                 self.check_cache_serially(&staying, &fingerprints, events)?
             } else {
@@ -843,6 +844,57 @@ impl Engine<'_> {
         }
     }
 
+    /// Fails, before anything is sent, each pair whose card its device cannot take
+    /// (beyond its `card_format` or its card field), and returns who stays on each device.
+    fn refuse_cards_beyond_devices(
+        &self,
+        staying: &[u32],
+        events: &Sender<Event>,
+    ) -> Vec<Vec<u32>> {
+        self.targets
+            .iter()
+            .enumerate()
+            .map(|(device, target)| {
+                let rule = target.device.cards();
+                let mut refused = Vec::new();
+                let kept = staying
+                    .iter()
+                    .copied()
+                    .filter(|&p| {
+                        let card = self.people[p as usize].card;
+                        match card.map(|c| card_string(&rule, target.device.name(), c)) {
+                            Some(Err(why)) => {
+                                refused.push((p, Outcome::Failed(why)));
+                                false
+                            }
+                            _ => true,
+                        }
+                    })
+                    .collect();
+                if !refused.is_empty() {
+                    let _ = events.send(Event::Pairs {
+                        device,
+                        outcomes: refused,
+                        timing: None,
+                    });
+                }
+                kept
+            })
+            .collect()
+    }
+
+    /// What the cache holds for person `p` on `device` once confirmed: the person's
+    /// fingerprint, changed by the device's card rule when the person has a card, so
+    /// that a new `card_format` sends the card again.
+    fn fingerprint_on(&self, device: usize, p: u32, fingerprints: &[u64]) -> u64 {
+        let fingerprint = fingerprints[p as usize];
+        if self.people[p as usize].card.is_some() {
+            fingerprint ^ self.targets[device].device.cards().fingerprint_salt()
+        } else {
+            fingerprint
+        }
+    }
+
     fn keys(&self, device: usize, people: &[u32]) -> Vec<CacheKey> {
         let keys = DeviceKeys::new(self.secret, &self.targets[device].device.cache_id());
         people
@@ -855,12 +907,12 @@ impl Engine<'_> {
     /// pending, on the pool, each task with its own cache connection.
     fn check_cache(
         &self,
-        staying: &[u32],
+        staying: &[Vec<u32>],
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<Vec<u32>>> {
         let chunks: Vec<(usize, &[u32])> = (0..self.targets.len())
-            .flat_map(|d| staying.chunks(CACHE_CHUNK).map(move |c| (d, c)))
+            .flat_map(|d| staying[d].chunks(CACHE_CHUNK).map(move |c| (d, c)))
             .collect();
         let results: Vec<anyhow::Result<(usize, Vec<u32>)>> = chunks
             .into_par_iter()
@@ -883,14 +935,14 @@ impl Engine<'_> {
 
     fn check_cache_serially(
         &self,
-        staying: &[u32],
+        staying: &[Vec<u32>],
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<Vec<u32>>> {
         let mut connection = self.cache.connect()?;
         let mut pending = vec![Vec::new(); self.targets.len()];
         for (device, list) in pending.iter_mut().enumerate() {
-            for chunk in staying.chunks(CACHE_CHUNK) {
+            for chunk in staying[device].chunks(CACHE_CHUNK) {
                 list.extend(self.split_cached(
                     connection.as_mut(),
                     device,
@@ -915,7 +967,7 @@ impl Engine<'_> {
         let mut pending = Vec::new();
         let mut skipped = Vec::new();
         for (&p, cached) in people.iter().zip(cached) {
-            if cached == Some(fingerprints[p as usize]) {
+            if cached == Some(self.fingerprint_on(device, p, fingerprints)) {
                 skipped.push((p, Outcome::SkippedCache));
             } else {
                 pending.push(p);
@@ -1214,7 +1266,10 @@ impl Engine<'_> {
         let entries: Vec<(CacheKey, u64)> = self
             .keys(device, &done)
             .into_iter()
-            .zip(done.iter().map(|&p| fingerprints[p as usize]))
+            .zip(
+                done.iter()
+                    .map(|&p| self.fingerprint_on(device, p, fingerprints)),
+            )
             .collect();
         if let Err(lost) = records.record(entries) {
             let _ = events.send(Event::NotCached {

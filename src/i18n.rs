@@ -192,6 +192,11 @@ catalogue! {
     CheckColClock: "clock drift", "desvio do relógio";
     CheckColRoundTrip: "round trip", "ida e volta";
     CheckColStatus: "status", "situação";
+    CheckColCards: "cards", "cartões";
+    CheckCardsDefault: "{format} (default)", "{format} (padrão)";
+    CheckCardsSet: "{format} (set)", "{format} (definido)";
+    CheckCardsUncertain: "card format {format} is the {kind} default, which is not certain for this vendor's readers: run `catraca learn-card --device {name} --card F,N` with one card, then set card_format for this device",
+        "o formato de cartão {format} é o padrão {kind}, que não é certo para os leitores deste fabricante: rode `catraca learn-card --device {name} --card F,N` com um cartão e defina card_format para este dispositivo";
     CheckWarning: "warning", "aviso";
     CheckCertificate: "certificate {fingerprint} ({how})", "certificado {fingerprint} ({how})";
     CheckCertPinned: "pinned", "fixado";
@@ -330,6 +335,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("bench:json", "Imprime as linhas como JSON em vez da tabela."),
     ("bench:launcher", "Interno: serve de pequeno processo que inicia e mede os filhos."),
     ("simulate:devices", "Quantos dispositivos simular, chamados catraca-1, catraca-2, ...: N dispositivos de --kind, ou uma frota mista como controlid:3,hikvision:2,intelbras:2."),
+    ("simulate:reader", "Como o leitor de cartões de cada dispositivo escreve um cartão: um formato de cartão (controlid, w26, w26-hex, decimal, hex, opcionalmente :TAMANHO), w26-swapped ou side-by-side; padrão: como os leitores de cada fabricante."),
+    ("simulate:log_swipes", "Imprime cada cartão passado (POST /__sim/swipe?card=F,N num dispositivo) como liberado ou recusado."),
     ("simulate:kind", "A família dos dispositivos quando --devices é um número."),
     ("simulate:capacity", "Hikvision e Intelbras: quantas pessoas um dispositivo guarda no máximo (o Hikvision então responde userExceedLimit)."),
     ("simulate:port", "Primeira porta: os dispositivos escutam em P, P+1, ...; 0 escolhe portas livres."),
@@ -359,6 +366,12 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("about:demo", "Cadastra os 100 participantes de exemplo em 5 catracas simuladas, duas vezes."),
     ("about:simulate", "Serve catracas Control iD simuladas no loopback (para testes e ensaios)."),
     ("about:check", "Verificação prévia: contata cada dispositivo e diz se está pronto (saída 0) ou não (1)."),
+    ("about:learn-card", "Lê um cartão passado num dispositivo e diz qual card_format escreve os cartões como o leitor dele (não grava nada no dispositivo)."),
+    ("learn-card:device", "O dispositivo a ler: seu nome em --devices, ou a URL de um dispositivo como hikvision+http://10.0.0.6 quando não há arquivo de dispositivos."),
+    ("learn-card:devices", "Um arquivo TOML com tabelas [[device]], como para `catraca enroll`."),
+    ("learn-card:card", "O número impresso no cartão que você vai passar (`F,N` ou um número): learn-card diz então qual card_format (e card_pad) o transforma no que o dispositivo leu."),
+    ("learn-card:timeout", "Quanto esperar pelo cartão (ex.: 60s, 2m)."),
+    ("learn-card:json", "Imprime o resultado em JSON na saída padrão em vez de texto."),
     ("about:completions", "Imprime o script de completação do shell (bash, zsh ou fish)."),
     ("about:help", "Mostra esta mensagem ou a ajuda do subcomando indicado."),
     ("verbose", "Mais saída: -v mostra uma linha por pessoa-dispositivo, -vv acrescenta logs de depuração."),

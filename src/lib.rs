@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cache;
+pub mod card;
 pub mod category;
 pub mod cli;
 pub mod commands;
@@ -31,3 +32,4 @@ pub mod simulator;
 pub mod stdout;
 pub mod stop;
 pub mod style;
+pub mod vendor;

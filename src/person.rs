@@ -25,13 +25,15 @@ impl Card {
             Card::Number(n) => n,
         }
     }
+}
 
-    /// The one number catraca writes for this card on every vendor, each in its own
-    /// notation (see [`CardEncoding`](crate::device::CardEncoding)): the Control iD value.
-    /// Whether a Hikvision or Intelbras reader reports a Wiegand card as this number is
-    /// not documented: check one card on the device before a large enrollment.
-    pub fn number(self) -> u64 {
-        self.controlid_value()
+impl std::fmt::Display for Card {
+    /// As an operator writes it in the CSV: `123,45678` or `4012345678`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Card::Wiegand { facility, number } => write!(f, "{facility},{number}"),
+            Card::Number(number) => write!(f, "{number}"),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use crate::cache::embedded::EmbeddedCache;
 use crate::device::http::Timeouts;
 use crate::device::RetryPolicy;
 use crate::exit::EXIT_STATUS_HELP;
+use crate::person::Card;
 use crate::settings::parse_duration;
 use crate::stop::FailureLimit;
 use clap::Args;
@@ -234,4 +235,34 @@ pub struct CheckArgs {
     /// Print the results as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `catraca learn-card`.
+#[derive(Debug, Args)]
+pub struct LearnCardArgs {
+    /// The device to read from: its name in --devices, or a device URL such as
+    /// hikvision+http://10.0.0.6 when there is no devices file.
+    #[arg(long, value_name = "NAME|URL")]
+    pub device: String,
+    /// A TOML file of [[device]] tables, as for `catraca enroll`.
+    #[arg(long, value_name = "FILE")]
+    pub devices: Option<PathBuf>,
+    /// The number printed on the card you will swipe (`F,N` or a number): learn-card
+    /// then tells which card_format (and card_pad) turns it into what the device read.
+    #[arg(long, value_name = "F,N|NUMBER", value_parser = parse_card)]
+    pub card: Option<Card>,
+    /// How long to wait for the swipe (e.g. 60s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Print the result as JSON on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+fn parse_card(text: &str) -> Result<Card, String> {
+    crate::participants::parse_card(text).map_err(|problem| {
+        format!("\"{text}\" {problem}: write the card as printed, 123,45678 or 4012345678")
+    })
 }

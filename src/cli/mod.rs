@@ -178,6 +178,9 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Preflight: contact every device and tell whether it is ready (exit 0) or not (1).
     Check(CheckArgs),
+    /// Read one swipe at a device and tell which card_format writes cards as its reader
+    /// does (writes nothing to the device).
+    LearnCard(LearnCardArgs),
     /// Print the shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
 }

@@ -7,11 +7,14 @@
 //! before a device is contacted is checked here: the devices file and credentials, the
 //! cache named, the certificate authority file, the output paths.
 
-use super::{CheckArgs, Cli, Command, DemoArgs, EnrollArgs, RunArgs, TlsArgs, WatchArgs};
+use super::{
+    CheckArgs, Cli, Command, DemoArgs, EnrollArgs, LearnCardArgs, RunArgs, TlsArgs, WatchArgs,
+};
 use crate::cache::choice::CacheChoice;
 use crate::commands::check::CheckConfig;
 use crate::commands::demo::DemoConfig;
 use crate::commands::enroll::{EnrollConfig, Mode, WatchConfig};
+use crate::commands::learn_card::{self, LearnCardConfig};
 use crate::commands::Invocation;
 use crate::config::{self, DeviceConfig, TlsOptions};
 use crate::device::http::Timeouts;
@@ -73,6 +76,9 @@ pub fn invocation(
         Command::Simulate(args) => Ok(Invocation::Simulate(args)),
         Command::Bench(args) => Ok(Invocation::Bench(args)),
         Command::Check(args) => Ok(Invocation::Check(CheckConfig::resolve(args, &sources)?)),
+        Command::LearnCard(args) => Ok(Invocation::LearnCard(LearnCardConfig::resolve(
+            args, &sources,
+        )?)),
         Command::Completions(args) => {
             let mut script = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "catraca", &mut script);
@@ -244,6 +250,45 @@ impl CheckConfig {
                 connect: Duration::from_secs(args.connect_timeout.max(1)),
                 request: Duration::from_secs(args.timeout.max(1)),
             },
+            json: args.json,
+        })
+    }
+}
+
+impl LearnCardConfig {
+    /// `--device` names a device of `--devices` (else of the settings file's
+    /// `devices`), or is a device URL when there is no devices file.
+    fn resolve(args: LearnCardArgs, sources: &Sources<'_>) -> anyhow::Result<LearnCardConfig> {
+        let file = args.devices.clone().or_else(|| {
+            (!args.device.contains("://"))
+                .then(|| sources.settings.devices.clone())
+                .flatten()
+        });
+        let one_device = RunConfig {
+            max_in_flight: std::num::NonZeroUsize::MIN,
+            ..RunConfig::default()
+        };
+        let device = match &file {
+            Some(file) => learn_card::find_device(
+                load_devices(Some(file), &[], &one_device, &args.tls, sources)?,
+                &args.device,
+                file,
+            )?,
+            None => load_devices(
+                None,
+                std::slice::from_ref(&args.device),
+                &one_device,
+                &args.tls,
+                sources,
+            )?
+            .into_iter()
+            .next()
+            .expect("one --device URL"),
+        };
+        Ok(LearnCardConfig {
+            device,
+            card: args.card,
+            timeout: args.timeout,
             json: args.json,
         })
     }

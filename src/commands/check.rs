@@ -51,6 +51,10 @@ pub struct DeviceCheck {
     /// How that certificate is trusted: `pinned`, `authority` or `unchecked`
     /// (`--insecure-tls`); null for http devices.
     pub certificate_trust: Option<&'static str>,
+    /// How the device's reader writes cards (`card_format`, with `card_pad`).
+    pub card_format: String,
+    /// Whether `card_format` is set in the devices file (else the vendor's default).
+    pub card_format_set: bool,
 }
 
 impl DeviceCheck {
@@ -77,7 +81,19 @@ impl DeviceCheck {
                     TlsTrust::Authorities { .. } => "authority",
                     TlsTrust::Insecure => "unchecked",
                 }),
+            card_format: device.cards.describe(),
+            card_format_set: device.cards.explicit,
         };
+        if !device.cards.explicit && !crate::card::CardFormat::default_is_certain(device.kind) {
+            check.warnings.push(tr(
+                Msg::CheckCardsUncertain,
+                &[
+                    ("format", &check.card_format),
+                    ("kind", &device.kind),
+                    ("name", &device.name),
+                ],
+            ));
+        }
         match result {
             Ok(facts) => {
                 check.reachable = true;
@@ -157,7 +173,7 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
 /// The table `catraca check` prints, the status coloured when `color`.
 pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
     let yes_no = |b: bool| t(if b { Msg::CheckYes } else { Msg::CheckNo });
-    let rows: Vec<[String; 8]> = checks
+    let rows: Vec<[String; 9]> = checks
         .iter()
         .map(|c| {
             [
@@ -189,6 +205,14 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
                 },
                 c.round_trip_ms
                     .map_or("-".into(), |ms| format!("{ms:.1} ms")),
+                tr(
+                    if c.card_format_set {
+                        Msg::CheckCardsSet
+                    } else {
+                        Msg::CheckCardsDefault
+                    },
+                    &[("format", &c.card_format)],
+                ),
                 t(if c.ready && c.warnings.is_empty() {
                     Msg::CheckReady
                 } else if c.ready {
@@ -208,6 +232,7 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
         Msg::CheckColPeople,
         Msg::CheckColClock,
         Msg::CheckColRoundTrip,
+        Msg::CheckColCards,
         Msg::CheckColStatus,
     ]
     .map(t);
@@ -225,9 +250,9 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
             // Names and words left, numbers right.
             // The status after padding, so colour codes do not count as width.
             let shown = match i {
-                7 if *cell == t(Msg::CheckReady) => paint(cell, Color::Green, color),
-                7 if *cell == t(Msg::CheckReadyWarning) => paint(cell, Color::Yellow, color),
-                7 if *cell == t(Msg::CheckNotReady) => paint(cell, Color::Red, color),
+                8 if *cell == t(Msg::CheckReady) => paint(cell, Color::Green, color),
+                8 if *cell == t(Msg::CheckReadyWarning) => paint(cell, Color::Yellow, color),
+                8 if *cell == t(Msg::CheckNotReady) => paint(cell, Color::Red, color),
                 _ => cell.clone(),
             };
             if (4..=6).contains(&i) {
@@ -348,6 +373,7 @@ mod tests {
                 source: "test".into(),
             },
             tls: Default::default(),
+            cards: crate::card::CardRule::vendor_default(Kind::Controlid),
         }
     }
 

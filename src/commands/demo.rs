@@ -61,6 +61,7 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
                 source: "the simulator's factory default".into(),
             },
             tls: Default::default(),
+            cards: crate::card::CardRule::vendor_default(Kind::Controlid),
         })
         .collect();
     eprintln!(

@@ -87,6 +87,19 @@ pub fn run(config: EnrollConfig) -> anyhow::Result<Exit> {
         participants::Needs::Person
     };
     let people = participants::read(&config.users, needs)?;
+    if config.mode != Mode::Remove {
+        let rules: Vec<_> = config
+            .devices
+            .iter()
+            .map(|d| (d.name.as_str(), d.kind, d.cards))
+            .collect();
+        let card_warnings =
+            crate::card::check_csv_cards(&config.users.display_name(), &people, &rules)
+                .map_err(anyhow::Error::msg)?;
+        for warning in card_warnings {
+            log::warn!("{warning}");
+        }
+    }
     let (cache, secret) = config.cache.open()?;
     log::info!(
         "{} participants, {} devices, cache {}",

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod demo;
 pub mod enroll;
+pub mod learn_card;
 
 use crate::bench::BenchArgs;
 use crate::exit::Exit;
@@ -20,6 +21,7 @@ pub enum Invocation {
     Simulate(SimulateArgs),
     Bench(BenchArgs),
     Check(CheckConfig),
+    LearnCard(learn_card::LearnCardConfig),
     /// Text for stdout, already made (a completion script).
     Print(String),
 }
@@ -32,6 +34,7 @@ pub fn run(invocation: Invocation) -> anyhow::Result<Exit> {
         Invocation::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
         Invocation::Bench(args) => crate::bench::run(args),
         Invocation::Check(config) => check::run(config),
+        Invocation::LearnCard(config) => learn_card::run(config),
         Invocation::Print(text) => {
             crate::stdout::print_stdout(&text)?;
             Ok(Exit::Done)

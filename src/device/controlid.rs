@@ -13,8 +13,8 @@
 
 use super::http::{percent_encode, HttpClient};
 use super::{
-    Auth, CardEncoding, ClockReading, Device, DeviceError, DeviceFacts, DevicePerson, Outcome,
-    Plan, Profile, Upsert, ValidityEncoding,
+    card_string, Auth, CardFormat, CardRule, ClockReading, Device, DeviceError, DeviceFacts,
+    DevicePerson, Outcome, Plan, Profile, Upsert, ValidityEncoding,
 };
 use crate::i18n::{tr, Msg};
 use crate::person::{Card, Person};
@@ -39,7 +39,7 @@ pub static PROFILE: Profile = Profile {
     // loads, so this changes nothing and says so.
     max_batch: MAX_IN_LIST,
     upsert: Upsert::SomeFirmware,
-    cards: CardEncoding::Integer,
+    cards: CardFormat::Controlid,
     validity: ValidityEncoding::UnixSeconds,
     already_exists: "400 `UNIQUE constraint failed` (registrations are not unique: loaded first)",
     busy: "HTTP 503 / 429 from the web server",
@@ -87,6 +87,7 @@ pub struct ControlIdDevice {
     /// later plan chunks do not look it up again; creating it still looks first). The
     /// lock is held while a group is created so two threads never create it twice.
     groups: Mutex<HashMap<String, Option<i64>>>,
+    cards: CardRule,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,7 +140,35 @@ impl ControlIdDevice {
             session: Mutex::new(Session::None),
             generation: Mutex::new(0),
             groups: Mutex::new(HashMap::new()),
+            cards: CardRule::vendor_default(crate::vendor::Kind::Controlid),
         }
+    }
+
+    /// Writes cards as `cards` says (`card_format`) instead of the default.
+    pub fn with_cards(mut self, cards: CardRule) -> ControlIdDevice {
+        self.cards = cards;
+        self
+    }
+
+    /// `catraca learn-card`: asks the device to read the next card on its reader
+    /// (`remote_enroll`, type `card`, `save: false`: nothing is stored) and waits for
+    /// it; `None` when the device's own wait ended without a card.
+    pub fn read_next_card(&self) -> Result<Option<u64>, DeviceError> {
+        let body = json!({"type": "card", "user_id": 0, "save": false, "sync": true});
+        match self.call("remote_enroll", &body) {
+            Ok(answer) => Ok(answer.get("card_value").and_then(Value::as_u64)),
+            Err(DeviceError::Rejected { status: 408, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The `cards.value` this device stores for `card`, or the failure of the pair.
+    fn card_value(&self, card: Card) -> Result<u64, DeviceError> {
+        let text = card_string(&self.cards, &self.name, card)?;
+        // The rule refuses anything beyond 64 bits (its `CardLimit::U64`).
+        text.parse().map_err(|_| {
+            DeviceError::Internal(format!("card value {text} passed the 64-bit check"))
+        })
     }
 
     /// Logs in (once for all threads) and returns the token and its generation.
@@ -670,6 +699,10 @@ impl Device for ControlIdDevice {
         &PROFILE
     }
 
+    fn cards(&self) -> CardRule {
+        self.cards
+    }
+
     fn http(&self) -> &HttpClient {
         &self.http
     }
@@ -797,9 +830,12 @@ impl Device for ControlIdDevice {
                         }
                         if person.card_is_managed() {
                             let held = cards_of.get(&user.id).map(Vec::as_slice).unwrap_or(&[]);
-                            let wanted: Vec<u64> =
-                                person.card.map(Card::controlid_value).into_iter().collect();
-                            if held != wanted.as_slice() {
+                            // A card this device cannot take is a change that fails later.
+                            let wanted: Option<Vec<u64>> = match person.card {
+                                None => Some(Vec::new()),
+                                Some(card) => self.card_value(card).ok().map(|v| vec![v]),
+                            };
+                            if wanted.as_deref() != Some(held) {
                                 changes.push("card");
                             }
                         }
@@ -876,12 +912,15 @@ impl Device for ControlIdDevice {
     }
 
     fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
-        let mut failed: Vec<Option<DeviceError>> = vec![None; work.len()];
+        let mut failed: Vec<Option<DeviceError>> = work
+            .iter()
+            .map(|(person, _)| person.card.and_then(|c| self.card_value(c).err()))
+            .collect();
         let mut user_ids: Vec<Option<i64>> = vec![None; work.len()];
 
         // 1. Users that are missing: created in one request.
         let creating: Vec<usize> = (0..work.len())
-            .filter(|&i| work[i].1 == Plan::Create)
+            .filter(|&i| work[i].1 == Plan::Create && failed[i].is_none())
             .collect();
         if !creating.is_empty() {
             let people: Vec<&Person> = creating.iter().map(|&i| work[i].0).collect();
@@ -897,6 +936,9 @@ impl Device for ControlIdDevice {
         //    `values` object per call).
         let mut replacing_cards = Vec::new();
         for (i, (person, plan)) in work.iter().enumerate() {
+            if failed[i].is_some() {
+                continue;
+            }
             match plan {
                 Plan::Update { id, changes } => {
                     user_ids[i] = Some(*id);
@@ -970,7 +1012,7 @@ impl Device for ControlIdDevice {
         if !card_work.is_empty() {
             let wanted: Vec<(i64, u64)> = card_work
                 .iter()
-                .map(|(_, id, c)| (*id, Card::controlid_value(*c)))
+                .map(|(_, id, c)| (*id, self.card_value(*c).unwrap_or_default()))
                 .collect();
             for ((i, _, _), result) in card_work
                 .iter()

@@ -15,8 +15,8 @@
 use super::digest::DigestClient;
 use super::http::{Answer, HttpClient};
 use super::{
-    Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
-    RetryPolicy, Upsert, ValidityEncoding,
+    card_string, Auth, CardFormat, CardRule, Credentials, Device, DeviceError, DevicePerson,
+    Outcome, Plan, Profile, RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
 use serde_json::{json, Value};
@@ -30,7 +30,7 @@ pub static PROFILE: Profile = Profile {
     auth: Auth::Digest,
     max_batch: 1,
     upsert: Upsert::SomeFirmware,
-    cards: CardEncoding::DecimalString,
+    cards: CardFormat::W26,
     validity: ValidityEncoding::LocalIso,
     already_exists:
         "400, subStatusCode employeeNoAlreadyExist (some firmware deviceUserAlreadyExist)",
@@ -141,6 +141,7 @@ pub struct HikvisionDevice {
     /// Set when the device said it is full: every later pair fails with it.
     full: Mutex<Option<DeviceError>>,
     searches: AtomicU64,
+    cards: CardRule,
 }
 
 /// A person as the device holds it.
@@ -166,6 +167,31 @@ impl HikvisionDevice {
             url,
             full: Mutex::new(None),
             searches: AtomicU64::new(0),
+            cards: CardRule::vendor_default(crate::vendor::Kind::Hikvision),
+        }
+    }
+
+    /// Writes cards as `cards` says (`card_format`, `card_pad`) instead of the default.
+    pub fn with_cards(mut self, cards: CardRule) -> HikvisionDevice {
+        self.cards = cards;
+        self
+    }
+
+    /// `catraca learn-card`: one poll of `CaptureCardInfo`, which puts the terminal in
+    /// capture mode; the card number once a card was read, `None` while it waits (some
+    /// firmware answer `deviceError` meanwhile).
+    pub fn capture_card(&self) -> Result<Option<String>, DeviceError> {
+        match self.call(
+            "GET",
+            "/ISAPI/AccessControl/CaptureCardInfo?format=json",
+            None,
+        )? {
+            Reply::Ok(found) => Ok(found["CardInfo"]["cardNo"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_string)),
+            Reply::Refused { sub, .. } if Reply::refused_as(&sub, &["deviceError"]) => Ok(None),
+            refused => refused.into_value().map(|_| None),
         }
     }
 
@@ -368,20 +394,23 @@ impl HikvisionDevice {
         let employee = person.registration.as_str();
         if replace {
             let held = self.held(&[employee], &[employee])?;
-            let stale: Vec<Value> = held
+            let held = held
                 .get(employee)
-                .map(|h| {
-                    h.cards
-                        .iter()
-                        .filter(|c| *c != card)
-                        .map(|c| json!({"cardNo": c}))
-                        .collect()
-                })
-                .unwrap_or_default();
+                .map(|h| h.cards.as_slice())
+                .unwrap_or(&[]);
+            let stale: Vec<Value> = held
+                .iter()
+                .filter(|c| !self.cards.same(c, card))
+                .map(|c| json!({"cardNo": c}))
+                .collect();
             if !stale.is_empty() {
                 let body = json!({"CardInfoDelCond": {"CardNoList": stale}});
                 self.call("PUT", "/ISAPI/AccessControl/CardInfo/Delete", Some(&body))?
                     .into_value()?;
+            }
+            if held.iter().any(|c| self.cards.same(c, card)) {
+                // Held already, written another way (`02821060`): the same card.
+                return Ok(());
             }
         }
         let body =
@@ -420,7 +449,10 @@ impl HikvisionDevice {
 
     fn apply_one(&self, person: &Person, plan: &Plan) -> Result<Outcome, DeviceError> {
         self.check_full()?;
-        let card = person.card.map(|c| PROFILE.cards.encode(c));
+        let card = person
+            .card
+            .map(|c| card_string(&self.cards, &self.name, c))
+            .transpose()?;
         match plan {
             Plan::Create => {
                 self.create(person)?;
@@ -470,6 +502,10 @@ impl Device for HikvisionDevice {
         &PROFILE
     }
 
+    fn cards(&self) -> CardRule {
+        self.cards
+    }
+
     fn http(&self) -> &HttpClient {
         self.client.http()
     }
@@ -498,12 +534,12 @@ impl Device for HikvisionDevice {
                         changes.push("validity");
                     }
                     if person.card_is_managed() {
-                        let wanted: Vec<String> = person
+                        // A card this device cannot take is a change that fails when applied.
+                        let wanted: Option<Vec<String>> = person
                             .card
-                            .map(|c| PROFILE.cards.encode(c))
-                            .into_iter()
-                            .collect();
-                        if h.cards != wanted {
+                            .map(|c| self.cards.write(c).ok())
+                            .map_or(Some(Vec::new()), |c| c.map(|c| vec![c]));
+                        if !wanted.is_some_and(|w| self.cards.same_set(&h.cards, &w)) {
                             changes.push("card");
                         }
                     }

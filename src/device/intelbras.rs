@@ -14,8 +14,8 @@
 use super::digest::DigestClient;
 use super::http::{percent_encode, Answer, HttpClient};
 use super::{
-    Auth, CardEncoding, Credentials, Device, DeviceError, DevicePerson, Outcome, Plan, Profile,
-    RetryPolicy, Upsert, ValidityEncoding,
+    card_string, Auth, CardFormat, CardRule, Credentials, Device, DeviceError, DevicePerson,
+    Outcome, Plan, Profile, RetryPolicy, Upsert, ValidityEncoding,
 };
 use crate::person::Person;
 use serde_json::{json, Value};
@@ -27,7 +27,7 @@ pub static PROFILE: Profile = Profile {
     auth: Auth::Digest,
     max_batch: MAX_PER_CALL,
     upsert: Upsert::No,
-    cards: CardEncoding::UpperHex,
+    cards: CardFormat::W26Hex,
     validity: ValidityEncoding::LocalSpaced,
     already_exists: "400 `Error Bad Request!` on insertMulti (the text any refused row gets)",
     busy: "HTTP 503",
@@ -101,6 +101,7 @@ pub struct IntelbrasDevice {
     name: String,
     url: String,
     client: DigestClient,
+    cards: CardRule,
 }
 
 #[derive(Debug, Default)]
@@ -124,7 +125,54 @@ impl IntelbrasDevice {
             name: name.to_string(),
             client: DigestClient::new(name, &url, credentials, http, retry),
             url,
+            cards: CardRule::vendor_default(crate::vendor::Kind::Intelbras),
         }
+    }
+
+    /// Writes cards as `cards` says (`card_format`, `card_pad`) instead of the default.
+    pub fn with_cards(mut self, cards: CardRule) -> IntelbrasDevice {
+        self.cards = cards;
+        self
+    }
+
+    /// `catraca learn-card`: the card records (`AccessControlCardRec`) between `start`
+    /// and `end` (epoch seconds, bare `StartTime`/`EndTime` as 3.x firmware reads them),
+    /// as (RecNo, CardNo), records without a card number left out.
+    pub fn card_records(&self, start: i64, end: i64) -> Result<Vec<(u64, String)>, DeviceError> {
+        let target = format!(
+            "/cgi-bin/recordFinder.cgi?action=find&name=AccessControlCardRec&StartTime={start}&EndTime={end}&count=100"
+        );
+        let body = match self.get(&target)? {
+            Reply::Ok(body) => body,
+            Reply::BadRequest => {
+                return Err(DeviceError::Rejected {
+                    status: 400,
+                    message: "Bad Request: the device refused the card record search".into(),
+                })
+            }
+        };
+        // Flat text, `records[n].Field=value`; the record prefix's case varies.
+        let mut records: HashMap<String, (Option<u64>, String)> = HashMap::new();
+        for line in String::from_utf8_lossy(&body).lines() {
+            let Some((key, value)) = line.trim().split_once('=') else {
+                continue;
+            };
+            let Some((record, field)) = key.rsplit_once('.') else {
+                continue;
+            };
+            let entry = records.entry(record.to_ascii_lowercase()).or_default();
+            match field {
+                "RecNo" => entry.0 = value.trim().parse().ok(),
+                "CardNo" => entry.1 = value.trim().to_string(),
+                _ => {}
+            }
+        }
+        let mut found: Vec<(u64, String)> = records
+            .into_values()
+            .filter_map(|(rec_no, card)| Some((rec_no?, card)).filter(|(_, c)| !c.is_empty()))
+            .collect();
+        found.sort();
+        Ok(found)
     }
 
     fn get(&self, target: &str) -> Result<Reply, DeviceError> {
@@ -373,18 +421,24 @@ impl IntelbrasDevice {
         if wanted.is_empty() {
             return Vec::new();
         }
+        let mut kept: std::collections::HashSet<String> = std::collections::HashSet::new();
         if !replace.is_empty() {
             let desired: HashMap<&str, &str> =
                 wanted.iter().map(|(u, c)| (*u, c.as_str())).collect();
             let mut stale = Vec::new();
             for chunk in replace.chunks(MAX_PER_CALL) {
                 match self.cards_where("UserIDList", chunk) {
-                    Ok(cards) => stale.extend(
-                        cards
-                            .into_iter()
-                            .filter(|(u, c)| desired.get(u.as_str()) != Some(&c.as_str()))
-                            .map(|(_, c)| c),
-                    ),
+                    Ok(cards) => {
+                        for (user, card) in cards {
+                            let wanted = desired.get(user.as_str());
+                            if wanted.is_some_and(|w| self.cards.same(&card, w)) {
+                                // Held already, written another way (`2b0bc4`).
+                                kept.insert(user);
+                            } else {
+                                stale.push(card);
+                            }
+                        }
+                    }
                     Err(e) => return vec![Err(e); wanted.len()],
                 }
             }
@@ -393,11 +447,26 @@ impl IntelbrasDevice {
                 return vec![Err(e); wanted.len()];
             }
         }
-        let mut results = Vec::with_capacity(wanted.len());
-        for chunk in wanted.chunks(MAX_PER_CALL) {
-            results.extend(self.insert_cards(chunk));
+        let to_insert: Vec<(&str, String)> = wanted
+            .iter()
+            .filter(|(u, _)| !kept.contains(*u))
+            .cloned()
+            .collect();
+        let mut inserted = Vec::with_capacity(to_insert.len());
+        for chunk in to_insert.chunks(MAX_PER_CALL) {
+            inserted.extend(self.insert_cards(chunk));
         }
-        results
+        let mut inserted = inserted.into_iter();
+        wanted
+            .iter()
+            .map(|(u, _)| {
+                if kept.contains(*u) {
+                    Ok(())
+                } else {
+                    inserted.next().expect("one result per card inserted")
+                }
+            })
+            .collect()
     }
 
     fn insert_cards(&self, cards: &[(&str, String)]) -> Vec<Result<(), DeviceError>> {
@@ -419,14 +488,15 @@ impl IntelbrasDevice {
         }
         // Who holds these numbers now? Ours: done. Another's: a conflict. Nobody's: retry.
         let numbers: Vec<&str> = cards.iter().map(|(_, c)| c.as_str()).collect();
+        let canonical = |c: &str| crate::card::canonical(self.cards.format, c);
         let owners: HashMap<String, String> = match self.cards_where("CardNoList", &numbers) {
-            Ok(found) => found.into_iter().map(|(u, c)| (c, u)).collect(),
+            Ok(found) => found.into_iter().map(|(u, c)| (canonical(&c), u)).collect(),
             Err(e) => return vec![Err(e); cards.len()],
         };
         let mut results: Vec<Result<(), DeviceError>> = Vec::with_capacity(cards.len());
         let mut missing = Vec::new();
         for (i, (user, card)) in cards.iter().enumerate() {
-            match owners.get(card) {
+            match owners.get(&canonical(card)) {
                 Some(owner) if owner == user => results.push(Ok(())),
                 Some(owner) => results.push(Err(DeviceError::CardTaken(format!(
                     "UserID {user} wants card {card}, which already belongs to UserID {owner} on this device: remove it there or fix the CSV"
@@ -484,6 +554,10 @@ impl Device for IntelbrasDevice {
         &PROFILE
     }
 
+    fn cards(&self) -> CardRule {
+        self.cards
+    }
+
     fn http(&self) -> &HttpClient {
         self.client.http()
     }
@@ -510,12 +584,12 @@ impl Device for IntelbrasDevice {
                         changes.push("validity");
                     }
                     if person.card_is_managed() {
-                        let wanted: Vec<String> = person
+                        // A card this device cannot take is a change that fails when applied.
+                        let wanted: Option<Vec<String>> = person
                             .card
-                            .map(|c| PROFILE.cards.encode(c))
-                            .into_iter()
-                            .collect();
-                        if h.cards != wanted {
+                            .map(|c| self.cards.write(c).ok())
+                            .map_or(Some(Vec::new()), |c| c.map(|c| vec![c]));
+                        if !wanted.is_some_and(|w| self.cards.same_set(&h.cards, &w)) {
                             changes.push("card");
                         }
                     }
@@ -572,6 +646,10 @@ impl Device for IntelbrasDevice {
                         person.registration
                     ),
                 });
+            } else if let Some(Err(e)) =
+                person.card.map(|c| card_string(&self.cards, &self.name, c))
+            {
+                failed[i] = Some(e);
             }
         }
         // 1. People: missing ones inserted, changed ones updated, `MAX_PER_CALL` a call.
@@ -636,7 +714,11 @@ impl Device for IntelbrasDevice {
             .map(|&i| {
                 let person = work[i].0;
                 let card = person.card.expect("only people with a card");
-                (person.registration.as_str(), PROFILE.cards.encode(card))
+                let text = self
+                    .cards
+                    .write(card)
+                    .expect("checked before anything was sent");
+                (person.registration.as_str(), text)
             })
             .collect();
         for (&i, result) in card_work.iter().zip(self.put_cards(&wanted, &replace)) {

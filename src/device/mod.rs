@@ -24,6 +24,7 @@ pub mod tls;
 pub use controlid::Credentials;
 pub use retry::RetryPolicy;
 
+pub use crate::card::{CardFormat, CardRule};
 use crate::device::telemetry::DeviceTelemetry;
 use crate::i18n::{t, tr, Msg};
 use crate::person::Person;
@@ -78,6 +79,10 @@ pub enum DeviceError {
     /// people of the CSV, its old owner not yet written), then fails with this.
     #[error("{0}")]
     CardTaken(String),
+    /// The card cannot be written on this device (beyond its `card_format` or its card
+    /// field); found before anything is sent, never retried.
+    #[error("{0}")]
+    CardRefused(String),
     /// The device holds as many people as it can. Never retried: the driver stops
     /// sending to the device, and every later pair fails with this reason.
     #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
@@ -213,27 +218,15 @@ pub enum Upsert {
     SomeFirmware,
 }
 
-/// How a card number is written to the device. Every vendor gets the same number (see
-/// [`Card::number`](crate::person::Card::number)); only the notation differs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CardEncoding {
-    /// An unsigned integer in JSON: `facility * 2^32 + number` (Control iD `value`).
-    Integer,
-    /// A decimal string, e.g. `"528281023086"` (Hikvision `cardNo`).
-    DecimalString,
-    /// Uppercase hexadecimal, e.g. `"7B0000B26E"` (Intelbras `CardNo`).
-    UpperHex,
-}
-
-impl CardEncoding {
-    /// The card as this device writes it (for `Integer`, the decimal digits of the JSON number).
-    pub fn encode(self, card: crate::person::Card) -> String {
-        let number = card.number();
-        match self {
-            CardEncoding::Integer | CardEncoding::DecimalString => number.to_string(),
-            CardEncoding::UpperHex => format!("{number:X}"),
-        }
-    }
+/// The string `rule` writes for `card` on device `device`, or the failure of the pair
+/// naming the device and the limit.
+pub fn card_string(
+    rule: &CardRule,
+    device: &str,
+    card: crate::person::Card,
+) -> Result<String, DeviceError> {
+    rule.write(card)
+        .map_err(|why| DeviceError::CardRefused(why.on_device(card, device)))
 }
 
 /// How the ends of a validity window are written.
@@ -283,7 +276,8 @@ pub struct Profile {
     /// The most people one create request may carry.
     pub max_batch: usize,
     pub upsert: Upsert,
-    pub cards: CardEncoding,
+    /// How the vendor's reader writes a card when `card_format` is not set.
+    pub cards: CardFormat,
     pub validity: ValidityEncoding,
     /// How the device says the person is already there.
     pub already_exists: &'static str,
@@ -336,6 +330,13 @@ pub trait Device: Send + Sync {
     /// The vendor family, e.g. `controlid`.
     fn kind(&self) -> &'static str {
         self.profile().kind
+    }
+    /// How this device writes cards: its `card_format` and `card_pad`, else the vendor's
+    /// default.
+    fn cards(&self) -> CardRule {
+        CardRule::vendor_default(
+            crate::vendor::Kind::from_name(self.kind()).unwrap_or(crate::vendor::Kind::Controlid),
+        )
     }
     /// The most people one write job may hand to [`Device::apply`]: the engine cuts
     /// write jobs at `min(--batch-size, max_batch)`.
@@ -404,22 +405,6 @@ impl fmt::Debug for dyn Device {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::person::Card;
-
-    #[test]
-    fn each_vendor_writes_the_same_card_in_its_own_notation() {
-        let card = Card::Wiegand {
-            facility: 123,
-            number: 45678,
-        };
-        assert_eq!(CardEncoding::Integer.encode(card), "528281023086");
-        assert_eq!(CardEncoding::DecimalString.encode(card), "528281023086");
-        assert_eq!(CardEncoding::UpperHex.encode(card), "7B0000B26E");
-        assert_eq!(
-            CardEncoding::UpperHex.encode(Card::Number(0x12EA_3004)),
-            "12EA3004"
-        );
-    }
 
     #[test]
     fn validity_is_unix_seconds_or_local_time_without_zone() {

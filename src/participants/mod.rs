@@ -67,6 +67,12 @@ impl Source {
     }
 }
 
+/// A card as the CSV writes it (`123,45678` or `4012345678`), for the command line and
+/// the simulator's swipe control; the error completes `"<value>" …`.
+pub fn parse_card(text: &str) -> Result<crate::person::Card, &'static str> {
+    value::card(text.trim())
+}
+
 /// What a command needs of each row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {

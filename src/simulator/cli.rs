@@ -155,6 +155,16 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub tls: bool,
 
+    /// How every device's card reader writes a card: a card format (controlid, w26,
+    /// w26-hex, decimal, hex, optionally :PAD), w26-swapped or side-by-side; default: as
+    /// each vendor's readers do
+    #[arg(long, value_name = "FORMAT", value_parser = super::ReaderFormat::parse)]
+    pub reader: Option<super::ReaderFormat>,
+
+    /// Print each card swiped (POST /__sim/swipe?card=F,N on a device) as granted or refused
+    #[arg(long)]
+    pub log_swipes: bool,
+
     /// Serve HTTPS with certificates issued by a new site authority, whose certificate
     /// is written to FILE (for catraca --ca-cert FILE)
     #[arg(long, value_name = "FILE", conflicts_with = "tls")]
@@ -223,6 +233,8 @@ impl SimulateArgs {
             seed: self.seed,
             capacity: self.capacity,
             clock_offset_s: self.clock_offset_secs,
+            reader: self.reader,
+            log_swipes: self.log_swipes,
             tls: if self.tls {
                 SimTls::SelfSigned
             } else {

@@ -259,6 +259,11 @@ impl ControlIdDevice {
 
     /// Counts one request against the session; a session that has made its allowed
     /// number of requests is forgotten, as an expired one is on a device.
+    /// Whether `session` is open, counting the request that uses it (`remote_enroll`).
+    pub(crate) fn session_valid(&mut self, session: Option<&str>) -> bool {
+        self.use_session(session).is_ok()
+    }
+
     fn use_session(&mut self, session: Option<&str>) -> Result<(), CallError> {
         let token = session.ok_or(CallError::InvalidSession)?;
         let uses = self

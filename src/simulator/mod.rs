@@ -20,6 +20,7 @@ mod faults;
 mod hikvision;
 mod http;
 mod intelbras;
+mod reader;
 mod row_store;
 mod tables;
 #[cfg(test)]
@@ -37,7 +38,7 @@ use rand::{Rng, SeedableRng};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -46,6 +47,7 @@ use serde_json::{json, Map, Value};
 pub use crate::config::Kind;
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
 pub use faults::{FaultRates, Overload};
+pub use reader::{swipe_line, ReaderFormat, Swipe};
 pub use tls::{SimTls, SiteAuthority};
 
 use crate::device::tls::Fingerprint;
@@ -106,6 +108,11 @@ pub struct SimConfig {
     pub clock_offset_s: i64,
     /// Plain HTTP, or HTTPS with a certificate of the device's own. Default: HTTP.
     pub tls: SimTls,
+    /// How the device's card reader writes a card. Default (`None`): as its vendor's
+    /// readers do (Control iD value, Hikvision `w26` decimal, Intelbras `w26-hex`).
+    pub reader: Option<ReaderFormat>,
+    /// Print each swipe on stderr, granted or refused. Default: off.
+    pub log_swipes: bool,
 }
 
 impl Default for SimConfig {
@@ -127,6 +134,8 @@ impl Default for SimConfig {
             silent_drop: 0.0,
             clock_offset_s: 0,
             tls: SimTls::Off,
+            reader: None,
+            log_swipes: false,
         }
     }
 }
@@ -257,6 +266,8 @@ struct DeviceState {
     /// `SimConfig::silent_drop`, and the draws for it.
     drop_rate: f64,
     drop_rng: StdRng,
+    /// The card reader and the swipes it has seen.
+    reader: reader::Reader,
 }
 
 impl DeviceState {
@@ -324,6 +335,32 @@ impl DeviceState {
                 api.cards.retain(|_, u| u != key);
             }
         }
+    }
+
+    /// Who holds exactly this card string (Control iD: this value) on the device.
+    fn holder_of(&self, read: &str) -> Option<String> {
+        match &self.device {
+            Protocol::ControlId(device) => {
+                let value: u64 = read.parse().ok()?;
+                let owner = cards(&device.tables)
+                    .into_iter()
+                    .find(|c| c.value == value)?
+                    .user_id;
+                users(&device.tables)
+                    .into_iter()
+                    .find(|u| u.id == owner)
+                    .map(|u| u.registration)
+            }
+            Protocol::Hikvision(api, _) => api.cards.get(read).cloned(),
+            Protocol::Intelbras(api, _) => api.cards.get(read).cloned(),
+        }
+    }
+
+    /// A card shown to the reader at `at` (device clock).
+    fn swipe(&mut self, device: &str, card: crate::person::Card, at: i64) -> Swipe {
+        let read = self.reader.format.read(card);
+        let holder = read.as_deref().and_then(|r| self.holder_of(r));
+        self.reader.record(device, card, read, holder, at)
     }
 
     fn controlid(&self) -> Option<&ControlIdDevice> {
@@ -405,6 +442,8 @@ struct DeviceHandler {
     down: AtomicBool,
     in_flight: InFlight,
     stop: Arc<StopSignal>,
+    /// Woken at every swipe, for a `remote_enroll` waiting on the reader.
+    card_read: Condvar,
 }
 
 /// What a fault-injected broken answer looks like: a body cut short.
@@ -502,6 +541,9 @@ impl Handler for DeviceHandler {
         if request.path == "/_sim/state" {
             return Reply::Answer(Response::json(200, self.state_json()));
         }
+        if request.path == "/__sim/swipe" {
+            return Reply::Answer(self.swipe_control(request));
+        }
         if !self.accepting() {
             self.refuse();
             return Reply::Reset;
@@ -516,6 +558,9 @@ impl Handler for DeviceHandler {
         let received = Instant::now();
         if self.kind != Kind::Controlid {
             return self.handle_digest(request, received);
+        }
+        if request.path == "/remote_enroll.fcgi" {
+            return Reply::Answer(self.remote_enroll(request));
         }
         let Some(command) = Command::from_path(request.path) else {
             self.state().tally.request("unknown");
@@ -593,8 +638,9 @@ impl DeviceHandler {
     /// same faults and latency as a Control iD request.
     fn handle_digest(&self, request: &Request<'_>, received: Instant) -> Reply {
         let action = request.query_param("action");
-        let name = match self.kind {
-            Kind::Hikvision => hikvision::route_name(request.path),
+        let name = match (reader_route(self.kind, request), self.kind) {
+            (Some(name), _) => name,
+            (None, Kind::Hikvision) => hikvision::route_name(request.path),
             _ => intelbras::route_name(request.path, action.as_deref()),
         };
         let mut state = self.state();
@@ -613,9 +659,14 @@ impl DeviceHandler {
         }
         let target = request.target();
         let watched = state.drops_people().then(|| state.keys());
-        let (api_answer, verdict) = match &mut state.device {
+        let state_now = &mut *state;
+        let learning = reader_route(self.kind, request);
+        let (api_answer, verdict) = match &mut state_now.device {
             Protocol::Hikvision(api, guard) => {
                 match guard.check(request.method, &target, request.authorization) {
+                    Verdict::Accepted if learning.is_some() => {
+                        (Some(state_now.reader.serve(request)), None)
+                    }
                     Verdict::Accepted => (
                         Some(api.call(request.method, request.path, request.body)),
                         None,
@@ -625,6 +676,9 @@ impl DeviceHandler {
             }
             Protocol::Intelbras(api, guard) => {
                 match guard.check(request.method, &target, request.authorization) {
+                    Verdict::Accepted if learning.is_some() => {
+                        (Some(state_now.reader.serve(request)), None)
+                    }
                     Verdict::Accepted => (Some(api.call(request)), None),
                     other => (None, Some(other)),
                 }
@@ -676,6 +730,101 @@ impl DeviceHandler {
         match fault {
             Some(fault) => self.misbehave(fault),
             None => Reply::Answer(response),
+        }
+    }
+}
+
+/// The statistics name of a request the reader answers (a learn call), if it is one.
+fn reader_route(kind: Kind, request: &Request<'_>) -> Option<&'static str> {
+    match (kind, request.path) {
+        (Kind::Hikvision, "/ISAPI/AccessControl/CaptureCardInfo") => Some("capture_card"),
+        (Kind::Intelbras, "/cgi-bin/recordFinder.cgi")
+            if request.query_param("action").as_deref() == Some("find")
+                && request.query_param("name").as_deref() == Some("AccessControlCardRec") =>
+        {
+            Some("card_records")
+        }
+        _ => None,
+    }
+}
+
+impl DeviceHandler {
+    /// The device's clock, Unix seconds.
+    fn device_now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.config.clock_offset_s
+    }
+
+    /// `/__sim/swipe?card=43,3012`: shows a card to the reader. Not part of the device
+    /// (never faulty nor counted); answers the [`Swipe`] as JSON.
+    fn swipe_control(&self, request: &Request<'_>) -> Response {
+        let Some(card) = request
+            .query_param("card")
+            .and_then(|text| crate::participants::parse_card(&text).ok())
+        else {
+            let body = json!({"error": "give card=F,N or card=NUMBER"});
+            return Response::json(400, body.to_string().into_bytes());
+        };
+        let swipe = self.swipe(card);
+        Response::json(200, serde_json::to_vec(&swipe).unwrap_or_default())
+    }
+
+    fn swipe(&self, card: crate::person::Card) -> Swipe {
+        let at = self.device_now();
+        let swipe = self.state().swipe(&self.name, card, at);
+        self.card_read.notify_all();
+        swipe
+    }
+
+    /// Control iD `remote_enroll.fcgi` with `type: card`: waits for the next swipe and
+    /// answers its `card_value`. Nothing is stored (catraca sends `save: false`; the
+    /// simulator stores nothing either way).
+    fn remote_enroll(&self, request: &Request<'_>) -> Response {
+        let error = |status: u16, message: &str| {
+            let body = json!({"error": message, "code": 1});
+            Response::json(status, body.to_string().into_bytes())
+        };
+        let session = request.query_param("session");
+        let mut state = self.state();
+        state.tally.request("remote_enroll");
+        let Protocol::ControlId(device) = &mut state.device else {
+            unreachable!("only Control iD devices take this path")
+        };
+        if !device.session_valid(session.as_deref()) {
+            return error(401, "Invalid session");
+        }
+        let body: Option<Value> = serde_json::from_slice(request.body).ok();
+        if body
+            .as_ref()
+            .and_then(|b| b.get("type"))
+            .and_then(Value::as_str)
+            != Some("card")
+        {
+            return error(400, "Invalid type: this device enrolls type card");
+        }
+        let seen = state.reader.swipes.len();
+        let deadline = Instant::now() + reader::REMOTE_ENROLL_WAIT;
+        loop {
+            if let Some(swipe) = state.reader.swipes[seen..]
+                .iter()
+                .find(|s| s.read.is_some())
+            {
+                let value: Value = swipe
+                    .read
+                    .as_deref()
+                    .and_then(|r| r.parse::<u64>().ok())
+                    .map_or(Value::Null, Value::from);
+                return Response::json(200, json!({"card_value": value}).to_string().into_bytes());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stop.is_raised() {
+                return error(408, "Timeout: no card was read");
+            }
+            // Short waits, so that a stopping server is never held up.
+            state = self
+                .card_read
+                .wait_timeout(state, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -800,6 +949,10 @@ impl SimDevice {
             drop_next: BTreeSet::new(),
             drop_rate: config.silent_drop,
             drop_rng: StdRng::seed_from_u64(config.seed ^ DROP_SEED_SALT),
+            reader: reader::Reader::new(
+                config.reader.unwrap_or(ReaderFormat::of(kind)),
+                config.log_swipes,
+            ),
         };
         let handler = Arc::new(DeviceHandler {
             name: name.to_owned(),
@@ -809,6 +962,7 @@ impl SimDevice {
             state: Mutex::new(state),
             down: AtomicBool::new(false),
             stop: stop.clone(),
+            card_read: Condvar::new(),
         });
         let server = Server::start(
             addr,
@@ -904,6 +1058,38 @@ impl SimDevice {
     /// validity window has passed.
     pub fn purge(&self, key: &str) {
         self.handler.state().purge(key);
+    }
+
+    /// Hikvision and Intelbras: the person `key` holds exactly `cards`, stored as written,
+    /// as another tool or the device's own web page would have put them (zero-padded or
+    /// lower-case forms that the API would refuse included).
+    pub fn set_cards(&self, key: &str, cards: &[&str]) {
+        let mut state = self.handler.state();
+        let held = match &mut state.device {
+            Protocol::Hikvision(api, _) => &mut api.cards,
+            Protocol::Intelbras(api, _) => &mut api.cards,
+            Protocol::ControlId(_) => panic!("set_cards is for Hikvision and Intelbras devices"),
+        };
+        held.retain(|_, owner| owner != key);
+        for card in cards {
+            held.insert((*card).to_owned(), key.to_owned());
+        }
+    }
+
+    /// Shows `card` to the device's reader: granted when the device holds exactly the
+    /// string the reader produces (as `/__sim/swipe?card=` does over HTTP).
+    pub fn swipe(&self, card: crate::person::Card) -> Swipe {
+        self.handler.swipe(card)
+    }
+
+    /// Every swipe so far, oldest first.
+    pub fn swipes(&self) -> Vec<Swipe> {
+        self.handler.state().reader.swipes.clone()
+    }
+
+    /// Changes how the reader writes cards, as an installer reconfiguring it would.
+    pub fn set_reader(&self, format: ReaderFormat) {
+        self.handler.state().reader.format = format;
     }
 
     /// Control iD `users` rows (empty for other kinds).

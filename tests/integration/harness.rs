@@ -554,7 +554,10 @@ impl TestCommand {
 
 /// How `device` should hold `row`, in its vendor's notation (see `SimPerson`).
 pub fn expected_person(kind: Kind, row: &Row) -> SimPerson {
+    // Each vendor's default card format: Control iD F * 2^32 + N, Hikvision the decimal
+    // of the 24 Wiegand-26 bits, Intelbras their upper-case hex in whole bytes.
     let card = row.card.map(|(f, n)| (u64::from(f) << 32) + u64::from(n));
+    let w26 = row.card.map(|(f, n)| (f << 16) | n);
     let local = |t: i64, format: &str| {
         chrono::DateTime::from_timestamp(t, 0)
             .expect("valid time")
@@ -569,7 +572,7 @@ pub fn expected_person(kind: Kind, row: &Row) -> SimPerson {
             row.window.map_or(0, |w| w.1).to_string(),
         ),
         Kind::Hikvision => (
-            card.map(|c| c.to_string()),
+            w26.map(|c| c.to_string()),
             row.window
                 .map(|w| local(w.0, "%Y-%m-%dT%H:%M:%S"))
                 .unwrap_or_default(),
@@ -578,7 +581,14 @@ pub fn expected_person(kind: Kind, row: &Row) -> SimPerson {
                 .unwrap_or_default(),
         ),
         Kind::Intelbras => (
-            card.map(|c| format!("{c:X}")),
+            w26.map(|c| {
+                let hex = format!("{c:X}");
+                if hex.len() % 2 == 1 {
+                    format!("0{hex}")
+                } else {
+                    hex
+                }
+            }),
             row.window.map_or("2000-01-01 00:00:00".into(), |w| {
                 local(w.0, "%Y-%m-%d %H:%M:%S")
             }),

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod bench;
+mod cards;
 mod check;
 mod cli;
 mod consistency;

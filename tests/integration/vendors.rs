@@ -80,7 +80,7 @@ fn a_mixed_fleet_gets_everyone_once_then_skips_then_modifies_a_changed_person() 
 
     // A new name, a new card and a new window, on three people.
     rows[4].name = "Maria Renomeada".into();
-    rows[6].card = Some((9, 99_999));
+    rows[6].card = Some((9, 9_999));
     rows[10].window = Some((1_785_000_000, 1_795_000_000));
     let third = run(&rows);
     third.expect_code(0);
