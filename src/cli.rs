@@ -210,7 +210,7 @@ pub struct EnrollArgs {
     #[arg(long, value_name = "FILE|-")]
     pub users: String,
     /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env,
-    /// tls_fingerprint).
+    /// tls_fingerprint, card_format, card_pad).
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
     /// A device URL, e.g. http://10.0.0.5 (Control iD) or hikvision+http://10.0.0.6,

@@ -379,7 +379,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("lang", "Idioma das mensagens: en ou pt-BR (padrão: LC_ALL / LC_MESSAGES / LANG)."),
     ("config", "Arquivo de configuração com padrões (threads, cache, dispositivos...); padrão: ./catraca.toml se existir."),
     ("users", "O CSV de participantes (`-` lê a entrada padrão). Colunas: matricula/registration, nome/name, e opcionais cartao/card, inicio/begin, fim/end, grupo/group; separadas por `,` ou `;`."),
-    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env, tls_fingerprint)."),
+    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env, tls_fingerprint, card_format, card_pad)."),
     ("device_urls", "A URL de um dispositivo, p.ex. http://10.0.0.5 ou https://10.0.0.5 (repetível; soma-se a --devices)."),
     ("cache", "Onde os resultados ficam guardados: `embedded` (arquivo local, veja --cache-path), `none` ou uma URL `redis://`. Senão CATRACA_CACHE, depois REDIS_URL."),
     ("cache_path", "O arquivo do cache embutido."),
