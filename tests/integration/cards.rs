@@ -494,3 +494,54 @@ fn check_shows_each_card_format_and_warns_where_the_default_is_uncertain() {
         text.shown
     );
 }
+
+#[test]
+fn cards_written_the_old_way_are_rewritten_on_the_next_run_despite_the_cache() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Hikvision, 1)], SimConfig::default());
+    let rows = [row("1001", Some((43, 3012))), row("1002", None)];
+    // What catraca wrote before card formats: Control iD's value, on every vendor.
+    let old_way = devices_file(
+        &sandbox,
+        &fleet,
+        &[("catraca-1", "card_format = \"controlid\"")],
+    );
+    let first = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--devices", &old_way])
+        .embedded_cache()
+        .run();
+    first.expect_code(0);
+    assert_eq!(first.report()["registered"], 2, "{}", first.shown);
+    let door = &fleet.devices[0];
+    let card = catraca::participants::parse_card("43,3012").unwrap();
+    assert!(
+        !door.swipe(card).granted,
+        "the old value does not open the door"
+    );
+
+    let fixed = devices_file(&sandbox, &fleet, &[]);
+    let second = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--devices", &fixed])
+        .embedded_cache()
+        .run();
+    second.expect_code(0);
+    let report = second.report();
+    // The person with a card is planned again and updated; the other stays cached.
+    assert_eq!(
+        (report["updated"].as_u64(), report["skipped_cache"].as_u64()),
+        (Some(1), Some(1)),
+        "{}",
+        second.shown
+    );
+    assert!(door.swipe(card).granted, "{:?}", door.people());
+    assert_eq!(
+        door.people()
+            .iter()
+            .find(|p| p.key == "1001")
+            .unwrap()
+            .cards,
+        ["2821060"]
+    );
+}
