@@ -18,6 +18,7 @@
 //! rewritten on every run. Writes are always the exact string of the rule.
 
 use crate::config::Kind;
+use crate::i18n::{tr, Msg};
 use crate::person::Card;
 use serde::Serialize;
 use std::fmt;
@@ -163,30 +164,31 @@ impl fmt::Display for CardRefusal {
                 facility,
                 number,
             } => {
-                let (what, value, max) = if *facility > W26_MAX_FACILITY {
-                    ("facility code", *facility, W26_MAX_FACILITY)
+                let (msg, value) = if *facility > W26_MAX_FACILITY {
+                    (Msg::CardFacilityBeyondW26, facility)
                 } else {
-                    ("card number", *number, W26_MAX_NUMBER)
+                    (Msg::CardNumberBeyondW26, number)
                 };
-                write!(
-                    f,
-                    "card_format {format} is Wiegand-26, whose {what} goes up to {max}, and this one is {value}"
-                )
+                f.write_str(&tr(msg, &[("format", format), ("value", value)]))
             }
-            CardRefusal::PairWithoutNumber { format } => write!(
-                f,
-                "card_format {format} takes a plain number, and a facility,number pair has no single {}",
-                if format.is_hex() { "hex value" } else { "decimal" }
-            ),
-            CardRefusal::TooLong { text, max, format } => write!(
-                f,
-                "card_format {format} writes it as {text:?}, {} characters, and the device takes at most {max}",
-                text.chars().count()
-            ),
-            CardRefusal::NotU64 { text } => write!(
-                f,
-                "{text} does not fit the device's 64-bit card value (at most 18446744073709551615)"
-            ),
+            CardRefusal::PairWithoutNumber { format } => {
+                let msg = if format.is_hex() {
+                    Msg::CardPairWithoutHex
+                } else {
+                    Msg::CardPairWithoutDecimal
+                };
+                f.write_str(&tr(msg, &[("format", format)]))
+            }
+            CardRefusal::TooLong { text, max, format } => f.write_str(&tr(
+                Msg::CardTooLong,
+                &[
+                    ("format", format),
+                    ("text", &format!("{text:?}")),
+                    ("chars", &text.chars().count()),
+                    ("max", max),
+                ],
+            )),
+            CardRefusal::NotU64 { text } => f.write_str(&tr(Msg::CardNotU64, &[("text", text)])),
         }
     }
 }
@@ -194,8 +196,9 @@ impl fmt::Display for CardRefusal {
 impl CardRefusal {
     /// The reason of a failed pair: `card 300,5 cannot be written on portaria-2: ...`.
     pub fn on_device(&self, card: Card, device: &str) -> String {
-        format!(
-            "card {card} cannot be written on {device}: {self}; fix the card in the CSV, or set card_format for this device (catraca learn-card tells which)"
+        tr(
+            Msg::CardOnDevice,
+            &[("card", &card), ("device", &device), ("why", self)],
         )
     }
 }
@@ -232,29 +235,25 @@ impl CardRule {
         let mut rule = CardRule::vendor_default(kind);
         if let Some(name) = format {
             rule.format = CardFormat::from_name(name).ok_or_else(|| {
-                format!(
-                    "card_format {name:?} is not a card format: write one of {}",
-                    names()
+                tr(
+                    Msg::CfgCardFormat,
+                    &[("name", &format!("{name:?}")), ("names", &names())],
                 )
             })?;
             rule.explicit = true;
         }
         if !rule.format.fits(kind) {
-            return Err(format!(
-                "card_format {} writes hexadecimal, and a {kind} device stores its card as a number: use controlid, w26 or decimal",
-                rule.format
+            return Err(tr(
+                Msg::CfgCardHexOnNumber,
+                &[("format", &rule.format), ("kind", &kind)],
             ));
         }
         if let Some(pad) = pad {
             if kind == Kind::Controlid {
-                return Err(format!(
-                    "card_pad does nothing on a {kind} device (its card value is a number, which has no leading zeros): remove it"
-                ));
+                return Err(tr(Msg::CfgCardPadOnNumber, &[("kind", &kind)]));
             }
             if pad == 0 || pad > MAX_PAD {
-                return Err(format!(
-                    "card_pad = {pad}: give the length to zero-pad to, from 1 to {MAX_PAD}"
-                ));
+                return Err(tr(Msg::CfgCardPad, &[("pad", &pad), ("max", &MAX_PAD)]));
             }
             rule.pad = pad;
         }
@@ -345,10 +344,14 @@ pub fn check_csv_cards(
             })
             .collect();
         if !devices.is_empty() && refusals.len() == devices.len() {
-            return Err(format!(
-                "{file} line {}, field card: card \"{card}\" fits no device ({}): fix the card, or set card_format for the devices (catraca learn-card reads the format from one swipe)",
-                person.line,
-                refusals.join("; ")
+            return Err(tr(
+                Msg::CardFitsNoDevice,
+                &[
+                    ("file", &file),
+                    ("line", &person.line),
+                    ("card", &card),
+                    ("reasons", &refusals.join("; ")),
+                ],
             ));
         }
     }
@@ -359,9 +362,9 @@ pub fn check_csv_cards(
         .iter()
         .filter(|(_, kind, rule)| pairs && !rule.explicit && !CardFormat::default_is_certain(*kind))
         .map(|(name, kind, rule)| {
-            format!(
-                "device {name}: {kind} readers differ in how they write a facility,number card; catraca writes them as {} (the vendor's documented default), which is not certain: swipe one card with `catraca learn-card --device {name} --card F,N` and set card_format for this device",
-                rule.format
+            tr(
+                Msg::CardUncertainDefault,
+                &[("name", name), ("kind", kind), ("format", &rule.format)],
             )
         })
         .collect())
