@@ -20,6 +20,7 @@ use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::DeviceError;
 use crate::exit::Exit;
+use crate::i18n::{tr, Msg};
 use crate::person::Card;
 use clap::Args;
 use serde::Serialize;
@@ -37,6 +38,10 @@ const RECORD_WINDOW_S: i64 = 3600;
 
 /// Flags of `catraca learn-card`.
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status:
+  0    the card was read (and, with --card, a card_format writes it as read)
+  1    no card_format writes it as read, no card was read in time, or the device failed
+  2    usage or configuration error")]
 pub struct LearnCardArgs {
     /// The device to read from: its name in --devices, or a device URL such as
     /// hikvision+http://10.0.0.6 when there is no devices file.
@@ -105,9 +110,17 @@ impl From<CardRule> for FormatShown {
 /// Runs `catraca learn-card`.
 pub fn run(args: LearnCardArgs) -> anyhow::Result<Exit> {
     let device = find_device(&args)?;
-    let read = match read_one_card(&device, args.timeout)? {
-        Some(read) => read,
-        None => {
+    let read = match read_one_card(&device, args.timeout) {
+        Ok(Some(read)) => read,
+        Err(error) => {
+            // The device, not the command line, is at fault: exit 1, as `check` does.
+            eprintln!(
+                "{}",
+                tr(Msg::ErrorPrefix, &[("error", &format!("{error:#}"))])
+            );
+            return Ok(Exit::SomeFailed);
+        }
+        Ok(None) => {
             eprintln!(
                 "no card was read at {} within {}s: swipe it while the command waits (or give a longer --timeout)",
                 device.name,
@@ -205,8 +218,12 @@ fn read_one_card(device: &DeviceConfig, timeout: Duration) -> anyhow::Result<Opt
             let driver = ControlIdDevice::new(name, url, credentials, http, no_retries);
             prompt();
             while Instant::now() < deadline {
-                if let Some(value) = driver.read_next_card().map_err(failed)? {
-                    return Ok(Some(value.to_string()));
+                match driver.read_next_card() {
+                    Ok(Some(value)) => return Ok(Some(value.to_string())),
+                    Ok(None) => {}
+                    // Still waiting for a card when our own deadline passed.
+                    Err(DeviceError::Timeout(_)) => return Ok(None),
+                    Err(e) => return Err(failed(e)),
                 }
             }
             Ok(None)

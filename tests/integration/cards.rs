@@ -545,3 +545,21 @@ fn cards_written_the_old_way_are_rewritten_on_the_next_run_despite_the_cache() {
         ["2821060"]
     );
 }
+
+#[test]
+fn learn_card_without_a_swipe_exits_1_and_says_so() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Hikvision, 1)], SimConfig::default());
+    let flag = format!("hikvision+{}", fleet.devices[0].url());
+    let ran = sandbox
+        .catraca(&["learn-card", "--device", &flag, "--timeout", "2s"])
+        .run();
+    ran.expect_code(1);
+    assert!(
+        ran.stderr.contains("swipe the card at")
+            && ran.stderr.contains("no card was read at")
+            && ran.stdout.is_empty(),
+        "{}",
+        ran.shown
+    );
+}
