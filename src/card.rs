@@ -260,6 +260,13 @@ impl CardRule {
         Ok(rule)
     }
 
+    /// Whether [`CardRule::write`] takes every card: Control iD's value unpadded has
+    /// at most 20 digits (a pair fills at most 64 bits), within every device's limit.
+    /// The engine then skips checking each card against this device.
+    pub fn takes_every_card(&self) -> bool {
+        self.format == CardFormat::Controlid && self.pad == 0
+    }
+
     /// The exact string this device stores for `card`, or why it cannot.
     pub fn write(&self, card: Card) -> Result<String, CardRefusal> {
         let text = format_card(self.format, card)?;
@@ -614,7 +621,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(why.contains("at most 20"), "{why}");
-        // Control iD: any pair and any plain number fit its 64 bits.
+        // Control iD: any pair and any plain number fit its 64 bits, and in 20 digits.
+        for kind in Kind::ALL {
+            let rule = rule(kind, "controlid", None);
+            assert!(rule.takes_every_card());
+            assert!(rule.write(Card::Number(u64::MAX)).is_ok());
+        }
         let widest = Card::Wiegand {
             facility: u32::MAX,
             number: u32::MAX,

@@ -158,9 +158,9 @@ fn find_device(args: &LearnCardArgs) -> anyhow::Result<DeviceConfig> {
     for warning in warnings {
         log::warn!("{warning}");
     }
-    if args.devices.is_none() {
+    let Some(file) = &args.devices else {
         return Ok(devices.into_iter().next().expect("one --device URL"));
-    }
+    };
     let names: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
     devices
         .into_iter()
@@ -169,10 +169,7 @@ fn find_device(args: &LearnCardArgs) -> anyhow::Result<DeviceConfig> {
             anyhow::anyhow!(
                 "--device {}: no device of that name in {}; its devices are {}",
                 args.device,
-                args.devices
-                    .as_deref()
-                    .unwrap_or_else(|| "".as_ref())
-                    .display(),
+                file.display(),
                 names.join(", ")
             )
         })
