@@ -196,15 +196,12 @@ fn read_one_card(device: &DeviceConfig, timeout: Duration) -> anyhow::Result<Opt
     match device.kind {
         Kind::Hikvision => {
             let driver = HikvisionDevice::new(name, url, credentials, http, no_retries);
-            // The first poll puts the terminal in capture mode: prompt after it.
-            let mut prompted = false;
+            // The first poll puts the terminal in capture mode, and on firmware that
+            // holds the answer until a card comes it does not return: prompt before it.
+            prompt();
             loop {
                 if let Some(card) = driver.capture_card().map_err(failed)? {
                     return Ok(Some(card));
-                }
-                if !prompted {
-                    prompt();
-                    prompted = true;
                 }
                 if !wait_before_next_poll(deadline) {
                     return Ok(None);

@@ -366,12 +366,18 @@ fn learn(
     args.extend_from_slice(extra);
     let mut running = sandbox.catraca(&args).spawn();
     running.wait_for_line("swipe the card at", std::time::Duration::from_secs(20));
-    if device.kind() == Kind::Controlid {
-        // remote_enroll reads the cards swiped after it arrived.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while requests(device, "remote_enroll") == 0 && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+    // A device reads the cards swiped once it was asked to: as an operator would, swipe
+    // after the device is waiting (Intelbras logs every swipe: any moment will do).
+    // (A Digest device counts the unauthenticated challenge too: the second request is
+    // the one that asks.)
+    let (asked, count) = match device.kind() {
+        Kind::Controlid => ("remote_enroll", 1),
+        Kind::Hikvision => ("capture_card", 2),
+        Kind::Intelbras => ("card_records", 1),
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while requests(device, asked) < count && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     device.swipe(catraca::participants::parse_card(card).unwrap());
     running.finish(std::time::Duration::from_secs(30))
