@@ -444,6 +444,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
 pub const AFTER_HELP_PT: &str = "Exemplos:
   catraca demo
   catraca check --devices dispositivos.toml
+  catraca learn-card --device portaria-3 --devices dispositivos.toml --card 43,3012
   catraca enroll --users participantes.csv --devices dispositivos.toml
   catraca enroll --users participantes.csv --devices dispositivos.toml --dashboard --events eventos.jsonl
   catraca plan --users participantes.csv --devices dispositivos.toml --prune
