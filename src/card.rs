@@ -342,7 +342,9 @@ pub fn check_csv_cards(
     people: &[crate::person::Person],
     devices: &[(&str, Kind, CardRule)],
 ) -> Result<Vec<String>, String> {
-    for person in people {
+    // A device that takes every card (Control iD's value) leaves no card without one.
+    let some_device_takes_all = devices.iter().any(|(_, _, rule)| rule.takes_every_card());
+    for person in people.iter().filter(|_| !some_device_takes_all) {
         let Some(card) = person.card else { continue };
         let refusals: Vec<String> = devices
             .iter()
@@ -362,6 +364,7 @@ pub fn check_csv_cards(
             ));
         }
     }
+    same_card_twice(file, people, devices)?;
     let pairs = people
         .iter()
         .any(|p| matches!(p.card, Some(Card::Wiegand { .. })));
@@ -375,6 +378,60 @@ pub fn check_csv_cards(
             )
         })
         .collect())
+}
+
+/// Two people whose cards a device writes as one card: a pair and a plain number can
+/// be the same card in a `w26` format (`43,3012` and `2821060`), which the CSV's own
+/// duplicate check (by Control iD's value) cannot see. Checked once per distinct rule;
+/// Control iD's value is the CSV's check already.
+fn same_card_twice(
+    file: &str,
+    people: &[crate::person::Person],
+    devices: &[(&str, Kind, CardRule)],
+) -> Result<(), String> {
+    let mut rules: Vec<(CardFormat, usize)> = devices
+        .iter()
+        .filter(|(_, _, rule)| !rule.takes_every_card())
+        .map(|(_, _, rule)| (rule.format, rule.pad))
+        .collect();
+    rules.sort_unstable_by_key(|(format, pad)| (format.name(), *pad));
+    rules.dedup();
+    for (format, pad) in rules {
+        let on: Vec<&str> = devices
+            .iter()
+            .filter(|(_, _, r)| (r.format, r.pad) == (format, pad))
+            .map(|(name, _, _)| *name)
+            .collect();
+        let rule = devices
+            .iter()
+            .find(|(_, _, r)| (r.format, r.pad) == (format, pad))
+            .map(|(_, _, r)| *r)
+            .expect("a device has this rule");
+        let mut seen: std::collections::HashMap<String, &crate::person::Person> =
+            std::collections::HashMap::new();
+        for person in people {
+            let Some(Ok(written)) = person.card.map(|c| rule.write(c)) else {
+                continue;
+            };
+            if let Some(first) = seen.insert(canonical(format, &written), person) {
+                let first_card = first.card.expect("only people with a card are kept");
+                return Err(tr(
+                    Msg::CardSameOnDevice,
+                    &[
+                        ("file", &file),
+                        ("line", &person.line),
+                        ("card", &person.card.expect("has a card")),
+                        ("first_card", &first_card),
+                        ("first_line", &first.line),
+                        ("devices", &on.join(", ")),
+                        ("format", &format),
+                        ("written", &written),
+                    ],
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every format name, for messages.
@@ -679,6 +736,43 @@ mod tests {
         assert_eq!(canonical(CardFormat::W26, "000"), "0");
         // Decimal formats keep case: they never hold letters that could differ.
         assert!(!w26.same("2b", "2B"));
+    }
+
+    #[test]
+    fn a_pair_and_a_number_that_are_one_card_on_a_device_are_a_csv_error() {
+        let person = |line: usize, card: Card| crate::person::Person {
+            registration: format!("r{line}"),
+            name: "n".into(),
+            card: Some(card),
+            cards_listed: true,
+            begin: None,
+            end: None,
+            group: None,
+            line,
+        };
+        let people = [
+            person(2, PRINTED),
+            person(3, Card::Number(7)),
+            person(4, Card::Number(2_821_060)),
+        ];
+        let hikvision = (
+            "portaria-2",
+            Kind::Hikvision,
+            CardRule::vendor_default(Kind::Hikvision),
+        );
+        let controlid = (
+            "portaria-1",
+            Kind::Controlid,
+            CardRule::vendor_default(Kind::Controlid),
+        );
+        let err = check_csv_cards("p.csv", &people, &[controlid, hikvision]).unwrap_err();
+        assert!(
+            err.contains("p.csv line 4, field card: card \"2821060\" is the same card as \"43,3012\" on line 2 for portaria-2")
+                && err.contains("writes both as 2821060"),
+            "{err}"
+        );
+        // Control iD's value tells them apart.
+        assert!(check_csv_cards("p.csv", &people, &[controlid]).is_ok());
     }
 
     #[test]

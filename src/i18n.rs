@@ -152,6 +152,8 @@ catalogue! {
         "o cartão {card} não pode ser gravado em {device}: {why}; corrija o cartão no CSV ou defina card_format para este dispositivo (catraca learn-card diz qual)";
     CardFitsNoDevice: "{file} line {line}, field card: card \"{card}\" fits no device ({reasons}): fix the card, or set card_format for the devices (catraca learn-card reads the format from one swipe)",
         "{file} linha {line}, campo cartao: o cartão \"{card}\" não cabe em nenhum dispositivo ({reasons}): corrija o cartão ou defina card_format para os dispositivos (catraca learn-card lê o formato de um cartão passado)";
+    CardSameOnDevice: "{file} line {line}, field card: card \"{card}\" is the same card as \"{first_card}\" on line {first_line} for {devices} (card_format {format} writes both as {written}): each card must belong to one person",
+        "{file} linha {line}, campo cartao: o cartão \"{card}\" é o mesmo cartão que \"{first_card}\" da linha {first_line} para {devices} (o card_format {format} escreve os dois como {written}): cada cartão deve pertencer a uma só pessoa";
     CardUncertainDefault: "device {name}: {kind} readers differ in how they write a facility,number card; catraca writes them as {format} (the vendor's documented default), which is not certain: swipe one card with `catraca learn-card --device {name} --card F,N` and set card_format for this device",
         "dispositivo {name}: os leitores {kind} diferem em como escrevem um cartão facilidade,número; o catraca os grava como {format} (o padrão documentado do fabricante), que não é certo: passe um cartão com `catraca learn-card --device {name} --card F,N` e defina card_format para este dispositivo";
     CfgCardFormat: "card_format {name} is not a card format: write one of {names}",

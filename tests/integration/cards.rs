@@ -569,3 +569,36 @@ fn learn_card_without_a_swipe_exits_1_and_says_so() {
         ran.shown
     );
 }
+
+#[test]
+fn a_printed_pair_and_its_w26_number_for_two_people_is_a_csv_error() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Controlid, 1), (Kind::Hikvision, 1)],
+        SimConfig::default(),
+    );
+    // The two numbers printed on one card, given to two people.
+    let users = sandbox.write(
+        "dup.csv",
+        "registration,name,card\n1001,Ana,\"43,3012\"\n1002,Bia,2821060\n",
+    );
+    let ran = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--cache",
+            "none",
+        ])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(2);
+    assert!(
+        ran.stderr.contains("dup.csv line 3, field card: card \"2821060\" is the same card as \"43,3012\" on line 2"),
+        "{}",
+        ran.shown
+    );
+    for device in &fleet.devices {
+        assert_eq!(device.stats().total, 0, "nothing was sent");
+    }
+}
