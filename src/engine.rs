@@ -856,6 +856,9 @@ impl Engine<'_> {
             .enumerate()
             .map(|(device, target)| {
                 let rule = target.device.cards();
+                if rule.takes_every_card() {
+                    return staying.to_vec();
+                }
                 let mut refused = Vec::new();
                 let kept = staying
                     .iter()

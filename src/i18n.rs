@@ -135,6 +135,36 @@ catalogue! {
     WarnRetryBudget: "retry budget spent ({spent} retries for {requests} requests): further transient failures are reported, not retried",
         "orçamento de novas tentativas esgotado ({spent} tentativas para {requests} requisições): as próximas falhas passageiras são relatadas, não repetidas";
 
+    // Cards (card.rs): why a card cannot be written, and how to set a device's format.
+    CardFacilityBeyondW26: "card_format {format} is Wiegand-26, whose facility code goes up to 255, and this one is {value}",
+        "o card_format {format} é Wiegand-26, cujo código de facilidade vai até 255, e este é {value}";
+    CardNumberBeyondW26: "card_format {format} is Wiegand-26, whose card number goes up to 65535, and this one is {value}",
+        "o card_format {format} é Wiegand-26, cujo número de cartão vai até 65535, e este é {value}";
+    CardPairWithoutDecimal: "card_format {format} takes a plain number, and a facility,number pair has no single decimal",
+        "o card_format {format} aceita um número simples, e um par facilidade,número não tem um decimal único";
+    CardPairWithoutHex: "card_format {format} takes a plain number, and a facility,number pair has no single hex value",
+        "o card_format {format} aceita um número simples, e um par facilidade,número não tem um valor hexadecimal único";
+    CardTooLong: "card_format {format} writes it as {text}, {chars} characters, and the device takes at most {max}",
+        "o card_format {format} o escreve como {text}, {chars} caracteres, e o dispositivo aceita no máximo {max}";
+    CardNotU64: "{text} does not fit the device's 64-bit card value (at most 18446744073709551615)",
+        "{text} não cabe no valor de cartão de 64 bits do dispositivo (no máximo 18446744073709551615)";
+    CardOnDevice: "card {card} cannot be written on {device}: {why}; fix the card in the CSV, or set card_format for this device (catraca learn-card tells which)",
+        "o cartão {card} não pode ser gravado em {device}: {why}; corrija o cartão no CSV ou defina card_format para este dispositivo (catraca learn-card diz qual)";
+    CardFitsNoDevice: "{file} line {line}, field card: card \"{card}\" fits no device ({reasons}): fix the card, or set card_format for the devices (catraca learn-card reads the format from one swipe)",
+        "{file} linha {line}, campo cartao: o cartão \"{card}\" não cabe em nenhum dispositivo ({reasons}): corrija o cartão ou defina card_format para os dispositivos (catraca learn-card lê o formato de um cartão passado)";
+    CardSameOnDevice: "{file} line {line}, field card: card \"{card}\" is the same card as \"{first_card}\" on line {first_line} for {devices} (card_format {format} writes both as {written}): each card must belong to one person",
+        "{file} linha {line}, campo cartao: o cartão \"{card}\" é o mesmo cartão que \"{first_card}\" da linha {first_line} para {devices} (o card_format {format} escreve os dois como {written}): cada cartão deve pertencer a uma só pessoa";
+    CardUncertainDefault: "device {name}: {kind} readers differ in how they write a facility,number card; catraca writes them as {format} (the vendor's documented default), which is not certain: swipe one card with `catraca learn-card --device {name} --card F,N` and set card_format for this device",
+        "dispositivo {name}: os leitores {kind} diferem em como escrevem um cartão facilidade,número; o catraca os grava como {format} (o padrão documentado do fabricante), que não é certo: passe um cartão com `catraca learn-card --device {name} --card F,N` e defina card_format para este dispositivo";
+    CfgCardFormat: "card_format {name} is not a card format: write one of {names}",
+        "card_format {name} não é um formato de cartão: escreva um de {names}";
+    CfgCardHexOnNumber: "card_format {format} writes hexadecimal, and a {kind} device stores its card as a number: use controlid, w26 or decimal",
+        "o card_format {format} escreve hexadecimal, e um dispositivo {kind} guarda o cartão como número: use controlid, w26 ou decimal";
+    CfgCardPadOnNumber: "card_pad does nothing on a {kind} device (its card value is a number, which has no leading zeros): remove it",
+        "card_pad não faz nada num dispositivo {kind} (o valor do cartão é um número, sem zeros à esquerda): remova-o";
+    CfgCardPad: "card_pad = {pad}: give the length to zero-pad to, from 1 to {max}",
+        "card_pad = {pad}: dê o comprimento a completar com zeros, de 1 a {max}";
+
     // The summary.
     SumParticipants: "participants", "participantes";
     SumDevices: "devices", "dispositivos";
@@ -379,7 +409,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("lang", "Idioma das mensagens: en ou pt-BR (padrão: LC_ALL / LC_MESSAGES / LANG)."),
     ("config", "Arquivo de configuração com padrões (threads, cache, dispositivos...); padrão: ./catraca.toml se existir."),
     ("users", "O CSV de participantes (`-` lê a entrada padrão). Colunas: matricula/registration, nome/name, e opcionais cartao/card, inicio/begin, fim/end, grupo/group; separadas por `,` ou `;`."),
-    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env, tls_fingerprint)."),
+    ("devices", "Um arquivo TOML com tabelas [[device]] (name, url, kind, max_in_flight, login, password_env, tls_fingerprint, card_format, card_pad)."),
     ("device_urls", "A URL de um dispositivo, p.ex. http://10.0.0.5 ou https://10.0.0.5 (repetível; soma-se a --devices)."),
     ("cache", "Onde os resultados ficam guardados: `embedded` (arquivo local, veja --cache-path), `none` ou uma URL `redis://`. Senão CATRACA_CACHE, depois REDIS_URL."),
     ("cache_path", "O arquivo do cache embutido."),
@@ -416,6 +446,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
 pub const AFTER_HELP_PT: &str = "Exemplos:
   catraca demo
   catraca check --devices dispositivos.toml
+  catraca learn-card --device portaria-3 --devices dispositivos.toml --card 43,3012
   catraca enroll --users participantes.csv --devices dispositivos.toml
   catraca enroll --users participantes.csv --devices dispositivos.toml --dashboard --events eventos.jsonl
   catraca plan --users participantes.csv --devices dispositivos.toml --prune

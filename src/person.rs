@@ -2,9 +2,10 @@
 //!
 //! `Person` is vendor-neutral: cards are kept as the Wiegand pair or plain number the
 //! operator wrote, validity windows as Unix seconds, and each driver encodes them in its
-//! device's own format. The fingerprint is what the cache stores for a person-on-device
-//! pair: when any field a device holds changes, the fingerprint changes and the pair is
-//! sent again.
+//! device's own format (cards through the device's `card_format`, see `card.rs`). The
+//! fingerprint is what the cache stores for a person-on-device pair: when any field a
+//! device holds changes, the fingerprint changes and the pair is sent again (the engine
+//! also mixes in the device's card rule, so a new `card_format` resends the cards).
 
 use sha2::{Digest, Sha256};
 

@@ -37,7 +37,7 @@ pub struct EnrollArgs {
     #[arg(long, value_name = "FILE|-")]
     pub users: String,
     /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env,
-    /// tls_fingerprint).
+    /// tls_fingerprint, card_format, card_pad).
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
     /// A device URL, e.g. http://10.0.0.5 (Control iD) or hikvision+http://10.0.0.6,
@@ -239,6 +239,10 @@ pub struct CheckArgs {
 
 /// Flags of `catraca learn-card`.
 #[derive(Debug, Args)]
+#[command(after_help = "Exit status:
+  0    the card was read (and, with --card, a card_format writes it as read)
+  1    no card_format writes it as read, no card was read in time, or the device failed
+  2    usage or configuration error")]
 pub struct LearnCardArgs {
     /// The device to read from: its name in --devices, or a device URL such as
     /// hikvision+http://10.0.0.6 when there is no devices file.

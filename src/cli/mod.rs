@@ -29,6 +29,7 @@ const EXAMPLES: &str = "Examples:
   catraca remove --users leaving.csv --devices devices.toml
   cat participants.csv | catraca enroll --users - --device http://10.0.0.5 --device http://10.0.0.6
   catraca check --devices devices.toml
+  catraca learn-card --device portaria-3 --devices devices.toml --card 43,3012
   catraca enroll --users participants.csv --devices devices.toml --dashboard --events events.jsonl
   catraca simulate --devices 5 --port 8001 --latency-ms 50";
 

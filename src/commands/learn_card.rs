@@ -20,6 +20,7 @@ use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::DeviceError;
 use crate::exit::Exit;
+use crate::i18n::{tr, Msg};
 use crate::person::Card;
 use crate::stdout::print_stdout;
 use serde::Serialize;
@@ -87,9 +88,17 @@ pub struct LearnCardConfig {
 /// Runs `catraca learn-card`.
 pub fn run(config: LearnCardConfig) -> anyhow::Result<Exit> {
     let device = config.device;
-    let read = match read_one_card(&device, config.timeout)? {
-        Some(read) => read,
-        None => {
+    let read = match read_one_card(&device, config.timeout) {
+        Ok(Some(read)) => read,
+        Err(error) => {
+            // The device, not the command line, is at fault: exit 1, as `check` does.
+            eprintln!(
+                "{}",
+                tr(Msg::ErrorPrefix, &[("error", &format!("{error:#}"))])
+            );
+            return Ok(Exit::SomeFailed);
+        }
+        Ok(None) => {
             eprintln!(
                 "no card was read at {} within {}s: swipe it while the command waits (or give a longer --timeout)",
                 device.name,
@@ -148,15 +157,12 @@ fn read_one_card(device: &DeviceConfig, timeout: Duration) -> anyhow::Result<Opt
     match device.kind {
         Kind::Hikvision => {
             let driver = HikvisionDevice::new(name, url, credentials, http, no_retries);
-            // The first poll puts the terminal in capture mode: prompt after it.
-            let mut prompted = false;
+            // The first poll puts the terminal in capture mode, and on firmware that
+            // holds the answer until a card comes it does not return: prompt before it.
+            prompt();
             loop {
                 if let Some(card) = driver.capture_card().map_err(failed)? {
                     return Ok(Some(card));
-                }
-                if !prompted {
-                    prompt();
-                    prompted = true;
                 }
                 if !wait_before_next_poll(deadline) {
                     return Ok(None);
@@ -167,8 +173,12 @@ fn read_one_card(device: &DeviceConfig, timeout: Duration) -> anyhow::Result<Opt
             let driver = ControlIdDevice::new(name, url, credentials, http, no_retries);
             prompt();
             while Instant::now() < deadline {
-                if let Some(value) = driver.read_next_card().map_err(failed)? {
-                    return Ok(Some(value.to_string()));
+                match driver.read_next_card() {
+                    Ok(Some(value)) => return Ok(Some(value.to_string())),
+                    Ok(None) => {}
+                    // Still waiting for a card when our own deadline passed.
+                    Err(DeviceError::Timeout(_)) => return Ok(None),
+                    Err(e) => return Err(failed(e)),
                 }
             }
             Ok(None)

@@ -366,12 +366,18 @@ fn learn(
     args.extend_from_slice(extra);
     let mut running = sandbox.catraca(&args).spawn();
     running.wait_for_line("swipe the card at", std::time::Duration::from_secs(20));
-    if device.kind() == Kind::Controlid {
-        // remote_enroll reads the cards swiped after it arrived.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while requests(device, "remote_enroll") == 0 && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+    // A device reads the cards swiped once it was asked to: as an operator would, swipe
+    // after the device is waiting (Intelbras logs every swipe: any moment will do).
+    // (A Digest device counts the unauthenticated challenge too: the second request is
+    // the one that asks.)
+    let (asked, count) = match device.kind() {
+        Kind::Controlid => ("remote_enroll", 1),
+        Kind::Hikvision => ("capture_card", 2),
+        Kind::Intelbras => ("card_records", 1),
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while requests(device, asked) < count && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     device.swipe(catraca::participants::parse_card(card).unwrap());
     running.finish(std::time::Duration::from_secs(30))
@@ -493,4 +499,106 @@ fn check_shows_each_card_format_and_warns_where_the_default_is_uncertain() {
         "{}",
         text.shown
     );
+}
+
+#[test]
+fn cards_written_the_old_way_are_rewritten_on_the_next_run_despite_the_cache() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Hikvision, 1)], SimConfig::default());
+    let rows = [row("1001", Some((43, 3012))), row("1002", None)];
+    // What catraca wrote before card formats: Control iD's value, on every vendor.
+    let old_way = devices_file(
+        &sandbox,
+        &fleet,
+        &[("catraca-1", "card_format = \"controlid\"")],
+    );
+    let first = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--devices", &old_way])
+        .embedded_cache()
+        .run();
+    first.expect_code(0);
+    assert_eq!(first.report()["registered"], 2, "{}", first.shown);
+    let door = &fleet.devices[0];
+    let card = catraca::participants::parse_card("43,3012").unwrap();
+    assert!(
+        !door.swipe(card).granted,
+        "the old value does not open the door"
+    );
+
+    let fixed = devices_file(&sandbox, &fleet, &[]);
+    let second = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--devices", &fixed])
+        .embedded_cache()
+        .run();
+    second.expect_code(0);
+    let report = second.report();
+    // The person with a card is planned again and updated; the other stays cached.
+    assert_eq!(
+        (report["updated"].as_u64(), report["skipped_cache"].as_u64()),
+        (Some(1), Some(1)),
+        "{}",
+        second.shown
+    );
+    assert!(door.swipe(card).granted, "{:?}", door.people());
+    assert_eq!(
+        door.people()
+            .iter()
+            .find(|p| p.key == "1001")
+            .unwrap()
+            .cards,
+        ["2821060"]
+    );
+}
+
+#[test]
+fn learn_card_without_a_swipe_exits_1_and_says_so() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Hikvision, 1)], SimConfig::default());
+    let flag = format!("hikvision+{}", fleet.devices[0].url());
+    let ran = sandbox
+        .catraca(&["learn-card", "--device", &flag, "--timeout", "2s"])
+        .run();
+    ran.expect_code(1);
+    assert!(
+        ran.stderr.contains("swipe the card at")
+            && ran.stderr.contains("no card was read at")
+            && ran.stdout.is_empty(),
+        "{}",
+        ran.shown
+    );
+}
+
+#[test]
+fn a_printed_pair_and_its_w26_number_for_two_people_is_a_csv_error() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Controlid, 1), (Kind::Hikvision, 1)],
+        SimConfig::default(),
+    );
+    // The two numbers printed on one card, given to two people.
+    let users = sandbox.write(
+        "dup.csv",
+        "registration,name,card\n1001,Ana,\"43,3012\"\n1002,Bia,2821060\n",
+    );
+    let ran = sandbox
+        .catraca(&[
+            "enroll",
+            "--users",
+            users.to_str().unwrap(),
+            "--cache",
+            "none",
+        ])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(2);
+    assert!(
+        ran.stderr.contains("dup.csv line 3, field card: card \"2821060\" is the same card as \"43,3012\" on line 2"),
+        "{}",
+        ran.shown
+    );
+    for device in &fleet.devices {
+        assert_eq!(device.stats().total, 0, "nothing was sent");
+    }
 }

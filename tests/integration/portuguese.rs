@@ -207,3 +207,27 @@ fn reasons_composed_during_a_run_are_in_portuguese_too() {
         ran.shown
     );
 }
+
+#[test]
+fn a_card_no_device_can_take_is_explained_in_portuguese() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(catraca::simulator::Kind::Hikvision, 1)],
+        SimConfig::default(),
+    );
+    sandbox.write("cartao.csv", "matricula;nome;cartao\n1001;Ana;300,5\n");
+    let ran = sandbox
+        .catraca(&["enroll", "--users", "cartao.csv", "--cache", "none"])
+        .env("LANG", "pt_BR.UTF-8")
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(2);
+    assert!(
+        ran.stderr.contains(
+            "erro: cartao.csv linha 2, campo cartao: o cartão \"300,5\" não cabe em nenhum dispositivo"
+        ) && ran.stderr.contains("cujo código de facilidade vai até 255, e este é 300"),
+        "{}",
+        ran.shown
+    );
+    assert_eq!(fleet.devices[0].stats().total, 0, "nothing was sent");
+}
