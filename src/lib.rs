@@ -3,6 +3,28 @@
 //! The library holds everything the binary does, so that the tests, the demo and the
 //! benchmark drive the same code as an operator's shell. `main.rs` only parses the
 //! command line and maps the result to an exit status.
+//!
+//! ```text
+//!  main ─► cli (flags + catraca.toml + environment) ─► commands::Invocation ─► commands::run
+//!
+//!  commands::enroll: CSV ─validate─► people ─cache check (bulk)─► pending pairs per device
+//!                                                                        │
+//!  engine: per-device queues of jobs: remove, plan (≤999 people), write (--batch-size)
+//!                                                                        │
+//!  rayon ThreadPool (--threads workers): a worker takes a job only from a device with a
+//!  free in-flight slot and a closed breaker; blocking ureq, one agent per device
+//!        │ confirmed pairs                        │ outcomes (reporter::Event)
+//!        ▼                                        ▼
+//!  cache writer thread (cache::group_commit):   reporter thread: the only owner of the
+//!  one commit per 100 ms or 10,000 pairs        counts; progress, report, and the
+//!                                               watchers (live status for the dashboard
+//!                                               and /metrics, the --events file)
+//! ```
+//!
+//! Workers never touch a counter or the terminal; every settled operation reaches the
+//! reporter over a crossbeam channel and is counted there once (`reporter::Settled`).
+//! The run ends when the workers are done, the cache writer has committed and the last
+//! sender is dropped: then the reporter returns the report.
 
 pub mod bench;
 pub mod cache;
