@@ -232,15 +232,10 @@ impl DemoConfig {
 
 impl CheckConfig {
     fn resolve(args: CheckArgs, sources: &Sources<'_>) -> anyhow::Result<CheckConfig> {
-        // One request at a time: the in-flight limit and rate do not matter.
-        let run = RunConfig {
-            max_in_flight: std::num::NonZeroUsize::MIN,
-            ..RunConfig::default()
-        };
         let devices = load_devices(
             args.devices.as_deref(),
             &args.device_urls,
-            &run,
+            &one_request_at_a_time(),
             &args.tls,
             sources,
         )?;
@@ -264,10 +259,7 @@ impl LearnCardConfig {
                 .then(|| sources.settings.devices.clone())
                 .flatten()
         });
-        let one_device = RunConfig {
-            max_in_flight: std::num::NonZeroUsize::MIN,
-            ..RunConfig::default()
-        };
+        let one_device = one_request_at_a_time();
         let device = match &file {
             Some(file) => learn_card::find_device(
                 load_devices(Some(file), &[], &one_device, &args.tls, sources)?,
@@ -291,6 +283,15 @@ impl LearnCardConfig {
             timeout: args.timeout,
             json: args.json,
         })
+    }
+}
+
+/// The run of a command that sends one request at a time (`check`, `learn-card`): the
+/// devices' in-flight limits and rates do not matter to it.
+fn one_request_at_a_time() -> RunConfig {
+    RunConfig {
+        max_in_flight: std::num::NonZeroUsize::MIN,
+        ..RunConfig::default()
     }
 }
 

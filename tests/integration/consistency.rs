@@ -10,15 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const CATEGORIES: [&str; 6] = [
-    "registered",
-    "updated",
-    "unchanged",
-    "skipped_cache",
-    "failed",
-    "removed",
-];
-
 /// Counts per device name, per category.
 type Tally = BTreeMap<String, BTreeMap<&'static str, u64>>;
 
