@@ -8,7 +8,8 @@
 //! its checksum wrong, cuts it off and goes on without it. Its pairs are not in the cache,
 //! so the next run looks them up on their devices (found: `unchanged`), and nobody is
 //! written twice. Opening reads the whole log into a sorted index (24 bytes a pair; a
-//! million pairs read in well under a second) and rewrites the file compacted when
+//! million pairs read in well under a second; a run's own records are not added to it,
+//! as the run never looks them up) and rewrites the file compacted when
 //! overwritten and forgotten records outnumber the live ones. An exclusive `flock` keeps
 //! a second catraca run from using the same file at once.
 //!
@@ -17,8 +18,8 @@
 //! copy-on-write B-tree: with commits of 10,000 sorted keys, a million pairs still cost
 //! 3.4 s of CPU in redb alone (and a single commit of all million, 1.0 s), against a
 //! whole W2 run of 1.2 s without a cache. An append costs what it writes, 25 bytes a
-//! pair. The price is memory: the index holds every pair of the file (24 MB for a
-//! million), where redb read pages on demand. The file keeps its name, `cache.redb`, so
+//! pair. The price is memory: the index holds every pair the file had when opened
+//! (24 MB for a million), where redb read pages on demand. The file keeps its name, `cache.redb`, so
 //! that paths in settings files stay valid; a store still in redb's format is converted
 //! on its first open.
 
@@ -91,8 +92,7 @@ impl EmbeddedCache {
     /// The number of pairs in the store.
     pub fn len(&self) -> Result<u64, CacheError> {
         let mut store = self.store.lock().expect("store lock");
-        store.index.settle();
-        Ok(store.index.sorted.len() as u64)
+        Ok(store.index()?.sorted.len() as u64)
     }
 
     /// Whether the store holds no pair at all.
@@ -125,12 +125,16 @@ struct Store {
     /// may leave bytes beyond it; the next commit overwrites them, and what it does not
     /// overwrite is a torn tail that the next open cuts off.
     end: u64,
+    /// The pairs of the file as it was when last read.
     index: Index,
+    /// Whether commits were made since: a run records without looking up, so the index
+    /// is read again only if a lookup comes after a commit (it never does in a run, only
+    /// in tests). Records are not kept in memory: W2's million pairs would cost 24 MB.
+    stale: bool,
 }
 
-/// Every pair of the file: `sorted` by key, one value each, and the changes since the
-/// last lookup in `recent`, in order (a run records without looking up: sorting a
-/// million pairs into the index after each commit would be wasted).
+/// Every pair of the file: `sorted` by key, one value each; `recent` holds changes read
+/// from the file and not yet folded in, in order.
 #[derive(Default)]
 struct Index {
     sorted: Vec<([u8; 16], u64)>,
@@ -203,6 +207,7 @@ impl Store {
             path: path.to_path_buf(),
             end,
             index,
+            stale: false,
         };
         if length > end {
             // A torn last commit (a crash while writing it): its pairs were never
@@ -236,16 +241,25 @@ impl Store {
             .and_then(|()| self.file.sync_data())
             .map_err(|err| store_error(&self.path, "cannot write", err))?;
         self.end += block.len() as u64;
-        self.index.recent.extend_from_slice(records);
+        self.stale = true;
         Ok(())
+    }
+
+    /// The index of the file as it is now.
+    fn index(&mut self) -> Result<&Index, CacheError> {
+        if self.stale {
+            let (index, _, _) = read_log(&self.file, &self.path)?;
+            self.index = index;
+            self.stale = false;
+        }
+        Ok(&self.index)
     }
 
     /// Rewrites the file as one commit of its live pairs, beside it and then renamed
     /// over it, so that a crash leaves the old file or the new one, both whole.
     fn compact(&mut self) -> Result<(), CacheError> {
-        self.index.settle();
         let live: Vec<([u8; 16], Option<u64>)> = self
-            .index
+            .index()?
             .sorted
             .iter()
             .map(|&(key, value)| (key, Some(value)))
@@ -270,8 +284,8 @@ struct EmbeddedConnection {
 impl CacheConnection for EmbeddedConnection {
     fn lookup(&mut self, keys: &[CacheKey]) -> Result<Vec<Option<u64>>, CacheError> {
         let mut store = self.store.lock().expect("store lock");
-        store.index.settle();
-        Ok(keys.iter().map(|key| store.index.get(&key.0)).collect())
+        let index = store.index()?;
+        Ok(keys.iter().map(|key| index.get(&key.0)).collect())
     }
 
     fn record(&mut self, entries: &[(CacheKey, u64)]) -> Result<(), CacheError> {
