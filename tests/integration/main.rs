@@ -9,6 +9,7 @@ mod cli;
 mod dashboard;
 mod demo;
 mod enroll;
+mod group_commit;
 mod harness;
 mod life;
 mod plan;
