@@ -751,16 +751,18 @@ pub fn install_interrupt_handler(stop: &Arc<Stop>) {
 /// Prints the report (human or JSON) on stdout and writes the JSON file if asked.
 pub fn emit(report: &Report, json: bool, file: Option<&Path>) -> anyhow::Result<()> {
     if let Some(path) = file {
-        let text = serde_json::to_string_pretty(report)?;
-        std::fs::write(path, text + "\n")
+        std::fs::File::create(path)
+            .and_then(|out| report.write_json(out))
             .with_context(|| format!("writing the report to {}", path.display()))?;
     }
-    let text = if json {
-        serde_json::to_string_pretty(report)? + "\n"
-    } else {
-        report.to_text_styled(crate::style::stdout_enabled())
-    };
-    print_stdout(&text)
+    if json {
+        // Streamed: a report of a million failures is never one text in memory.
+        return match report.write_json(std::io::stdout().lock()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        };
+    }
+    print_stdout(&report.to_text_styled(crate::style::stdout_enabled()))
 }
 
 /// Writes `text` on stdout; a closed pipe (`| head`) is the reader's choice, not an error.

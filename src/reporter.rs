@@ -8,7 +8,7 @@
 use crate::device::{DeviceError, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
-use crate::report::{Counts, DeviceReport, Failure, Report};
+use crate::report::{Counts, DeviceReport, FailureTexts, Report};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -23,6 +23,15 @@ pub enum Event {
         /// How long the job that produced them took, when a job did (not for pairs
         /// skipped by the cache or never sent).
         timing: Option<JobTiming>,
+    },
+    /// People of one device whose pairs all failed for one reason (never sent: the
+    /// run stopped, or the device was given up on). Four bytes a pair on the channel,
+    /// where [`Event::Pairs`] would carry the reason once per pair: with every device
+    /// down, a million pairs fail at once, faster than they are reported.
+    Failed {
+        device: usize,
+        people: Vec<u32>,
+        error: DeviceError,
     },
     /// Pairs done on the device whose record in the cache failed.
     NotCached { count: usize, error: String },
@@ -135,6 +144,10 @@ impl Reporter<'_> {
         let mut per_device = vec![Counts::default(); self.devices.len()];
         let mut finished_ms = vec![0u64; self.devices.len()];
         let mut failures = Vec::new();
+        let mut texts = FailureTexts::new(
+            self.people.len(),
+            self.devices.iter().map(|(name, _, _)| name.clone()),
+        );
         let mut not_cached = 0u64;
         let mut warned_cache = false;
         let mut done = 0u64;
@@ -166,6 +179,23 @@ impl Reporter<'_> {
         };
 
         for event in events {
+            // Spelled out one event at a time, so that only one event's worth of
+            // reasons exists at once.
+            let event = match event {
+                Event::Failed {
+                    device,
+                    people,
+                    error,
+                } => Event::Pairs {
+                    device,
+                    outcomes: people
+                        .into_iter()
+                        .map(|p| (p, Outcome::Failed(error.clone())))
+                        .collect(),
+                    timing: None,
+                },
+                other => other,
+            };
             match event {
                 Event::Pairs {
                     device,
@@ -174,8 +204,8 @@ impl Reporter<'_> {
                 } => {
                     finished_ms[device] = started.elapsed().as_millis() as u64;
                     let counts = &mut per_device[device];
-                    for (person, outcome) in outcomes {
-                        let person = &self.people[person as usize];
+                    for (person_index, outcome) in outcomes {
+                        let person = &self.people[person_index as usize];
                         for watcher in watchers.iter_mut() {
                             watcher.pair(device, person, &outcome, timing);
                         }
@@ -222,11 +252,13 @@ impl Reporter<'_> {
                             _ => None,
                         };
                         if let Some(error) = failure {
-                            failures.push(Failure {
-                                registration: person.registration.clone(),
-                                device: self.devices[device].0.clone(),
-                                error,
-                            });
+                            let index = Some(person_index as usize);
+                            failures.push(texts.failure(
+                                index,
+                                &person.registration,
+                                device,
+                                &error,
+                            ));
                         }
                     }
                 }
@@ -292,11 +324,8 @@ impl Reporter<'_> {
                             Ok(()) => counts.removed += 1,
                             Err(e) => {
                                 counts.failed += 1;
-                                failures.push(Failure {
-                                    registration,
-                                    device: self.devices[device].0.clone(),
-                                    error: format!("not removed: {e}"),
-                                });
+                                let error = format!("not removed: {e}");
+                                failures.push(texts.failure(None, &registration, device, &error));
                             }
                         }
                     }
@@ -313,12 +342,9 @@ impl Reporter<'_> {
                     }
                     done += 1;
                     per_device[device].failed += 1;
-                    failures.push(Failure {
-                        registration: String::new(),
-                        device: self.devices[device].0.clone(),
-                        error,
-                    });
+                    failures.push(texts.failure(None, "", device, &error));
                 }
+                Event::Failed { .. } => unreachable!("spelled out as pairs above"),
                 Event::Verified { count } => verified += count,
                 Event::VerifyFailed {
                     device,
@@ -334,11 +360,13 @@ impl Reporter<'_> {
                     };
                     *slot = slot.saturating_sub(1);
                     counts.failed += 1;
-                    failures.push(Failure {
-                        registration: self.people[person as usize].registration.clone(),
-                        device: self.devices[device].0.clone(),
-                        error,
-                    });
+                    let registration = &self.people[person as usize].registration;
+                    failures.push(texts.failure(
+                        Some(person as usize),
+                        registration,
+                        device,
+                        &error,
+                    ));
                 }
             }
             for watcher in watchers.iter_mut() {
