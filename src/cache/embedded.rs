@@ -42,6 +42,11 @@ const REDB_MAGIC: &[u8; 9] = b"redb\x1A\x0A\xA9\x0D\x0A";
 /// One record: key (16 bytes), kind (1: recorded, 0: forgotten), fingerprint (8, LE).
 const RECORD_BYTES: usize = 25;
 
+/// redb's page cache while an old store is converted: 16 MiB instead of redb's default
+/// 1 GiB. The conversion reads each page once, in order, so a cache buys nothing, and a
+/// store of a million pairs (about 60 MB in redb) would otherwise sit in memory whole.
+const CONVERT_CACHE_BYTES: usize = 16 << 20;
+
 /// A block claiming more records than this is not a block (a torn or damaged tail): no
 /// commit is larger than the store's whole content, and 100 million pairs is far beyond
 /// any site (100,000 people on 1,000 devices).
@@ -515,15 +520,18 @@ fn convert_from_redb(path: &Path) -> Result<(), CacheError> {
         )
     };
     let live: Vec<([u8; 16], Option<u64>)> = {
-        let db = redb::Database::open(path).map_err(|err| match err {
-            redb::DatabaseError::DatabaseAlreadyOpen => CacheError::Embedded {
-                path: path.display().to_string(),
-                message: "is in use by another catraca run (one run at a time per cache \
+        let db = redb::Builder::new()
+            .set_cache_size(CONVERT_CACHE_BYTES)
+            .open(path)
+            .map_err(|err| match err {
+                redb::DatabaseError::DatabaseAlreadyOpen => CacheError::Embedded {
+                    path: path.display().to_string(),
+                    message: "is in use by another catraca run (one run at a time per cache \
                           file): wait for it to finish, or give this run another cache file"
-                    .to_string(),
-            },
-            other => old(&other),
-        })?;
+                        .to_string(),
+                },
+                other => old(&other),
+            })?;
         let read = db.begin_read().map_err(|err| old(&err))?;
         let table = read.open_table(PAIRS).map_err(|err| old(&err))?;
         let mut live = Vec::new();
