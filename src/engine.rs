@@ -242,14 +242,10 @@ impl Job {
                     .collect(),
                 planned: false,
             },
-            other => Event::Pairs {
+            other => Event::Failed {
                 device,
-                outcomes: other
-                    .people()
-                    .into_iter()
-                    .map(|p| (p, Outcome::Failed(reason.clone())))
-                    .collect(),
-                timing: None,
+                people: other.people(),
+                error: reason.clone(),
             },
         };
         let _ = events.send(event);
@@ -1589,7 +1585,7 @@ mod tests {
         assert!(report
             .failures
             .iter()
-            .all(|f| f.device == "gone" && f.error.contains("unreachable")));
+            .all(|f| &*f.device == "gone" && f.error.contains("unreachable")));
         assert!(gone.calls.load(SeqCst) < 20, "{}", gone.calls.load(SeqCst));
     }
 

@@ -5,7 +5,7 @@
 //! with every field as the input had it, plus two columns the reader ignores:
 //! `devices` (where it failed) and `reasons` (why, per device, in the same order).
 //! Feeding the file back retries these people on every device; the pairs already done
-//! are skipped by the cache.
+//! are skipped by the cache. Rows come in the order of the participants list.
 
 use crate::person::{Card, Person};
 use crate::report::Report;
@@ -13,25 +13,28 @@ use chrono::{Local, TimeZone};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// Writes the failed people of `report` to `path`.
+/// Writes the failed people of `report` to `path`, one row per person in the order of
+/// the participants list, each row written as it is made.
+///
+/// What is built first is an index of the failures, 8 bytes each (whose they are, and
+/// which failure), sorted by person: a run with every device down fails a million
+/// pairs, and a map of people to lists of texts cost more than the failures themselves.
 pub fn write(path: &Path, people: &[Person], report: &Report) -> anyhow::Result<()> {
     use anyhow::Context;
-    let by_registration: HashMap<&str, &Person> = people
+    let person_of: HashMap<&str, u32> = people
         .iter()
-        .map(|p| (p.registration.as_str(), p))
+        .enumerate()
+        .map(|(n, p)| (p.registration.as_str(), n as u32))
         .collect();
-    let mut order: Vec<&str> = Vec::new();
-    let mut where_and_why: HashMap<&str, (Vec<&str>, Vec<&str>)> = HashMap::new();
-    for failure in &report.failures {
-        let entry = where_and_why
-            .entry(failure.registration.as_str())
-            .or_insert_with(|| {
-                order.push(failure.registration.as_str());
-                (Vec::new(), Vec::new())
-            });
-        entry.0.push(failure.device.as_str());
-        entry.1.push(failure.error.as_str());
-    }
+    let mut order: Vec<(u32, u32)> = report
+        .failures
+        .iter()
+        .enumerate()
+        .filter_map(|(n, f)| Some((*person_of.get(&*f.registration)?, n as u32)))
+        .collect();
+    drop(person_of);
+    // By person, and within a person in the order the failures came.
+    order.sort_unstable();
     let mut out = csv::Writer::from_path(path)
         .with_context(|| format!("writing the failed pairs to {}", path.display()))?;
     out.write_record([
@@ -44,11 +47,11 @@ pub fn write(path: &Path, people: &[Person], report: &Report) -> anyhow::Result<
         "devices",
         "reasons",
     ])?;
-    for registration in order {
-        let Some(person) = by_registration.get(registration) else {
-            continue;
-        };
-        let (devices, reasons) = &where_and_why[registration];
+    for rows in order.chunk_by(|a, b| a.0 == b.0) {
+        let person = &people[rows[0].0 as usize];
+        let failures = || rows.iter().map(|&(_, n)| &report.failures[n as usize]);
+        let devices: Vec<&str> = failures().map(|f| &*f.device).collect();
+        let reasons: Vec<&str> = failures().map(|f| &*f.error).collect();
         out.write_record([
             person.registration.as_str(),
             person.name.as_str(),

@@ -9,7 +9,7 @@ use crate::category::Category;
 use crate::device::{DeviceError, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
-use crate::report::{Counts, DeviceReport, Failure, Report};
+use crate::report::{Counts, DeviceReport, Failure, FailureTexts, Report};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -24,6 +24,15 @@ pub enum Event {
         /// How long the job that produced them took, when a job did (not for pairs
         /// skipped by the cache or never sent).
         timing: Option<JobTiming>,
+    },
+    /// People of one device whose pairs all failed for one reason (never sent: the
+    /// run stopped, or the device was given up on). Four bytes a pair on the channel,
+    /// where [`Event::Pairs`] would carry the reason once per pair: with every device
+    /// down, a million pairs fail at once, faster than they are reported.
+    Failed {
+        device: usize,
+        people: Vec<u32>,
+        error: DeviceError,
     },
     /// Pairs done on the device whose record in the cache failed.
     NotCached { count: usize, error: String },
@@ -70,8 +79,9 @@ pub struct Settled<'a> {
     pub device: usize,
     /// The person's registration; `None` for the device itself (a failed listing).
     pub registration: Option<&'a str>,
-    /// The person's name, when the person is one of the list (not for removals).
-    pub name: Option<&'a str>,
+    /// The person's number in the list, when the person is one of it (not for
+    /// removals or a device's own failure).
+    pub person: Option<u32>,
     pub category: Category,
     /// `catraca plan`: what would happen; nothing was written.
     pub planned: bool,
@@ -144,6 +154,10 @@ impl Reporter<'_> {
         let mut tally = Tally {
             per_device: vec![Counts::default(); self.devices.len()],
             failures: Vec::new(),
+            texts: FailureTexts::new(
+                self.people.len(),
+                self.devices.iter().map(|(name, _, _)| name.clone()),
+            ),
             done: 0,
         };
         let mut finished_ms = vec![0u64; self.devices.len()];
@@ -177,6 +191,23 @@ impl Reporter<'_> {
         };
 
         for event in events {
+            // Spelled out one event at a time, so that only one event's worth of
+            // reasons exists at once.
+            let event = match event {
+                Event::Failed {
+                    device,
+                    people,
+                    error,
+                } => Event::Pairs {
+                    device,
+                    outcomes: people
+                        .into_iter()
+                        .map(|p| (p, Outcome::Failed(error.clone())))
+                        .collect(),
+                    timing: None,
+                },
+                other => other,
+            };
             match event {
                 Event::Pairs {
                     device,
@@ -184,8 +215,8 @@ impl Reporter<'_> {
                     timing,
                 } => {
                     finished_ms[device] = started.elapsed().as_millis() as u64;
-                    for (person, outcome) in outcomes {
-                        let person = &self.people[person as usize];
+                    for (person_index, outcome) in outcomes {
+                        let person = &self.people[person_index as usize];
                         if let Outcome::Planned(Plan::Update { changes, .. }) = &outcome {
                             for field in changes {
                                 *tally.per_device[device].changes.entry(field).or_default() += 1;
@@ -199,7 +230,7 @@ impl Reporter<'_> {
                             Settled {
                                 device,
                                 registration: Some(&person.registration),
-                                name: Some(&person.name),
+                                person: Some(person_index),
                                 category: Category::of(&outcome),
                                 planned: matches!(outcome, Outcome::Planned(_)),
                                 error: error.as_deref(),
@@ -252,7 +283,7 @@ impl Reporter<'_> {
                             Settled {
                                 device,
                                 registration: Some(&registration),
-                                name: None,
+                                person: None,
                                 category: match result {
                                     Ok(()) => Category::Removed,
                                     Err(_) => Category::Failed,
@@ -283,7 +314,7 @@ impl Reporter<'_> {
                         Settled {
                             device,
                             registration: None,
-                            name: None,
+                            person: None,
                             category: Category::Failed,
                             planned: false,
                             error: Some(&error),
@@ -293,6 +324,7 @@ impl Reporter<'_> {
                         },
                     );
                 }
+                Event::Failed { .. } => unreachable!("spelled out as pairs above"),
                 Event::Verified { count } => verified += count,
                 Event::VerifyFailed {
                     device,
@@ -306,7 +338,7 @@ impl Reporter<'_> {
                     Settled {
                         device,
                         registration: Some(&self.people[person as usize].registration),
-                        name: Some(&self.people[person as usize].name),
+                        person: Some(person),
                         category: Category::Failed,
                         planned: false,
                         error: Some(&error),
@@ -404,18 +436,22 @@ impl Reporter<'_> {
         }
         let device = &self.devices[settled.device].0;
         if let Some(error) = settled.error {
-            tally.failures.push(Failure {
-                registration: settled.registration.unwrap_or_default().to_string(),
-                device: device.clone(),
-                error: error.to_string(),
-            });
+            tally.failures.push(tally.texts.failure(
+                settled.person.map(|p| p as usize),
+                settled.registration.unwrap_or_default(),
+                settled.device,
+                error,
+            ));
         }
         if self.verbosity == Verbosity::Pairs {
             let label = i18n::t(settled.category.label(settled.planned));
             let reason = settled.error.map(|e| format!(": {e}")).unwrap_or_default();
             let registration = settled.registration.unwrap_or("-");
-            let line = match settled.name {
-                Some(name) => format!("{label}: {name} ({registration}) on {device}{reason}"),
+            let line = match settled.person {
+                Some(p) => {
+                    let name = &self.people[p as usize].name;
+                    format!("{label}: {name} ({registration}) on {device}{reason}")
+                }
                 None => format!("{label}: {registration} from {device}{reason}"),
             };
             match progress {
@@ -433,6 +469,8 @@ impl Reporter<'_> {
 struct Tally {
     per_device: Vec<Counts>,
     failures: Vec<Failure>,
+    /// The one copy of each text the failures share.
+    texts: FailureTexts,
     /// Operations settled so far (a pair settled again by `--verify` counts once).
     done: u64,
 }

@@ -185,11 +185,16 @@ impl CacheConnection for RedisConnection {
 
     fn record(&mut self, entries: &[(CacheKey, u64)]) -> Result<(), CacheError> {
         for round_trip in entries.chunks(KEYS_PER_ROUND_TRIP) {
-            let mut pipeline = redis::pipe();
-            for (key, fingerprint) in round_trip {
-                pipeline.set(redis_key(key), fingerprint);
+            // MSETs of 1,000 pairs written straight in the protocol: one reply per
+            // thousand pairs instead of one per pair, and no command object per pair
+            // (a SET each cost W2 more CPU than the whole run without a cache).
+            let mut packed = Vec::with_capacity(round_trip.len() * 80);
+            let mut commands = 0;
+            for chunk in round_trip.chunks(KEYS_PER_MGET) {
+                pack_mset(&mut packed, chunk);
+                commands += 1;
             }
-            self.run(|c| send_pipeline(c, &pipeline))?;
+            self.run(|c| send_packed(c, &packed, commands))?;
         }
         Ok(())
     }
@@ -226,6 +231,60 @@ fn send_pipeline(
         .collect()
 }
 
+/// Appends `MSET key fingerprint ...` for `entries` to `packed`, in the Redis protocol.
+fn pack_mset(packed: &mut Vec<u8>, entries: &[(CacheKey, u64)]) {
+    let bulk = |packed: &mut Vec<u8>, text: &[u8]| {
+        packed.push(b'$');
+        push_decimal(packed, text.len() as u64);
+        packed.extend_from_slice(b"\r\n");
+        packed.extend_from_slice(text);
+        packed.extend_from_slice(b"\r\n");
+    };
+    packed.push(b'*');
+    push_decimal(packed, 1 + 2 * entries.len() as u64);
+    packed.extend_from_slice(b"\r\n");
+    bulk(packed, b"MSET");
+    let mut digits = Vec::with_capacity(20);
+    for (key, fingerprint) in entries {
+        bulk(packed, redis_key(key).as_bytes());
+        digits.clear();
+        push_decimal(&mut digits, *fingerprint);
+        bulk(packed, &digits);
+    }
+}
+
+/// `n` in decimal digits, without going through `fmt`.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Sends commands already in the protocol in one write, then reads their `commands`
+/// replies and stops at the first failure, as [`send_pipeline`] does.
+fn send_packed(
+    connection: &mut Connection,
+    packed: &[u8],
+    commands: usize,
+) -> redis::RedisResult<()> {
+    if commands == 0 {
+        return Ok(());
+    }
+    connection.send_packed_command(packed)?;
+    for _ in 0..commands {
+        connection.recv_response()?.extract_error()?;
+    }
+    Ok(())
+}
+
 /// A value that is not a fingerprint (written by something else) counts as a miss: the
 /// pair is sent again and its record overwrites the value.
 fn parse_fingerprint(text: &str) -> Option<u64> {
@@ -237,7 +296,10 @@ fn parse_fingerprint(text: &str) -> Option<u64> {
 }
 
 fn redis_key(key: &CacheKey) -> String {
-    format!("{KEY_PREFIX}{}", key.to_hex())
+    let mut name = String::with_capacity(KEY_PREFIX.len() + 32);
+    name.push_str(KEY_PREFIX);
+    name.push_str(&key.to_hex());
+    name
 }
 
 /// A client for `url` that sends no `CLIENT SETINFO` when it connects.

@@ -256,19 +256,21 @@ pub fn run_watched(
     })
 }
 
-/// Writes the report as JSON to `path` (`--report`).
+/// Writes the report as JSON to `path` (`--report`), as it is produced.
 pub fn write_report_file(report: &Report, path: &Path) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text + "\n")
+    std::fs::File::create(path)
+        .and_then(|out| report.write_json(out))
         .with_context(|| format!("--report {}: writing the report failed", path.display()))
 }
 
 /// Prints the report (human or JSON) on stdout.
 pub fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
-    let text = if json {
-        serde_json::to_string_pretty(report)? + "\n"
-    } else {
-        report.to_text_styled(crate::style::stdout_enabled())
-    };
-    print_stdout(&text)
+    if json {
+        // Streamed: a report of a million failures is never one text in memory.
+        return match report.write_json(std::io::stdout().lock()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => Ok(other?),
+        };
+    }
+    print_stdout(&report.to_text_styled(crate::style::stdout_enabled()))
 }
