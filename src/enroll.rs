@@ -2,15 +2,12 @@
 //! thread, the channel between them. Shared by `catraca enroll`, the demo and the
 //! benchmark, so all three measure and show the same code.
 
-use crate::cache::{Cache, KeySecret};
 use crate::config::DeviceConfig;
 use crate::device::http::Timeouts;
 use crate::device::RetryPolicy;
-use crate::engine::{Engine, EngineOptions, Target};
-use crate::person::Person;
+use crate::engine::{EngineOptions, Enrollment, Target};
 use crate::report::Report;
-use crate::reporter::{Reporter, Verbosity, Watch};
-use crate::stop::{FailureLimit, Stop};
+use crate::reporter::{Reporter, Watch};
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
@@ -25,7 +22,8 @@ const EVENT_QUEUE: usize = 1024;
 pub struct RunConfig {
     /// Worker threads. Default [`crate::engine::DEFAULT_THREADS`].
     pub threads: NonZeroUsize,
-    /// One job after another in one thread.
+    /// `--sequential`: one job after another, in one worker thread with one request in
+    /// flight per device; no separate code path in the engine.
     pub sequential: bool,
     /// People per create request. Default [`crate::engine::DEFAULT_BATCH_SIZE`].
     pub batch_size: NonZeroUsize,
@@ -59,8 +57,12 @@ impl RunConfig {
     /// The engine's options for this run's pool and batches.
     pub fn engine_options(&self, skip_cache: bool) -> EngineOptions {
         EngineOptions {
-            threads: self.threads,
-            sequential: self.sequential,
+            // --sequential: one worker...
+            threads: if self.sequential {
+                NonZeroUsize::MIN
+            } else {
+                self.threads
+            },
             batch_size: self.batch_size,
             skip_cache,
             ..EngineOptions::default()
@@ -82,38 +84,24 @@ impl RunConfig {
             .iter()
             .map(|d| Target {
                 device: d.connect(self.timeouts, retry.clone()),
-                max_in_flight: d.max_in_flight,
+                // ... and one request in flight per device.
+                max_in_flight: if self.sequential { 1 } else { d.max_in_flight },
             })
             .collect()
     }
 }
 
-/// Everything one run needs.
-pub struct Enrollment<'a> {
-    pub people: &'a [Person],
-    pub targets: Vec<Target>,
-    pub cache: &'a dyn Cache,
-    pub secret: &'a KeySecret,
-    pub options: EngineOptions,
-    pub verbosity: Verbosity,
-    /// Halt the run when failures pass this limit.
-    pub max_failures: Option<FailureLimit>,
-}
-
 impl Enrollment<'_> {
     /// Runs every pair and returns the report. `stop` set (first Ctrl-C) ends the run
     /// early: jobs in flight finish, the rest are reported as not sent.
-    pub fn run(&self, stop: &Stop) -> anyhow::Result<Report> {
-        self.run_watched(stop, &mut [])
+    pub fn run(&self) -> anyhow::Result<Report> {
+        self.run_watched(&mut [])
     }
 
     /// [`Enrollment::run`], with `watchers` (live status, events file) following every
     /// pair on the reporter's thread.
-    pub fn run_watched(
-        &self,
-        stop: &Stop,
-        watchers: &mut [&mut (dyn Watch + Send)],
-    ) -> anyhow::Result<Report> {
+    pub fn run_watched(&self, watchers: &mut [&mut (dyn Watch + Send)]) -> anyhow::Result<Report> {
+        let stop = self.stop;
         let started = Instant::now();
         let (events, received) = crossbeam_channel::bounded(EVENT_QUEUE);
         let reporter = Reporter {
@@ -132,18 +120,9 @@ impl Enrollment<'_> {
             verbosity: self.verbosity,
             cache: self.cache.describe(),
         };
-        let engine = Engine {
-            people: self.people,
-            targets: &self.targets,
-            cache: self.cache,
-            secret: self.secret,
-            options: &self.options,
-            stop,
-            max_failures: self.max_failures,
-        };
         std::thread::scope(|scope| {
             let reporting = scope.spawn(move || reporter.run_watched(received, started, watchers));
-            let outcome = engine.run(&events);
+            let outcome = self.run_jobs(&events);
             drop(events);
             let mut report = reporting
                 .join()

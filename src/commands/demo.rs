@@ -11,7 +11,7 @@ use crate::cache::KeySecret;
 use crate::commands::enroll::{print_report, run_watched, WatchConfig, Watched};
 use crate::config::{DeviceConfig, Kind};
 use crate::device::controlid::Credentials;
-use crate::enroll::Enrollment;
+use crate::engine::Enrollment;
 use crate::enroll::RunConfig;
 use crate::exit::Exit;
 use crate::participants;
@@ -99,13 +99,14 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
             options: args.run.engine_options(false),
             verbosity,
             max_failures: None,
+            stop: &stop,
         };
         let report = if pass == 1 {
             let Watched {
                 report,
                 dashboard,
                 unwritten,
-            } = run_watched(&enrollment, &watch, &stop)?;
+            } = run_watched(&enrollment, &watch)?;
             for error in unwritten {
                 log::error!("{error:#}");
                 exit = exit.merge(Exit::SomeFailed);
@@ -113,7 +114,7 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
             lingering = Some(dashboard);
             report
         } else {
-            enrollment.run(&stop)?
+            enrollment.run()?
         };
         print_report(&report, false)?;
         exit = exit.merge(Exit::of(&report));

@@ -9,8 +9,9 @@
 use crate::cache::choice::CacheChoice;
 use crate::config::DeviceConfig;
 use crate::dashboard::{self, Dashboard};
+use crate::engine::Enrollment;
 use crate::engine::RemovalOptions;
-use crate::enroll::{Enrollment, RunConfig};
+use crate::enroll::RunConfig;
 use crate::events::EventLog;
 use crate::exit::Exit;
 use crate::i18n::{self, Msg};
@@ -124,12 +125,13 @@ pub fn run(config: EnrollConfig) -> anyhow::Result<Exit> {
         },
         verbosity: config.verbosity,
         max_failures: config.max_failures,
+        stop: &stop,
     };
     let Watched {
         report,
         dashboard,
         mut unwritten,
-    } = run_watched(&enrollment, &config.watch, &stop)?;
+    } = run_watched(&enrollment, &config.watch)?;
     // The devices were written: from here on, a file that cannot be written is reported
     // after the report, and the run ends with 1, not with 2 ("nothing was sent").
     print_report(&report, config.json)?;
@@ -192,11 +194,7 @@ impl Lingering {
 
 /// Runs `enrollment` with what `watch` asks for: the dashboard bound before anything is
 /// sent (a taken port is a usage error), the events file, the metrics file at the end.
-pub fn run_watched(
-    enrollment: &Enrollment<'_>,
-    watch: &WatchConfig,
-    stop: &Stop,
-) -> anyhow::Result<Watched> {
+pub fn run_watched(enrollment: &Enrollment<'_>, watch: &WatchConfig) -> anyhow::Result<Watched> {
     let live = LiveStatus::for_targets(enrollment.people.len(), &enrollment.targets);
     let dashboard = match &watch.dashboard {
         Some(addr) => {
@@ -235,7 +233,7 @@ pub fn run_watched(
         if let Some(events) = events.as_mut() {
             watchers.push(events);
         }
-        enrollment.run_watched(stop, &mut watchers)?
+        enrollment.run_watched(&mut watchers)?
     };
     live.finish(report.interrupted || report.halted.is_some());
     let mut unwritten = Vec::new();

@@ -27,19 +27,26 @@
 use crate::cache::group_commit::{self, RecordQueue};
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
 use crate::device::telemetry;
-use crate::device::{breaker, card_string, Device, DeviceError, DevicePerson, Outcome, Plan};
+use crate::device::{card_string, Device, DeviceError, DevicePerson, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
-use crate::reporter::{Event, JobTiming};
+use crate::reporter::{Event, JobTiming, Verbosity};
 use crate::stop::{FailureLimit, Stop};
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+mod removal;
+mod scheduler;
+mod verify;
+
+pub use removal::RemovalOptions;
+use scheduler::{worth_another_go, DeviceQueue, Job, QueueState, Scheduler};
 
 /// The most people one plan job reads from a device: the device's limit for an `IN` list.
 pub const PLAN_CHUNK: usize = 999;
@@ -78,8 +85,6 @@ pub struct EngineOptions {
     /// Worker threads. Default [`DEFAULT_THREADS`] (10), as the system we replace:
     /// enough to keep 5 devices with 2 requests in flight each busy.
     pub threads: NonZeroUsize,
-    /// No pool: every job in the calling thread, one after another.
-    pub sequential: bool,
     /// People per create request. Default [`DEFAULT_BATCH_SIZE`] (250): one request
     /// instead of 250, well under the 2 MB body the device's web server handles, and
     /// the vendor's own examples use 50 to 250.
@@ -98,58 +103,10 @@ pub struct EngineOptions {
     pub reconcile: bool,
 }
 
-/// Who is taken off the devices, besides enrolling the CSV.
-///
-/// "Enrolled by catraca" is read from the cache, which already holds a record of every
-/// pair a device confirmed, under a keyed hash of (device, registration): a person the
-/// device holds is catraca's exactly when the hash of its registration is a key of the
-/// cache. So no registration is stored in clear, nothing new is stored at all, and it
-/// works the same on every vendor (Hikvision and Intelbras have no groups catraca could
-/// mark people with). The price: with `--cache none`, or after the cache is lost, no one
-/// on a device is known as catraca's and `--prune` removes nobody; that errs on the side
-/// of keeping people (`--prune-unmanaged` removes everyone not in the CSV). A person
-/// another system put on a device becomes catraca's once a CSV lists them and the pair
-/// is recorded: from then on the CSV is their list.
-#[derive(Debug, Clone)]
-pub struct RemovalOptions {
-    /// `--prune`: remove people catraca enrolled that the CSV no longer lists.
-    pub prune: bool,
-    /// `--prune-unmanaged`: prune people catraca did not enroll too.
-    pub prune_unmanaged: bool,
-    /// The safety floor of a prune: refuse the whole run when a device would lose more
-    /// than this. Default 10%: a wrong or truncated CSV must not empty a device.
-    pub max_remove: FailureLimit,
-    /// `--expire`: people of the CSV whose `end` has passed leave the devices instead of
-    /// being enrolled.
-    pub expire: bool,
-    /// `catraca remove`: the people given leave every device; nobody is enrolled.
-    pub remove_listed: bool,
-}
-
-impl Default for RemovalOptions {
-    fn default() -> Self {
-        RemovalOptions {
-            prune: false,
-            prune_unmanaged: false,
-            max_remove: FailureLimit::Percent(10.0),
-            expire: false,
-            remove_listed: false,
-        }
-    }
-}
-
-impl RemovalOptions {
-    /// Whether the devices must be listed before anything is done.
-    fn lists_devices(&self) -> bool {
-        self.prune || self.expire || self.remove_listed
-    }
-}
-
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             threads: NonZeroUsize::new(DEFAULT_THREADS).expect("nonzero"),
-            sequential: false,
             batch_size: NonZeroUsize::new(DEFAULT_BATCH_SIZE).expect("nonzero"),
             skip_cache: false,
             dry_run: false,
@@ -166,281 +123,30 @@ pub struct Target {
     pub max_in_flight: usize,
 }
 
-/// Everything a run needs.
-pub struct Engine<'a> {
+/// Everything one run needs: who, on which devices, with which cache and options.
+/// [`Enrollment::run`] (in `enroll.rs`) wires it to the reporter; the methods here are
+/// the engine that does the work.
+pub struct Enrollment<'a> {
     pub people: &'a [Person],
-    pub targets: &'a [Target],
+    pub targets: Vec<Target>,
     pub cache: &'a dyn Cache,
     pub secret: &'a KeySecret,
-    pub options: &'a EngineOptions,
+    pub options: EngineOptions,
+    pub verbosity: Verbosity,
+    /// Halt the run when failures pass this limit.
+    pub max_failures: Option<FailureLimit>,
     /// Set on the first Ctrl-C or by `--max-failures`: no new job starts; pairs not
     /// sent are reported so.
     pub stop: &'a Stop,
-    /// Halt the run when failures pass this limit.
-    pub max_failures: Option<FailureLimit>,
 }
 
-/// How often a job may be set aside because its device did not answer, before its pairs
-/// are reported failed. With the breaker's cool-downs (0.25 s doubling to 4 s) this rides
-/// out a device that is gone for about 20 s, e.g. a reboot.
-const MAX_DEFERRALS: u32 = 8;
-
-enum Job {
-    Plan {
-        device: usize,
-        people: Vec<u32>,
-        deferrals: u32,
-    },
-    Write {
-        device: usize,
-        work: Vec<(u32, Plan)>,
-        deferrals: u32,
-    },
-    /// People to take off the device (pruned, expired, or listed to `catraca remove`).
-    Remove {
-        device: usize,
-        people: Vec<DevicePerson>,
-        deferrals: u32,
-    },
-}
-
-impl Job {
-    fn device(&self) -> usize {
-        match self {
-            Job::Plan { device, .. } | Job::Write { device, .. } | Job::Remove { device, .. } => {
-                *device
-            }
-        }
-    }
-
-    /// The participants of an enrollment job (none for a removal).
-    fn people(&self) -> Vec<u32> {
-        match self {
-            Job::Plan { people, .. } => people.clone(),
-            Job::Write { work, .. } => work.iter().map(|(p, _)| *p).collect(),
-            Job::Remove { .. } => Vec::new(),
-        }
-    }
-
-    fn deferrals(&self) -> u32 {
-        match self {
-            Job::Plan { deferrals, .. }
-            | Job::Write { deferrals, .. }
-            | Job::Remove { deferrals, .. } => *deferrals,
-        }
-    }
-
-    /// Reports every pair of the job failed with `reason` (it never ran, or panicked).
-    fn fail(self, reason: &DeviceError, events: &Sender<Event>) {
-        let device = self.device();
-        let event = match self {
-            Job::Remove { people, .. } => Event::Removed {
-                device,
-                outcomes: people
-                    .into_iter()
-                    .map(|p| (p.registration, Err(reason.clone())))
-                    .collect(),
-                planned: false,
-            },
-            other => Event::Failed {
-                device,
-                people: other.people(),
-                error: reason.clone(),
-            },
-        };
-        let _ = events.send(event);
-    }
-}
-
-struct DeviceQueue {
-    jobs: VecDeque<Job>,
-    in_flight: usize,
-    limit: usize,
-}
-
-struct QueueState {
-    devices: Vec<DeviceQueue>,
-    running: usize,
-    next: usize,
-    /// Jobs of devices that stayed unreachable when nothing else was left to do.
-    given_up: Vec<Job>,
-}
-
-/// Per-device job queues; hands a worker the next job of a device with a free slot and
-/// a closed (or probing) breaker.
-struct Scheduler<'a> {
-    targets: &'a [Target],
-    /// Pairs reported failed so far, for `--max-failures`.
-    failed: AtomicU64,
-    /// (device, person, updated) of every pair written in this run, for `--verify`.
-    written: Mutex<Vec<(usize, u32, bool)>>,
-    /// (device, person) whose create was sent, then deferred: see `count_earlier_creates`.
-    created_then_deferred: Mutex<HashSet<(usize, u32)>>,
-    state: Mutex<QueueState>,
-    changed: Condvar,
-}
-
-impl Scheduler<'_> {
-    fn next_job(&self, stop: &Stop) -> Option<Job> {
-        let mut state = self.state.lock().expect("scheduler lock");
-        loop {
-            if stop.is_set() {
-                return None;
-            }
-            let count = state.devices.len();
-            let mut wake_at: Option<Instant> = None;
-            for offset in 0..count {
-                let d = (state.next + offset) % count;
-                let queue = &state.devices[d];
-                if queue.in_flight >= queue.limit || queue.jobs.is_empty() {
-                    continue;
-                }
-                if let Some(until) = self.targets[d].device.breaker().blocked_until() {
-                    wake_at = Some(wake_at.map_or(until, |w: Instant| w.min(until)));
-                    continue;
-                }
-                let queue = &mut state.devices[d];
-                let job = queue.jobs.pop_front().expect("checked non-empty");
-                queue.in_flight += 1;
-                state.running += 1;
-                state.next = (d + 1) % count;
-                return Some(job);
-            }
-            if state.running == 0 {
-                if wake_at.is_some() && !self.blocked_devices_gave_up(&state) {
-                    // Nothing else to do: wait for the breaker's next probe.
-                } else {
-                    let drained: Vec<Job> = state
-                        .devices
-                        .iter_mut()
-                        .flat_map(|q| q.jobs.drain(..))
-                        .collect();
-                    state.given_up.extend(drained);
-                    self.changed.notify_all();
-                    return None;
-                }
-            }
-            state = match wake_at {
-                Some(at) => {
-                    let wait = at.saturating_duration_since(Instant::now());
-                    self.changed
-                        .wait_timeout(state, wait.max(Duration::from_millis(1)))
-                        .expect("scheduler lock")
-                        .0
-                }
-                None => self.changed.wait(state).expect("scheduler lock"),
-            };
-        }
-    }
-
-    /// Whether every device still holding jobs has failed enough probes that waiting
-    /// longer, with nothing else to do, would only delay the report.
-    fn blocked_devices_gave_up(&self, state: &QueueState) -> bool {
-        state
-            .devices
-            .iter()
-            .enumerate()
-            .filter(|(_, q)| !q.jobs.is_empty())
-            .all(|(d, _)| self.targets[d].device.breaker().failed_probes() >= GIVE_UP_AFTER_PROBES)
-    }
-
-    /// Keeps the report honest across deferrals: a person whose create was sent in this
-    /// run and then set aside (answer lost, card failed) is found on the device by the
-    /// next round's plan, which would call it updated or unchanged; it was registered by
-    /// this run, and is counted so. Only deferred creates are remembered: a handful, not
-    /// one entry per pair.
-    fn count_earlier_creates(
-        &self,
-        device: usize,
-        job: &Job,
-        later: &[(u32, Outcome)],
-        outcomes: &mut [(u32, Outcome)],
-    ) {
-        let mut created = self.created_then_deferred.lock().expect("creates lock");
-        if let Job::Write { work, .. } = job {
-            for (p, _) in later {
-                if work.iter().any(|(q, plan)| q == p && *plan == Plan::Create) {
-                    created.insert((device, *p));
-                }
-            }
-        }
-        if created.is_empty() {
-            return;
-        }
-        for (p, outcome) in outcomes.iter_mut() {
-            if matches!(outcome, Outcome::Updated | Outcome::Unchanged)
-                && created.remove(&(device, *p))
-            {
-                *outcome = Outcome::Registered;
-            }
-        }
-    }
-
-    /// Ends a job: its follow-ups go first in the device's queue (their plan is fresh),
-    /// a deferred job last (it waits for the device to recover).
-    fn finish(&self, device: usize, follow_ups: Vec<Job>, deferred: Option<Job>) {
-        let mut state = self.state.lock().expect("scheduler lock");
-        let queue = &mut state.devices[device];
-        queue.in_flight -= 1;
-        for job in follow_ups.into_iter().rev() {
-            queue.jobs.push_front(job);
-        }
-        queue.jobs.extend(deferred);
-        state.running -= 1;
-        self.changed.notify_all();
-    }
-
-    /// Jobs never run: left by a stop, or given up on an unreachable device.
-    fn remaining(&self) -> (Vec<Job>, Vec<Job>) {
-        let mut state = self.state.lock().expect("scheduler lock");
-        let left = state
-            .devices
-            .iter_mut()
-            .flat_map(|q| q.jobs.drain(..))
-            .collect();
-        (left, std::mem::take(&mut state.given_up))
-    }
-}
-
-/// With nothing else left to do, an unreachable device gets this many failed probes
-/// (about 0.75 s with the breaker's cool-downs) before its pairs are reported.
-const GIVE_UP_AFTER_PROBES: u32 = 2;
-
-/// Whether a pair that failed with `error` is set aside and tried again later (always
-/// with a fresh plan: a write may have landed before its answer was lost, so it is
-/// never repeated blindly). A device that did not answer gets many chances (it may be
-/// rebooting; its breaker keeps the traffic down); one that answered with a passing
-/// error (503, garbage) after all its retries gets two more rounds.
-fn worth_another_go(error: &DeviceError, deferrals: u32) -> bool {
-    if breaker::is_no_answer(error) {
-        deferrals < MAX_DEFERRALS
-    } else if matches!(error, DeviceError::CardTaken(_)) {
-        // A card that moves between two people of the CSV is still on its old owner
-        // when the new one is written first; once the old owner's job has run, a fresh
-        // plan finds it free. A real conflict fails again and is reported.
-        deferrals < MAX_CONFLICT_DEFERRALS
-    } else {
-        error.is_transient() && deferrals < MAX_ANSWERED_DEFERRALS
-    }
-}
-
-/// Rounds of deferral for pairs whose card was another person's (see `worth_another_go`).
-const MAX_CONFLICT_DEFERRALS: u32 = 2;
-
-/// Rounds of deferral for pairs whose device answered with a transient error.
-const MAX_ANSWERED_DEFERRALS: u32 = 2;
-
-impl Engine<'_> {
+impl Enrollment<'_> {
     /// Runs every pair, sending each outcome to `events`. Returns when all pairs are
     /// reported (or, after a stop, when the jobs in progress finished).
-    pub fn run(&self, events: &Sender<Event>) -> anyhow::Result<()> {
+    pub fn run_jobs(&self, events: &Sender<Event>) -> anyhow::Result<()> {
         let fingerprints: Vec<u64> = self.people.iter().map(Person::fingerprint).collect();
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(if self.options.sequential {
-                1
-            } else {
-                self.options.threads.get()
-            })
+            .num_threads(self.options.threads.get())
             .thread_name(|i| format!("catraca-worker-{i}"))
             .build()?;
 
@@ -480,8 +186,6 @@ impl Engine<'_> {
         let pending: Vec<Vec<u32>> =
             if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
                 staying
-            } else if self.options.sequential {
-                self.check_cache_serially(&staying, &fingerprints, events)?
             } else {
                 pool.install(|| self.check_cache(&staying, &fingerprints, events))?
             };
@@ -494,7 +198,7 @@ impl Engine<'_> {
         };
 
         let scheduler = Scheduler {
-            targets: self.targets,
+            targets: &self.targets,
             failed: AtomicU64::new(0),
             written: Mutex::new(Vec::new()),
             created_then_deferred: Mutex::new(HashSet::new()),
@@ -522,11 +226,7 @@ impl Engine<'_> {
                             }))
                             .collect(),
                         in_flight: 0,
-                        limit: if self.options.sequential {
-                            1
-                        } else {
-                            target.max_in_flight.max(1)
-                        },
+                        limit: target.max_in_flight.max(1),
                     })
                     .collect(),
                 running: 0,
@@ -542,15 +242,11 @@ impl Engine<'_> {
         std::thread::scope(|threads| {
             let records = self.start_writer(threads, events);
             let records = records.as_ref();
-            if self.options.sequential {
-                self.work(&scheduler, records, &fingerprints, events);
-            } else {
-                pool.scope(|scope| {
-                    for _ in 0..self.options.threads.get() {
-                        scope.spawn(|_| self.work(&scheduler, records, &fingerprints, events));
-                    }
-                });
-            }
+            pool.scope(|scope| {
+                for _ in 0..self.options.threads.get() {
+                    scope.spawn(|_| self.work(&scheduler, records, &fingerprints, events));
+                }
+            });
         });
 
         let (left, given_up) = scheduler.remaining();
@@ -599,244 +295,6 @@ impl Engine<'_> {
                 let _ = events.send(Event::CacheUnavailable(e.to_string()));
                 None
             }
-        }
-    }
-
-    /// Lists every device (in parallel across devices, one request at a time on each),
-    /// picks who leaves each one, and checks the safety floor before anything is sent.
-    /// `expired[p]` says whether person `p`'s window has ended.
-    fn removals(
-        &self,
-        pool: &rayon::ThreadPool,
-        expired: &[bool],
-        events: &Sender<Event>,
-    ) -> anyhow::Result<Vec<Vec<DevicePerson>>> {
-        let removal = &self.options.removal;
-        if removal.prune && self.people.is_empty() {
-            anyhow::bail!(
-                "the CSV lists nobody: --prune would remove everyone catraca enrolled; nothing was removed"
-            );
-        }
-        let listings: Vec<Result<Vec<DevicePerson>, DeviceError>> = if self.options.sequential {
-            self.targets.iter().map(|t| t.device.people()).collect()
-        } else {
-            pool.install(|| self.targets.par_iter().map(|t| t.device.people()).collect())
-        };
-        let listed: HashSet<&str> = self
-            .people
-            .iter()
-            .map(|p| p.registration.as_str())
-            .collect();
-        let expired: HashSet<&str> = self
-            .people
-            .iter()
-            .zip(expired)
-            .filter(|(_, &expired)| removal.expire && expired)
-            .map(|(p, _)| p.registration.as_str())
-            .collect();
-        let mut cache = if removal.prune && !removal.prune_unmanaged {
-            Some(self.cache.connect()?)
-        } else {
-            None
-        };
-        let mut chosen = Vec::with_capacity(self.targets.len());
-        let mut refusals = Vec::new();
-        for (d, listing) in listings.into_iter().enumerate() {
-            let device = &self.targets[d].device;
-            let held = match listing {
-                Ok(held) => held,
-                Err(e) => {
-                    log::error!("{}: could not list its people: {e}", device.name());
-                    let _ = events.send(Event::ListingFailed {
-                        device: d,
-                        error: format!(
-                            "could not list the device's people, nobody was removed from it: {e}"
-                        ),
-                    });
-                    chosen.push(Vec::new());
-                    continue;
-                }
-            };
-            let mut leaving: Vec<DevicePerson> = Vec::new();
-            let mut pruned = 0usize;
-            if removal.remove_listed {
-                leaving.extend(
-                    held.iter()
-                        .filter(|h| listed.contains(h.registration.as_str()))
-                        .cloned(),
-                );
-            } else {
-                leaving.extend(
-                    held.iter()
-                        .filter(|h| expired.contains(h.registration.as_str()))
-                        .cloned(),
-                );
-                if removal.prune {
-                    let gone: Vec<&DevicePerson> = held
-                        .iter()
-                        .filter(|h| !listed.contains(h.registration.as_str()))
-                        .collect();
-                    let managed: Vec<bool> = match cache.as_mut() {
-                        None => vec![true; gone.len()],
-                        // `--cache none`: nobody is known as catraca's.
-                        Some(_) if !self.cache.remembers() => vec![false; gone.len()],
-                        Some(cache) => {
-                            let pairs = DeviceKeys::new(self.secret, &device.cache_id());
-                            let keys: Vec<CacheKey> =
-                                gone.iter().map(|h| pairs.key(&h.registration)).collect();
-                            let mut found = Vec::with_capacity(keys.len());
-                            for chunk in keys.chunks(CACHE_CHUNK) {
-                                found.extend(cache.lookup(chunk)?.into_iter().map(|f| f.is_some()));
-                            }
-                            found
-                        }
-                    };
-                    let before = leaving.len();
-                    leaving.extend(
-                        gone.into_iter()
-                            .zip(managed)
-                            .filter(|(_, managed)| *managed)
-                            .map(|(h, _)| h.clone()),
-                    );
-                    pruned = leaving.len() - before;
-                }
-            }
-            if removal.prune
-                && removal
-                    .max_remove
-                    .exceeded(pruned as u64, held.len() as u64)
-            {
-                refusals.push(i18n::tr(
-                    Msg::PruneTooMany,
-                    &[
-                        ("device", &device.name()),
-                        ("url", &device.url()),
-                        ("count", &pruned),
-                        ("total", &held.len()),
-                        ("limit", &removal.max_remove),
-                    ],
-                ));
-            }
-            chosen.push(leaving);
-        }
-        if !refusals.is_empty() {
-            anyhow::bail!("{}\n{}", refusals.join("\n"), i18n::t(Msg::PruneRefused));
-        }
-        for (d, leaving) in chosen.iter().enumerate() {
-            if leaving.is_empty() {
-                continue;
-            }
-            let _ = events.send(Event::Operations {
-                device: d,
-                delta: leaving.len() as i64,
-            });
-            if self.options.dry_run {
-                let _ = events.send(Event::Removed {
-                    device: d,
-                    outcomes: leaving
-                        .iter()
-                        .map(|p| (p.registration.clone(), Ok(())))
-                        .collect(),
-                    planned: true,
-                });
-            }
-        }
-        if self.options.dry_run {
-            return Ok(vec![Vec::new(); self.targets.len()]);
-        }
-        Ok(chosen)
-    }
-
-    /// `--verify`: reads back a random `share` of the pairs written in this run; a pair
-    /// the device does not hold as written (it answered OK without storing) is reported
-    /// failed and leaves the cache, so the next run writes it again.
-    fn verify(
-        &self,
-        pool: &rayon::ThreadPool,
-        mut written: Vec<(usize, u32, bool)>,
-        share: f64,
-        events: &Sender<Event>,
-    ) {
-        use rand::seq::SliceRandom;
-        if written.is_empty() || share <= 0.0 {
-            return;
-        }
-        let wanted = ((written.len() as f64 * share).ceil() as usize).clamp(1, written.len());
-        written.shuffle(&mut rand::rng());
-        written.truncate(wanted);
-        let mut by_device: Vec<Vec<(u32, bool)>> = vec![Vec::new(); self.targets.len()];
-        for (d, p, updated) in written {
-            by_device[d].push((p, updated));
-        }
-        let check = |(d, sample): (usize, &Vec<(u32, bool)>)| {
-            let device = &self.targets[d].device;
-            let mut cache = self.cache.connect().ok();
-            for chunk in sample.chunks(PLAN_CHUNK) {
-                let refs: Vec<&Person> = chunk
-                    .iter()
-                    .map(|(p, _)| &self.people[*p as usize])
-                    .collect();
-                let plans = match device.plan(&refs) {
-                    Ok(plans) => plans,
-                    Err(e) => {
-                        log::warn!(
-                            "{}: --verify could not read people back: {e}",
-                            device.name()
-                        );
-                        continue;
-                    }
-                };
-                let _ = events.send(Event::Verified {
-                    count: chunk.len() as u64,
-                });
-                let missing: Vec<(u32, bool, String)> = chunk
-                    .iter()
-                    .zip(plans)
-                    .filter_map(|(&(p, updated), plan)| match plan {
-                        Plan::Unchanged { .. } => None,
-                        Plan::Create => Some((
-                            p,
-                            updated,
-                            "the device does not hold this person".to_string(),
-                        )),
-                        Plan::Update { changes, .. } => Some((
-                            p,
-                            updated,
-                            format!(
-                                "the device holds this person with a different {}",
-                                changes.join(", ")
-                            ),
-                        )),
-                        Plan::Ambiguous { ids } => Some((
-                            p,
-                            updated,
-                            format!("the device holds this registration {} times", ids.len()),
-                        )),
-                    })
-                    .collect();
-                if missing.is_empty() {
-                    continue;
-                }
-                if let Some(cache) = cache.as_mut() {
-                    let people: Vec<u32> = missing.iter().map(|(p, _, _)| *p).collect();
-                    if let Err(e) = cache.forget(&self.keys(d, &people)) {
-                        log::warn!("could not drop unverified pairs from the cache: {e}");
-                    }
-                }
-                for (person, updated, why) in missing {
-                    let _ = events.send(Event::VerifyFailed {
-                        device: d,
-                        person,
-                        updated,
-                        error: format!("{why}, though it answered OK to the write (--verify): run again, and check the device"),
-                    });
-                }
-            }
-        };
-        if self.options.sequential {
-            by_device.iter().enumerate().for_each(check);
-        } else {
-            pool.install(|| by_device.par_iter().enumerate().for_each(check));
         }
     }
 
@@ -928,28 +386,6 @@ impl Engine<'_> {
         for result in results {
             let (device, people) = result?;
             pending[device].extend(people);
-        }
-        Ok(pending)
-    }
-
-    fn check_cache_serially(
-        &self,
-        staying: &[Vec<u32>],
-        fingerprints: &[u64],
-        events: &Sender<Event>,
-    ) -> anyhow::Result<Vec<Vec<u32>>> {
-        let mut connection = self.cache.connect()?;
-        let mut pending = vec![Vec::new(); self.targets.len()];
-        for (device, list) in pending.iter_mut().enumerate() {
-            for chunk in staying[device].chunks(CACHE_CHUNK) {
-                list.extend(self.split_cached(
-                    connection.as_mut(),
-                    device,
-                    chunk,
-                    fingerprints,
-                    events,
-                )?);
-            }
         }
         Ok(pending)
     }
@@ -1283,8 +719,8 @@ impl Engine<'_> {
 mod tests {
     use super::*;
     use crate::cache::NoCache;
-    use crate::enroll::Enrollment;
     use crate::reporter::Verbosity;
+    use std::time::Duration;
 
     /// A device whose driver panics on one person: the panic must cost that job's
     /// pairs, reported failed, and never hang the run.
@@ -1359,8 +795,9 @@ mod tests {
             },
             verbosity: Verbosity::Quiet,
             max_failures: None,
+            stop: &stop,
         }
-        .run(&stop)
+        .run()
         .unwrap();
         assert_eq!(report.totals.registered, 40);
         assert_eq!(report.totals.failed, 10);
@@ -1500,8 +937,9 @@ mod tests {
             options,
             verbosity: Verbosity::Quiet,
             max_failures: None,
+            stop: &Stop::default(),
         }
-        .run(&Stop::default())
+        .run()
     }
 
     fn small_batches() -> EngineOptions {
@@ -1533,13 +971,17 @@ mod tests {
             a.peak_in_flight.load(SeqCst)
         );
         assert_eq!(b.peak_in_flight.load(SeqCst), 1);
-        // --sequential is one thread with one request in flight per device.
+        // --sequential is one thread with one request in flight per device
+        // (RunConfig makes it so; the engine has no branch of its own for it).
         let c = Arc::new(ScriptedDevice::new("c"));
-        let sequential = EngineOptions {
+        let sequential = crate::enroll::RunConfig {
             sequential: true,
-            ..small_batches()
+            batch_size: NonZeroUsize::new(5).unwrap(),
+            ..Default::default()
         };
-        let report = run_on(&people, vec![(Arc::clone(&c), 3)], sequential).unwrap();
+        let options = sequential.engine_options(false);
+        assert_eq!(options.threads.get(), 1);
+        let report = run_on(&people, vec![(Arc::clone(&c), 1)], options).unwrap();
         assert_eq!(report.totals.registered, 120);
         assert_eq!(c.peak_in_flight.load(SeqCst), 1);
     }
