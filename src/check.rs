@@ -370,6 +370,7 @@ mod tests {
             kind: Kind::Controlid,
             max_in_flight: 1,
             rate: None,
+            nonce_uses: None,
             credentials: Credentials {
                 login: "admin".into(),
                 password: "x".into(),

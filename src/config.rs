@@ -13,6 +13,7 @@
 //! kind = "controlid"          # the default; or "hikvision", "intelbras"
 //! max_in_flight = 2           # optional, else --max-in-flight
 //! rate = 20                   # optional requests/s, else --rate (no limit)
+//! nonce_uses = 2              # Hikvision, Intelbras: uses of one Digest nonce (default 2)
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
 //! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
 //!
@@ -26,6 +27,7 @@
 //! the system and `--ca-cert`.
 
 use crate::device::controlid::ControlIdDevice;
+use crate::device::digest::DEFAULT_NONCE_USES;
 use crate::device::hikvision::HikvisionDevice;
 use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
@@ -109,6 +111,7 @@ struct DeviceEntry {
     kind: Option<Kind>,
     max_in_flight: Option<usize>,
     rate: Option<f64>,
+    nonce_uses: Option<u32>,
     login: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
@@ -165,6 +168,9 @@ pub struct DeviceConfig {
     pub max_in_flight: usize,
     /// Requests per second at most, on average (`None`: as fast as `max_in_flight` allows).
     pub rate: Option<f64>,
+    /// Digest devices: requests signed with one nonce before a fresh challenge is
+    /// fetched (`nonce_uses`; `None`: the driver's default, 2).
+    pub nonce_uses: Option<u32>,
     pub credentials: Credentials,
     /// Which certificates the device may present (used for https URLs only).
     pub tls: TlsTrust,
@@ -178,8 +184,14 @@ impl DeviceConfig {
             HttpClient::new(timeouts, self.max_in_flight, self.tls.clone()).with_rate(self.rate);
         match self.kind {
             Kind::Controlid => Arc::new(ControlIdDevice::new(name, url, credentials, http, retry)),
-            Kind::Hikvision => Arc::new(HikvisionDevice::new(name, url, credentials, http, retry)),
-            Kind::Intelbras => Arc::new(IntelbrasDevice::new(name, url, credentials, http, retry)),
+            Kind::Hikvision => Arc::new(
+                HikvisionDevice::new(name, url, credentials, http, retry)
+                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES)),
+            ),
+            Kind::Intelbras => Arc::new(
+                IntelbrasDevice::new(name, url, credentials, http, retry)
+                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES)),
+            ),
         }
     }
 }
@@ -241,6 +253,7 @@ pub fn load_devices(
                 kind,
                 max_in_flight: None,
                 rate: None,
+                nonce_uses: None,
                 login: None,
                 password_env: None,
                 password_file: None,
@@ -285,6 +298,11 @@ pub fn load_devices(
         let rate = entry.rate.or(default_rate);
         if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(invalid(t(Msg::CfgRate).into()));
+        }
+        if entry.nonce_uses == Some(0) {
+            return Err(invalid(
+                "nonce_uses = 0: a Digest nonce must sign at least 1 request; give 1 or more (2 suits most Hikvision terminals)".into(),
+            ));
         }
         let pinned: Vec<Fingerprint> = match &entry.tls_fingerprint {
             None => Vec::new(),
@@ -353,6 +371,7 @@ pub fn load_devices(
             kind: entry.kind.unwrap_or(Kind::Controlid),
             max_in_flight,
             rate,
+            nonce_uses: entry.nonce_uses,
             credentials: Credentials {
                 login,
                 password,

@@ -39,6 +39,9 @@ pub static PROFILE: Profile = Profile {
 };
 
 /// employeeNos per search: the paging cap the devices' capabilities report (30).
+/// A cheap read where Digest challenges are fetched (see `DigestClient::with_challenge_target`).
+const DEVICE_INFO: &str = "/ISAPI/System/deviceInfo";
+
 const SEARCH_PAGE: usize = 30;
 
 /// How often a deletion's progress is polled (every 0.2 s) before giving up on it.
@@ -162,11 +165,19 @@ impl HikvisionDevice {
         let url = url.trim_end_matches('/').to_string();
         HikvisionDevice {
             name: name.to_string(),
-            client: DigestClient::new(name, &url, credentials, http, retry),
+            client: DigestClient::new(name, &url, credentials, http, retry)
+                .with_challenge_target(DEVICE_INFO),
             url,
             full: Mutex::new(None),
             searches: AtomicU64::new(0),
         }
+    }
+
+    /// Signs at most `uses` requests with one Digest nonce (`nonce_uses` in the
+    /// devices file; default [`DEFAULT_NONCE_USES`](super::digest::DEFAULT_NONCE_USES)).
+    pub fn with_nonce_uses(mut self, uses: u32) -> HikvisionDevice {
+        self.client.set_nonce_uses(uses);
+        self
     }
 
     fn check_full(&self) -> Result<(), DeviceError> {

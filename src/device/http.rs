@@ -97,7 +97,8 @@ pub struct Answer {
     /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
     /// sends it on every answer; lighttpd does), to the second; `None` without one.
     pub date: Option<std::time::SystemTime>,
-    /// The `WWW-Authenticate` header of a 401, for Digest devices.
+    /// The Digest `WWW-Authenticate` header of a 401 (among several, the Digest one;
+    /// `None` when the device offers no Digest), for Digest devices.
     pub challenge: Option<String>,
 }
 
@@ -240,11 +241,14 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
             .map(std::time::SystemTime::from);
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        // A device set to "digest/basic" sends two headers; only Digest is ever used.
+        let challenge = super::auth_answer::pick_digest(
+            response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
         let body = response
             .body_mut()
             .with_config()

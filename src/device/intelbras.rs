@@ -37,6 +37,9 @@ pub static PROFILE: Profile = Profile {
 /// Users or cards per call: the firmware refuses more.
 pub const MAX_PER_CALL: usize = 10;
 
+/// A cheap read where Digest challenges are fetched (see `DigestClient::with_challenge_target`).
+const SOFTWARE_VERSION: &str = "/cgi-bin/magicBox.cgi?action=getSoftwareVersion";
+
 const USERS: &str = "/cgi-bin/AccessUser.cgi";
 const CARDS: &str = "/cgi-bin/AccessCard.cgi";
 
@@ -122,9 +125,17 @@ impl IntelbrasDevice {
         let url = url.trim_end_matches('/').to_string();
         IntelbrasDevice {
             name: name.to_string(),
-            client: DigestClient::new(name, &url, credentials, http, retry),
+            client: DigestClient::new(name, &url, credentials, http, retry)
+                .with_challenge_target(SOFTWARE_VERSION),
             url,
         }
+    }
+
+    /// Signs at most `uses` requests with one Digest nonce (`nonce_uses` in the
+    /// devices file; default [`DEFAULT_NONCE_USES`](super::digest::DEFAULT_NONCE_USES)).
+    pub fn with_nonce_uses(mut self, uses: u32) -> IntelbrasDevice {
+        self.client.set_nonce_uses(uses);
+        self
     }
 
     fn get(&self, target: &str) -> Result<Reply, DeviceError> {
@@ -311,12 +322,13 @@ impl IntelbrasDevice {
         } else {
             "insertMulti"
         };
-        match self.write_users(first, people) {
+        let refused = match self.write_users(first, people) {
             Ok(true) => return vec![Ok(()); people.len()],
-            Ok(false) => {}
-            Err(e) if e.write_may_have_landed() => {}
+            Ok(false) => true,
+            // Lost, not refused: the same call again may well pass.
+            Err(e) if e.write_may_have_landed() => false,
             Err(e) => return vec![Err(e); people.len()],
-        }
+        };
         // Refused or lost: see who is there now, update those, insert the rest.
         let ids: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
         let present: HashSet<String> = match self.held(&ids, false) {
@@ -331,7 +343,7 @@ impl IntelbrasDevice {
                 return;
             }
             let sub: Vec<&Person> = indices.iter().map(|&i| people[i]).collect();
-            let outcome = if sub.len() == people.len() && update == update_first {
+            let outcome = if refused && sub.len() == people.len() && update == update_first {
                 // The same call again would fail the same way: split it.
                 self.split(&sub, update)
             } else {
@@ -443,8 +455,22 @@ impl IntelbrasDevice {
             let again = json!({"CardList": [
                 {"UserID": cards[0].0, "CardNo": cards[0].1, "CardType": 0, "CardStatus": 0}
             ]});
-            if let Ok(true) = self.post(&format!("{CARDS}?action=insertMulti"), &again) {
-                return vec![Ok(())];
+            match self.post(&format!("{CARDS}?action=insertMulti"), &again) {
+                Ok(true) => return vec![Ok(())],
+                // The retry's answer was lost in turn: the device says whether it landed.
+                Err(e) if e.write_may_have_landed() => {
+                    let landed = self.cards_where("CardNoList", &numbers).map(|found| {
+                        found
+                            .iter()
+                            .any(|(u, c)| u == cards[0].0 && *c == cards[0].1)
+                    });
+                    match landed {
+                        Ok(true) => return vec![Ok(())],
+                        Ok(false) => return vec![Err(e)],
+                        Err(read) => return vec![Err(read)],
+                    }
+                }
+                _ => {}
             }
             return vec![Err(DeviceError::Rejected {
                 status: 400,

@@ -10,6 +10,7 @@
 //! paged as the vendor allows) and removes people with their cards and group links
 //! ([`Device::remove`]).
 
+pub mod auth_answer;
 pub mod breaker;
 pub mod controlid;
 pub mod digest;
@@ -184,8 +185,9 @@ impl Outcome {
 pub enum Auth {
     /// A login call returns a token passed with every later call (Control iD).
     Session,
-    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Repeated
-    /// 401s lock the account, so a driver stops after two consecutive refusals.
+    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Refused
+    /// logins lock the account, so a driver stops at the first proven refusal and
+    /// renews nonces before the device's limit (see `digest.rs`).
     Digest,
 }
 

@@ -130,6 +130,16 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N")]
     pub session_expiry: Option<u64>,
 
+    /// Hikvision and Intelbras firmware profile: the (N+1)th use of a Digest nonce is
+    /// answered 401 with a fresh challenge and no stale (a DS-K1T342MWX: 2)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub nonce_uses: Option<u64>,
+
+    /// Hikvision and Intelbras: 401s offer Basic before Digest, as a device set to
+    /// "digest/basic" does (Basic credentials are refused logins)
+    #[arg(long)]
+    pub offer_basic: bool,
+
     /// Device I (from 1) is down: its connections are reset; repeat for several
     #[arg(long = "down", value_name = "I")]
     pub down: Vec<usize>,
@@ -218,6 +228,8 @@ impl SimulateArgs {
             silent_drop: self.fail_silent_drop,
             hang_for: Duration::from_secs(self.hang_secs),
             session_expiry_after: self.session_expiry,
+            nonce_uses: self.nonce_uses,
+            offer_basic: self.offer_basic,
             login: self.login.clone(),
             password,
             seed: self.seed,

@@ -11,10 +11,18 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::digest::UserCheck;
 use super::http::Response;
 
 /// The paging cap the capabilities report.
 pub(crate) const MAX_RESULTS: usize = 30;
+
+/// `GET /ISAPI/System/deviceInfo`, shortened from a terminal's answer.
+const DEVICE_INFO: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<DeviceInfo version=\"2.0\" xmlns=\"http://www.isapi.org/ver20/XMLSchema\">\n\
+<deviceName>catraca-sim</deviceName>\n<model>DS-K1T671M</model>\n\
+<firmwareVersion>V3.2.30</firmwareVersion>\n<firmwareReleasedDate>build 220101</firmwareReleasedDate>\n\
+<deviceType>ACS</deviceType>\n</DeviceInfo>\n";
 
 /// A stored person; `Valid` kept as sent.
 #[derive(Debug, Clone)]
@@ -70,14 +78,38 @@ pub(crate) fn busy() -> Response {
     status(503, 2, "Device Busy", "deviceBusy", "the device is busy").response
 }
 
-/// The answer to a request without valid Digest credentials.
-pub(crate) fn unauthorized() -> Response {
-    status(401, 4, "Invalid Operation", "unAuthorized", "unauthorized").response
+/// The answer to a request without valid Digest credentials: the `userCheck` body a
+/// terminal sends (field-evidence.md, 2.4), with the logins left and the lock.
+pub(crate) fn unauthorized(check: UserCheck) -> Response {
+    let (lock, unlock) = match check.locked_for {
+        Some(seconds) => ("lock", seconds),
+        None => ("unlock", 0),
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <userCheck version=\"2.0\" xmlns=\"http://www.isapi.org/ver20/XMLSchema\">\n\
+         <statusValue>401</statusValue>\n<statusString>Unauthorized</statusString>\n\
+         <isActivated>true</isActivated>\n<lockStatus>{lock}</lockStatus>\n\
+         <unlockTime>{unlock}</unlockTime>\n<retryLoginTime>{}</retryLoginTime>\n\
+         </userCheck>\n",
+        if check.locked_for.is_some() {
+            0
+        } else {
+            check.retries_left
+        }
+    );
+    Response {
+        status: 401,
+        content_type: "application/xml",
+        body: body.into_bytes(),
+        challenges: Vec::new(),
+    }
 }
 
 /// The statistics name of a request.
 pub(crate) fn route_name(path: &str) -> &'static str {
     match path {
+        "/ISAPI/System/deviceInfo" => "device_info",
         "/ISAPI/AccessControl/UserInfo/capabilities" => "user_capabilities",
         "/ISAPI/AccessControl/UserInfo/Record" => "user_record",
         "/ISAPI/AccessControl/UserInfo/Modify" => "user_modify",
@@ -118,6 +150,16 @@ impl HikvisionApi {
             );
         };
         match (method, route_name(path)) {
+            // XML whatever the format asked, as terminals answer it.
+            ("GET", "device_info") => Served {
+                response: Response {
+                    status: 200,
+                    content_type: "application/xml",
+                    body: DEVICE_INFO.as_bytes().to_vec(),
+                    challenges: Vec::new(),
+                },
+                created: None,
+            },
             ("GET", "user_capabilities") => data(json!({"UserInfo": {
                 "supportFunction": {"@opt": "post,delete,put,get"},
                 "maxRecordNum": self.capacity.unwrap_or(10_000),

@@ -62,6 +62,7 @@ pub(crate) fn route_name(path: &str, action: Option<&str>) -> &'static str {
     let table = match path {
         "/cgi-bin/AccessUser.cgi" => "user",
         "/cgi-bin/AccessCard.cgi" => "card",
+        "/cgi-bin/magicBox.cgi" => "box",
         _ => return "unknown",
     };
     match (table, action.unwrap_or("")) {
@@ -72,6 +73,7 @@ pub(crate) fn route_name(path: &str, action: Option<&str>) -> &'static str {
         ("card", "insertMulti") => "card_insertMulti",
         ("card", "removeMulti") => "card_removeMulti",
         ("card", "list") => "card_list",
+        ("box", "getSoftwareVersion") => "software_version",
         _ => "not_implemented",
     }
 }
@@ -105,6 +107,9 @@ impl IntelbrasApi {
         let name = route_name(request.path, action.as_deref());
         let body: Option<Value> = serde_json::from_slice(request.body).ok();
         match (request.method, name) {
+            ("GET", "software_version") => {
+                text(200, "version=2.800.0000000.1.R,build:2022-01-10\r\n")
+            }
             ("POST", "user_insertMulti") => self.write_users(body.as_ref(), false),
             ("POST", "user_updateMulti") => self.write_users(body.as_ref(), true),
             ("GET", "user_removeMulti") => {

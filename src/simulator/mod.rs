@@ -94,8 +94,19 @@ pub struct SimConfig {
     /// answers `userExceedLimit`, Intelbras `Bad Request`. Default: no limit.
     pub capacity: Option<usize>,
     /// Hikvision and Intelbras: refused Digest authentications in a row that lock the
-    /// account (then even the right password is refused). Default: 5, as the firmware.
+    /// account (then even the right password is refused). Default: 7, as a DS-K1T323
+    /// on V4.23.41 does (field-evidence.md, 2.4).
     pub lockout_after: u32,
+    /// How long a locked account stays locked; every attempt during the lock starts it
+    /// again. Default: 1,800 s, the `unlockTime` a biometric terminal reported.
+    pub lockout_for: Duration,
+    /// Hikvision and Intelbras: the (N+1)th use of a Digest nonce is answered 401 with
+    /// a fresh challenge and no `stale`, as a DS-K1T342MWX rejects the third use
+    /// (N = 2). Default: no limit.
+    pub nonce_uses: Option<u64>,
+    /// Hikvision and Intelbras: 401s carry a Basic challenge before the Digest one, as
+    /// a device set to "digest/basic" sends. Default: Digest only.
+    pub offer_basic: bool,
     /// Share (0 to 1) of the people a create stores that the device drops at once while
     /// answering OK, as field devices are known to do: only reading back finds them
     /// missing (`--verify`). Drawn per person, apart from the request faults. Default: 0.
@@ -123,7 +134,10 @@ impl Default for SimConfig {
             password: "admin".to_owned(),
             seed: 0,
             capacity: None,
-            lockout_after: 5,
+            lockout_after: 7,
+            lockout_for: Duration::from_secs(1800),
+            nonce_uses: None,
+            offer_basic: false,
             silent_drop: 0.0,
             clock_offset_s: 0,
             tls: SimTls::Off,
@@ -650,6 +664,10 @@ impl DeviceHandler {
             (None, Some(verdict)) => {
                 let challenge = match verdict {
                     Verdict::Challenge(c) => c,
+                    Verdict::Exhausted(c) => {
+                        state.tally.request_event("nonce_exhausted");
+                        c
+                    }
                     Verdict::Refused(c) => {
                         state.tally.request_event("auth_refused");
                         c
@@ -660,11 +678,16 @@ impl DeviceHandler {
                     }
                     Verdict::Accepted => unreachable!("accepted requests are served"),
                 };
-                let mut response = match self.kind {
-                    Kind::Hikvision => hikvision::unauthorized(),
+                let mut response = match &mut state.device {
+                    Protocol::Hikvision(_, guard) => hikvision::unauthorized(guard.user_check()),
                     _ => intelbras::unauthorized(),
                 };
-                response.challenge = Some(challenge);
+                if self.config.offer_basic {
+                    response
+                        .challenges
+                        .push(format!("Basic realm=\"{}\"", challenge_realm(&challenge)));
+                }
+                response.challenges.push(challenge);
                 response
             }
             (None, None) => unreachable!("a request is served or refused"),
@@ -678,6 +701,15 @@ impl DeviceHandler {
             None => Reply::Answer(response),
         }
     }
+}
+
+/// The realm of a Digest challenge, for the Basic one offered beside it.
+fn challenge_realm(challenge: &str) -> &str {
+    challenge
+        .split("realm=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("")
 }
 
 fn id(cell: &Cell) -> i64 {
@@ -768,6 +800,8 @@ impl SimDevice {
                 config.lockout_after,
                 config.seed ^ TOKEN_SEED_SALT,
             )
+            .with_nonce_uses(config.nonce_uses)
+            .with_lockout_for(config.lockout_for)
         };
         let device = match kind {
             Kind::Controlid => Protocol::ControlId(Box::new(ControlIdDevice::new(

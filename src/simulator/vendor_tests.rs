@@ -302,7 +302,7 @@ fn intelbras_takes_ten_users_a_call_and_answers_in_plain_text() {
 }
 
 #[test]
-fn a_wrong_password_is_refused_twice_then_the_client_stops_asking() {
+fn a_wrong_password_is_refused_once_then_the_client_stops_asking() {
     for kind in [Kind::Hikvision, Kind::Intelbras] {
         let device = device(
             kind,
@@ -324,13 +324,118 @@ fn a_wrong_password_is_refused_twice_then_the_client_stops_asking() {
             .expect("refused");
         assert_eq!(again, first);
         assert_eq!(device.stats().total, sent, "{kind}: nothing more is sent");
-        assert_eq!(device.stats().count("auth_refused"), 2, "{kind}");
+        assert_eq!(device.stats().count("auth_refused"), 1, "{kind}");
         assert_eq!(
             device.stats().count("auth_locked"),
             0,
             "{kind}: the account is not locked"
         );
     }
+}
+
+#[test]
+fn a_nonce_is_renewed_before_the_devices_limit_without_any_refusal() {
+    for kind in [Kind::Hikvision, Kind::Intelbras] {
+        let device = device(
+            kind,
+            SimConfig {
+                nonce_uses: Some(2),
+                offer_basic: true,
+                ..SimConfig::default()
+            },
+        );
+        let c = client(&device, "admin");
+        for _ in 0..9 {
+            assert_eq!(
+                send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=count", None).0,
+                if kind == Kind::Hikvision { 404 } else { 501 },
+                "{kind}"
+            );
+        }
+        let stats = device.stats();
+        assert_eq!(stats.count("nonce_exhausted"), 0, "{kind}");
+        assert_eq!(stats.count("auth_refused"), 0, "{kind}");
+        // 9 signed requests, 2 per nonce: 5 challenges fetched without credentials.
+        assert_eq!(stats.total, 9 + 5, "{kind}");
+        let facts = c.nonce_facts();
+        assert_eq!((facts.limit, facts.most_uses_accepted), (2, 2));
+        assert_eq!((facts.challenges, facts.exhausted), (5, 0));
+    }
+}
+
+#[test]
+fn a_nonce_refused_before_the_clients_limit_is_renewed_not_taken_for_a_wrong_password() {
+    let device = device(
+        Kind::Hikvision,
+        SimConfig {
+            nonce_uses: Some(1),
+            ..SimConfig::default()
+        },
+    );
+    let mut c = client(&device, "admin");
+    c.set_nonce_uses(3);
+    for _ in 0..6 {
+        assert_eq!(
+            send(
+                &c,
+                "GET",
+                "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+                None
+            )
+            .0,
+            200
+        );
+    }
+    let stats = device.stats();
+    assert!(stats.count("nonce_exhausted") > 0);
+    assert_eq!(stats.count("auth_refused"), 0);
+    assert!(c.nonce_facts().exhausted > 0);
+}
+
+#[test]
+fn a_locked_account_is_named_with_its_minutes_and_nothing_more_is_sent() {
+    let device = device(
+        Kind::Hikvision,
+        SimConfig {
+            lockout_after: 1,
+            ..SimConfig::default()
+        },
+    );
+    // Another client (a colleague with an old password) locks the account.
+    assert!(client(&device, "old")
+        .send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None
+        )
+        .is_err());
+    let c = client(&device, "admin");
+    let locked = c
+        .send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None,
+        )
+        .err()
+        .expect("locked");
+    assert!(
+        locked
+            .to_string()
+            .contains("device test: account locked for 30 min"),
+        "{locked}"
+    );
+    let sent = device.stats().total;
+    assert!(c
+        .send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None
+        )
+        .is_err());
+    assert_eq!(device.stats().total, sent, "nothing more is sent");
+    // The challenge's userCheck said `lock`: no credentials were sent, so the lock was
+    // not started again.
+    assert_eq!(device.stats().count("auth_locked"), 0);
 }
 
 #[test]

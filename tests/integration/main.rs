@@ -9,6 +9,7 @@ mod cli;
 mod dashboard;
 mod demo;
 mod enroll;
+mod firmware;
 mod harness;
 mod life;
 mod plan;

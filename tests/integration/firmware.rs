@@ -1,0 +1,203 @@
+//! Firmware as field devices ship it (`docs/field-evidence.md`), played by the
+//! simulators' profiles and met by the real binary: Digest nonces that wear out after
+//! two uses, accounts that lock, and two `WWW-Authenticate` headers.
+
+use crate::harness::*;
+use catraca::device::digest::DigestClient;
+use catraca::device::http::{HttpClient, Timeouts};
+use catraca::device::{Credentials, RetryPolicy};
+use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice};
+
+/// A devices file naming every device of `fleet` by kind, with `extra` lines in each.
+fn devices_file(sandbox: &Sandbox, fleet: &Fleet, extra: &str) -> String {
+    let mut text = String::new();
+    for device in &fleet.devices {
+        text.push_str(&format!(
+            "[[device]]\nname = \"{}\"\nurl = \"{}\"\nkind = \"{}\"\n{extra}\n",
+            device.name(),
+            device.url(),
+            device.kind()
+        ));
+    }
+    sandbox
+        .write("devices.toml", text)
+        .to_str()
+        .expect("a UTF-8 path")
+        .to_string()
+}
+
+/// The strict Digest profile: a nonce's third use refused without `stale`, Basic
+/// offered beside Digest, and the lock after 7 refused logins.
+fn strict_digest() -> SimConfig {
+    SimConfig {
+        nonce_uses: Some(2),
+        offer_basic: true,
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn a_thousand_people_on_devices_that_refuse_a_nonces_third_use_cost_no_refused_login() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        strict_digest(),
+    );
+    let rows = people(1000);
+    let file = devices_file(&sandbox, &fleet, "max_in_flight = 2\nnonce_uses = 2");
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none", "--devices", &file])
+        .run();
+    ran.expect_code(0);
+    let report = ran.report();
+    assert_eq!(report["registered"], 2000, "{}", ran.shown);
+    assert_eq!(report["failed"], 0, "{}", ran.shown);
+    for device in &fleet.devices {
+        assert_people(device, &rows);
+        for event in ["auth_refused", "auth_locked", "nonce_exhausted"] {
+            assert_eq!(
+                requests(device, event),
+                0,
+                "{} ({}): {event}",
+                device.name(),
+                device.kind()
+            );
+        }
+    }
+}
+
+fn client(device: &SimDevice, password: &str) -> DigestClient {
+    DigestClient::new(
+        "colleague",
+        &device.url(),
+        Credentials {
+            login: "admin".into(),
+            password: password.into(),
+            source: "a colleague's script".into(),
+        },
+        HttpClient::new(Timeouts::default(), 1, Default::default()),
+        RetryPolicy::default(),
+    )
+}
+
+#[test]
+fn a_locked_account_stops_its_device_at_once_and_the_others_go_on() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Hikvision, 2)], strict_digest());
+    let locked = &fleet.devices[0];
+    // A colleague's script with an old password: each refusal it does not stop at
+    // counts, and the 7th locks the account for 30 minutes.
+    for _ in 0..7 {
+        let _ = client(locked, "old-password").send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None,
+        );
+    }
+    assert_eq!(requests(locked, "auth_refused"), 7);
+    let before = locked.stats().total;
+
+    let rows = people(150);
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none"])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["registered"], 150, "{}", ran.shown);
+    assert_eq!(report["failed"], 150, "{}", ran.shown);
+    // A device given by URL is named by its host and port.
+    let name = locked.url().trim_start_matches("http://").to_string();
+    let failures = report["failures"].as_array().unwrap();
+    assert!(
+        failures.iter().all(|f| f["device"] == name.as_str()
+            && f["error"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("device {name}: account locked for 30 min"))),
+        "{}",
+        ran.shown
+    );
+    // One request without credentials learnt of the lock; nothing was signed, so the
+    // lock was not started again.
+    assert_eq!(locked.stats().total, before + 1, "{}", ran.shown);
+    assert_eq!(requests(locked, "auth_locked"), 0);
+    assert!(locked.people().is_empty());
+    assert_people(&fleet.devices[1], &rows);
+}
+
+#[test]
+fn a_wrong_password_costs_one_refused_login_per_device() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        strict_digest(),
+    );
+    let ran = sandbox
+        .enroll(&people(30))
+        .args(&["--json", "--cache", "none"])
+        .env("CATRACA_PASSWORD", "not-the-password")
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["failed"], 60, "{}", ran.shown);
+    let error = report["failures"][0]["error"].as_str().unwrap();
+    assert!(error.contains("login refused"), "{}", ran.shown);
+    for device in &fleet.devices {
+        assert_eq!(requests(device, "auth_refused"), 1, "{}", device.kind());
+        assert!(device.people().is_empty());
+    }
+    // The Hikvision userCheck says how many attempts are left before the lock.
+    assert!(
+        report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["error"].as_str().unwrap().contains("6 attempts left")),
+        "{}",
+        ran.shown
+    );
+}
+
+#[test]
+fn a_mixed_run_on_the_strict_digest_profile_lands_everyone_once() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[
+            (Kind::Controlid, 1),
+            (Kind::Hikvision, 1),
+            (Kind::Intelbras, 1),
+        ],
+        strict_digest(),
+    );
+    let mut rows = people(150);
+    let run = |rows: &[Row]| {
+        sandbox
+            .enroll(rows)
+            .args(&["--json", "--cache", "none"])
+            .kinded_devices(&fleet)
+            .run()
+    };
+    let first = run(&rows);
+    first.expect_code(0);
+    assert_eq!(first.report()["registered"], 450, "{}", first.shown);
+    rows[3].name = "Nome Trocado".into();
+    rows[9].card = Some((7, 4242));
+    let second = run(&rows);
+    second.expect_code(0);
+    let report = second.report();
+    assert_eq!(
+        (report["updated"].as_u64(), report["unchanged"].as_u64()),
+        (Some(6), Some(444)),
+        "{}",
+        second.shown
+    );
+    for device in &fleet.devices {
+        assert_people(device, &rows);
+        assert_eq!(requests(device, "auth_refused"), 0);
+        assert_eq!(requests(device, "nonce_exhausted"), 0);
+    }
+}
