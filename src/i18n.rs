@@ -347,6 +347,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:hang_secs", "Quanto tempo uma requisição travada fica em silêncio antes de a conexão ser fechada, em segundos."),
     ("simulate:session_expiry", "Uma sessão deixa de valer depois de N requisições feitas com ela."),
     ("simulate:nonce_uses", "Perfil de firmware Hikvision e Intelbras: o (N+1)º uso de um nonce Digest recebe 401 com novo desafio e sem stale (um DS-K1T342MWX: 2)."),
+    ("simulate:firmware", "Perfil de firmware Intelbras: 2 (listas key=value, sem startFind) ou 3 (JSON, startFind/doFind/stopFind, sem lista sem filtro); ambos respondem Bad Request sem detalhes e ignoram uma atualização que apaga CardNo. Padrão: a API documentada."),
     ("simulate:offer_basic", "Hikvision e Intelbras: os 401 oferecem Basic antes de Digest, como um aparelho em \"digest/basic\" (credenciais Basic são logins recusados)."),
     ("simulate:down", "O dispositivo I (a partir de 1) está fora do ar: suas conexões são derrubadas; repita para vários."),
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),

@@ -17,6 +17,7 @@ pub mod digest;
 pub mod hikvision;
 pub mod http;
 pub mod intelbras;
+pub mod intelbras_answers;
 pub mod rate;
 pub mod retry;
 pub mod tls;

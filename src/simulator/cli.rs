@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{FaultRates, Fleet, Kind, Overload, SimConfig, SimTls, SiteAuthority};
+use super::{
+    FaultRates, Fleet, IntelbrasFirmware, Kind, Overload, SimConfig, SimTls, SiteAuthority,
+};
 
 /// The devices of `--devices`: counts, each of a family or (`None`) of `--kind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,12 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub nonce_uses: Option<u64>,
 
+    /// Intelbras firmware profile: 2 (flat key=value lists, no startFind) or 3 (JSON,
+    /// startFind/doFind/stopFind, no unfiltered list); both answer a bare Bad Request
+    /// and ignore an update clearing CardNo. Default: the API as documented
+    #[arg(long, value_enum, value_name = "2|3", default_value_t = IntelbrasFirmware::Documented, hide_default_value = true)]
+    pub firmware: IntelbrasFirmware,
+
     /// Hikvision and Intelbras: 401s offer Basic before Digest, as a device set to
     /// "digest/basic" does (Basic credentials are refused logins)
     #[arg(long)]
@@ -229,6 +237,7 @@ impl SimulateArgs {
             hang_for: Duration::from_secs(self.hang_secs),
             session_expiry_after: self.session_expiry,
             nonce_uses: self.nonce_uses,
+            intelbras_firmware: self.firmware,
             offer_basic: self.offer_basic,
             login: self.login.clone(),
             password,

@@ -48,6 +48,14 @@ impl Request<'_> {
         }
     }
 
+    /// Whether some query key, decoded, contains `part` (`UserIDList[` for a filter).
+    pub(crate) fn has_query_key_containing(&self, part: &str) -> bool {
+        self.query.split('&').any(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            percent_decode(key).contains(part)
+        })
+    }
+
     /// The first value of a query parameter, percent-decoded with `+` read as a space
     /// (form encoding, as the device's CGI layer reads it).
     pub(crate) fn query_param(&self, name: &str) -> Option<String> {

@@ -20,6 +20,7 @@ mod faults;
 mod hikvision;
 mod http;
 mod intelbras;
+mod intelbras_firmware;
 mod row_store;
 mod tables;
 #[cfg(test)]
@@ -46,6 +47,7 @@ use serde_json::{json, Map, Value};
 pub use crate::config::Kind;
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
 pub use faults::{FaultRates, Overload};
+pub use intelbras_firmware::IntelbrasFirmware;
 pub use tls::{SimTls, SiteAuthority};
 
 use crate::device::tls::Fingerprint;
@@ -117,6 +119,9 @@ pub struct SimConfig {
     pub clock_offset_s: i64,
     /// Plain HTTP, or HTTPS with a certificate of the device's own. Default: HTTP.
     pub tls: SimTls,
+    /// The Intelbras firmware played (see `intelbras_firmware.rs`). Default: the API
+    /// as documented.
+    pub intelbras_firmware: IntelbrasFirmware,
 }
 
 impl Default for SimConfig {
@@ -141,6 +146,7 @@ impl Default for SimConfig {
             silent_drop: 0.0,
             clock_offset_s: 0,
             tls: SimTls::Off,
+            intelbras_firmware: IntelbrasFirmware::Documented,
         }
     }
 }
@@ -820,6 +826,7 @@ impl SimDevice {
             Kind::Intelbras => Protocol::Intelbras(
                 IntelbrasApi {
                     capacity: config.capacity,
+                    firmware: config.intelbras_firmware,
                     ..IntelbrasApi::default()
                 },
                 guard("Login to SS3530"),
@@ -976,6 +983,14 @@ impl SimDevice {
 
     pub fn stats(&self) -> SimStats {
         self.handler.state().tally.snapshot()
+    }
+
+    /// Intelbras 3.x: searches started with `startFind` and never stopped (0 elsewhere).
+    pub fn open_searches(&self) -> usize {
+        match &self.handler.state().device {
+            Protocol::Intelbras(api, _) => api.finds.open(),
+            _ => 0,
+        }
     }
 
     /// Stores a user directly, as another system (or an earlier, sloppier tool) would

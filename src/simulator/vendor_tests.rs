@@ -461,3 +461,126 @@ fn stale_nonces_are_renewed_without_counting_as_refusals() {
         "first challenge and three renewals"
     );
 }
+
+fn intelbras_with(firmware: IntelbrasFirmware) -> (SimDevice, DigestClient) {
+    let device = device(
+        Kind::Intelbras,
+        SimConfig {
+            intelbras_firmware: firmware,
+            ..SimConfig::default()
+        },
+    );
+    let c = client(&device, "admin");
+    let users = json!({"UserList": [
+        {"UserID": "1001", "UserName": "Ana Souza", "ValidFrom": "2026-01-01 00:00:00", "ValidTo": "2026-12-31 23:59:59"},
+        {"UserID": "1002", "UserName": "Bia", "ValidFrom": "2026-01-01 00:00:00", "ValidTo": "2026-12-31 23:59:59"},
+    ]});
+    let cards = json!({"CardList": [{"UserID": "1001", "CardNo": "2B0BC4"}]});
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            "/cgi-bin/AccessUser.cgi?action=insertMulti",
+            Some(&users)
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            "/cgi-bin/AccessCard.cgi?action=insertMulti",
+            Some(&cards)
+        )
+        .0,
+        200
+    );
+    (device, c)
+}
+
+#[test]
+fn intelbras_2x_lists_in_flat_text_and_has_no_searches() {
+    let (device, c) = intelbras_with(IntelbrasFirmware::V2);
+    let (status, users) = send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=list", None);
+    assert_eq!(status, 200);
+    assert!(users.starts_with("found=2\r\nrecords[0]."), "{users}");
+    assert!(
+        users.contains("records[0].UserName=Ana Souza\r\n"),
+        "{users}"
+    );
+    let (_, cards) = send(
+        &c,
+        "GET",
+        "/cgi-bin/AccessCard.cgi?action=list&UserIDList[0]=1001",
+        None,
+    );
+    assert!(!cards.contains("found="), "{cards}");
+    assert!(cards.contains("Cards[0].CardNo=2B0BC4"), "{cards}");
+    assert_eq!(
+        send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=startFind", None).0,
+        501
+    );
+    assert_eq!(device.open_searches(), 0);
+}
+
+#[test]
+fn intelbras_3x_searches_with_tokens_and_refuses_an_unfiltered_list() {
+    let (device, c) = intelbras_with(IntelbrasFirmware::V3);
+    let (status, body) = send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=list", None);
+    assert_eq!((status, body.as_str()), (400, "Error\r\nBad Request!\r\n"));
+    let (_, start) = send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=startFind", None);
+    let start: Value = serde_json::from_str(&start).unwrap();
+    assert_eq!(start["Total"], 2);
+    let token = start["Token"].to_string();
+    assert_eq!(device.open_searches(), 1);
+    let (_, page) = send(
+        &c,
+        "GET",
+        &format!("/cgi-bin/AccessUser.cgi?action=doFind&Token={token}&Offset=1&Count=100"),
+        None,
+    );
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(page["Info"][0]["UserID"], "1002");
+    assert_eq!(
+        send(
+            &c,
+            "GET",
+            &format!("/cgi-bin/AccessUser.cgi?action=stopFind&Token={token}"),
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(device.open_searches(), 0);
+    let (_, cards) = send(
+        &c,
+        "GET",
+        "/cgi-bin/AccessCard.cgi?action=startFind&Condition.UserID=1002",
+        None,
+    );
+    assert!(cards.contains("\"Total\":0"), "{cards}");
+}
+
+#[test]
+fn both_intelbras_firmware_answer_ok_to_clearing_a_card_and_keep_it() {
+    for firmware in [IntelbrasFirmware::V2, IntelbrasFirmware::V3] {
+        let (device, c) = intelbras_with(firmware);
+        let clear = json!({"CardList": [{"UserID": "1001", "CardNo": ""}]});
+        assert_eq!(
+            send(
+                &c,
+                "POST",
+                "/cgi-bin/AccessCard.cgi?action=updateMulti",
+                Some(&clear)
+            ),
+            (200, "OK\r\n".to_string())
+        );
+        let ana = device
+            .people()
+            .into_iter()
+            .find(|p| p.key == "1001")
+            .unwrap();
+        assert_eq!(ana.cards, ["2B0BC4"], "{firmware:?}");
+    }
+}

@@ -6,7 +6,7 @@ use crate::harness::*;
 use catraca::device::digest::DigestClient;
 use catraca::device::http::{HttpClient, Timeouts};
 use catraca::device::{Credentials, RetryPolicy};
-use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice};
+use catraca::simulator::{Fleet, IntelbrasFirmware, Kind, SimConfig, SimDevice};
 
 /// A devices file naming every device of `fleet` by kind, with `extra` lines in each.
 fn devices_file(sandbox: &Sandbox, fleet: &Fleet, extra: &str) -> String {
@@ -199,5 +199,120 @@ fn a_mixed_run_on_the_strict_digest_profile_lands_everyone_once() {
         assert_people(device, &rows);
         assert_eq!(requests(device, "auth_refused"), 0);
         assert_eq!(requests(device, "nonce_exhausted"), 0);
+    }
+}
+
+fn intelbras(firmware: IntelbrasFirmware) -> Fleet {
+    mixed_fleet(
+        &[(Kind::Intelbras, 1)],
+        SimConfig {
+            intelbras_firmware: firmware,
+            ..strict_digest()
+        },
+    )
+}
+
+#[test]
+fn intelbras_2x_and_3x_get_everyone_once_are_updated_and_pruned() {
+    for firmware in [IntelbrasFirmware::V2, IntelbrasFirmware::V3] {
+        let sandbox = Sandbox::new();
+        let fleet = intelbras(firmware);
+        let device = &fleet.devices[0];
+        let mut rows = people(150);
+        let run = |rows: &[Row], extra: &[&str]| {
+            sandbox
+                .enroll(rows)
+                .args(&["--json", "--cache", "none"])
+                .args(extra)
+                .kinded_devices(&fleet)
+                .run()
+        };
+        let first = run(&rows, &[]);
+        first.expect_code(0);
+        assert_eq!(
+            first.report()["registered"],
+            150,
+            "{firmware:?}: {}",
+            first.shown
+        );
+        assert_people(device, &rows);
+
+        rows[1].name = "Nome Novo".into();
+        rows[3].card = Some((42, 4242));
+        rows[6].card = None;
+        let second = run(&rows, &[]);
+        second.expect_code(0);
+        let report = second.report();
+        assert_eq!(
+            (report["updated"].as_u64(), report["unchanged"].as_u64()),
+            (Some(3), Some(147)),
+            "{firmware:?}: {}",
+            second.shown
+        );
+        assert_people(device, &rows);
+
+        // Listing the whole device: startFind/doFind/stopFind on 3.x, list on 2.x.
+        rows.truncate(140);
+        let third = run(
+            &rows,
+            &["--prune", "--prune-unmanaged", "--max-remove", "20"],
+        );
+        third.expect_code(0);
+        assert_eq!(
+            third.report()["removed"],
+            10,
+            "{firmware:?}: {}",
+            third.shown
+        );
+        assert_people(device, &rows);
+
+        match firmware {
+            IntelbrasFirmware::V3 => {
+                assert!(requests(device, "user_doFind") > 0, "{firmware:?}");
+                assert!(requests(device, "card_startFind") > 0, "{firmware:?}");
+                assert_eq!(
+                    requests(device, "user_startFind") + requests(device, "card_startFind"),
+                    requests(device, "user_stopFind") + requests(device, "card_stopFind"),
+                    "every search is stopped"
+                );
+                assert_eq!(device.open_searches(), 0);
+            }
+            _ => assert_eq!(requests(device, "user_doFind"), 0),
+        }
+        for event in ["auth_refused", "nonce_exhausted"] {
+            assert_eq!(requests(device, event), 0, "{firmware:?}: {event}");
+        }
+    }
+}
+
+#[test]
+fn a_write_the_device_answers_ok_and_ignores_is_failed_not_counted_done() {
+    for firmware in [IntelbrasFirmware::V2, IntelbrasFirmware::V3] {
+        let sandbox = Sandbox::new();
+        let fleet = intelbras(firmware);
+        let device = &fleet.devices[0];
+        let rows = people(20);
+        device.drop_silently(&rows[7].registration);
+        let ran = sandbox
+            .enroll(&rows)
+            .args(&["--json", "--cache", "none"])
+            .kinded_devices(&fleet)
+            .run();
+        ran.expect_code(1);
+        let report = ran.report();
+        assert_eq!(report["registered"], 19, "{firmware:?}: {}", ran.shown);
+        assert_eq!(report["failed"], 1, "{firmware:?}: {}", ran.shown);
+        assert_eq!(
+            report["failures"][0]["registration"],
+            rows[7].registration.as_str()
+        );
+        let error = report["failures"][0]["error"].as_str().unwrap();
+        assert!(
+            error.contains("answered OK but, read back, does not hold"),
+            "{error}"
+        );
+        let mut held = rows.clone();
+        held.remove(7);
+        assert_people(device, &held);
     }
 }

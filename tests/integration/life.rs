@@ -333,7 +333,9 @@ fn verify_finds_a_person_the_device_answered_ok_for_without_storing() {
         .run();
     run.expect_code(1);
     let report = run.report();
-    assert_eq!(report["verified"], 36, "{}", run.shown);
+    // Intelbras reads back every write itself (a 200 proves nothing there): its pair
+    // failed before --verify, which reads the other 35.
+    assert_eq!(report["verified"], 35, "{}", run.shown);
     assert_eq!(report["failed"], 3, "{}", run.shown);
     assert_eq!(report["registered"], 33, "{}", run.shown);
     let failures = report["failures"].as_array().unwrap();
