@@ -371,6 +371,7 @@ mod tests {
             max_in_flight: 1,
             rate: None,
             nonce_uses: None,
+            long_names: None,
             credentials: Credentials {
                 login: "admin".into(),
                 password: "x".into(),

@@ -14,6 +14,7 @@
 //! max_in_flight = 2           # optional, else --max-in-flight
 //! rate = 20                   # optional requests/s, else --rate (no limit)
 //! nonce_uses = 2              # Hikvision, Intelbras: uses of one Digest nonce (default 2)
+//! long_names = "cut"          # Hikvision: cut names to the device's limit, or "fail"
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
 //! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
 //!
@@ -29,6 +30,7 @@
 use crate::device::controlid::ControlIdDevice;
 use crate::device::digest::DEFAULT_NONCE_USES;
 use crate::device::hikvision::HikvisionDevice;
+use crate::device::hikvision_firmware::LongNames;
 use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::tls::{Fingerprint, TlsTrust};
@@ -112,6 +114,7 @@ struct DeviceEntry {
     max_in_flight: Option<usize>,
     rate: Option<f64>,
     nonce_uses: Option<u32>,
+    long_names: Option<LongNames>,
     login: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
@@ -171,6 +174,8 @@ pub struct DeviceConfig {
     /// Digest devices: requests signed with one nonce before a fresh challenge is
     /// fetched (`nonce_uses`; `None`: the driver's default, 2).
     pub nonce_uses: Option<u32>,
+    /// Hikvision: names longer than the device takes are cut (the default) or fail.
+    pub long_names: Option<LongNames>,
     pub credentials: Credentials,
     /// Which certificates the device may present (used for https URLs only).
     pub tls: TlsTrust,
@@ -186,7 +191,8 @@ impl DeviceConfig {
             Kind::Controlid => Arc::new(ControlIdDevice::new(name, url, credentials, http, retry)),
             Kind::Hikvision => Arc::new(
                 HikvisionDevice::new(name, url, credentials, http, retry)
-                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES)),
+                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES))
+                    .with_long_names(self.long_names.unwrap_or_default()),
             ),
             Kind::Intelbras => Arc::new(
                 IntelbrasDevice::new(name, url, credentials, http, retry)
@@ -254,6 +260,7 @@ pub fn load_devices(
                 max_in_flight: None,
                 rate: None,
                 nonce_uses: None,
+                long_names: None,
                 login: None,
                 password_env: None,
                 password_file: None,
@@ -372,6 +379,7 @@ pub fn load_devices(
             max_in_flight,
             rate,
             nonce_uses: entry.nonce_uses,
+            long_names: entry.long_names,
             credentials: Credentials {
                 login,
                 password,

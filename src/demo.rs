@@ -42,6 +42,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
             max_in_flight: args.run.max_in_flight.get(),
             rate: args.run.rate,
             nonce_uses: None,
+            long_names: None,
             credentials: Credentials {
                 login: config.login.clone(),
                 password: config.password.clone(),

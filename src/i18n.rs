@@ -163,6 +163,7 @@ catalogue! {
     ColToRemove: "to remove", "a remover";
     ColSkipped: "skipped", "pulados";
     ColChanges: "changes", "alterações";
+    NamesTruncated: "names cut to the device's limit: {count}", "nomes cortados no limite do aparelho: {count}";
     SumNothingWritten: "nothing was written: run `catraca enroll` with the same arguments to apply this",
         "nada foi gravado: rode `catraca enroll` com os mesmos argumentos para aplicar isto";
     SumFailures: "failures ({count}):", "falhas ({count}):";
@@ -348,6 +349,9 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:session_expiry", "Uma sessão deixa de valer depois de N requisições feitas com ela."),
     ("simulate:nonce_uses", "Perfil de firmware Hikvision e Intelbras: o (N+1)º uso de um nonce Digest recebe 401 com novo desafio e sem stale (um DS-K1T342MWX: 2)."),
     ("simulate:firmware", "Perfil de firmware Intelbras: 2 (listas key=value, sem startFind) ou 3 (JSON, startFind/doFind/stopFind, sem lista sem filtro); ambos respondem Bad Request sem detalhes e ignoram uma atualização que apaga CardNo. Padrão: a API documentada."),
+    ("simulate:name_max", "Perfil de firmware Hikvision: o máximo de bytes de nome que um aparelho aceita (name.@max das capacidades; nomes maiores são recusados com badJsonContent)."),
+    ("simulate:employee_digits_only", "Perfil de firmware Hikvision: employeeNo só com dígitos (characterType number)."),
+    ("simulate:legacy_delete", "Perfil de firmware Hikvision: sem UserInfoDetail/Delete, só o UserInfo/Delete antigo."),
     ("simulate:offer_basic", "Hikvision e Intelbras: os 401 oferecem Basic antes de Digest, como um aparelho em \"digest/basic\" (credenciais Basic são logins recusados)."),
     ("simulate:down", "O dispositivo I (a partir de 1) está fora do ar: suas conexões são derrubadas; repita para vários."),
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),

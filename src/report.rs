@@ -54,6 +54,9 @@ pub struct DeviceReport {
     pub finished_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
+    /// Names this run cut to the device's limit (Hikvision `name.@max`), each person
+    /// once; `long_names = "fail"` refuses them instead.
+    pub names_truncated: u64,
 }
 
 /// One pair that did not end on its device.
@@ -246,6 +249,14 @@ impl Report {
                 c.removed,
                 d.url
             );
+            if d.names_truncated > 0 {
+                let _ = writeln!(
+                    out,
+                    "{:<name_width$}  {}",
+                    "",
+                    i18n::tr(Msg::NamesTruncated, &[("count", &d.names_truncated)])
+                );
+            }
             if !c.changes.is_empty() {
                 let fields: Vec<String> =
                     c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
@@ -317,6 +328,7 @@ mod tests {
         let mut report = Report::empty();
         report.removed = 2;
         report.per_device.push(DeviceReport {
+            names_truncated: 0,
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
             kind: "controlid".into(),

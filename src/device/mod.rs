@@ -15,6 +15,7 @@ pub mod breaker;
 pub mod controlid;
 pub mod digest;
 pub mod hikvision;
+pub mod hikvision_firmware;
 pub mod http;
 pub mod intelbras;
 pub mod intelbras_answers;
@@ -79,6 +80,11 @@ pub enum DeviceError {
     /// people of the CSV, its old owner not yet written), then fails with this.
     #[error("{0}")]
     CardTaken(String),
+    /// The person cannot go on this device as it reported its limits (a registration
+    /// too long, not digits on a digits-only model, a name too long with
+    /// `long_names = "fail"`). Decided before sending; the others continue.
+    #[error("{0}")]
+    DoesNotFit(String),
     /// The device holds as many people as it can. Never retried: the driver stops
     /// sending to the device, and every later pair fails with this reason.
     #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
@@ -356,6 +362,10 @@ pub trait Device: Send + Sync {
     /// The most people one [`Device::remove`] call should get (one request's worth).
     fn max_remove_batch(&self) -> usize {
         self.max_batch().max(1)
+    }
+    /// Names this run cut to the device's limit (each person counted once).
+    fn names_truncated(&self) -> u64 {
+        0
     }
     /// Takes these people off the device, with their cards and group links, each removed
     /// explicitly. One result per person, in order.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{
-    FaultRates, Fleet, IntelbrasFirmware, Kind, Overload, SimConfig, SimTls, SiteAuthority,
+    FaultRates, Fleet, HikFirmware, IntelbrasFirmware, Kind, Overload, SimConfig, SimTls,
+    SiteAuthority,
 };
 
 /// The devices of `--devices`: counts, each of a family or (`None`) of `--kind`.
@@ -143,6 +144,19 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, value_name = "2|3", default_value_t = IntelbrasFirmware::Documented, hide_default_value = true)]
     pub firmware: IntelbrasFirmware,
 
+    /// Hikvision firmware profile: the most name bytes a device takes (its
+    /// capabilities' name.@max; longer names are refused badJsonContent)
+    #[arg(long, value_name = "BYTES", default_value_t = 128)]
+    pub name_max: usize,
+
+    /// Hikvision firmware profile: employeeNo takes digits only (characterType number)
+    #[arg(long)]
+    pub employee_digits_only: bool,
+
+    /// Hikvision firmware profile: no UserInfoDetail/Delete, only the legacy UserInfo/Delete
+    #[arg(long)]
+    pub legacy_delete: bool,
+
     /// Hikvision and Intelbras: 401s offer Basic before Digest, as a device set to
     /// "digest/basic" does (Basic credentials are refused logins)
     #[arg(long)]
@@ -238,6 +252,11 @@ impl SimulateArgs {
             session_expiry_after: self.session_expiry,
             nonce_uses: self.nonce_uses,
             intelbras_firmware: self.firmware,
+            hikvision_firmware: HikFirmware {
+                name_max: self.name_max,
+                employee_digits_only: self.employee_digits_only,
+                legacy_delete: self.legacy_delete,
+            },
             offer_basic: self.offer_basic,
             login: self.login.clone(),
             password,

@@ -47,6 +47,7 @@ use serde_json::{json, Map, Value};
 pub use crate::config::Kind;
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
 pub use faults::{FaultRates, Overload};
+pub use hikvision::HikFirmware;
 pub use intelbras_firmware::IntelbrasFirmware;
 pub use tls::{SimTls, SiteAuthority};
 
@@ -122,6 +123,8 @@ pub struct SimConfig {
     /// The Intelbras firmware played (see `intelbras_firmware.rs`). Default: the API
     /// as documented.
     pub intelbras_firmware: IntelbrasFirmware,
+    /// The Hikvision model's limits and calls. Default: see [`HikFirmware`].
+    pub hikvision_firmware: HikFirmware,
 }
 
 impl Default for SimConfig {
@@ -147,6 +150,7 @@ impl Default for SimConfig {
             clock_offset_s: 0,
             tls: SimTls::Off,
             intelbras_firmware: IntelbrasFirmware::Documented,
+            hikvision_firmware: HikFirmware::default(),
         }
     }
 }
@@ -819,6 +823,7 @@ impl SimDevice {
             Kind::Hikvision => Protocol::Hikvision(
                 HikvisionApi {
                     capacity: config.capacity,
+                    firmware: config.hikvision_firmware,
                     ..HikvisionApi::default()
                 },
                 guard("DS-K1T671M"),

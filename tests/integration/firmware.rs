@@ -6,7 +6,7 @@ use crate::harness::*;
 use catraca::device::digest::DigestClient;
 use catraca::device::http::{HttpClient, Timeouts};
 use catraca::device::{Credentials, RetryPolicy};
-use catraca::simulator::{Fleet, IntelbrasFirmware, Kind, SimConfig, SimDevice};
+use catraca::simulator::{Fleet, HikFirmware, IntelbrasFirmware, Kind, SimConfig, SimDevice};
 
 /// A devices file naming every device of `fleet` by kind, with `extra` lines in each.
 fn devices_file(sandbox: &Sandbox, fleet: &Fleet, extra: &str) -> String {
@@ -315,4 +315,165 @@ fn a_write_the_device_answers_ok_and_ignores_is_failed_not_counted_done() {
         held.remove(7);
         assert_people(device, &held);
     }
+}
+
+fn hikvision(firmware: HikFirmware) -> Fleet {
+    mixed_fleet(
+        &[(Kind::Hikvision, 1)],
+        SimConfig {
+            hikvision_firmware: firmware,
+            ..strict_digest()
+        },
+    )
+}
+
+/// `name` cut to `max` UTF-8 bytes at a character boundary, as the device holds it.
+fn cut(name: &str, max: usize) -> String {
+    let mut end = max.min(name.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_string()
+}
+
+#[test]
+fn long_names_are_cut_to_the_devices_limit_counted_once_and_not_rewritten() {
+    let sandbox = Sandbox::new();
+    let fleet = hikvision(HikFirmware {
+        name_max: 20,
+        ..HikFirmware::default()
+    });
+    let device = &fleet.devices[0];
+    let rows = people(150);
+    let long = rows.iter().filter(|r| r.name.len() > 20).count() as u64;
+    assert!(long > 10, "the test needs long names");
+    let run = || {
+        sandbox
+            .enroll(&rows)
+            .args(&["--json", "--cache", "none"])
+            .kinded_devices(&fleet)
+            .run()
+    };
+    let first = run();
+    first.expect_code(0);
+    let report = first.report();
+    assert_eq!(report["registered"], 150, "{}", first.shown);
+    assert_eq!(
+        report["per_device"][0]["names_truncated"], long,
+        "{}",
+        first.shown
+    );
+    let held: Vec<Row> = rows
+        .iter()
+        .map(|r| Row {
+            name: cut(&r.name, 20),
+            ..r.clone()
+        })
+        .collect();
+    assert_people(device, &held);
+
+    // The plan compares the cut name: nothing is rewritten.
+    let records = requests(device, "user_record") + requests(device, "user_modify");
+    let second = run();
+    second.expect_code(0);
+    let report = second.report();
+    assert_eq!(report["unchanged"], 150, "{}", second.shown);
+    assert_eq!(report["per_device"][0]["names_truncated"], 0);
+    assert_eq!(
+        requests(device, "user_record") + requests(device, "user_modify"),
+        records
+    );
+}
+
+#[test]
+fn long_names_fail_when_the_device_file_says_so_and_the_others_go_on() {
+    let sandbox = Sandbox::new();
+    let fleet = hikvision(HikFirmware {
+        name_max: 20,
+        ..HikFirmware::default()
+    });
+    let rows = people(30);
+    let file = devices_file(&sandbox, &fleet, "long_names = \"fail\"");
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none", "--devices", &file])
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    let (short, long): (Vec<Row>, Vec<Row>) =
+        rows.iter().cloned().partition(|r| r.name.len() <= 20);
+    assert_eq!(report["registered"], short.len() as u64, "{}", ran.shown);
+    assert_eq!(report["failed"], long.len() as u64, "{}", ran.shown);
+    for failure in report["failures"].as_array().unwrap() {
+        let error = failure["error"].as_str().unwrap();
+        assert!(
+            error.contains("this device takes at most 20") && error.contains("long_names"),
+            "{error}"
+        );
+    }
+    assert_people(&fleet.devices[0], &short);
+}
+
+#[test]
+fn a_registration_the_device_cannot_take_fails_naming_the_limit_before_sending() {
+    let sandbox = Sandbox::new();
+    let fleet = hikvision(HikFirmware {
+        employee_digits_only: true,
+        ..HikFirmware::default()
+    });
+    let device = &fleet.devices[0];
+    let mut rows = people(10);
+    rows[4].registration = "A1001".into();
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none"])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["registered"], 9, "{}", ran.shown);
+    assert_eq!(report["failures"][0]["registration"], "A1001");
+    assert!(
+        report["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("this device takes digits only"),
+        "{}",
+        ran.shown
+    );
+    // Refused before sending: the device never saw it.
+    assert_eq!(requests(device, "user_record"), 9);
+    rows.remove(4);
+    assert_people(device, &rows);
+}
+
+#[test]
+fn firmware_without_detail_delete_removes_with_the_legacy_call() {
+    let sandbox = Sandbox::new();
+    let fleet = hikvision(HikFirmware {
+        legacy_delete: true,
+        ..HikFirmware::default()
+    });
+    let device = &fleet.devices[0];
+    let mut rows = people(150);
+    let run = |rows: &[Row], extra: &[&str]| {
+        sandbox
+            .enroll(rows)
+            .args(&["--json", "--cache", "none"])
+            .args(extra)
+            .kinded_devices(&fleet)
+            .run()
+    };
+    run(&rows, &[]).expect_code(0);
+    rows.truncate(125);
+    let pruned = run(
+        &rows,
+        &["--prune", "--prune-unmanaged", "--max-remove", "30"],
+    );
+    pruned.expect_code(0);
+    assert_eq!(pruned.report()["removed"], 25, "{}", pruned.shown);
+    assert_people(device, &rows);
+    assert_eq!(requests(device, "user_delete"), 0);
+    // 25 people in lists of at most 20.
+    assert_eq!(requests(device, "user_delete_legacy"), 2);
 }
