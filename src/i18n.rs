@@ -352,6 +352,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:name_max", "Perfil de firmware Hikvision: o máximo de bytes de nome que um aparelho aceita (name.@max das capacidades; nomes maiores são recusados com badJsonContent)."),
     ("simulate:employee_digits_only", "Perfil de firmware Hikvision: employeeNo só com dígitos (characterType number)."),
     ("simulate:legacy_delete", "Perfil de firmware Hikvision: sem UserInfoDetail/Delete, só o UserInfo/Delete antigo."),
+    ("simulate:id_lists_only", "Perfil de firmware Control iD: uma lista no where só vale em colunas id (uma lista em registration é recusada com 400, como só listas de id são documentadas)."),
+    ("simulate:deny_command", "Control iD: a conta não pode rodar COMANDO (ex.: destroy_objects): 401 Invalid access level, mesmo depois de um login novo; repita para vários."),
     ("simulate:offer_basic", "Hikvision e Intelbras: os 401 oferecem Basic antes de Digest, como um aparelho em \"digest/basic\" (credenciais Basic são logins recusados)."),
     ("simulate:down", "O dispositivo I (a partir de 1) está fora do ar: suas conexões são derrubadas; repita para vários."),
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),

@@ -21,6 +21,7 @@ use crate::person::{Card, Person};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,6 +88,9 @@ pub struct ControlIdDevice {
     /// later plan chunks do not look it up again; creating it still looks first). The
     /// lock is held while a group is created so two threads never create it twice.
     groups: Mutex<HashMap<String, Option<i64>>>,
+    /// The device refused an object-form list on a non-id column: such lookups go
+    /// one value at a time.
+    lists_refused: AtomicBool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +143,7 @@ impl ControlIdDevice {
             session: Mutex::new(Session::None),
             generation: Mutex::new(0),
             groups: Mutex::new(HashMap::new()),
+            lists_refused: AtomicBool::new(false),
         }
     }
 
@@ -237,6 +242,20 @@ impl ControlIdDevice {
                     self.invalidate(generation);
                     relogged = true;
                 }
+                // Refused again with a session just issued: not an expired session but
+                // a command this account may not run (the device's `Invalid access
+                // level for command ...`). Logging in again would not change it.
+                401 => {
+                    let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                    return Err(DeviceError::Rejected {
+                        status: 401,
+                        message: format!(
+                            "invalid access level: {} refused again after a fresh login ({}); give this account the administrator level on the device",
+                            command,
+                            device_message(&parsed, "no reason given")
+                        ),
+                    });
+                }
                 200..=299 => {
                     if answer.body.iter().all(u8::is_ascii_whitespace) {
                         return Ok(Value::Null);
@@ -282,6 +301,12 @@ impl ControlIdDevice {
         }
     }
 
+    /// Rows of `object` whose `column` is one of `values`. The object-form list
+    /// (`{"where":{object:{column:[...]}}}`) is documented for `id` columns only; where
+    /// a device refuses it on another column (400), the lookup falls back to one
+    /// equality query per value, slow but certain, and remembers that for the device
+    /// (field-evidence.md, 5.1 and 5.4). Rows outside the list (a filter the device
+    /// did not apply) are dropped, whatever the form.
     fn load<T: for<'de> Deserialize<'de>, V: Serialize>(
         &self,
         object: &str,
@@ -289,23 +314,69 @@ impl ControlIdDevice {
         column: &str,
         values: &[V],
     ) -> Result<Vec<T>, DeviceError> {
+        let wanted: Vec<Value> = values
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+            .collect();
         let mut rows = Vec::new();
-        for chunk in values.chunks(MAX_IN_LIST) {
-            let body = LoadBody {
-                object,
-                fields,
-                filter: [(object, [(column, chunk)].into())].into(),
-            };
-            let answer = self.call_idempotent("load_objects", &body)?;
-            let list = answer
-                .get(object)
-                .cloned()
-                .ok_or_else(|| DeviceError::InvalidAnswer(format!("load of {object}: no list")))?;
-            let parsed: Vec<T> = serde_json::from_value(list)
-                .map_err(|e| DeviceError::InvalidAnswer(format!("load of {object}: {e}")))?;
-            rows.extend(parsed);
+        let one_by_one = column != "id" && self.lists_refused.load(Ordering::Relaxed);
+        if one_by_one {
+            for value in &wanted {
+                let body =
+                    json!({"object": object, "fields": fields, "where": {object: {column: value}}});
+                rows.extend(self.load_rows(object, &body)?);
+            }
+        } else {
+            for chunk in values.chunks(MAX_IN_LIST) {
+                match self.load_chunk(object, fields, column, chunk) {
+                    Ok(found) => rows.extend(found),
+                    Err(DeviceError::Rejected {
+                        status: 400,
+                        message,
+                    }) if column != "id" => {
+                        log::info!(
+                            "{}: a list on {object}.{column} was refused ({message}); looking values up one by one",
+                            self.name
+                        );
+                        self.lists_refused.store(true, Ordering::Relaxed);
+                        return self.load(object, fields, column, values);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
-        Ok(rows)
+        rows.retain(|row: &Value| row.get(column).is_some_and(|v| wanted.contains(v)));
+        rows.into_iter()
+            .map(|row| {
+                serde_json::from_value(row)
+                    .map_err(|e| DeviceError::InvalidAnswer(format!("load of {object}: {e}")))
+            })
+            .collect()
+    }
+
+    fn load_chunk<V: Serialize>(
+        &self,
+        object: &str,
+        fields: &[&str],
+        column: &str,
+        chunk: &[V],
+    ) -> Result<Vec<Value>, DeviceError> {
+        let body = LoadBody {
+            object,
+            fields,
+            filter: [(object, [(column, chunk)].into())].into(),
+        };
+        self.load_rows(object, &body)
+    }
+
+    fn load_rows<B: Serialize>(&self, object: &str, body: &B) -> Result<Vec<Value>, DeviceError> {
+        let answer = self.call_idempotent("load_objects", body)?;
+        match answer.get(object) {
+            Some(Value::Array(rows)) => Ok(rows.clone()),
+            _ => Err(DeviceError::InvalidAnswer(format!(
+                "load of {object}: no list"
+            ))),
+        }
     }
 
     fn load_users(&self, registrations: &[&str]) -> Result<Vec<RemoteUser>, DeviceError> {

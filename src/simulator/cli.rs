@@ -157,6 +157,16 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub legacy_delete: bool,
 
+    /// Control iD firmware profile: a where list is taken on id columns only (a list
+    /// on registration is refused 400, as only id lists are documented)
+    #[arg(long)]
+    pub id_lists_only: bool,
+
+    /// Control iD: the account may not run COMMAND (e.g. destroy_objects): 401 Invalid
+    /// access level, even after a fresh login; repeat for several
+    #[arg(long = "deny-command", value_name = "COMMAND")]
+    pub deny_command: Vec<String>,
+
     /// Hikvision and Intelbras: 401s offer Basic before Digest, as a device set to
     /// "digest/basic" does (Basic credentials are refused logins)
     #[arg(long)]
@@ -252,6 +262,8 @@ impl SimulateArgs {
             session_expiry_after: self.session_expiry,
             nonce_uses: self.nonce_uses,
             intelbras_firmware: self.firmware,
+            id_lists_only: self.id_lists_only,
+            denied_commands: self.deny_command.clone(),
             hikvision_firmware: HikFirmware {
                 name_max: self.name_max,
                 employee_digits_only: self.employee_digits_only,

@@ -125,6 +125,12 @@ pub struct SimConfig {
     pub intelbras_firmware: IntelbrasFirmware,
     /// The Hikvision model's limits and calls. Default: see [`HikFirmware`].
     pub hikvision_firmware: HikFirmware,
+    /// Control iD: an object-form `where` list is taken on `id` columns only (a list
+    /// on `registration` is a 400), the only form vendor material shows. Default: any.
+    pub id_lists_only: bool,
+    /// Control iD: commands the account may not run, answered 401 `Invalid access
+    /// level for command X` even right after a login. Default: none.
+    pub denied_commands: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -151,6 +157,8 @@ impl Default for SimConfig {
             tls: SimTls::Off,
             intelbras_firmware: IntelbrasFirmware::Documented,
             hikvision_firmware: HikFirmware::default(),
+            id_lists_only: false,
+            denied_commands: Vec::new(),
         }
     }
 }
@@ -814,12 +822,17 @@ impl SimDevice {
             .with_lockout_for(config.lockout_for)
         };
         let device = match kind {
-            Kind::Controlid => Protocol::ControlId(Box::new(ControlIdDevice::new(
-                &config.login,
-                &config.password,
-                config.session_expiry_after,
-                config.seed ^ TOKEN_SEED_SALT,
-            ))),
+            Kind::Controlid => {
+                let mut device = ControlIdDevice::new(
+                    &config.login,
+                    &config.password,
+                    config.session_expiry_after,
+                    config.seed ^ TOKEN_SEED_SALT,
+                );
+                device.id_lists_only = config.id_lists_only;
+                device.denied = config.denied_commands.clone();
+                Protocol::ControlId(Box::new(device))
+            }
             Kind::Hikvision => Protocol::Hikvision(
                 HikvisionApi {
                     capacity: config.capacity,

@@ -477,3 +477,78 @@ fn firmware_without_detail_delete_removes_with_the_legacy_call() {
     // 25 people in lists of at most 20.
     assert_eq!(requests(device, "user_delete_legacy"), 2);
 }
+
+#[test]
+fn control_id_firmware_taking_lists_on_id_only_is_read_one_value_at_a_time() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(
+        1,
+        SimConfig {
+            id_lists_only: true,
+            ..SimConfig::default()
+        },
+    );
+    let device = &fleet.devices[0];
+    let mut rows = people(150);
+    let run = |rows: &[Row]| {
+        sandbox
+            .enroll(rows)
+            .args(&["--json", "--cache", "none"])
+            .devices(&fleet)
+            .run()
+    };
+    let first = run(&rows);
+    first.expect_code(0);
+    assert_eq!(first.report()["registered"], 150, "{}", first.shown);
+    assert_holds_exactly(device, &rows);
+    rows[2].name = "Outro Nome".into();
+    rows[5].card = Some((3, 3333));
+    let second = run(&rows);
+    second.expect_code(0);
+    let report = second.report();
+    assert_eq!(
+        (report["updated"].as_u64(), report["unchanged"].as_u64()),
+        (Some(2), Some(148)),
+        "{}",
+        second.shown
+    );
+    assert_holds_exactly(device, &rows);
+    // Every registration was looked up on its own after the first refusal.
+    assert!(requests(device, "load_objects") > 300);
+}
+
+#[test]
+fn a_command_refused_again_after_a_fresh_login_is_an_access_level_not_a_session() {
+    let sandbox = Sandbox::new();
+    let fleet = fleet(
+        1,
+        SimConfig {
+            denied_commands: vec!["modify_objects".into()],
+            ..SimConfig::default()
+        },
+    );
+    let device = &fleet.devices[0];
+    let mut rows = people(20);
+    let run = |rows: &[Row]| {
+        sandbox
+            .enroll(rows)
+            .args(&["--json", "--cache", "none"])
+            .devices(&fleet)
+            .run()
+    };
+    run(&rows).expect_code(0);
+    rows[3].name = "Nome Mudado".into();
+    let logins = requests(device, "login");
+    let ran = run(&rows);
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["failed"], 1, "{}", ran.shown);
+    let error = report["failures"][0]["error"].as_str().unwrap();
+    assert!(error.contains("invalid access level"), "{error}");
+    assert!(
+        error.contains("Invalid access level for command modify_objects"),
+        "{error}"
+    );
+    // One login for the run, one re-login after the first 401, then no loop.
+    assert_eq!(requests(device, "login") - logins, 2, "{}", ran.shown);
+}
