@@ -48,6 +48,10 @@ pub struct CheckArgs {
     /// Print the results as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write every request to the devices and its answer to FILE, one JSON line each
+    /// (sessions, Authorization, cookies and passwords left out; bodies cut at 64 KB).
+    #[arg(long, value_name = "FILE")]
+    pub trace_http: Option<PathBuf>,
 }
 
 /// What was found about one device. JSON keys are stable.
@@ -325,7 +329,7 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
 pub fn run(args: CheckArgs) -> anyhow::Result<Exit> {
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     // The in-flight limit does not matter for one request at a time.
-    let (devices, warnings) = config::load_devices(
+    let (mut devices, warnings) = config::load_devices(
         args.devices.as_deref(),
         &args.device_urls,
         1,
@@ -333,6 +337,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<Exit> {
         &args.tls.options()?,
         &env,
     )?;
+    crate::cli::trace_devices(&mut devices, args.trace_http.as_deref())?;
     for warning in warnings {
         log::warn!("{warning}");
     }
@@ -378,6 +383,7 @@ mod tests {
                 source: "test".into(),
             },
             tls: Default::default(),
+            trace: None,
         }
     }
 

@@ -231,6 +231,11 @@ pub struct EnrollArgs {
     /// Also write the final report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write every request to the devices and its answer to FILE, one JSON line each
+    /// (sessions, Authorization, cookies and passwords left out; bodies cut at 64 KB),
+    /// to attach to a bug report about a device catraca does not understand.
+    #[arg(long, value_name = "FILE")]
+    pub trace_http: Option<PathBuf>,
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -526,6 +531,23 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 }
 
 /// The commands that share `enroll`'s flags.
+/// Gives every device the `--trace-http` file, created (or emptied) now.
+pub fn trace_devices(devices: &mut [DeviceConfig], path: Option<&Path>) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let trace = crate::device::trace::HttpTrace::create(path).with_context(|| {
+            format!(
+                "--trace-http {}: cannot create it; give a file in a writable directory",
+                path.display()
+            )
+        })?;
+        let trace = Arc::new(trace);
+        for device in devices.iter_mut() {
+            device.trace = Some(Arc::clone(&trace));
+        }
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Enroll,
@@ -549,7 +571,7 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
     };
     let people = participants::read(&source, needs)?;
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (devices, warnings) = config::load_devices(
+    let (mut devices, warnings) = config::load_devices(
         args.devices.as_deref(),
         &args.device_urls,
         args.run.max_in_flight.get(),
@@ -557,6 +579,7 @@ fn enroll(args: EnrollArgs, verbosity: Verbosity, mode: Mode) -> anyhow::Result<
         &args.tls.options()?,
         &env,
     )?;
+    trace_devices(&mut devices, args.trace_http.as_deref())?;
     for warning in warnings {
         log::warn!("{warning}");
     }

@@ -34,6 +34,7 @@ use crate::device::hikvision_firmware::LongNames;
 use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::tls::{Fingerprint, TlsTrust};
+use crate::device::trace::HttpTrace;
 use crate::device::Device;
 use crate::device::{Credentials, RetryPolicy};
 use crate::i18n::{t, tr, Msg};
@@ -179,14 +180,17 @@ pub struct DeviceConfig {
     pub credentials: Credentials,
     /// Which certificates the device may present (used for https URLs only).
     pub tls: TlsTrust,
+    /// `--trace-http`: where its exchanges are written (`None`: nowhere).
+    pub trace: Option<Arc<HttpTrace>>,
 }
 
 impl DeviceConfig {
     /// The driver for this device.
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
         let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
-        let http =
-            HttpClient::new(timeouts, self.max_in_flight, self.tls.clone()).with_rate(self.rate);
+        let http = HttpClient::new(timeouts, self.max_in_flight, self.tls.clone())
+            .with_rate(self.rate)
+            .with_trace(self.trace.clone());
         match self.kind {
             Kind::Controlid => Arc::new(ControlIdDevice::new(name, url, credentials, http, retry)),
             Kind::Hikvision => Arc::new(
@@ -386,6 +390,7 @@ pub fn load_devices(
                 source,
             },
             tls: trust,
+            trace: None,
         });
     }
     Ok((devices, warnings))

@@ -49,6 +49,7 @@ pub fn run(args: DemoArgs, verbosity: Verbosity) -> anyhow::Result<Exit> {
                 source: "the simulator's factory default".into(),
             },
             tls: Default::default(),
+            trace: None,
         })
         .collect();
     eprintln!(

@@ -22,6 +22,7 @@ pub mod intelbras_answers;
 pub mod rate;
 pub mod retry;
 pub mod tls;
+pub mod trace;
 
 pub use controlid::Credentials;
 pub use retry::RetryPolicy;

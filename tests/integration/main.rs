@@ -16,4 +16,5 @@ mod plan;
 mod portuguese;
 mod resilience;
 mod tls;
+mod trace;
 mod vendors;
