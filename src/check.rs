@@ -80,6 +80,8 @@ pub struct DeviceCheck {
     /// How that certificate is trusted: `pinned`, `authority` or `unchecked`
     /// (`--insecure-tls`); null for http devices.
     pub certificate_trust: Option<&'static str>,
+    /// What the driver learned of the firmware: generation, limits, Digest nonce uses.
+    pub learned: Vec<String>,
 }
 
 impl DeviceCheck {
@@ -106,6 +108,7 @@ impl DeviceCheck {
                     TlsTrust::Authorities { .. } => "authority",
                     TlsTrust::Insecure => "unchecked",
                 }),
+            learned: Vec::new(),
         };
         match result {
             Ok(facts) => {
@@ -163,6 +166,9 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
                 scope.spawn(move || {
                     let driver = device.connect(timeouts, retry);
                     let mut check = DeviceCheck::of(device, driver.inspect());
+                    if check.ready {
+                        check.learned = driver.learned();
+                    }
                     check.certificate = driver.telemetry().certificate().map(|f| f.to_string());
                     check
                 })
@@ -294,6 +300,9 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
         }
         if let Some(error) = &c.error {
             let _ = writeln!(notes, "  {} ({}): {error}", c.name, c.url);
+        }
+        for learned in &c.learned {
+            let _ = writeln!(notes, "  {} ({}): {learned}", c.name, c.url);
         }
         for warning in &c.warnings {
             let _ = writeln!(

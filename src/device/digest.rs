@@ -64,6 +64,16 @@ pub struct NonceFacts {
     pub exhausted: u64,
 }
 
+impl NonceFacts {
+    /// One line for `catraca check`.
+    pub fn describe(&self) -> String {
+        format!(
+            "Digest nonces: renewed after {} uses; the device accepted up to {} uses of one; {} refused before that",
+            self.limit, self.most_uses_accepted, self.exhausted
+        )
+    }
+}
+
 /// A Digest-authenticated HTTP client for one device. Shared by all worker threads.
 pub struct DigestClient {
     name: String,

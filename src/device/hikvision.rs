@@ -685,6 +685,41 @@ impl Device for HikvisionDevice {
         list.min(hikvision_firmware::MAX_DELETE_BATCH)
     }
 
+    fn learned(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Ok(answer) = self.client.send_idempotent("GET", DEVICE_INFO, None, Ok) {
+            let text = String::from_utf8_lossy(&answer.body);
+            let element = |name: &str| {
+                let open = format!("<{name}>");
+                let start = text.find(&open)? + open.len();
+                let end = text[start..].find('<')? + start;
+                Some(text[start..end].trim().to_string())
+            };
+            if let (Some(model), Some(firmware)) = (element("model"), element("firmwareVersion")) {
+                lines.push(format!("model {model}, firmware {firmware}"));
+            }
+        }
+        match self.limits() {
+            Ok(l) => lines.push(format!(
+                "limits{}: employeeNo at most {} characters{}, name at most {} bytes, {} people, lists of {}, delete with {}",
+                if l.reported { "" } else { " (not reported: documented defaults)" },
+                l.employee_max,
+                if l.employee_digits_only { " (digits only)" } else { "" },
+                l.name_max,
+                l.max_records.map_or("? ".to_string(), |n| n.to_string()),
+                l.list_size,
+                match l.detail_delete {
+                    Some(false) => "UserInfo/Delete (legacy)",
+                    Some(true) => "UserInfoDetail/Delete",
+                    None => "UserInfoDetail/Delete, else UserInfo/Delete",
+                }
+            )),
+            Err(e) => lines.push(format!("limits not read: {e}")),
+        }
+        lines.push(self.client.nonce_facts().describe());
+        lines
+    }
+
     fn names_truncated(&self) -> u64 {
         self.truncated
             .lock()

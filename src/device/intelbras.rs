@@ -749,6 +749,22 @@ impl Device for IntelbrasDevice {
 
     /// 3.x: `startFind` / `doFind` pages / `stopFind`. 2.x: `action=list` without a
     /// filter, which has no paging, so the whole list comes in one answer.
+    fn learned(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Ok(Reply::Ok(body)) = self.get(SOFTWARE_VERSION) {
+            let text = String::from_utf8_lossy(&body);
+            if let Some(version) = text.lines().find_map(|l| l.trim().strip_prefix("version=")) {
+                lines.push(format!("software version {version}"));
+            }
+        }
+        match self.generation() {
+            Ok(generation) => lines.push(format!("firmware generation {}", generation.label())),
+            Err(e) => lines.push(format!("firmware generation not probed: {e}")),
+        }
+        lines.push(self.client.nonce_facts().describe());
+        lines
+    }
+
     fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
         let found = match self.generation()? {
             Generation::V3 => self.find(USERS, None)?,

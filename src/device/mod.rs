@@ -364,6 +364,12 @@ pub trait Device: Send + Sync {
     fn max_remove_batch(&self) -> usize {
         self.max_batch().max(1)
     }
+    /// What the driver learned of the device's firmware so far, one short line each
+    /// (generation, limits, Digest nonce uses), for `catraca check`. May ask the
+    /// device what it has not asked yet. Default: nothing.
+    fn learned(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Names this run cut to the device's limit (each person counted once).
     fn names_truncated(&self) -> u64 {
         0

@@ -58,6 +58,21 @@ fn parse_fleet(text: &str) -> Result<FleetSpec, String> {
         .map(FleetSpec)
 }
 
+/// The firmware profiles, shown after `catraca simulate --help` (and in the README).
+pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag each, combinable:
+  --kind hikvision --nonce-uses 2     a DS-K1T342MWX: a nonce's third use is refused, no stale
+  --kind hikvision --nonce-uses 8     a DS-K1T323: about 8 uses of a nonce
+  --offer-basic                       web authentication \"digest/basic\": Basic offered first
+  --name-max 32                       older Hikvision models: names of at most 32 bytes
+  --employee-digits-only              Hikvision models taking numeric employeeNo only
+  --legacy-delete                     Hikvision without UserInfoDetail/Delete (UserInfo/Delete)
+  --kind intelbras --firmware 2       Intelbras/Dahua 2.x: flat key=value lists, no startFind
+  --kind intelbras --firmware 3       Intelbras/Dahua 3.x: JSON, startFind/doFind/stopFind
+  --id-lists-only                     Control iD firmware taking where lists on id only
+  --deny-command modify_objects       a Control iD account without the rights for a command
+Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
+(userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
+
 /// The environment variable holding the simulated devices' password.
 pub const PASSWORD_ENV: &str = "CATRACA_SIM_PASSWORD";
 

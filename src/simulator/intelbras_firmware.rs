@@ -120,6 +120,15 @@ impl IntelbrasApi {
         if self.firmware == IntelbrasFirmware::Documented {
             return self.call_documented(request);
         }
+        if name == "software_version" {
+            return text(
+                200,
+                match self.firmware {
+                    IntelbrasFirmware::V3 => "version=3.002.0000002.1.R,build:2023-05-10\r\n",
+                    _ => "version=2.800.0000000.1.R,build:2022-01-10\r\n",
+                },
+            );
+        }
         if matches!(name, "user_updateMulti" | "card_updateMulti") && clears_card_no(request.body) {
             // Answered OK, nothing changed.
             return text(200, "OK\r\n");

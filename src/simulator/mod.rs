@@ -45,7 +45,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 pub use crate::config::Kind;
-pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
+pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
 pub use faults::{FaultRates, Overload};
 pub use hikvision::HikFirmware;
 pub use intelbras_firmware::IntelbrasFirmware;

@@ -552,3 +552,70 @@ fn a_command_refused_again_after_a_fresh_login_is_an_access_level_not_a_session(
     // One login for the run, one re-login after the first 401, then no loop.
     assert_eq!(requests(device, "login") - logins, 2, "{}", ran.shown);
 }
+
+#[test]
+fn check_shows_the_generation_limits_and_nonce_uses_it_learned() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimConfig {
+            intelbras_firmware: IntelbrasFirmware::V3,
+            hikvision_firmware: HikFirmware {
+                name_max: 32,
+                legacy_delete: true,
+                ..HikFirmware::default()
+            },
+            ..strict_digest()
+        },
+    );
+    let ran = sandbox
+        .catraca(&["check", "--json"])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(0);
+    let checks: serde_json::Value = serde_json::from_str(&ran.stdout).expect("JSON");
+    let learned = |i: usize| checks[i]["learned"].to_string();
+    assert!(
+        learned(0).contains("name at most 32 bytes"),
+        "{}",
+        ran.shown
+    );
+    assert!(
+        learned(0).contains("UserInfo/Delete (legacy)"),
+        "{}",
+        ran.shown
+    );
+    assert!(learned(0).contains("model DS-K1T671M"), "{}", ran.shown);
+    assert!(
+        learned(1).contains("firmware generation 3.x"),
+        "{}",
+        ran.shown
+    );
+    assert!(learned(1).contains("version=3.002") || learned(1).contains("software version 3.002"));
+    for i in 0..2 {
+        assert!(
+            learned(i).contains("renewed after 2 uses; the device accepted up to"),
+            "{}",
+            ran.shown
+        );
+    }
+    let text = sandbox.catraca(&["check"]).kinded_devices(&fleet).run();
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains("firmware generation 3.x"),
+        "{}",
+        text.shown
+    );
+
+    let help = sandbox.catraca(&["simulate", "--help"]).run();
+    help.expect_code(0);
+    for flag in [
+        "--nonce-uses 2",
+        "--firmware 2",
+        "--firmware 3",
+        "--legacy-delete",
+        "--name-max 32",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag}: {}", help.shown);
+    }
+}
