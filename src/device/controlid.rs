@@ -345,7 +345,12 @@ impl ControlIdDevice {
                 }
             }
         }
-        rows.retain(|row: &Value| row.get(column).is_some_and(|v| wanted.contains(v)));
+        // By JSON text: `Value` has no hash, and a linear search is quadratic in 999s.
+        let asked: HashSet<String> = wanted.iter().map(Value::to_string).collect();
+        rows.retain(|row: &Value| {
+            row.get(column)
+                .is_some_and(|v| asked.contains(&v.to_string()))
+        });
         rows.into_iter()
             .map(|row| {
                 serde_json::from_value(row)

@@ -422,7 +422,7 @@ fn a_registration_the_device_cannot_take_fails_naming_the_limit_before_sending()
         ..HikFirmware::default()
     });
     let device = &fleet.devices[0];
-    let mut rows = people(10);
+    let mut rows = people(150);
     rows[4].registration = "A1001".into();
     let ran = sandbox
         .enroll(&rows)
@@ -431,7 +431,8 @@ fn a_registration_the_device_cannot_take_fails_naming_the_limit_before_sending()
         .run();
     ran.expect_code(1);
     let report = ran.report();
-    assert_eq!(report["registered"], 9, "{}", ran.shown);
+    assert_eq!(report["registered"], 149, "{}", ran.shown);
+    assert_eq!(report["failed"], 1, "{}", ran.shown);
     assert_eq!(report["failures"][0]["registration"], "A1001");
     assert!(
         report["failures"][0]["error"]
@@ -442,7 +443,7 @@ fn a_registration_the_device_cannot_take_fails_naming_the_limit_before_sending()
         ran.shown
     );
     // Refused before sending: the device never saw it.
-    assert_eq!(requests(device, "user_record"), 9);
+    assert_eq!(requests(device, "user_record"), 149);
     rows.remove(4);
     assert_people(device, &rows);
 }
