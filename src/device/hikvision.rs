@@ -31,7 +31,7 @@ use super::{
 use crate::person::Person;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 /// What Hikvision does differently.
@@ -162,6 +162,8 @@ pub struct HikvisionDevice {
     long_names: LongNames,
     /// Registrations whose name this run cut.
     truncated: Mutex<HashSet<String>>,
+    /// The device refused a non-digit `employeeNo` (`badJsonContent`, `employeeNo`).
+    digits_only_seen: AtomicBool,
 }
 
 /// A person as the device holds it.
@@ -191,6 +193,7 @@ impl HikvisionDevice {
             limits: OnceLock::new(),
             long_names: LongNames::Cut,
             truncated: Mutex::new(HashSet::new()),
+            digits_only_seen: AtomicBool::new(false),
         }
     }
 
@@ -405,8 +408,35 @@ impl HikvisionDevice {
                 );
                 self.modify(person, name)
             }
+            Reply::Refused { sub, message, .. }
+                if sub.eq_ignore_ascii_case("badJsonContent")
+                    && message.contains("employeeNo")
+                    && !person.registration.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                // Some terminals take digits only and say so only this way
+                // (field-evidence.md, 3.2): remembered, so the next ones are not sent.
+                self.digits_only_seen.store(true, Ordering::Relaxed);
+                Err(DeviceError::DoesNotFit(format!(
+                    "registration {:?} is not all digits; this device takes digits only (it refused employeeNo: {message})",
+                    person.registration
+                )))
+            }
             refused => refused.into_value().map(drop),
         }
+    }
+
+    /// Why this registration cannot go on the device: its reported limits, or a
+    /// digits-only refusal seen earlier in the run.
+    fn refuse_employee(&self, limits: &Limits, employee: &str) -> Option<String> {
+        limits.refuse_employee(employee).or_else(|| {
+            (self.digits_only_seen.load(Ordering::Relaxed)
+                && !employee.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| {
+                format!(
+                    "registration {employee:?} is not all digits; this device takes digits only (it refused another such employeeNo in this run)"
+                )
+            })
+        })
     }
 
     /// Modifies the person; one that is gone is created instead.
@@ -498,7 +528,7 @@ impl HikvisionDevice {
     fn apply_one(&self, person: &Person, plan: &Plan) -> Result<Outcome, DeviceError> {
         self.check_full()?;
         let limits = self.limits()?;
-        if let Some(refusal) = limits.refuse_employee(&person.registration) {
+        if let Some(refusal) = self.refuse_employee(&limits, &person.registration) {
             return Err(DeviceError::DoesNotFit(refusal));
         }
         let name = self.fitted_name(person, &limits)?;
@@ -624,7 +654,7 @@ impl Device for HikvisionDevice {
         let limits = self.limits()?;
         // A registration the device cannot take is not searched for (the search could
         // be refused as a whole); it is planned as a create and fails before sending.
-        let fits = |p: &&&Person| limits.refuse_employee(&p.registration).is_none();
+        let fits = |p: &&&Person| self.refuse_employee(&limits, &p.registration).is_none();
         let employees: Vec<&str> = people
             .iter()
             .filter(fits)

@@ -66,6 +66,7 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --name-max 32                       older Hikvision models: names of at most 32 bytes
   --employee-digits-only              Hikvision models taking numeric employeeNo only
   --legacy-delete                     Hikvision without UserInfoDetail/Delete (UserInfo/Delete)
+  --no-capabilities                   older Hikvision firmware without capabilities calls
   --kind intelbras --firmware 2       Intelbras/Dahua 2.x: flat key=value lists, no startFind
   --kind intelbras --firmware 3       Intelbras/Dahua 3.x: JSON, startFind/doFind/stopFind
   --id-lists-only                     Control iD firmware taking where lists on id only
@@ -171,6 +172,10 @@ pub struct SimulateArgs {
     /// Hikvision firmware profile: no UserInfoDetail/Delete, only the legacy UserInfo/Delete
     #[arg(long)]
     pub legacy_delete: bool,
+
+    /// Hikvision firmware profile: no capabilities calls (404), as on older firmware
+    #[arg(long)]
+    pub no_capabilities: bool,
 
     /// Control iD firmware profile: a where list is taken on id columns only (a list
     /// on registration is refused 400, as only id lists are documented)
@@ -283,6 +288,7 @@ impl SimulateArgs {
                 name_max: self.name_max,
                 employee_digits_only: self.employee_digits_only,
                 legacy_delete: self.legacy_delete,
+                no_capabilities: self.no_capabilities,
             },
             offer_basic: self.offer_basic,
             login: self.login.clone(),

@@ -56,6 +56,10 @@ pub struct HikFirmware {
     /// No `UserInfoDetail/Delete` (404 `notSupport`): only the legacy `UserInfo/Delete`,
     /// as on a DS-K1T323 V4.23.41. Default: both.
     pub legacy_delete: bool,
+    /// No capabilities calls (404 `notSupport`), as on older firmware: clients fall
+    /// back to the documented limits, and learn digits-only from a refusal. Default:
+    /// they answer.
+    pub no_capabilities: bool,
 }
 
 impl Default for HikFirmware {
@@ -64,6 +68,7 @@ impl Default for HikFirmware {
             name_max: 128,
             employee_digits_only: false,
             legacy_delete: false,
+            no_capabilities: false,
         }
     }
 }
@@ -179,6 +184,9 @@ impl HikvisionApi {
             );
         };
         match (method, route_name(path)) {
+            (_, "user_capabilities" | "access_capabilities") if self.firmware.no_capabilities => {
+                status(404, 4, "Invalid Operation", "notSupport", "no such URL")
+            }
             // XML whatever the format asked, as terminals answer it.
             ("GET", "device_info") => Served {
                 response: Response {

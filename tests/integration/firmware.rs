@@ -620,3 +620,50 @@ fn check_shows_the_generation_limits_and_nonce_uses_it_learned() {
         assert!(help.stdout.contains(flag), "{flag}: {}", help.shown);
     }
 }
+
+#[test]
+fn firmware_without_capabilities_gets_the_documented_limits_and_digits_only_is_learned() {
+    let sandbox = Sandbox::new();
+    let fleet = hikvision(HikFirmware {
+        no_capabilities: true,
+        employee_digits_only: true,
+        name_max: 32,
+        ..HikFirmware::default()
+    });
+    let device = &fleet.devices[0];
+    let mut rows = people(150);
+    rows[4].registration = "A1001".into();
+    rows[90].registration = "A1002".into();
+    rows[7].name = "Maria da Conceição Gonçalves de Magalhães".into();
+    let ran = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--cache", "none", "--sequential"])
+        .kinded_devices(&fleet)
+        .run();
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["registered"], 148, "{}", ran.shown);
+    assert_eq!(report["failed"], 2, "{}", ran.shown);
+    for failure in report["failures"].as_array().unwrap() {
+        let error = failure["error"].as_str().unwrap();
+        assert!(error.contains("this device takes digits only"), "{error}");
+    }
+    // The first non-digit registration was refused by the device; the second was not
+    // sent (one refused Record in all).
+    assert_eq!(requests(device, "user_record"), 149, "{}", ran.shown);
+    // No capabilities: names are cut to the documented 32 bytes.
+    assert_eq!(
+        report["per_device"][0]["names_truncated"], 1,
+        "{}",
+        ran.shown
+    );
+    let held: Vec<Row> = rows
+        .iter()
+        .filter(|r| r.registration.starts_with("2026"))
+        .map(|r| Row {
+            name: cut(&r.name, 32),
+            ..r.clone()
+        })
+        .collect();
+    assert_people(device, &held);
+}
