@@ -356,6 +356,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:deny_command", "Control iD: a conta não pode rodar COMANDO (ex.: destroy_objects): 401 Invalid access level, mesmo depois de um login novo; repita para vários."),
     ("trace_http", "Grava cada requisição aos aparelhos e sua resposta em ARQUIVO, uma linha JSON cada (sem sessões, Authorization, cookies e senhas; corpos cortados em 64 KB), para anexar a um relato de problema."),
     ("simulate:no_capabilities", "Perfil de firmware Hikvision: sem as chamadas de capacidades (404), como em firmware antigo."),
+    ("simulate:exhausted_without_challenge", "Perfil de firmware Hikvision e Intelbras: o 401 que recusa um nonce gasto (--nonce-uses) vem sem WWW-Authenticate, como um terminal o envia."),
     ("simulate:offer_basic", "Hikvision e Intelbras: os 401 oferecem Basic antes de Digest, como um aparelho em \"digest/basic\" (credenciais Basic são logins recusados)."),
     ("simulate:down", "O dispositivo I (a partir de 1) está fora do ar: suas conexões são derrubadas; repita para vários."),
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),

@@ -258,6 +258,13 @@ impl DigestClient {
                 .zip(state.retries_left)
                 .is_some_and(|(now, before)| now < before);
             if let Some(left) = check.and_then(|c| c.retries_left) {
+                if state.retries_left.is_none_or(|before| left < before) && counted_down {
+                    // The only warning a device gives before it locks the account.
+                    log::warn!(
+                        "{}: the device counts refused logins: {left} left before it locks the account",
+                        self.name
+                    );
+                }
                 state.retries_left = Some(left);
             }
             if authorization.is_some() && (counted_down || (use_number == 1 && unproven)) {

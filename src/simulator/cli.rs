@@ -62,6 +62,7 @@ fn parse_fleet(text: &str) -> Result<FleetSpec, String> {
 pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag each, combinable:
   --kind hikvision --nonce-uses 2     a DS-K1T342MWX: a nonce's third use is refused, no stale
   --kind hikvision --nonce-uses 8     a DS-K1T323: about 8 uses of a nonce
+  --exhausted-without-challenge       with --nonce-uses: that 401 comes without a challenge
   --offer-basic                       web authentication \"digest/basic\": Basic offered first
   --name-max 32                       older Hikvision models: names of at most 32 bytes
   --employee-digits-only              Hikvision models taking numeric employeeNo only
@@ -187,6 +188,11 @@ pub struct SimulateArgs {
     #[arg(long = "deny-command", value_name = "COMMAND")]
     pub deny_command: Vec<String>,
 
+    /// Hikvision and Intelbras firmware profile: the 401 refusing a used-up nonce
+    /// (--nonce-uses) carries no WWW-Authenticate header, as one terminal sends it
+    #[arg(long, requires = "nonce_uses")]
+    pub exhausted_without_challenge: bool,
+
     /// Hikvision and Intelbras: 401s offer Basic before Digest, as a device set to
     /// "digest/basic" does (Basic credentials are refused logins)
     #[arg(long)]
@@ -281,6 +287,7 @@ impl SimulateArgs {
             hang_for: Duration::from_secs(self.hang_secs),
             session_expiry_after: self.session_expiry,
             nonce_uses: self.nonce_uses,
+            exhausted_without_challenge: self.exhausted_without_challenge,
             intelbras_firmware: self.firmware,
             id_lists_only: self.id_lists_only,
             denied_commands: self.deny_command.clone(),

@@ -107,6 +107,10 @@ pub struct SimConfig {
     /// a fresh challenge and no `stale`, as a DS-K1T342MWX rejects the third use
     /// (N = 2). Default: no limit.
     pub nonce_uses: Option<u64>,
+    /// Hikvision and Intelbras: the 401 refusing a used-up nonce (`nonce_uses`) has no
+    /// `WWW-Authenticate` header, as one terminal sends it: the client must ask for a
+    /// challenge again. Default: it carries one.
+    pub exhausted_without_challenge: bool,
     /// Hikvision and Intelbras: 401s carry a Basic challenge before the Digest one, as
     /// a device set to "digest/basic" sends. Default: Digest only.
     pub offer_basic: bool,
@@ -151,6 +155,7 @@ impl Default for SimConfig {
             lockout_after: 7,
             lockout_for: Duration::from_secs(1800),
             nonce_uses: None,
+            exhausted_without_challenge: false,
             offer_basic: false,
             silent_drop: 0.0,
             clock_offset_s: 0,
@@ -680,6 +685,7 @@ impl DeviceHandler {
                 served.response
             }
             (None, Some(verdict)) => {
+                let exhausted = matches!(verdict, Verdict::Exhausted(_));
                 let challenge = match verdict {
                     Verdict::Challenge(c) => c,
                     Verdict::Exhausted(c) => {
@@ -700,12 +706,16 @@ impl DeviceHandler {
                     Protocol::Hikvision(_, guard) => hikvision::unauthorized(guard.user_check()),
                     _ => intelbras::unauthorized(),
                 };
-                if self.config.offer_basic {
+                if exhausted && self.config.exhausted_without_challenge {
+                    // No header at all: nothing to sign with.
+                } else if self.config.offer_basic {
                     response
                         .challenges
                         .push(format!("Basic realm=\"{}\"", challenge_realm(&challenge)));
                 }
-                response.challenges.push(challenge);
+                if !(exhausted && self.config.exhausted_without_challenge) {
+                    response.challenges.push(challenge);
+                }
                 response
             }
             (None, None) => unreachable!("a request is served or refused"),

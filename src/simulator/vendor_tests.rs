@@ -584,3 +584,32 @@ fn both_intelbras_firmware_answer_ok_to_clearing_a_card_and_keep_it() {
         assert_eq!(ana.cards, ["2B0BC4"], "{firmware:?}");
     }
 }
+
+#[test]
+fn a_used_up_nonce_refused_without_a_challenge_is_renewed_by_asking_again() {
+    let device = device(
+        Kind::Hikvision,
+        SimConfig {
+            nonce_uses: Some(1),
+            exhausted_without_challenge: true,
+            ..SimConfig::default()
+        },
+    );
+    let mut c = client(&device, "admin");
+    c.set_nonce_uses(2);
+    for _ in 0..6 {
+        assert_eq!(
+            send(
+                &c,
+                "GET",
+                "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+                None
+            )
+            .0,
+            200
+        );
+    }
+    let stats = device.stats();
+    assert!(stats.count("nonce_exhausted") > 0);
+    assert_eq!(stats.count("auth_refused"), 0);
+}
