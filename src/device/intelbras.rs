@@ -32,6 +32,7 @@ use super::{
 use crate::person::Person;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// What Intelbras does differently.
@@ -142,6 +143,8 @@ pub struct IntelbrasDevice {
     url: String,
     client: DigestClient,
     generation: OnceLock<Generation>,
+    /// A 3.x device that refuses `action=list` lookups: they go by `startFind`.
+    lists_refused: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -167,6 +170,7 @@ impl IntelbrasDevice {
                 .with_challenge_target(SOFTWARE_VERSION),
             url,
             generation: OnceLock::new(),
+            lists_refused: AtomicBool::new(false),
         }
     }
 
@@ -252,6 +256,43 @@ impl IntelbrasDevice {
             Reply::Ok(body) => records(&body),
             Reply::BadRequest => Vec::new(),
         })
+    }
+
+    /// Records whose `key` is one of `values`: an `action=list` by `<key>List`, or on a
+    /// 3.x device that refuses lists (400 or 501, as field reports say they may), one
+    /// `startFind` with `Condition.<key>` per value. Remembered per device.
+    fn lookup(&self, cgi: &str, key: &str, values: &[&str]) -> Result<Vec<Record>, DeviceError> {
+        let mut found = Vec::new();
+        if !self.lists_refused.load(Ordering::Relaxed) {
+            let mut refused = false;
+            for chunk in values.chunks(MAX_PER_CALL) {
+                let target = format!(
+                    "{cgi}?action=list{}",
+                    list_query(&format!("{key}List"), chunk)
+                );
+                match self.get(&target) {
+                    Ok(Reply::Ok(body)) => found.extend(records(&body)),
+                    Ok(Reply::BadRequest) | Err(DeviceError::Rejected { status: 501, .. })
+                        if self.generation()? == Generation::V3 =>
+                    {
+                        refused = true;
+                        break;
+                    }
+                    Ok(Reply::BadRequest) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !refused {
+                return Ok(found);
+            }
+            log::info!("{}: lists refused; looking up by startFind", self.name);
+            self.lists_refused.store(true, Ordering::Relaxed);
+            found.clear();
+        }
+        for value in values {
+            found.extend(self.find(cgi, Some((key, value)))?);
+        }
+        Ok(found)
     }
 
     /// (UserID, CardNo) of every card of these users, found as the generation allows.
@@ -366,8 +407,7 @@ impl IntelbrasDevice {
     fn held(&self, ids: &[&str], with_cards: bool) -> Result<HashMap<String, Held>, DeviceError> {
         let mut held = HashMap::new();
         for chunk in ids.chunks(MAX_PER_CALL) {
-            let target = format!("{USERS}?action=list{}", list_query("UserIDList", chunk));
-            for user in self.list_records(&target)? {
+            for user in self.lookup(USERS, "UserID", chunk)? {
                 if !chunk.contains(&field(&user, "UserID")) {
                     continue;
                 }
@@ -401,9 +441,8 @@ impl IntelbrasDevice {
     fn cards_numbered(&self, numbers: &[&str]) -> Result<Vec<(String, String)>, DeviceError> {
         let mut found = Vec::new();
         for chunk in numbers.chunks(MAX_PER_CALL) {
-            let target = format!("{CARDS}?action=list{}", list_query("CardNoList", chunk));
             found.extend(
-                self.list_records(&target)?
+                self.lookup(CARDS, "CardNo", chunk)?
                     .iter()
                     .filter(|r| chunk.contains(&field(r, "CardNo")))
                     .map(|r| {

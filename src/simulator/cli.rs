@@ -70,6 +70,7 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --no-capabilities                   older Hikvision firmware without capabilities calls
   --kind intelbras --firmware 2       Intelbras/Dahua 2.x: flat key=value lists, no startFind
   --kind intelbras --firmware 3       Intelbras/Dahua 3.x: JSON, startFind/doFind/stopFind
+  --kind intelbras --firmware 3-strict  3.x refusing every action=list: only searches
   --id-lists-only                     Control iD firmware taking where lists on id only
   --deny-command modify_objects       a Control iD account without the rights for a command
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
@@ -155,10 +156,11 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub nonce_uses: Option<u64>,
 
-    /// Intelbras firmware profile: 2 (flat key=value lists, no startFind) or 3 (JSON,
-    /// startFind/doFind/stopFind, no unfiltered list); both answer a bare Bad Request
-    /// and ignore an update clearing CardNo. Default: the API as documented
-    #[arg(long, value_enum, value_name = "2|3", default_value_t = IntelbrasFirmware::Documented, hide_default_value = true)]
+    /// Intelbras firmware profile: 2 (flat key=value lists, no startFind), 3 (JSON,
+    /// startFind/doFind/stopFind, no unfiltered list) or 3-strict (no action=list at
+    /// all); all answer a bare Bad Request and ignore an update clearing CardNo.
+    /// Default: the API as documented
+    #[arg(long, value_enum, value_name = "2|3|3-strict", default_value_t = IntelbrasFirmware::Documented, hide_default_value = true)]
     pub firmware: IntelbrasFirmware,
 
     /// Hikvision firmware profile: the most name bytes a device takes (its

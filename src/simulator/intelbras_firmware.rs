@@ -7,6 +7,9 @@
 //! - [`IntelbrasFirmware::V3`]: JSON, `startFind` (with `Condition.UserID`) /
 //!   `doFind&Token=&Offset=&Count=` / `stopFind` for users and cards, and no
 //!   unfiltered `action=list` (a bare `400`).
+//! - [`IntelbrasFirmware::V3Strict`]: 3.x refusing every `action=list`, filtered or
+//!   not (field reports say 3.x answers it 400/501 or unusably); only searches work,
+//!   with `Condition.UserID` or `Condition.CardNo`.
 //!
 //! Both answer `Error Bad Request!` without details, and both answer `200 OK` to an
 //! update that clears `CardNo` and change nothing, as an SS 5531 does.
@@ -31,6 +34,9 @@ pub enum IntelbrasFirmware {
     /// Firmware 3.x: JSON, `startFind`/`doFind`/`stopFind`, no unfiltered list.
     #[value(name = "3")]
     V3,
+    /// Firmware 3.x refusing every `action=list`: only searches.
+    #[value(name = "3-strict")]
+    V3Strict,
 }
 
 /// An open search: what it found, in order.
@@ -150,7 +156,10 @@ impl IntelbrasApi {
                 _ => self.call_documented(request),
             },
             _ => match name {
-                "user_list" | "card_list" if !request.has_query_key_containing(list_key(name)) => {
+                "user_list" | "card_list"
+                    if self.firmware == IntelbrasFirmware::V3Strict
+                        || !request.has_query_key_containing(list_key(name)) =>
+                {
                     bad_request()
                 }
                 "user_startFind" | "card_startFind" => self.start_find(request, name),
@@ -169,6 +178,7 @@ impl IntelbrasApi {
 
     fn start_find(&mut self, request: &Request<'_>, name: &str) -> Served {
         let user = request.query_param("Condition.UserID");
+        let number = request.query_param("Condition.CardNo");
         let records: Vec<Value> = if name == "user_startFind" {
             self.users
                 .values()
@@ -184,7 +194,10 @@ impl IntelbrasApi {
         } else {
             self.cards
                 .iter()
-                .filter(|(_, u)| user.as_ref().is_none_or(|id| id == *u))
+                .filter(|(c, u)| {
+                    user.as_ref().is_none_or(|id| id == *u)
+                        && number.as_ref().is_none_or(|n| n == *c)
+                })
                 .map(|(c, u)| json!({"UserID": u, "CardNo": c, "CardType": 0, "CardStatus": 0}))
                 .collect()
         };

@@ -214,7 +214,11 @@ fn intelbras(firmware: IntelbrasFirmware) -> Fleet {
 
 #[test]
 fn intelbras_2x_and_3x_get_everyone_once_are_updated_and_pruned() {
-    for firmware in [IntelbrasFirmware::V2, IntelbrasFirmware::V3] {
+    for firmware in [
+        IntelbrasFirmware::V2,
+        IntelbrasFirmware::V3,
+        IntelbrasFirmware::V3Strict,
+    ] {
         let sandbox = Sandbox::new();
         let fleet = intelbras(firmware);
         let device = &fleet.devices[0];
@@ -267,7 +271,7 @@ fn intelbras_2x_and_3x_get_everyone_once_are_updated_and_pruned() {
         assert_people(device, &rows);
 
         match firmware {
-            IntelbrasFirmware::V3 => {
+            IntelbrasFirmware::V3 | IntelbrasFirmware::V3Strict => {
                 assert!(requests(device, "user_doFind") > 0, "{firmware:?}");
                 assert!(requests(device, "card_startFind") > 0, "{firmware:?}");
                 assert_eq!(
@@ -276,6 +280,10 @@ fn intelbras_2x_and_3x_get_everyone_once_are_updated_and_pruned() {
                     "every search is stopped"
                 );
                 assert_eq!(device.open_searches(), 0);
+                if firmware == IntelbrasFirmware::V3Strict {
+                    // No list at all: every person was looked up by a search.
+                    assert!(requests(device, "user_startFind") > 150, "{firmware:?}");
+                }
             }
             _ => assert_eq!(requests(device, "user_doFind"), 0),
         }
@@ -287,7 +295,11 @@ fn intelbras_2x_and_3x_get_everyone_once_are_updated_and_pruned() {
 
 #[test]
 fn a_write_the_device_answers_ok_and_ignores_is_failed_not_counted_done() {
-    for firmware in [IntelbrasFirmware::V2, IntelbrasFirmware::V3] {
+    for firmware in [
+        IntelbrasFirmware::V2,
+        IntelbrasFirmware::V3,
+        IntelbrasFirmware::V3Strict,
+    ] {
         let sandbox = Sandbox::new();
         let fleet = intelbras(firmware);
         let device = &fleet.devices[0];
