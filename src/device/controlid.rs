@@ -754,6 +754,23 @@ impl Device for ControlIdDevice {
     /// and its `Date` header the device's clock, like ping's minimum) and counts the
     /// users page by page. The documented API has no call for the firmware or the
     /// model, so they stay unknown.
+    fn learned(&self) -> Vec<String> {
+        // A lookup of one registration nobody has tells which `where` form works.
+        let probe: Result<Vec<RemoteUser>, DeviceError> = self.load(
+            "users",
+            &["id", "registration"],
+            "registration",
+            &["catraca-check-probe"],
+        );
+        match probe {
+            Err(e) => vec![format!("where lists not probed: {e}")],
+            Ok(_) if self.lists_refused.load(Ordering::Relaxed) => vec![
+                "where lists: refused on registration (id columns only); lookups go one value at a time".into(),
+            ],
+            Ok(_) => vec!["where lists: taken on registration (lookups in lists of up to 999)".into()],
+        }
+    }
+
     fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
         let (token, _) = self.session()?;
         let url = format!(

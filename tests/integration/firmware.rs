@@ -528,6 +528,15 @@ fn control_id_firmware_taking_lists_on_id_only_is_read_one_value_at_a_time() {
     assert_holds_exactly(device, &rows);
     // Every registration was looked up on its own after the first refusal.
     assert!(requests(device, "load_objects") > 300);
+    let check = sandbox.catraca(&["check"]).devices(&fleet).run();
+    check.expect_code(0);
+    assert!(
+        check
+            .stdout
+            .contains("where lists: refused on registration"),
+        "{}",
+        check.shown
+    );
 }
 
 #[test]
