@@ -13,6 +13,8 @@
 //! kind = "controlid"          # the default; or "hikvision", "intelbras"
 //! max_in_flight = 2           # optional, else --max-in-flight
 //! rate = 20                   # optional requests/s, else --rate (no limit)
+//! nonce_uses = 2              # Hikvision, Intelbras: uses of one Digest nonce (default 2)
+//! long_names = "cut"          # Hikvision: cut names to the device's limit, or "fail"
 //! login = "operador"          # optional, else CATRACA_LOGIN, else admin
 //! password_env = "PORTARIA_PASSWORD"  # or: password_file = "/etc/catraca/portaria.pw" (mode 600)
 //!
@@ -30,10 +32,13 @@
 
 use crate::card::CardRule;
 use crate::device::controlid::ControlIdDevice;
+use crate::device::digest::DEFAULT_NONCE_USES;
 use crate::device::hikvision::HikvisionDevice;
+use crate::device::hikvision_firmware::LongNames;
 use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::tls::{Fingerprint, TlsTrust};
+use crate::device::trace::HttpTrace;
 use crate::device::Device;
 use crate::device::{Credentials, RetryPolicy};
 use crate::i18n::{t, tr, Msg};
@@ -80,6 +85,8 @@ struct DeviceEntry {
     kind: Option<Kind>,
     max_in_flight: Option<usize>,
     rate: Option<f64>,
+    nonce_uses: Option<u32>,
+    long_names: Option<LongNames>,
     login: Option<String>,
     password_env: Option<String>,
     password_file: Option<PathBuf>,
@@ -138,28 +145,41 @@ pub struct DeviceConfig {
     pub max_in_flight: usize,
     /// Requests per second at most, on average (`None`: as fast as `max_in_flight` allows).
     pub rate: Option<f64>,
+    /// Digest devices: requests signed with one nonce before a fresh challenge is
+    /// fetched (`nonce_uses`; `None`: the driver's default, 2).
+    pub nonce_uses: Option<u32>,
+    /// Hikvision: names longer than the device takes are cut (the default) or fail.
+    pub long_names: Option<LongNames>,
     pub credentials: Credentials,
     /// Which certificates the device may present (used for https URLs only).
     pub tls: TlsTrust,
     /// How the device's reader writes cards (`card_format`, `card_pad`).
     pub cards: CardRule,
+    /// `--trace-http`: where its exchanges are written (`None`: nowhere).
+    pub trace: Option<Arc<HttpTrace>>,
 }
 
 impl DeviceConfig {
     /// The driver for this device.
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
         let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
-        let http =
-            HttpClient::new(timeouts, self.max_in_flight, self.tls.clone()).with_rate(self.rate);
+        let http = HttpClient::new(timeouts, self.max_in_flight, self.tls.clone())
+            .with_rate(self.rate)
+            .with_trace(self.trace.clone());
         match self.kind {
             Kind::Controlid => Arc::new(
                 ControlIdDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
             ),
             Kind::Hikvision => Arc::new(
-                HikvisionDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+                HikvisionDevice::new(name, url, credentials, http, retry)
+                    .with_cards(self.cards)
+                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES))
+                    .with_long_names(self.long_names.unwrap_or_default()),
             ),
             Kind::Intelbras => Arc::new(
-                IntelbrasDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+                IntelbrasDevice::new(name, url, credentials, http, retry)
+                    .with_cards(self.cards)
+                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES)),
             ),
         }
     }
@@ -222,6 +242,8 @@ pub fn load_devices(
                 kind,
                 max_in_flight: None,
                 rate: None,
+                nonce_uses: None,
+                long_names: None,
                 login: None,
                 password_env: None,
                 password_file: None,
@@ -268,6 +290,11 @@ pub fn load_devices(
         let rate = entry.rate.or(default_rate);
         if rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
             return Err(invalid(t(Msg::CfgRate).into()));
+        }
+        if entry.nonce_uses == Some(0) {
+            return Err(invalid(
+                "nonce_uses = 0: a Digest nonce must sign at least 1 request; give 1 or more (2 suits most Hikvision terminals)".into(),
+            ));
         }
         let pinned: Vec<Fingerprint> = match &entry.tls_fingerprint {
             None => Vec::new(),
@@ -339,6 +366,8 @@ pub fn load_devices(
             kind,
             max_in_flight,
             rate,
+            nonce_uses: entry.nonce_uses,
+            long_names: entry.long_names,
             credentials: Credentials {
                 login,
                 password,
@@ -346,6 +375,7 @@ pub fn load_devices(
             },
             tls: trust,
             cards,
+            trace: None,
         });
     }
     Ok((devices, warnings))
@@ -404,6 +434,24 @@ fn host_of(url: &str) -> &str {
         .split('/')
         .next()
         .unwrap_or(url)
+}
+
+/// Gives every device the `--trace-http` file, created (or emptied) now.
+pub fn trace_devices(devices: &mut [DeviceConfig], path: Option<&Path>) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Some(path) = path {
+        let trace = crate::device::trace::HttpTrace::create(path).with_context(|| {
+            format!(
+                "--trace-http {}: cannot create it; give a file in a writable directory",
+                path.display()
+            )
+        })?;
+        let trace = Arc::new(trace);
+        for device in devices.iter_mut() {
+            device.trace = Some(Arc::clone(&trace));
+        }
+    }
+    Ok(())
 }
 
 /// Warns, once per run, of https devices whose certificates are not checked.

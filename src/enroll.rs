@@ -128,6 +128,9 @@ impl Enrollment<'_> {
                 .join()
                 .expect("the reporter thread does not panic");
             outcome?;
+            for (line, target) in report.per_device.iter_mut().zip(&self.targets) {
+                line.names_truncated = target.device.names_truncated();
+            }
             report.interrupted = stop.interrupted();
             report.halted = stop.halt_reason();
             report.dry_run = self.options.dry_run;

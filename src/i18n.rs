@@ -193,6 +193,7 @@ catalogue! {
     ColToRemove: "to remove", "a remover";
     ColSkipped: "skipped", "pulados";
     ColChanges: "changes", "alterações";
+    NamesTruncated: "names cut to the device's limit: {count}", "nomes cortados no limite do aparelho: {count}";
     SumNothingWritten: "nothing was written: run `catraca enroll` with the same arguments to apply this",
         "nada foi gravado: rode `catraca enroll` com os mesmos argumentos para aplicar isto";
     SumFailures: "failures ({count}):", "falhas ({count}):";
@@ -383,6 +384,17 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:faults_after_write", "Quedas, travamentos e lixo acontecem depois de a gravação ser aplicada, e a resposta se perde."),
     ("simulate:hang_secs", "Quanto tempo uma requisição travada fica em silêncio antes de a conexão ser fechada, em segundos."),
     ("simulate:session_expiry", "Uma sessão deixa de valer depois de N requisições feitas com ela."),
+    ("simulate:nonce_uses", "Perfil de firmware Hikvision e Intelbras: o (N+1)º uso de um nonce Digest recebe 401 com novo desafio e sem stale (um DS-K1T342MWX: 2)."),
+    ("simulate:firmware", "Perfil de firmware Intelbras: 2 (listas key=value, sem startFind) ou 3 (JSON, startFind/doFind/stopFind, sem lista sem filtro); ambos respondem Bad Request sem detalhes e ignoram uma atualização que apaga CardNo. Padrão: a API documentada."),
+    ("simulate:name_max", "Perfil de firmware Hikvision: o máximo de bytes de nome que um aparelho aceita (name.@max das capacidades; nomes maiores são recusados com badJsonContent)."),
+    ("simulate:employee_digits_only", "Perfil de firmware Hikvision: employeeNo só com dígitos (characterType number)."),
+    ("simulate:legacy_delete", "Perfil de firmware Hikvision: sem UserInfoDetail/Delete, só o UserInfo/Delete antigo."),
+    ("simulate:id_lists_only", "Perfil de firmware Control iD: uma lista no where só vale em colunas id (uma lista em registration é recusada com 400, como só listas de id são documentadas)."),
+    ("simulate:deny_command", "Control iD: a conta não pode rodar COMANDO (ex.: destroy_objects): 401 Invalid access level, mesmo depois de um login novo; repita para vários."),
+    ("trace_http", "Grava cada requisição aos aparelhos e sua resposta em ARQUIVO, uma linha JSON cada (sem sessões, Authorization, cookies e senhas; corpos cortados em 64 KB), para anexar a um relato de problema."),
+    ("simulate:no_capabilities", "Perfil de firmware Hikvision: sem as chamadas de capacidades (404), como em firmware antigo."),
+    ("simulate:exhausted_without_challenge", "Perfil de firmware Hikvision e Intelbras: o 401 que recusa um nonce gasto (--nonce-uses) vem sem WWW-Authenticate, como um terminal o envia."),
+    ("simulate:offer_basic", "Hikvision e Intelbras: os 401 oferecem Basic antes de Digest, como um aparelho em \"digest/basic\" (credenciais Basic são logins recusados)."),
     ("simulate:down", "O dispositivo I (a partir de 1) está fora do ar: suas conexões são derrubadas; repita para vários."),
     ("simulate:seed", "Semente do sorteio de falhas e dos tokens de sessão; o dispositivo I usa semente + I - 1."),
     ("simulate:clock_offset_secs", "Segundos que os relógios dos dispositivos estão adiantados em relação a esta máquina (negativo: atrasados)."),

@@ -95,6 +95,9 @@ pub struct DeviceReport {
     pub finished_ms: u64,
     #[serde(flatten)]
     pub counts: Counts,
+    /// Names this run cut to the device's limit (Hikvision `name.@max`), each person
+    /// once; `long_names = "fail"` refuses them instead.
+    pub names_truncated: u64,
 }
 
 /// One pair that did not end on its device.
@@ -321,6 +324,14 @@ impl Report {
                 let _ = write!(out, "  {count:>width$}");
             }
             let _ = writeln!(out, "  {}", d.url);
+            if d.names_truncated > 0 {
+                let _ = writeln!(
+                    out,
+                    "{:<name_width$}  {}",
+                    "",
+                    i18n::tr(Msg::NamesTruncated, &[("count", &d.names_truncated)])
+                );
+            }
             if !c.changes.is_empty() {
                 let fields: Vec<String> =
                     c.changes.iter().map(|(f, n)| format!("{f} {n}")).collect();
@@ -392,6 +403,7 @@ mod tests {
         let mut report = Report::empty();
         report.totals.removed = 2;
         report.per_device.push(DeviceReport {
+            names_truncated: 0,
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
             kind: "controlid".into(),

@@ -413,6 +413,7 @@ impl Reporter<'_> {
                     kind: kind.to_string(),
                     finished_ms,
                     counts,
+                    names_truncated: 0,
                 })
                 .collect(),
             failures: tally.failures,

@@ -61,6 +61,11 @@ pub struct EnrollArgs {
     /// Also write the final report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write every request to the devices and its answer to FILE, one JSON line each
+    /// (sessions, Authorization, cookies and passwords left out; bodies cut at 64 KB),
+    /// to attach to a bug report about a device catraca does not understand.
+    #[arg(long, value_name = "FILE")]
+    pub trace_http: Option<PathBuf>,
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
@@ -235,6 +240,11 @@ pub struct CheckArgs {
     /// Print the results as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Write every request to the devices and its answer to FILE, one JSON line each
+    /// (sessions, Authorization, cookies and passwords left out; bodies cut at 64 KB),
+    /// to attach to a bug report about a device catraca does not understand.
+    #[arg(long, value_name = "FILE")]
+    pub trace_http: Option<PathBuf>,
 }
 
 /// Flags of `catraca learn-card`.
@@ -261,6 +271,11 @@ pub struct LearnCardArgs {
     /// Print the result as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write every request to the devices and its answer to FILE, one JSON line each
+    /// (sessions, Authorization, cookies and passwords left out; bodies cut at 64 KB),
+    /// to attach to a bug report about a device catraca does not understand.
+    #[arg(long, value_name = "FILE")]
+    pub trace_http: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
 }

@@ -174,6 +174,7 @@ pub enum Command {
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
     /// Serve simulated Control iD, Hikvision and Intelbras devices on loopback (for tests and trials).
+    #[command(after_long_help = crate::simulator::PROFILES)]
     Simulate(SimulateArgs),
     /// Measure enrollments against simulated turnstiles and print one table of figures.
     Bench(crate::bench::BenchArgs),

@@ -110,6 +110,7 @@ impl EnrollConfig {
             &args.device_urls,
             &run,
             &args.tls,
+            args.trace_http.as_deref(),
             sources,
         )?;
         let cache_path = match &settings.cache_path {
@@ -237,6 +238,7 @@ impl CheckConfig {
             &args.device_urls,
             &one_request_at_a_time(),
             &args.tls,
+            args.trace_http.as_deref(),
             sources,
         )?;
         Ok(CheckConfig {
@@ -262,7 +264,14 @@ impl LearnCardConfig {
         let one_device = one_request_at_a_time();
         let device = match &file {
             Some(file) => learn_card::find_device(
-                load_devices(Some(file), &[], &one_device, &args.tls, sources)?,
+                load_devices(
+                    Some(file),
+                    &[],
+                    &one_device,
+                    &args.tls,
+                    args.trace_http.as_deref(),
+                    sources,
+                )?,
                 &args.device,
                 file,
             )?,
@@ -271,6 +280,7 @@ impl LearnCardConfig {
                 std::slice::from_ref(&args.device),
                 &one_device,
                 &args.tls,
+                args.trace_http.as_deref(),
                 sources,
             )?
             .into_iter()
@@ -303,6 +313,7 @@ fn load_devices(
     urls: &[String],
     run: &RunConfig,
     tls: &TlsArgs,
+    trace_http: Option<&Path>,
     sources: &Sources<'_>,
 ) -> anyhow::Result<Vec<DeviceConfig>> {
     let settings = sources.settings;
@@ -311,7 +322,7 @@ fn load_devices(
         None if urls.is_empty() => settings.devices.clone(),
         None => None,
     };
-    let (devices, warnings) = config::load_devices(
+    let (mut devices, warnings) = config::load_devices(
         file.as_deref(),
         urls,
         run.max_in_flight.get(),
@@ -319,6 +330,7 @@ fn load_devices(
         &tls_options(tls, settings)?,
         sources.env,
     )?;
+    config::trace_devices(&mut devices, trace_http)?;
     for warning in warnings {
         log::warn!("{warning}");
     }

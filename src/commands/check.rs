@@ -55,6 +55,8 @@ pub struct DeviceCheck {
     pub card_format: String,
     /// Whether `card_format` is set in the devices file (else the vendor's default).
     pub card_format_set: bool,
+    /// What the driver learned of the firmware: generation, limits, Digest nonce uses.
+    pub learned: Vec<String>,
 }
 
 impl DeviceCheck {
@@ -83,6 +85,7 @@ impl DeviceCheck {
                 }),
             card_format: device.cards.describe(),
             card_format_set: device.cards.explicit,
+            learned: Vec::new(),
         };
         if !device.cards.explicit && !crate::card::CardFormat::default_is_certain(device.kind) {
             check.warnings.push(tr(
@@ -150,6 +153,9 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
                 scope.spawn(move || {
                     let driver = device.connect(timeouts, retry);
                     let mut check = DeviceCheck::of(device, driver.inspect());
+                    if check.ready {
+                        check.learned = driver.learned();
+                    }
                     check.certificate = driver.telemetry().certificate().map(|f| f.to_string());
                     check
                 })
@@ -291,6 +297,9 @@ pub fn to_text(checks: &[DeviceCheck], color: bool) -> String {
         if let Some(error) = &c.error {
             let _ = writeln!(notes, "  {} ({}): {error}", c.name, c.url);
         }
+        for learned in &c.learned {
+            let _ = writeln!(notes, "  {} ({}): {learned}", c.name, c.url);
+        }
         for warning in &c.warnings {
             let _ = writeln!(
                 notes,
@@ -367,6 +376,8 @@ mod tests {
             kind: Kind::Controlid,
             max_in_flight: 1,
             rate: None,
+            nonce_uses: None,
+            long_names: None,
             credentials: Credentials {
                 login: "admin".into(),
                 password: "x".into(),
@@ -374,6 +385,7 @@ mod tests {
             },
             tls: Default::default(),
             cards: crate::card::CardRule::vendor_default(Kind::Controlid),
+            trace: None,
         }
     }
 

@@ -55,6 +55,8 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
             kind: Kind::Controlid,
             max_in_flight: args.run.max_in_flight.get(),
             rate: args.run.rate,
+            nonce_uses: None,
+            long_names: None,
             credentials: Credentials {
                 login: config.login.clone(),
                 password: config.password.clone(),
@@ -62,6 +64,7 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
             },
             tls: Default::default(),
             cards: crate::card::CardRule::vendor_default(Kind::Controlid),
+            trace: None,
         })
         .collect();
     eprintln!(

@@ -145,7 +145,7 @@ fn read_one_card(device: &DeviceConfig, timeout: Duration) -> anyhow::Result<Opt
         connect: Duration::from_secs(5),
         request: timeout + Duration::from_secs(10),
     };
-    let http = HttpClient::new(timeouts, 1, device.tls.clone());
+    let http = HttpClient::new(timeouts, 1, device.tls.clone()).with_trace(device.trace.clone());
     let no_retries = RetryPolicy {
         retries: 0,
         ..RetryPolicy::default()

@@ -21,6 +21,7 @@ use crate::person::{Card, Person};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -88,6 +89,9 @@ pub struct ControlIdDevice {
     /// lock is held while a group is created so two threads never create it twice.
     groups: Mutex<HashMap<String, Option<i64>>>,
     cards: CardRule,
+    /// The device refused an object-form list on a non-id column: such lookups go
+    /// one value at a time.
+    lists_refused: AtomicBool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +145,7 @@ impl ControlIdDevice {
             generation: Mutex::new(0),
             groups: Mutex::new(HashMap::new()),
             cards: CardRule::vendor_default(crate::vendor::Kind::Controlid),
+            lists_refused: AtomicBool::new(false),
         }
     }
 
@@ -266,6 +271,20 @@ impl ControlIdDevice {
                     self.invalidate(generation);
                     relogged = true;
                 }
+                // Refused again with a session just issued: not an expired session but
+                // a command this account may not run (the device's `Invalid access
+                // level for command ...`). Logging in again would not change it.
+                401 => {
+                    let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+                    return Err(DeviceError::Rejected {
+                        status: 401,
+                        message: format!(
+                            "invalid access level: {} refused again after a fresh login ({}); give this account the administrator level on the device",
+                            command,
+                            device_message(&parsed, "no reason given")
+                        ),
+                    });
+                }
                 200..=299 => {
                     if answer.body.iter().all(u8::is_ascii_whitespace) {
                         return Ok(Value::Null);
@@ -311,6 +330,12 @@ impl ControlIdDevice {
         }
     }
 
+    /// Rows of `object` whose `column` is one of `values`. The object-form list
+    /// (`{"where":{object:{column:[...]}}}`) is documented for `id` columns only; where
+    /// a device refuses it on another column (400), the lookup falls back to one
+    /// equality query per value, slow but certain, and remembers that for the device
+    /// (field-evidence.md, 5.1 and 5.4). Rows outside the list (a filter the device
+    /// did not apply) are dropped, whatever the form.
     fn load<T: for<'de> Deserialize<'de>, V: Serialize>(
         &self,
         object: &str,
@@ -318,23 +343,74 @@ impl ControlIdDevice {
         column: &str,
         values: &[V],
     ) -> Result<Vec<T>, DeviceError> {
+        let wanted: Vec<Value> = values
+            .iter()
+            .map(|v| serde_json::to_value(v).unwrap_or(Value::Null))
+            .collect();
         let mut rows = Vec::new();
-        for chunk in values.chunks(MAX_IN_LIST) {
-            let body = LoadBody {
-                object,
-                fields,
-                filter: [(object, [(column, chunk)].into())].into(),
-            };
-            let answer = self.call_idempotent("load_objects", &body)?;
-            let list = answer
-                .get(object)
-                .cloned()
-                .ok_or_else(|| DeviceError::InvalidAnswer(format!("load of {object}: no list")))?;
-            let parsed: Vec<T> = serde_json::from_value(list)
-                .map_err(|e| DeviceError::InvalidAnswer(format!("load of {object}: {e}")))?;
-            rows.extend(parsed);
+        let one_by_one = column != "id" && self.lists_refused.load(Ordering::Relaxed);
+        if one_by_one {
+            for value in &wanted {
+                let body =
+                    json!({"object": object, "fields": fields, "where": {object: {column: value}}});
+                rows.extend(self.load_rows(object, &body)?);
+            }
+        } else {
+            for chunk in values.chunks(MAX_IN_LIST) {
+                match self.load_chunk(object, fields, column, chunk) {
+                    Ok(found) => rows.extend(found),
+                    Err(DeviceError::Rejected {
+                        status: 400,
+                        message,
+                    }) if column != "id" => {
+                        log::info!(
+                            "{}: a list on {object}.{column} was refused ({message}); looking values up one by one",
+                            self.name
+                        );
+                        self.lists_refused.store(true, Ordering::Relaxed);
+                        return self.load(object, fields, column, values);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
-        Ok(rows)
+        // By JSON text: `Value` has no hash, and a linear search is quadratic in 999s.
+        let asked: HashSet<String> = wanted.iter().map(Value::to_string).collect();
+        rows.retain(|row: &Value| {
+            row.get(column)
+                .is_some_and(|v| asked.contains(&v.to_string()))
+        });
+        rows.into_iter()
+            .map(|row| {
+                serde_json::from_value(row)
+                    .map_err(|e| DeviceError::InvalidAnswer(format!("load of {object}: {e}")))
+            })
+            .collect()
+    }
+
+    fn load_chunk<V: Serialize>(
+        &self,
+        object: &str,
+        fields: &[&str],
+        column: &str,
+        chunk: &[V],
+    ) -> Result<Vec<Value>, DeviceError> {
+        let body = LoadBody {
+            object,
+            fields,
+            filter: [(object, [(column, chunk)].into())].into(),
+        };
+        self.load_rows(object, &body)
+    }
+
+    fn load_rows<B: Serialize>(&self, object: &str, body: &B) -> Result<Vec<Value>, DeviceError> {
+        let answer = self.call_idempotent("load_objects", body)?;
+        match answer.get(object) {
+            Some(Value::Array(rows)) => Ok(rows.clone()),
+            _ => Err(DeviceError::InvalidAnswer(format!(
+                "load of {object}: no list"
+            ))),
+        }
     }
 
     fn load_users(&self, registrations: &[&str]) -> Result<Vec<RemoteUser>, DeviceError> {
@@ -711,6 +787,23 @@ impl Device for ControlIdDevice {
     /// and its `Date` header the device's clock, like ping's minimum) and counts the
     /// users page by page. The documented API has no call for the firmware or the
     /// model, so they stay unknown.
+    fn learned(&self) -> Vec<String> {
+        // A lookup of one registration nobody has tells which `where` form works.
+        let probe: Result<Vec<RemoteUser>, DeviceError> = self.load(
+            "users",
+            &["id", "registration"],
+            "registration",
+            &["catraca-check-probe"],
+        );
+        match probe {
+            Err(e) => vec![format!("where lists not probed: {e}")],
+            Ok(_) if self.lists_refused.load(Ordering::Relaxed) => vec![
+                "where lists: refused on registration (id columns only); lookups go one value at a time".into(),
+            ],
+            Ok(_) => vec!["where lists: taken on registration (lookups in lists of up to 999)".into()],
+        }
+    }
+
     fn inspect(&self) -> Result<DeviceFacts, DeviceError> {
         let (token, _) = self.session()?;
         let url = format!(

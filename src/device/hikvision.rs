@@ -11,8 +11,18 @@
 //! person's card deletes the old number and records the new one. `userExceedLimit`
 //! means the device is full: the driver remembers it and fails every later pair at
 //! once instead of sending more people to a device that cannot take them.
+//!
+//! Limits differ by model, so they are read from the device once
+//! (`hikvision_firmware.rs`): each person is checked before sending (a registration
+//! the device cannot take fails that pair, naming the limit), a name too long is cut
+//! at a character boundary and counted (or refused, with `long_names = "fail"`), and
+//! the plan compares the cut name, so it is not rewritten on every run. Searches and
+//! deletions go in lists of the device's size; people are deleted with
+//! `UserInfoDetail/Delete` + `DeleteProcess` where the device has them, else with the
+//! legacy `UserInfo/Delete`.
 
 use super::digest::DigestClient;
+use super::hikvision_firmware::{self, cut_name, Limits, LongNames};
 use super::http::{Answer, HttpClient};
 use super::{
     card_string, Auth, CardFormat, CardRule, Credentials, Device, DeviceError, DevicePerson,
@@ -20,9 +30,9 @@ use super::{
 };
 use crate::person::Person;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// What Hikvision does differently.
 pub static PROFILE: Profile = Profile {
@@ -38,8 +48,11 @@ pub static PROFILE: Profile = Profile {
     full: "subStatusCode userExceedLimit",
 };
 
-/// employeeNos per search: the paging cap the devices' capabilities report (30).
-const SEARCH_PAGE: usize = 30;
+/// A cheap read where Digest challenges are fetched (see `DigestClient::with_challenge_target`).
+const DEVICE_INFO: &str = "/ISAPI/System/deviceInfo";
+
+/// employeeNos per search when the device has not told (see `hikvision_firmware.rs`).
+const SEARCH_PAGE: usize = hikvision_firmware::DEFAULT_LIST_SIZE;
 
 /// How often a deletion's progress is polled (every 0.2 s) before giving up on it.
 const DELETE_POLLS: usize = 150;
@@ -120,14 +133,18 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
                 .filter(|s| !s.is_empty())
                 .collect::<Vec<_>>()
                 .join(": ");
+            let detail = if detail.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                detail
+            };
             Ok(Reply::Refused {
                 status,
-                sub,
-                message: if detail.is_empty() {
-                    format!("HTTP {status}")
-                } else {
-                    detail
+                message: match hikvision_firmware::reason(&sub) {
+                    Some(reason) => format!("{reason} ({detail})"),
+                    None => detail,
                 },
+                sub,
             })
         }
     }
@@ -142,6 +159,12 @@ pub struct HikvisionDevice {
     full: Mutex<Option<DeviceError>>,
     searches: AtomicU64,
     cards: CardRule,
+    limits: OnceLock<Limits>,
+    long_names: LongNames,
+    /// Registrations whose name this run cut.
+    truncated: Mutex<HashSet<String>>,
+    /// The device refused a non-digit `employeeNo` (`badJsonContent`, `employeeNo`).
+    digits_only_seen: AtomicBool,
 }
 
 /// A person as the device holds it.
@@ -163,10 +186,15 @@ impl HikvisionDevice {
         let url = url.trim_end_matches('/').to_string();
         HikvisionDevice {
             name: name.to_string(),
-            client: DigestClient::new(name, &url, credentials, http, retry),
+            client: DigestClient::new(name, &url, credentials, http, retry)
+                .with_challenge_target(DEVICE_INFO),
             url,
             full: Mutex::new(None),
             searches: AtomicU64::new(0),
+            limits: OnceLock::new(),
+            long_names: LongNames::Cut,
+            truncated: Mutex::new(HashSet::new()),
+            digits_only_seen: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Hikvision),
         }
     }
@@ -193,6 +221,57 @@ impl HikvisionDevice {
             Reply::Refused { sub, .. } if Reply::refused_as(&sub, &["deviceError"]) => Ok(None),
             refused => refused.into_value().map(|_| None),
         }
+    }
+
+    /// What to do with names longer than the device takes (`long_names`).
+    pub fn with_long_names(mut self, long_names: LongNames) -> HikvisionDevice {
+        self.long_names = long_names;
+        self
+    }
+
+    /// The device's limits, read once from its capabilities (fallbacks where it does
+    /// not answer them).
+    pub fn limits(&self) -> Result<Limits, DeviceError> {
+        if let Some(known) = self.limits.get() {
+            return Ok(*known);
+        }
+        let read = |path: &str| -> Result<Option<Vec<u8>>, DeviceError> {
+            self.client
+                .send_idempotent("GET", &format!("{path}?format=json"), None, |a| {
+                    match a.status {
+                        200 => Ok(Some(a.body)),
+                        429 | 500..=599 => classify(a).map(|_| None),
+                        _ => Ok(None),
+                    }
+                })
+        };
+        let user_info = read("/ISAPI/AccessControl/UserInfo/capabilities")?;
+        let access = read("/ISAPI/AccessControl/capabilities")?;
+        let limits = Limits::read(user_info.as_deref(), access.as_deref());
+        log::debug!("{}: limits {limits:?}", self.name);
+        Ok(*self.limits.get_or_init(|| limits))
+    }
+
+    /// The name as this device will hold it: cut to its limit (or refused, with
+    /// `long_names = "fail"`).
+    fn fitted_name<'a>(&self, person: &'a Person, limits: &Limits) -> Result<&'a str, DeviceError> {
+        let cut = cut_name(&person.name, limits.name_max);
+        if cut.len() < person.name.len() && self.long_names == LongNames::Fail {
+            return Err(DeviceError::DoesNotFit(format!(
+                "the name of registration {} has {} bytes; this device takes at most {} (name, from its capabilities; long_names = \"fail\")",
+                person.registration,
+                person.name.len(),
+                limits.name_max
+            )));
+        }
+        Ok(cut)
+    }
+
+    /// Signs at most `uses` requests with one Digest nonce (`nonce_uses` in the
+    /// devices file; default [`DEFAULT_NONCE_USES`](super::digest::DEFAULT_NONCE_USES)).
+    pub fn with_nonce_uses(mut self, uses: u32) -> HikvisionDevice {
+        self.client.set_nonce_uses(uses);
+        self
     }
 
     fn check_full(&self) -> Result<(), DeviceError> {
@@ -232,15 +311,16 @@ impl HikvisionDevice {
         list: &str,
         employees: &[&str],
     ) -> Result<Vec<Value>, DeviceError> {
+        let limits = self.limits()?;
         let mut rows = Vec::new();
-        for chunk in employees.chunks(SEARCH_PAGE) {
+        for chunk in employees.chunks(limits.list_size.min(limits.search_page)) {
             let id = self.search_id();
             let mut position = 0;
             loop {
                 let body = json!({cond: {
                     "searchID": id,
                     "searchResultPosition": position,
-                    "maxResults": SEARCH_PAGE,
+                    "maxResults": limits.search_page,
                     "EmployeeNoList": chunk.iter().map(|e| json!({"employeeNo": e})).collect::<Vec<_>>(),
                 }});
                 let answer = self
@@ -324,11 +404,11 @@ impl HikvisionDevice {
         Ok(held)
     }
 
-    fn user_info(person: &Person) -> Value {
+    fn user_info(person: &Person, name: &str) -> Value {
         let (enable, begin, end) = wanted_validity(person);
         json!({"UserInfo": {
             "employeeNo": person.registration,
-            "name": person.name,
+            "name": name,
             "userType": "normal",
             "Valid": {"enable": enable, "beginTime": begin, "endTime": end, "timeType": "local"},
             "doorRight": "1",
@@ -337,8 +417,8 @@ impl HikvisionDevice {
     }
 
     /// Creates the person; one that is already there is modified instead.
-    fn create(&self, person: &Person) -> Result<(), DeviceError> {
-        let body = Self::user_info(person);
+    fn create(&self, person: &Person, name: &str) -> Result<(), DeviceError> {
+        let body = Self::user_info(person, name);
         match self.call("POST", "/ISAPI/AccessControl/UserInfo/Record", Some(&body))? {
             Reply::Ok(_) => Ok(()),
             Reply::Refused { sub, .. }
@@ -352,15 +432,42 @@ impl HikvisionDevice {
                     self.name,
                     person.registration
                 );
-                self.modify(person)
+                self.modify(person, name)
+            }
+            Reply::Refused { sub, message, .. }
+                if sub.eq_ignore_ascii_case("badJsonContent")
+                    && message.contains("employeeNo")
+                    && !person.registration.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                // Some terminals take digits only and say so only this way
+                // (field-evidence.md, 3.2): remembered, so the next ones are not sent.
+                self.digits_only_seen.store(true, Ordering::Relaxed);
+                Err(DeviceError::DoesNotFit(format!(
+                    "registration {:?} is not all digits; this device takes digits only (it refused employeeNo: {message})",
+                    person.registration
+                )))
             }
             refused => refused.into_value().map(drop),
         }
     }
 
+    /// Why this registration cannot go on the device: its reported limits, or a
+    /// digits-only refusal seen earlier in the run.
+    fn refuse_employee(&self, limits: &Limits, employee: &str) -> Option<String> {
+        limits.refuse_employee(employee).or_else(|| {
+            (self.digits_only_seen.load(Ordering::Relaxed)
+                && !employee.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| {
+                format!(
+                    "registration {employee:?} is not all digits; this device takes digits only (it refused another such employeeNo in this run)"
+                )
+            })
+        })
+    }
+
     /// Modifies the person; one that is gone is created instead.
-    fn modify(&self, person: &Person) -> Result<(), DeviceError> {
-        let body = Self::user_info(person);
+    fn modify(&self, person: &Person, name: &str) -> Result<(), DeviceError> {
+        let body = Self::user_info(person, name);
         match self.call("PUT", "/ISAPI/AccessControl/UserInfo/Modify", Some(&body))? {
             Reply::Ok(_) => Ok(()),
             Reply::Refused { sub, .. } if Reply::refused_as(&sub, &["employeeNoNotExist"]) => {
@@ -449,13 +556,35 @@ impl HikvisionDevice {
 
     fn apply_one(&self, person: &Person, plan: &Plan) -> Result<Outcome, DeviceError> {
         self.check_full()?;
+        let limits = self.limits()?;
+        if let Some(refusal) = self.refuse_employee(&limits, &person.registration) {
+            return Err(DeviceError::DoesNotFit(refusal));
+        }
+        let name = self.fitted_name(person, &limits)?;
         let card = person
             .card
             .map(|c| card_string(&self.cards, &self.name, c))
             .transpose()?;
+        let outcome = self.write_one(person, plan, name, card)?;
+        if name.len() < person.name.len() {
+            self.truncated
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(person.registration.clone());
+        }
+        Ok(outcome)
+    }
+
+    fn write_one(
+        &self,
+        person: &Person,
+        plan: &Plan,
+        name: &str,
+        card: Option<String>,
+    ) -> Result<Outcome, DeviceError> {
         match plan {
             Plan::Create => {
-                self.create(person)?;
+                self.create(person, name)?;
                 if let Some(card) = &card {
                     self.put_card(person, card, false)?;
                 }
@@ -463,7 +592,7 @@ impl HikvisionDevice {
             }
             Plan::Update { changes, .. } => {
                 if changes.iter().any(|c| *c == "name" || *c == "validity") {
-                    self.modify(person)?;
+                    self.modify(person, name)?;
                 }
                 match (changes.contains(&"card"), &card) {
                     (true, Some(card)) => self.put_card(person, card, true)?,
@@ -489,6 +618,52 @@ fn wanted_validity(person: &Person) -> (bool, String, String) {
     )
 }
 
+impl HikvisionDevice {
+    /// `UserInfoDetail/Delete`, then `DeleteProcess` polled to its end; `None` when the
+    /// firmware does not have the call (404 or `notSupport`).
+    fn delete_detail(
+        &self,
+        list: &[Value],
+    ) -> Result<Option<Result<(), DeviceError>>, DeviceError> {
+        let body = json!({"UserInfoDetail": {"mode": "byEmployeeNo", "EmployeeNoList": list}});
+        match self.call(
+            "PUT",
+            "/ISAPI/AccessControl/UserInfoDetail/Delete",
+            Some(&body),
+        )? {
+            Reply::Ok(_) => {}
+            Reply::Refused { status, sub, .. }
+                if status == 404 || sub.eq_ignore_ascii_case("notSupport") =>
+            {
+                return Ok(None)
+            }
+            refused => return Ok(Some(refused.into_value().map(drop))),
+        }
+        for _ in 0..DELETE_POLLS {
+            let answer = self
+                .call(
+                    "GET",
+                    "/ISAPI/AccessControl/UserInfoDetail/DeleteProcess",
+                    None,
+                )?
+                .into_value()?;
+            match answer["UserInfoDetailDeleteProcess"]["status"].as_str() {
+                Some("success") => return Ok(Some(Ok(()))),
+                Some("failed") => {
+                    return Ok(Some(Err(DeviceError::Rejected {
+                        status: 200,
+                        message: "the device says the deletion failed (DeleteProcess)".into(),
+                    })))
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(200)),
+            }
+        }
+        Ok(Some(Err(DeviceError::InvalidAnswer(
+            "the deletion did not finish in time (DeleteProcess still processing)".into(),
+        ))))
+    }
+}
+
 impl Device for HikvisionDevice {
     fn name(&self) -> &str {
         &self.name
@@ -512,9 +687,18 @@ impl Device for HikvisionDevice {
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
         self.check_full()?;
-        let employees: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
+        let limits = self.limits()?;
+        // A registration the device cannot take is not searched for (the search could
+        // be refused as a whole); it is planned as a create and fails before sending.
+        let fits = |p: &&&Person| self.refuse_employee(&limits, &p.registration).is_none();
+        let employees: Vec<&str> = people
+            .iter()
+            .filter(fits)
+            .map(|p| p.registration.as_str())
+            .collect();
         let with_cards: Vec<&str> = people
             .iter()
+            .filter(fits)
             .filter(|p| p.card_is_managed())
             .map(|p| p.registration.as_str())
             .collect();
@@ -525,7 +709,12 @@ impl Device for HikvisionDevice {
                 None => Plan::Create,
                 Some(h) => {
                     let mut changes = Vec::new();
-                    if h.name != person.name {
+                    // The name as the device would hold it: a cut name is not rewritten.
+                    let wanted = match self.long_names {
+                        LongNames::Cut => cut_name(&person.name, limits.name_max),
+                        LongNames::Fail => person.name.as_str(),
+                    };
+                    if h.name != wanted {
                         changes.push("name");
                     }
                     let (enable, begin, end) = wanted_validity(person);
@@ -553,9 +742,55 @@ impl Device for HikvisionDevice {
             .collect())
     }
 
-    /// One search page of people: their cards are found in one search too.
+    /// One delete list of people, as the device sizes it (at most 20: bigger deletes
+    /// time out on a DS-K1T323): their cards are found in one search too.
     fn max_remove_batch(&self) -> usize {
-        SEARCH_PAGE
+        // Asked before any request: limits not yet read leave the default (a cached
+        // run must not contact the device), and `remove` cuts to the device's size.
+        let list = self.limits.get().map_or(SEARCH_PAGE, |l| l.list_size);
+        list.min(hikvision_firmware::MAX_DELETE_BATCH)
+    }
+
+    fn learned(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Ok(answer) = self.client.send_idempotent("GET", DEVICE_INFO, None, Ok) {
+            let text = String::from_utf8_lossy(&answer.body);
+            let element = |name: &str| {
+                let open = format!("<{name}>");
+                let start = text.find(&open)? + open.len();
+                let end = text[start..].find('<')? + start;
+                Some(text[start..end].trim().to_string())
+            };
+            if let (Some(model), Some(firmware)) = (element("model"), element("firmwareVersion")) {
+                lines.push(format!("model {model}, firmware {firmware}"));
+            }
+        }
+        match self.limits() {
+            Ok(l) => lines.push(format!(
+                "limits{}: employeeNo at most {} characters{}, name at most {} bytes, {} people, lists of {}, delete with {}",
+                if l.reported { "" } else { " (not reported: documented defaults)" },
+                l.employee_max,
+                if l.employee_digits_only { " (digits only)" } else { "" },
+                l.name_max,
+                l.max_records.map_or("? ".to_string(), |n| n.to_string()),
+                l.list_size,
+                match l.detail_delete {
+                    Some(false) => "UserInfo/Delete (legacy)",
+                    Some(true) => "UserInfoDetail/Delete",
+                    None => "UserInfoDetail/Delete, else UserInfo/Delete",
+                }
+            )),
+            Err(e) => lines.push(format!("limits not read: {e}")),
+        }
+        lines.push(self.client.nonce_facts().describe());
+        lines
+    }
+
+    fn names_truncated(&self) -> u64 {
+        self.truncated
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len() as u64
     }
 
     fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
@@ -595,8 +830,9 @@ impl Device for HikvisionDevice {
         }
     }
 
-    /// Cards by number (`CardInfo/Delete`), then the people (`UserInfoDetail/Delete`),
-    /// whose end is polled on `DeleteProcess`.
+    /// Cards by number (`CardInfo/Delete`), then the people: `UserInfoDetail/Delete`
+    /// (its end polled on `DeleteProcess`) where the firmware has it, else the legacy
+    /// `UserInfo/Delete`.
     fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>> {
         let employees: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
         let removed = (|| {
@@ -610,36 +846,26 @@ impl Device for HikvisionDevice {
                 self.call("PUT", "/ISAPI/AccessControl/CardInfo/Delete", Some(&body))?
                     .into_value()?;
             }
-            let list: Vec<Value> = employees.iter().map(|e| json!({"employeeNo": e})).collect();
-            let body = json!({"UserInfoDetail": {"mode": "byEmployeeNo", "EmployeeNoList": list}});
-            self.call(
-                "PUT",
-                "/ISAPI/AccessControl/UserInfoDetail/Delete",
-                Some(&body),
-            )?
-            .into_value()?;
-            for _ in 0..DELETE_POLLS {
-                let answer = self
-                    .call(
-                        "GET",
-                        "/ISAPI/AccessControl/UserInfoDetail/DeleteProcess",
-                        None,
-                    )?
-                    .into_value()?;
-                match answer["UserInfoDetailDeleteProcess"]["status"].as_str() {
-                    Some("success") => return Ok(()),
-                    Some("failed") => {
-                        return Err(DeviceError::Rejected {
-                            status: 200,
-                            message: "the device says the deletion failed (DeleteProcess)".into(),
-                        })
+            let limits = self.limits()?;
+            for chunk in
+                employees.chunks(limits.list_size.min(hikvision_firmware::MAX_DELETE_BATCH))
+            {
+                let list: Vec<Value> = chunk.iter().map(|e| json!({"employeeNo": e})).collect();
+                if limits.detail_delete != Some(false) {
+                    match self.delete_detail(&list)? {
+                        Some(done) => {
+                            done?;
+                            continue;
+                        }
+                        // Not on this firmware: the legacy call below.
+                        None => log::debug!("{}: no UserInfoDetail/Delete here", self.name),
                     }
-                    _ => std::thread::sleep(std::time::Duration::from_millis(200)),
                 }
+                let body = json!({"UserInfoDelCond": {"EmployeeNoList": list}});
+                self.call("PUT", "/ISAPI/AccessControl/UserInfo/Delete", Some(&body))?
+                    .into_value()?;
             }
-            Err(DeviceError::InvalidAnswer(
-                "the deletion did not finish in time (DeleteProcess still processing)".into(),
-            ))
+            Ok(())
         })();
         vec![removed; people.len()]
     }

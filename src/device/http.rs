@@ -10,6 +10,7 @@
 use super::breaker::{self, Breaker};
 use super::rate::RateLimit;
 use super::tls::{DeviceTlsConnector, TlsFailure, TlsTrust};
+use super::trace::HttpTrace;
 use super::DeviceError;
 use crate::device::telemetry::DeviceTelemetry;
 use crate::i18n::{t, Msg};
@@ -97,7 +98,8 @@ pub struct Answer {
     /// The device's clock, from the `Date` header (RFC 9110: a server with a clock
     /// sends it on every answer; lighttpd does), to the second; `None` without one.
     pub date: Option<std::time::SystemTime>,
-    /// The `WWW-Authenticate` header of a 401, for Digest devices.
+    /// The Digest `WWW-Authenticate` header of a 401 (among several, the Digest one;
+    /// `None` when the device offers no Digest), for Digest devices.
     pub challenge: Option<String>,
 }
 
@@ -121,6 +123,8 @@ pub struct HttpClient {
     /// common), returned from then on without contacting the device: it would fail the
     /// same way every time.
     tls_failure: OnceLock<DeviceError>,
+    /// `--trace-http`: where every exchange is written.
+    trace: Option<Arc<HttpTrace>>,
 }
 
 impl HttpClient {
@@ -153,7 +157,14 @@ impl HttpClient {
             telemetry,
             rate: None,
             tls_failure: OnceLock::new(),
+            trace: None,
         }
+    }
+
+    /// Writes every exchange of this device to `trace` (`--trace-http`).
+    pub fn with_trace(mut self, trace: Option<Arc<HttpTrace>>) -> HttpClient {
+        self.trace = trace;
+        self
     }
 
     /// Limits this device to `per_second` requests per second on average.
@@ -192,7 +203,21 @@ impl HttpClient {
             rate.acquire();
         }
         let _measured = self.telemetry.start_request();
+        let began = std::time::Instant::now();
         let result = self.exchange(call);
+        if let Some(trace) = &self.trace {
+            trace.record(
+                call.method,
+                call.url,
+                call.body,
+                match &result {
+                    Ok((answer, headers)) => Ok((answer.status, headers.clone(), &answer.body[..])),
+                    Err(e) => Err(e.to_string()),
+                },
+                began.elapsed(),
+            );
+        }
+        let result = result.map(|(answer, _)| answer);
         match &result {
             Err(e) if breaker::is_no_answer(e) => self.breaker.record(false, Some(e)),
             _ => self.breaker.record(true, None),
@@ -210,7 +235,8 @@ impl HttpClient {
         result
     }
 
-    fn exchange(&self, call: &Call<'_>) -> Result<Answer, DeviceError> {
+    /// One request; the answer's headers come along only when tracing.
+    fn exchange(&self, call: &Call<'_>) -> Result<(Answer, Vec<(String, String)>), DeviceError> {
         let mut request = ureq::http::Request::builder()
             .method(call.method)
             .uri(call.url);
@@ -240,24 +266,43 @@ impl HttpClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
             .map(std::time::SystemTime::from);
-        let challenge = response
-            .headers()
-            .get("www-authenticate")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        // A device set to "digest/basic" sends two headers; only Digest is ever used.
+        let challenge = super::auth_answer::pick_digest(
+            response
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        let headers = match self.trace {
+            Some(_) => response
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_string(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let body = response
             .body_mut()
             .with_config()
             .limit(64 * 1024 * 1024)
             .read_to_vec()
             .map_err(|e| self.classify(e, call.url))?;
-        Ok(Answer {
-            status,
-            body,
-            retry_after,
-            date,
-            challenge,
-        })
+        Ok((
+            Answer {
+                status,
+                body,
+                retry_after,
+                date,
+                challenge,
+            },
+            headers,
+        ))
     }
 
     /// A transport error as a [`DeviceError`]; `url` is the request's, for hints.

@@ -9,10 +9,22 @@
 //! there are written with `updateMulti`, the others are inserted again, and a batch that
 //! still fails with nobody on the device is split in halves until the one refused person
 //! is isolated. Cards cannot be modified: a changed card is removed, then inserted.
-//! The user and card lists (`action=list`) answer JSON.
+//!
+//! Field firmware differs from the documents (`docs/field-evidence.md`, section 1),
+//! so nothing is assumed: lists are read in JSON or flat `key=value` text, whichever
+//! the body is (`intelbras_answers.rs`); the generation is probed once per device
+//! ([`Generation`]: `startFind` answering a `Token` means 3.x), and a whole device is
+//! listed with `startFind`/`doFind`/`stopFind` there (`stopFind` sent even after an
+//! error), with `action=list` on 2.x; a person's cards are found per person with
+//! `AccessCard.cgi?action=startFind&Condition.UserID=` on 3.x, by `UserIDList` on 2.x.
+//! Whether a person is there is decided from the records that name them, never from
+//! a status code (a `400` on a lookup reads as absent). And since these devices
+//! answer `200 OK` to writes they ignore, every written person is read back: a pair
+//! is done only when the device holds it as written.
 
 use super::digest::DigestClient;
 use super::http::{percent_encode, Answer, HttpClient};
+use super::intelbras_answers::{field, find_token, name_of, records, Record};
 use super::{
     card_string, Auth, CardFormat, CardRule, Credentials, Device, DeviceError, DevicePerson,
     Outcome, Plan, Profile, RetryPolicy, Upsert, ValidityEncoding,
@@ -20,6 +32,8 @@ use super::{
 use crate::person::Person;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// What Intelbras does differently.
 pub static PROFILE: Profile = Profile {
@@ -36,6 +50,9 @@ pub static PROFILE: Profile = Profile {
 
 /// Users or cards per call: the firmware refuses more.
 pub const MAX_PER_CALL: usize = 10;
+
+/// A cheap read where Digest challenges are fetched (see `DigestClient::with_challenge_target`).
+const SOFTWARE_VERSION: &str = "/cgi-bin/magicBox.cgi?action=getSoftwareVersion";
 
 const USERS: &str = "/cgi-bin/AccessUser.cgi";
 const CARDS: &str = "/cgi-bin/AccessCard.cgi";
@@ -87,13 +104,37 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
     }
 }
 
-/// `name[0]=a&name[1]=b` with the brackets escaped, as the CGI reads it.
+/// `name[0]=a&name[1]=b` with the brackets raw, as clients that work against the
+/// devices send them (field-evidence.md, 1.5); values percent-encoded. The Digest
+/// `uri=` repeats the same bytes.
 fn list_query(name: &str, values: &[&str]) -> String {
     values
         .iter()
         .enumerate()
-        .map(|(i, v)| format!("&{name}%5B{i}%5D={}", percent_encode(v)))
+        .map(|(i, v)| format!("&{name}[{i}]={}", percent_encode(v)))
         .collect()
+}
+
+/// Records per `doFind` page: clients use 100 to 500 and no maximum is documented;
+/// a page shorter than asked ends the search.
+const FIND_PAGE: usize = 100;
+
+/// How a device lists users and finds a person's cards, probed once per device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Firmware 2.x: `action=list`, flat text answers.
+    V2,
+    /// Firmware 3.x: `startFind` / `doFind` / `stopFind`, JSON answers.
+    V3,
+}
+
+impl Generation {
+    pub fn label(self) -> &'static str {
+        match self {
+            Generation::V2 => "2.x (action=list)",
+            Generation::V3 => "3.x (startFind/doFind/stopFind)",
+        }
+    }
 }
 
 /// An Intelbras/Dahua access controller.
@@ -102,6 +143,9 @@ pub struct IntelbrasDevice {
     url: String,
     client: DigestClient,
     cards: CardRule,
+    generation: OnceLock<Generation>,
+    /// A 3.x device that refuses `action=list` lookups: they go by `startFind`.
+    lists_refused: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -123,8 +167,11 @@ impl IntelbrasDevice {
         let url = url.trim_end_matches('/').to_string();
         IntelbrasDevice {
             name: name.to_string(),
-            client: DigestClient::new(name, &url, credentials, http, retry),
+            client: DigestClient::new(name, &url, credentials, http, retry)
+                .with_challenge_target(SOFTWARE_VERSION),
             url,
+            generation: OnceLock::new(),
+            lists_refused: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Intelbras),
         }
     }
@@ -175,6 +222,167 @@ impl IntelbrasDevice {
         Ok(found)
     }
 
+    /// The device's generation, probed on first need: a `startFind` answering a
+    /// `Token` is 3.x (that search is closed at once); a refusal is 2.x.
+    pub fn generation(&self) -> Result<Generation, DeviceError> {
+        if let Some(known) = self.generation.get() {
+            return Ok(*known);
+        }
+        let start = format!("{USERS}?action=startFind");
+        let answer = self.client.send_idempotent("GET", &start, None, |a| {
+            if matches!(a.status, 429 | 500 | 502..=599) {
+                classify(a).map(|_| None)
+            } else {
+                Ok(Some(a))
+            }
+        })?;
+        let probed = match answer
+            .filter(|a| a.status == 200)
+            .and_then(|a| find_token(&a.body))
+        {
+            Some((token, _)) => {
+                self.stop_find(USERS, &token);
+                Generation::V3
+            }
+            None => Generation::V2,
+        };
+        log::debug!("{}: firmware {}", self.name, probed.label());
+        Ok(*self.generation.get_or_init(|| probed))
+    }
+
+    fn stop_find(&self, cgi: &str, token: &str) {
+        let stop = format!("{cgi}?action=stopFind&Token={}", percent_encode(token));
+        if let Err(e) = self.get(&stop) {
+            log::debug!("{}: {stop} failed ({e})", self.name);
+        }
+    }
+
+    /// Every record of a `startFind` (with `Condition.<key>=<value>` if given),
+    /// paged with `doFind`; `stopFind` is sent whatever happens.
+    fn find(&self, cgi: &str, condition: Option<(&str, &str)>) -> Result<Vec<Record>, DeviceError> {
+        let filter = condition
+            .map(|(k, v)| format!("&Condition.{k}={}", percent_encode(v)))
+            .unwrap_or_default();
+        let start = format!("{cgi}?action=startFind{filter}");
+        let (token, total) = match self.get(&start)? {
+            Reply::Ok(body) => find_token(&body).ok_or_else(|| {
+                DeviceError::InvalidAnswer(format!("{start}: no Token in the answer"))
+            })?,
+            Reply::BadRequest => {
+                return Err(DeviceError::Rejected {
+                    status: 400,
+                    message: format!("Bad Request: the device refused {start}"),
+                })
+            }
+        };
+        let pages = (|| {
+            let mut found = Vec::new();
+            loop {
+                let page = format!(
+                    "{cgi}?action=doFind&Token={}&Offset={}&Count={FIND_PAGE}",
+                    percent_encode(&token),
+                    found.len()
+                );
+                let got = match self.get(&page)? {
+                    Reply::Ok(body) => records(&body),
+                    Reply::BadRequest => Vec::new(),
+                };
+                let short = got.len() < FIND_PAGE;
+                found.extend(got);
+                if short || total.is_some_and(|t| found.len() as u64 >= t) {
+                    return Ok(found);
+                }
+            }
+        })();
+        self.stop_find(cgi, &token);
+        pages
+    }
+
+    /// The records of an `action=list` lookup; a `Bad Request` reads as none.
+    fn list_records(&self, target: &str) -> Result<Vec<Record>, DeviceError> {
+        Ok(match self.get(target)? {
+            Reply::Ok(body) => records(&body),
+            Reply::BadRequest => Vec::new(),
+        })
+    }
+
+    /// Records whose `key` is one of `values`: an `action=list` by `<key>List`, or on a
+    /// 3.x device that refuses lists (400 or 501, as field reports say they may), one
+    /// `startFind` with `Condition.<key>` per value. Remembered per device.
+    fn lookup(&self, cgi: &str, key: &str, values: &[&str]) -> Result<Vec<Record>, DeviceError> {
+        let mut found = Vec::new();
+        if !self.lists_refused.load(Ordering::Relaxed) {
+            let mut refused = false;
+            for chunk in values.chunks(MAX_PER_CALL) {
+                let target = format!(
+                    "{cgi}?action=list{}",
+                    list_query(&format!("{key}List"), chunk)
+                );
+                match self.get(&target) {
+                    Ok(Reply::Ok(body)) => found.extend(records(&body)),
+                    Ok(Reply::BadRequest) | Err(DeviceError::Rejected { status: 501, .. })
+                        if self.generation()? == Generation::V3 =>
+                    {
+                        refused = true;
+                        break;
+                    }
+                    Ok(Reply::BadRequest) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !refused {
+                return Ok(found);
+            }
+            log::info!("{}: lists refused; looking up by startFind", self.name);
+            self.lists_refused.store(true, Ordering::Relaxed);
+            found.clear();
+        }
+        for value in values {
+            found.extend(self.find(cgi, Some((key, value)))?);
+        }
+        Ok(found)
+    }
+
+    /// (UserID, CardNo) of every card of these users, found as the generation allows.
+    fn cards_of(&self, users: &[&str]) -> Result<Vec<(String, String)>, DeviceError> {
+        let mut cards = Vec::new();
+        let mut keep = |found: Vec<Record>, asked: &[&str]| {
+            cards.extend(
+                found
+                    .iter()
+                    .filter(|r| asked.contains(&field(r, "UserID")))
+                    .filter(|r| !field(r, "CardNo").is_empty())
+                    .map(|r| {
+                        (
+                            field(r, "UserID").to_string(),
+                            field(r, "CardNo").to_string(),
+                        )
+                    }),
+            );
+        };
+        match self.generation()? {
+            Generation::V3 => {
+                for user in users {
+                    keep(self.find(CARDS, Some(("UserID", user)))?, &[user]);
+                }
+            }
+            Generation::V2 => {
+                for chunk in users.chunks(MAX_PER_CALL) {
+                    let target = format!("{CARDS}?action=list{}", list_query("UserIDList", chunk));
+                    keep(self.list_records(&target)?, chunk);
+                }
+            }
+        }
+        Ok(cards)
+    }
+
+    /// Signs at most `uses` requests with one Digest nonce (`nonce_uses` in the
+    /// devices file; default [`DEFAULT_NONCE_USES`](super::digest::DEFAULT_NONCE_USES)).
+    pub fn with_nonce_uses(mut self, uses: u32) -> IntelbrasDevice {
+        self.client.set_nonce_uses(uses);
+        self
+    }
+
     fn get(&self, target: &str) -> Result<Reply, DeviceError> {
         self.client.send_idempotent("GET", target, None, classify)
     }
@@ -214,11 +422,7 @@ impl IntelbrasDevice {
 
     /// Removes every card of these users (at most `MAX_PER_CALL`), each by number.
     fn drop_cards(&self, users: &[&str]) -> Result<(), DeviceError> {
-        let cards: Vec<String> = self
-            .cards_where("UserIDList", users)?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect();
+        let cards: Vec<String> = self.cards_of(users)?.into_iter().map(|(_, c)| c).collect();
         self.remove_card_numbers(&cards)
     }
 
@@ -246,43 +450,21 @@ impl IntelbrasDevice {
         }
     }
 
-    fn list_json(&self, target: &str, key: &str) -> Result<Vec<Value>, DeviceError> {
-        match self.get(target)? {
-            Reply::Ok(body) => {
-                let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
-                    DeviceError::InvalidAnswer(format!("{target}: the list is not JSON ({e})"))
-                })?;
-                Ok(parsed
-                    .get(key)
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default())
-            }
-            Reply::BadRequest => Err(DeviceError::Rejected {
-                status: 400,
-                message: format!("Bad Request listing {key}"),
-            }),
-        }
-    }
-
-    /// What the device holds for these UserIDs (cards included for `with_cards`).
+    /// What the device holds for these UserIDs (cards included for `with_cards`),
+    /// from the records that name them.
     fn held(&self, ids: &[&str], with_cards: bool) -> Result<HashMap<String, Held>, DeviceError> {
         let mut held = HashMap::new();
         for chunk in ids.chunks(MAX_PER_CALL) {
-            let target = format!("{USERS}?action=list{}", list_query("UserIDList", chunk));
-            for user in self.list_json(&target, "UserList")? {
-                let text = |k: &str| {
-                    user.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                };
+            for user in self.lookup(USERS, "UserID", chunk)? {
+                if !chunk.contains(&field(&user, "UserID")) {
+                    continue;
+                }
                 held.insert(
-                    text("UserID"),
+                    field(&user, "UserID").to_string(),
                     Held {
-                        name: text("UserName"),
-                        valid_from: text("ValidFrom"),
-                        valid_to: text("ValidTo"),
+                        name: name_of(&user).to_string(),
+                        valid_from: field(&user, "ValidFrom").to_string(),
+                        valid_to: field(&user, "ValidTo").to_string(),
                         cards: Vec::new(),
                     },
                 );
@@ -294,36 +476,32 @@ impl IntelbrasDevice {
                 .copied()
                 .filter(|i| held.contains_key(*i))
                 .collect();
-            for chunk in present.chunks(MAX_PER_CALL) {
-                for card in self.cards_where("UserIDList", chunk)? {
-                    if let Some(h) = held.get_mut(&card.0) {
-                        h.cards.push(card.1);
-                    }
+            for (user, card) in self.cards_of(&present)? {
+                if let Some(h) = held.get_mut(&user) {
+                    h.cards.push(card);
                 }
             }
         }
         Ok(held)
     }
 
-    /// (UserID, CardNo) of the cards matching a list filter.
-    fn cards_where(
-        &self,
-        list: &str,
-        values: &[&str],
-    ) -> Result<Vec<(String, String)>, DeviceError> {
-        if values.is_empty() {
-            // Without a filter the device would list every card it holds.
-            return Ok(Vec::new());
+    /// (UserID, CardNo) of the cards with these numbers.
+    fn cards_numbered(&self, numbers: &[&str]) -> Result<Vec<(String, String)>, DeviceError> {
+        let mut found = Vec::new();
+        for chunk in numbers.chunks(MAX_PER_CALL) {
+            found.extend(
+                self.lookup(CARDS, "CardNo", chunk)?
+                    .iter()
+                    .filter(|r| chunk.contains(&field(r, "CardNo")))
+                    .map(|r| {
+                        (
+                            field(r, "UserID").to_string(),
+                            field(r, "CardNo").to_string(),
+                        )
+                    }),
+            );
         }
-        let target = format!("{CARDS}?action=list{}", list_query(list, values));
-        Ok(self
-            .list_json(&target, "CardList")?
-            .iter()
-            .map(|c| {
-                let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                (text("UserID"), text("CardNo"))
-            })
-            .collect())
+        Ok(found)
     }
 
     fn user_entry(person: &Person) -> Value {
@@ -359,12 +537,13 @@ impl IntelbrasDevice {
         } else {
             "insertMulti"
         };
-        match self.write_users(first, people) {
+        let refused = match self.write_users(first, people) {
             Ok(true) => return vec![Ok(()); people.len()],
-            Ok(false) => {}
-            Err(e) if e.write_may_have_landed() => {}
+            Ok(false) => true,
+            // Lost, not refused: the same call again may well pass.
+            Err(e) if e.write_may_have_landed() => false,
             Err(e) => return vec![Err(e); people.len()],
-        }
+        };
         // Refused or lost: see who is there now, update those, insert the rest.
         let ids: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
         let present: HashSet<String> = match self.held(&ids, false) {
@@ -379,7 +558,7 @@ impl IntelbrasDevice {
                 return;
             }
             let sub: Vec<&Person> = indices.iter().map(|&i| people[i]).collect();
-            let outcome = if sub.len() == people.len() && update == update_first {
+            let outcome = if refused && sub.len() == people.len() && update == update_first {
                 // The same call again would fail the same way: split it.
                 self.split(&sub, update)
             } else {
@@ -426,21 +605,19 @@ impl IntelbrasDevice {
             let desired: HashMap<&str, &str> =
                 wanted.iter().map(|(u, c)| (*u, c.as_str())).collect();
             let mut stale = Vec::new();
-            for chunk in replace.chunks(MAX_PER_CALL) {
-                match self.cards_where("UserIDList", chunk) {
-                    Ok(cards) => {
-                        for (user, card) in cards {
-                            let wanted = desired.get(user.as_str());
-                            if wanted.is_some_and(|w| self.cards.same(&card, w)) {
-                                // Held already, written another way (`2b0bc4`).
-                                kept.insert(user);
-                            } else {
-                                stale.push(card);
-                            }
+            match self.cards_of(replace) {
+                Ok(cards) => {
+                    for (user, card) in cards {
+                        let wanted = desired.get(user.as_str());
+                        if wanted.is_some_and(|w| self.cards.same(&card, w)) {
+                            // Held already, written another way (`2b0bc4`).
+                            kept.insert(user);
+                        } else {
+                            stale.push(card);
                         }
                     }
-                    Err(e) => return vec![Err(e); wanted.len()],
                 }
+                Err(e) => return vec![Err(e); wanted.len()],
             }
             // A stale card the device refuses to remove must not stay beside the new one.
             if let Err(e) = self.remove_card_numbers(&stale) {
@@ -489,7 +666,7 @@ impl IntelbrasDevice {
         // Who holds these numbers now? Ours: done. Another's: a conflict. Nobody's: retry.
         let numbers: Vec<&str> = cards.iter().map(|(_, c)| c.as_str()).collect();
         let canonical = |c: &str| crate::card::canonical(self.cards.format, c);
-        let owners: HashMap<String, String> = match self.cards_where("CardNoList", &numbers) {
+        let owners: HashMap<String, String> = match self.cards_numbered(&numbers) {
             Ok(found) => found.into_iter().map(|(u, c)| (canonical(&c), u)).collect(),
             Err(e) => return vec![Err(e); cards.len()],
         };
@@ -513,8 +690,22 @@ impl IntelbrasDevice {
             let again = json!({"CardList": [
                 {"UserID": cards[0].0, "CardNo": cards[0].1, "CardType": 0, "CardStatus": 0}
             ]});
-            if let Ok(true) = self.post(&format!("{CARDS}?action=insertMulti"), &again) {
-                return vec![Ok(())];
+            match self.post(&format!("{CARDS}?action=insertMulti"), &again) {
+                Ok(true) => return vec![Ok(())],
+                // The retry's answer was lost in turn: the device says whether it landed.
+                Err(e) if e.write_may_have_landed() => {
+                    let landed = self.cards_numbered(&numbers).map(|found| {
+                        found
+                            .iter()
+                            .any(|(u, c)| u == cards[0].0 && *c == cards[0].1)
+                    });
+                    match landed {
+                        Ok(true) => return vec![Ok(())],
+                        Ok(false) => return vec![Err(e)],
+                        Err(read) => return vec![Err(read)],
+                    }
+                }
+                _ => {}
             }
             return vec![Err(DeviceError::Rejected {
                 status: 400,
@@ -539,6 +730,73 @@ impl IntelbrasDevice {
 
 fn is_user_id(registration: &str) -> bool {
     !registration.is_empty() && registration.bytes().all(|b| b.is_ascii_digit())
+}
+
+impl IntelbrasDevice {
+    /// Fails every written pair the device does not hold as written (it answered OK
+    /// and ignored the write, as an SS 5531 does with an update clearing `CardNo`).
+    fn read_back(&self, work: &[(&Person, Plan)], failed: &mut [Option<DeviceError>]) {
+        let written: Vec<usize> = (0..work.len())
+            .filter(|&i| failed[i].is_none() && is_user_id(&work[i].0.registration))
+            .filter(|&i| matches!(work[i].1, Plan::Create | Plan::Update { .. }))
+            .collect();
+        for chunk in written.chunks(MAX_PER_CALL) {
+            let ids: Vec<&str> = chunk
+                .iter()
+                .map(|&i| work[i].0.registration.as_str())
+                .collect();
+            let with_cards = chunk.iter().any(|&i| {
+                let (person, plan) = &work[i];
+                person.card_is_managed() || matches!(plan, Plan::Create if person.card.is_some())
+            });
+            let held = match self.held(&ids, with_cards) {
+                Ok(held) => held,
+                Err(e) => {
+                    for &i in chunk {
+                        failed[i] = Some(e.clone());
+                    }
+                    continue;
+                }
+            };
+            for &i in chunk {
+                let (person, plan) = &work[i];
+                let card_checked = person.card_is_managed()
+                    || matches!(plan, Plan::Create if person.card.is_some());
+                let differs = match held.get(&person.registration) {
+                    None => Some("the person"),
+                    Some(h) if h.name != person.name => Some("the name"),
+                    Some(h)
+                        if h.valid_from != PROFILE.validity.encode(person.begin, false)
+                            || h.valid_to != PROFILE.validity.encode(person.end, true) =>
+                    {
+                        Some("the validity")
+                    }
+                    Some(h)
+                        if card_checked && {
+                            let written: Vec<String> = person
+                                .card
+                                .and_then(|c| self.cards.write(c).ok())
+                                .into_iter()
+                                .collect();
+                            !self.cards.same_set(&h.cards, &written)
+                        } =>
+                    {
+                        Some("the card")
+                    }
+                    Some(_) => None,
+                };
+                if let Some(what) = differs {
+                    failed[i] = Some(DeviceError::Rejected {
+                        status: 200,
+                        message: format!(
+                            "the device answered OK but, read back, does not hold {what} written for UserID {}: it ignored the write",
+                            person.registration
+                        ),
+                    });
+                }
+            }
+        }
+    }
 }
 
 impl Device for IntelbrasDevice {
@@ -603,13 +861,42 @@ impl Device for IntelbrasDevice {
             .collect())
     }
 
-    /// `action=list` without a filter: the documentation gives no paging for Intelbras,
-    /// so the whole list comes in one answer.
+    /// 3.x: `startFind` / `doFind` pages / `stopFind`. 2.x: `action=list` without a
+    /// filter, which has no paging, so the whole list comes in one answer.
+    fn learned(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if let Ok(Reply::Ok(body)) = self.get(SOFTWARE_VERSION) {
+            let text = String::from_utf8_lossy(&body);
+            if let Some(version) = text.lines().find_map(|l| l.trim().strip_prefix("version=")) {
+                lines.push(format!("software version {version}"));
+            }
+        }
+        match self.generation() {
+            Ok(generation) => lines.push(format!("firmware generation {}", generation.label())),
+            Err(e) => lines.push(format!("firmware generation not probed: {e}")),
+        }
+        lines.push(self.client.nonce_facts().describe());
+        lines
+    }
+
     fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
-        Ok(self
-            .list_json(&format!("{USERS}?action=list"), "UserList")?
+        let found = match self.generation()? {
+            Generation::V3 => self.find(USERS, None)?,
+            Generation::V2 => match self.get(&format!("{USERS}?action=list"))? {
+                Reply::Ok(body) => records(&body),
+                Reply::BadRequest => {
+                    return Err(DeviceError::Rejected {
+                        status: 400,
+                        message: "Bad Request listing every user (action=list)".into(),
+                    })
+                }
+            },
+        };
+        let mut seen = HashSet::new();
+        Ok(found
             .iter()
-            .filter_map(|u| u.get("UserID").and_then(Value::as_str))
+            .map(|u| field(u, "UserID"))
+            .filter(|id| !id.is_empty() && seen.insert(id.to_string()))
             .map(|id| DevicePerson {
                 registration: id.to_string(),
                 id: 0,
@@ -726,6 +1013,8 @@ impl Device for IntelbrasDevice {
                 failed[i] = Some(e);
             }
         }
+        // 4. Read back: a 200 proves nothing on this family.
+        self.read_back(work, &mut failed);
         work.iter()
             .zip(failed)
             .map(|((_, plan), failure)| Outcome::of_write(plan, failure))
@@ -766,10 +1055,10 @@ mod tests {
     }
 
     #[test]
-    fn list_queries_escape_brackets_and_values() {
+    fn list_queries_send_brackets_raw_and_escape_values() {
         assert_eq!(
             list_query("UserIDList", &["1001", "1 2"]),
-            "&UserIDList%5B0%5D=1001&UserIDList%5B1%5D=1%202"
+            "&UserIDList[0]=1001&UserIDList[1]=1%202"
         );
     }
 }

@@ -10,16 +10,20 @@
 //! paged as the vendor allows) and removes people with their cards and group links
 //! ([`Device::remove`]).
 
+pub mod auth_answer;
 pub mod breaker;
 pub mod controlid;
 pub mod digest;
 pub mod hikvision;
+pub mod hikvision_firmware;
 pub mod http;
 pub mod intelbras;
+pub mod intelbras_answers;
 pub mod rate;
 pub mod retry;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 
 pub use controlid::Credentials;
 pub use retry::RetryPolicy;
@@ -83,6 +87,11 @@ pub enum DeviceError {
     /// field); found before anything is sent, never retried.
     #[error("{0}")]
     CardRefused(String),
+    /// The person cannot go on this device as it reported its limits (a registration
+    /// too long, not digits on a digits-only model, a name too long with
+    /// `long_names = "fail"`). Decided before sending; the others continue.
+    #[error("{0}")]
+    DoesNotFit(String),
     /// The device holds as many people as it can. Never retried: the driver stops
     /// sending to the device, and every later pair fails with this reason.
     #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
@@ -203,8 +212,9 @@ impl Outcome {
 pub enum Auth {
     /// A login call returns a token passed with every later call (Control iD).
     Session,
-    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Repeated
-    /// 401s lock the account, so a driver stops after two consecutive refusals.
+    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Refused
+    /// logins lock the account, so a driver stops at the first proven refusal and
+    /// renews nonces before the device's limit (see `digest.rs`).
     Digest,
 }
 
@@ -368,6 +378,16 @@ pub trait Device: Send + Sync {
     /// The most people one [`Device::remove`] call should get (one request's worth).
     fn max_remove_batch(&self) -> usize {
         self.max_batch().max(1)
+    }
+    /// What the driver learned of the device's firmware so far, one short line each
+    /// (generation, limits, Digest nonce uses), for `catraca check`. May ask the
+    /// device what it has not asked yet. Default: nothing.
+    fn learned(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Names this run cut to the device's limit (each person counted once).
+    fn names_truncated(&self) -> u64 {
+        0
     }
     /// Takes these people off the device, with their cards and group links, each removed
     /// explicitly. One result per person, in order.

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::{FaultRates, Fleet, Kind, Overload, SimConfig, SimTls, SiteAuthority};
+use super::{
+    FaultRates, Fleet, HikFirmware, IntelbrasFirmware, Kind, Overload, SimConfig, SimTls,
+    SiteAuthority,
+};
 
 /// The devices of `--devices`: counts, each of a family or (`None`) of `--kind`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +57,24 @@ fn parse_fleet(text: &str) -> Result<FleetSpec, String> {
         .collect::<Result<_, String>>()
         .map(FleetSpec)
 }
+
+/// The firmware profiles, shown after `catraca simulate --help` (and in the README).
+pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag each, combinable:
+  --kind hikvision --nonce-uses 2     a DS-K1T342MWX: a nonce's third use is refused, no stale
+  --kind hikvision --nonce-uses 8     a DS-K1T323: about 8 uses of a nonce
+  --exhausted-without-challenge       with --nonce-uses: that 401 comes without a challenge
+  --offer-basic                       web authentication \"digest/basic\": Basic offered first
+  --name-max 32                       older Hikvision models: names of at most 32 bytes
+  --employee-digits-only              Hikvision models taking numeric employeeNo only
+  --legacy-delete                     Hikvision without UserInfoDetail/Delete (UserInfo/Delete)
+  --no-capabilities                   older Hikvision firmware without capabilities calls
+  --kind intelbras --firmware 2       Intelbras/Dahua 2.x: flat key=value lists, no startFind
+  --kind intelbras --firmware 3       Intelbras/Dahua 3.x: JSON, startFind/doFind/stopFind
+  --kind intelbras --firmware 3-strict  3.x refusing every action=list: only searches
+  --id-lists-only                     Control iD firmware taking where lists on id only
+  --deny-command modify_objects       a Control iD account without the rights for a command
+Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
+(userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
 
 /// The environment variable holding the simulated devices' password.
 pub const PASSWORD_ENV: &str = "CATRACA_SIM_PASSWORD";
@@ -129,6 +150,55 @@ pub struct SimulateArgs {
     /// A session becomes invalid after N requests made with it
     #[arg(long, value_name = "N")]
     pub session_expiry: Option<u64>,
+
+    /// Hikvision and Intelbras firmware profile: the (N+1)th use of a Digest nonce is
+    /// answered 401 with a fresh challenge and no stale (a DS-K1T342MWX: 2)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub nonce_uses: Option<u64>,
+
+    /// Intelbras firmware profile: 2 (flat key=value lists, no startFind), 3 (JSON,
+    /// startFind/doFind/stopFind, no unfiltered list) or 3-strict (no action=list at
+    /// all); all answer a bare Bad Request and ignore an update clearing CardNo.
+    /// Default: the API as documented
+    #[arg(long, value_enum, value_name = "2|3|3-strict", default_value_t = IntelbrasFirmware::Documented, hide_default_value = true)]
+    pub firmware: IntelbrasFirmware,
+
+    /// Hikvision firmware profile: the most name bytes a device takes (its
+    /// capabilities' name.@max; longer names are refused badJsonContent)
+    #[arg(long, value_name = "BYTES", default_value_t = 128)]
+    pub name_max: usize,
+
+    /// Hikvision firmware profile: employeeNo takes digits only (characterType number)
+    #[arg(long)]
+    pub employee_digits_only: bool,
+
+    /// Hikvision firmware profile: no UserInfoDetail/Delete, only the legacy UserInfo/Delete
+    #[arg(long)]
+    pub legacy_delete: bool,
+
+    /// Hikvision firmware profile: no capabilities calls (404), as on older firmware
+    #[arg(long)]
+    pub no_capabilities: bool,
+
+    /// Control iD firmware profile: a where list is taken on id columns only (a list
+    /// on registration is refused 400, as only id lists are documented)
+    #[arg(long)]
+    pub id_lists_only: bool,
+
+    /// Control iD: the account may not run COMMAND (e.g. destroy_objects): 401 Invalid
+    /// access level, even after a fresh login; repeat for several
+    #[arg(long = "deny-command", value_name = "COMMAND")]
+    pub deny_command: Vec<String>,
+
+    /// Hikvision and Intelbras firmware profile: the 401 refusing a used-up nonce
+    /// (--nonce-uses) carries no WWW-Authenticate header, as one terminal sends it
+    #[arg(long, requires = "nonce_uses")]
+    pub exhausted_without_challenge: bool,
+
+    /// Hikvision and Intelbras: 401s offer Basic before Digest, as a device set to
+    /// "digest/basic" does (Basic credentials are refused logins)
+    #[arg(long)]
+    pub offer_basic: bool,
 
     /// Device I (from 1) is down: its connections are reset; repeat for several
     #[arg(long = "down", value_name = "I")]
@@ -228,6 +298,18 @@ impl SimulateArgs {
             silent_drop: self.fail_silent_drop,
             hang_for: Duration::from_secs(self.hang_secs),
             session_expiry_after: self.session_expiry,
+            nonce_uses: self.nonce_uses,
+            exhausted_without_challenge: self.exhausted_without_challenge,
+            intelbras_firmware: self.firmware,
+            id_lists_only: self.id_lists_only,
+            denied_commands: self.deny_command.clone(),
+            hikvision_firmware: HikFirmware {
+                name_max: self.name_max,
+                employee_digits_only: self.employee_digits_only,
+                legacy_delete: self.legacy_delete,
+                no_capabilities: self.no_capabilities,
+            },
+            offer_basic: self.offer_basic,
             login: self.login.clone(),
             password,
             seed: self.seed,

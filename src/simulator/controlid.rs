@@ -75,6 +75,10 @@ enum CallError {
     MixedFields { index: usize },
     #[error("CHECK constraint failed: users.registration ({0})")]
     Rejected(String),
+    #[error("Invalid access level for command {0}")]
+    AccessLevel(&'static str),
+    #[error("a list of values is only taken on an id column, not on {0}")]
+    ListOnColumn(String),
     #[error(transparent)]
     Statement(#[from] DbError),
 }
@@ -82,7 +86,10 @@ enum CallError {
 impl CallError {
     fn status(&self) -> u16 {
         match self {
-            CallError::BadCredentials | CallError::InvalidSession => 401,
+            CallError::BadCredentials | CallError::InvalidSession | CallError::AccessLevel(_) => {
+                401
+            }
+            CallError::ListOnColumn(_) => 400,
             CallError::BadBody(_)
             | CallError::MixedFields { .. }
             | CallError::Rejected(_)
@@ -185,6 +192,17 @@ const TOKEN_ALPHABET: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const TOKEN_LENGTH: usize = 24;
 
+/// `object.column` of a `where` that gives a list of values on a column other than `id`.
+fn list_on_non_id_column(body: &[u8]) -> Option<String> {
+    let parsed: Value = serde_json::from_slice(body).ok()?;
+    let tables = parsed.get("where")?.as_object()?;
+    tables.iter().find_map(|(table, columns)| {
+        columns.as_object()?.iter().find_map(|(column, value)| {
+            (column != "id" && value.is_array()).then(|| format!("{table}.{column}"))
+        })
+    })
+}
+
 /// One device's state as its API sees it.
 #[derive(Debug)]
 pub(crate) struct ControlIdDevice {
@@ -197,6 +215,12 @@ pub(crate) struct ControlIdDevice {
     session_expiry_after: Option<u64>,
     /// Registrations whose creation is refused (see `SimDevice::reject_registration`).
     pub(crate) rejected: std::collections::HashSet<String>,
+    /// Firmware that takes an object-form list in `where` on `id` columns only (the
+    /// only form vendor material shows): a list on another column is a 400.
+    pub(crate) id_lists_only: bool,
+    /// Commands this account may not run: 401 `Invalid access level for command X`,
+    /// whatever the session.
+    pub(crate) denied: Vec<String>,
 }
 
 impl ControlIdDevice {
@@ -214,6 +238,8 @@ impl ControlIdDevice {
             password: password.to_owned(),
             session_expiry_after,
             rejected: Default::default(),
+            id_lists_only: false,
+            denied: Vec::new(),
         }
     }
 
@@ -233,6 +259,9 @@ impl ControlIdDevice {
                 }
                 Answer::ok(Vec::new())
             }),
+            object_call if self.denied.iter().any(|d| d == object_call.name()) => self
+                .use_session(session)
+                .and_then(|()| Err(CallError::AccessLevel(object_call.name()))),
             object_call => self.use_session(session).and_then(|()| match object_call {
                 Command::LoadObjects => self.load(body),
                 Command::CreateObjects => self.create(body),
@@ -286,6 +315,11 @@ impl ControlIdDevice {
     }
 
     fn load(&self, body: &[u8]) -> Result<Answer, CallError> {
+        if self.id_lists_only {
+            if let Some(column) = list_on_non_id_column(body) {
+                return Err(CallError::ListOnColumn(column));
+            }
+        }
         let request: LoadRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
         let filter = Filter::parse(table, request.filter)?;

@@ -5,8 +5,16 @@
 //! after `SimConfig::session_expiry_after` requests answered `stale=true`, and the
 //! account locked after `SimConfig::lockout_after` refusals in a row, as the firmware
 //! does (a locked account is refused even with the right password).
+//!
+//! Field firmware is stricter than the RFC (`docs/field-evidence.md`, section 2), and
+//! so is this guard on demand: `SimConfig::nonce_uses` rejects a nonce's (N+1)th use
+//! with a plain 401 and a fresh challenge, no `stale`, as a DS-K1T342MWX does; the lock
+//! lasts `SimConfig::lockout_for` (1,800 s) and every attempt during it starts it
+//! again; Basic credentials are a refused login. [`DigestGuard::user_check`] gives
+//! what the Hikvision `userCheck` body of a 401 reports: logins left, and the lock.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use digest_auth::{AuthContext, AuthorizationHeader, HttpMethod, Qop, WwwAuthenticateHeader};
 use rand::rngs::StdRng;
@@ -23,6 +31,18 @@ pub(crate) enum Verdict {
     Refused(String),
     /// The account is locked: 401, whatever the credentials.
     Locked(String),
+    /// A nonce used more than `SimConfig::nonce_uses` times: 401 with a new challenge
+    /// and no `stale`, not counted as a refused login.
+    Exhausted(String),
+}
+
+/// What a Hikvision `userCheck` body reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UserCheck {
+    /// Refused logins left before the lock (`retryLoginTime`).
+    pub(crate) retries_left: u32,
+    /// Seconds until the lock ends (`unlockTime`); `None` when not locked.
+    pub(crate) locked_for: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -39,7 +59,10 @@ pub(crate) struct DigestGuard {
     nonces: HashMap<String, Nonce>,
     rng: StdRng,
     expiry_after: Option<u64>,
+    nonce_uses: Option<u64>,
     lockout_after: u32,
+    lockout_for: Duration,
+    locked_until: Option<Instant>,
     failures: u32,
     /// Refusals counted since the device started (for the statistics).
     pub(crate) refusals: u64,
@@ -61,14 +84,60 @@ impl DigestGuard {
             nonces: HashMap::new(),
             rng: StdRng::seed_from_u64(seed),
             expiry_after,
+            nonce_uses: None,
             lockout_after,
+            lockout_for: Duration::from_secs(1800),
+            locked_until: None,
             failures: 0,
             refusals: 0,
         }
     }
 
-    pub(crate) fn locked(&self) -> bool {
-        self.failures >= self.lockout_after
+    /// Rejects a nonce's (`uses` + 1)th use with a plain 401 (`None`: no limit).
+    pub(crate) fn with_nonce_uses(mut self, uses: Option<u64>) -> DigestGuard {
+        self.nonce_uses = uses;
+        self
+    }
+
+    /// How long a lock lasts (restarted by every attempt made during it).
+    pub(crate) fn with_lockout_for(mut self, lockout_for: Duration) -> DigestGuard {
+        self.lockout_for = lockout_for;
+        self
+    }
+
+    pub(crate) fn locked(&mut self) -> bool {
+        match self.locked_until {
+            Some(until) if until > Instant::now() => true,
+            Some(_) => {
+                // The lock ran out: a new count of attempts.
+                self.locked_until = None;
+                self.failures = 0;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// What the device's `userCheck` body says now.
+    pub(crate) fn user_check(&mut self) -> UserCheck {
+        let locked_for = self.locked().then(|| {
+            self.locked_until
+                .map_or(0, |u| u.saturating_duration_since(Instant::now()).as_secs())
+                .max(1)
+        });
+        UserCheck {
+            retries_left: self.lockout_after.saturating_sub(self.failures),
+            locked_for,
+        }
+    }
+
+    fn refuse(&mut self) -> Verdict {
+        self.failures += 1;
+        self.refusals += 1;
+        if self.failures >= self.lockout_after {
+            self.locked_until = Some(Instant::now() + self.lockout_for);
+        }
+        Verdict::Refused(self.challenge(false))
     }
 
     /// A new `WWW-Authenticate` value with a fresh nonce.
@@ -99,20 +168,35 @@ impl DigestGuard {
         target: &str,
         authorization: Option<&str>,
     ) -> Verdict {
+        let basic = authorization.is_some_and(|h| {
+            h.trim_start()
+                .get(..5)
+                .is_some_and(|s| s.eq_ignore_ascii_case("basic"))
+        });
+        if self.locked() && authorization.is_some() {
+            // An attempt during the lock starts it again, as the firmware does.
+            self.refusals += 1;
+            self.locked_until = Some(Instant::now() + self.lockout_for);
+            return Verdict::Locked(self.challenge(false));
+        }
+        if basic {
+            // A Digest device takes Basic as a failed login.
+            return self.refuse();
+        }
         let Some(header) = authorization
             .filter(|h| h.trim_start().starts_with("Digest"))
             .and_then(|h| AuthorizationHeader::parse(h).ok())
         else {
             return Verdict::Challenge(self.challenge(false));
         };
-        if self.locked() {
-            self.refusals += 1;
-            return Verdict::Locked(self.challenge(false));
-        }
         let Some(nonce) = self.nonces.get_mut(&header.nonce) else {
             // Not ours (or forgotten): a new nonce, as for an expired one.
             return Verdict::Challenge(self.challenge(true));
         };
+        if self.nonce_uses.is_some_and(|limit| nonce.uses >= limit) {
+            // Kept: every later use of it is refused the same way.
+            return Verdict::Exhausted(self.challenge(false));
+        }
         if self.expiry_after.is_some_and(|limit| nonce.uses >= limit)
             || !nonce.seen_nc.insert(header.nc)
         {
@@ -138,9 +222,7 @@ impl DigestGuard {
             self.failures = 0;
             Verdict::Accepted
         } else {
-            self.failures += 1;
-            self.refusals += 1;
-            Verdict::Refused(self.challenge(false))
+            self.refuse()
         }
     }
 }

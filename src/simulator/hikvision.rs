@@ -11,10 +11,18 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::digest::UserCheck;
 use super::http::Response;
 
 /// The paging cap the capabilities report.
 pub(crate) const MAX_RESULTS: usize = 30;
+
+/// `GET /ISAPI/System/deviceInfo`, shortened from a terminal's answer.
+const DEVICE_INFO: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+<DeviceInfo version=\"2.0\" xmlns=\"http://www.isapi.org/ver20/XMLSchema\">\n\
+<deviceName>catraca-sim</deviceName>\n<model>DS-K1T671M</model>\n\
+<firmwareVersion>V3.2.30</firmwareVersion>\n<firmwareReleasedDate>build 220101</firmwareReleasedDate>\n\
+<deviceType>ACS</deviceType>\n</DeviceInfo>\n";
 
 /// A stored person; `Valid` kept as sent.
 #[derive(Debug, Clone)]
@@ -31,6 +39,38 @@ pub(crate) struct HikvisionApi {
     /// cardNo -> employeeNo.
     pub(crate) cards: BTreeMap<String, String>,
     pub(crate) capacity: Option<usize>,
+    /// The firmware's limits and calls (see [`HikFirmware`]).
+    pub(crate) firmware: HikFirmware,
+}
+
+/// What one Hikvision model and firmware take (field-evidence.md, section 3), as its
+/// capabilities report them and its answers enforce them.
+#[derive(Debug, Clone, Copy)]
+pub struct HikFirmware {
+    /// `name.@max`, in UTF-8 bytes; a longer name is refused `badJsonContent`.
+    /// Default: 128, a recent terminal's (older ones: 32).
+    pub name_max: usize,
+    /// Only digits in `employeeNo` (`characterType` `number`); others are refused
+    /// `badJsonContent` with `errorMsg` `employeeNo`. Default: any character.
+    pub employee_digits_only: bool,
+    /// No `UserInfoDetail/Delete` (404 `notSupport`): only the legacy `UserInfo/Delete`,
+    /// as on a DS-K1T323 V4.23.41. Default: both.
+    pub legacy_delete: bool,
+    /// No capabilities calls (404 `notSupport`), as on older firmware: clients fall
+    /// back to the documented limits, and learn digits-only from a refusal. Default:
+    /// they answer.
+    pub no_capabilities: bool,
+}
+
+impl Default for HikFirmware {
+    fn default() -> HikFirmware {
+        HikFirmware {
+            name_max: 128,
+            employee_digits_only: false,
+            legacy_delete: false,
+            no_capabilities: false,
+        }
+    }
 }
 
 /// The answer and what it did, for the statistics.
@@ -70,15 +110,41 @@ pub(crate) fn busy() -> Response {
     status(503, 2, "Device Busy", "deviceBusy", "the device is busy").response
 }
 
-/// The answer to a request without valid Digest credentials.
-pub(crate) fn unauthorized() -> Response {
-    status(401, 4, "Invalid Operation", "unAuthorized", "unauthorized").response
+/// The answer to a request without valid Digest credentials: the `userCheck` body a
+/// terminal sends (field-evidence.md, 2.4), with the logins left and the lock.
+pub(crate) fn unauthorized(check: UserCheck) -> Response {
+    let (lock, unlock) = match check.locked_for {
+        Some(seconds) => ("lock", seconds),
+        None => ("unlock", 0),
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+         <userCheck version=\"2.0\" xmlns=\"http://www.isapi.org/ver20/XMLSchema\">\n\
+         <statusValue>401</statusValue>\n<statusString>Unauthorized</statusString>\n\
+         <isActivated>true</isActivated>\n<lockStatus>{lock}</lockStatus>\n\
+         <unlockTime>{unlock}</unlockTime>\n<retryLoginTime>{}</retryLoginTime>\n\
+         </userCheck>\n",
+        if check.locked_for.is_some() {
+            0
+        } else {
+            check.retries_left
+        }
+    );
+    Response {
+        status: 401,
+        content_type: "application/xml",
+        body: body.into_bytes(),
+        challenges: Vec::new(),
+    }
 }
 
 /// The statistics name of a request.
 pub(crate) fn route_name(path: &str) -> &'static str {
     match path {
+        "/ISAPI/System/deviceInfo" => "device_info",
         "/ISAPI/AccessControl/UserInfo/capabilities" => "user_capabilities",
+        "/ISAPI/AccessControl/capabilities" => "access_capabilities",
+        "/ISAPI/AccessControl/UserInfo/Delete" => "user_delete_legacy",
         "/ISAPI/AccessControl/UserInfo/Record" => "user_record",
         "/ISAPI/AccessControl/UserInfo/Modify" => "user_modify",
         "/ISAPI/AccessControl/UserInfo/Search" => "user_search",
@@ -118,11 +184,49 @@ impl HikvisionApi {
             );
         };
         match (method, route_name(path)) {
+            (_, "user_capabilities" | "access_capabilities") if self.firmware.no_capabilities => {
+                status(404, 4, "Invalid Operation", "notSupport", "no such URL")
+            }
+            // XML whatever the format asked, as terminals answer it.
+            ("GET", "device_info") => Served {
+                response: Response {
+                    status: 200,
+                    content_type: "application/xml",
+                    body: DEVICE_INFO.as_bytes().to_vec(),
+                    challenges: Vec::new(),
+                },
+                created: None,
+            },
             ("GET", "user_capabilities") => data(json!({"UserInfo": {
                 "supportFunction": {"@opt": "post,delete,put,get"},
                 "maxRecordNum": self.capacity.unwrap_or(10_000),
-                "UserInfoSearchCond": {"maxResults": {"@min": 1, "@max": MAX_RESULTS}},
+                "UserInfoSearchCond": {"maxResults": {"@min": 1, "@max": MAX_RESULTS},
+                    "EmployeeNoList": {"maxSize": MAX_RESULTS, "employeeNo": {"@min": 1, "@max": 32}}},
+                "UserInfoDelCond": {"EmployeeNoList": {"maxSize": MAX_RESULTS}},
+                "employeeNo": {"@min": 1, "@max": 32},
+                "name": {"@min": 0, "@max": self.firmware.name_max},
             }})),
+            // XML whatever the format asked, as terminals answer it.
+            ("GET", "access_capabilities") => Served {
+                response: Response {
+                    status: 200,
+                    content_type: "application/xml",
+                    body: format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<AccessControl version=\"2.0\">\n\
+                         <EmployeeNoInfo><employeeNo min=\"1\" max=\"32\"/><characterType opt=\"{}\"/></EmployeeNoInfo>\n\
+                         <isSupportUserInfoDetailDelete>{}</isSupportUserInfoDetailDelete>\n</AccessControl>\n",
+                        if self.firmware.employee_digits_only { "number" } else { "any" },
+                        !self.firmware.legacy_delete
+                    )
+                    .into_bytes(),
+                    challenges: Vec::new(),
+                },
+                created: None,
+            },
+            ("PUT", "user_delete_legacy") => self.delete_users_legacy(&body),
+            ("PUT" | "GET", "user_delete" | "user_delete_process") if self.firmware.legacy_delete => {
+                status(404, 4, "Invalid Operation", "notSupport", "no such URL")
+            }
             ("POST", "user_record") => self.record(&body),
             ("PUT", "user_modify") => self.modify(&body),
             ("POST", "user_search") => self.search_users(&body),
@@ -144,7 +248,26 @@ impl HikvisionApi {
         }
     }
 
-    fn user_of(body: &Value) -> Result<HikUser, Served> {
+    fn delete_users_legacy(&mut self, body: &Value) -> Served {
+        let cond = body.get("UserInfoDelCond");
+        let Some(list) = texts(cond.and_then(|c| c.get("EmployeeNoList")), "employeeNo") else {
+            return invalid(
+                "messageParametersLack",
+                "UserInfoDelCond.EmployeeNoList is missing",
+            );
+        };
+        if list.len() > MAX_RESULTS {
+            return invalid("badJsonContent", "EmployeeNoList");
+        }
+        // The legacy call leaves the cards behind (whether it does on every model is
+        // not known): the driver removes them first.
+        for employee in &list {
+            self.users.remove(employee);
+        }
+        ok()
+    }
+
+    fn user_of(&self, body: &Value) -> Result<HikUser, Served> {
         let info = match body.get("UserInfo") {
             Some(Value::Object(info)) => info,
             Some(Value::Array(_)) => {
@@ -162,6 +285,12 @@ impl HikvisionApi {
                 "badEmployeeNo",
                 "employeeNo must have 1 to 32 bytes",
             ));
+        }
+        if self.firmware.employee_digits_only && !employee_no.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("badJsonContent", "employeeNo"));
+        }
+        if text("name").is_some_and(|n| n.len() > self.firmware.name_max) {
+            return Err(invalid("badJsonContent", "name"));
         }
         let valid = info
             .get("Valid")
@@ -186,7 +315,7 @@ impl HikvisionApi {
     }
 
     fn record(&mut self, body: &Value) -> Served {
-        let user = match Self::user_of(body) {
+        let user = match self.user_of(body) {
             Ok(user) => user,
             Err(refused) => return refused,
         };
@@ -204,7 +333,7 @@ impl HikvisionApi {
     }
 
     fn modify(&mut self, body: &Value) -> Served {
-        let user = match Self::user_of(body) {
+        let user = match self.user_of(body) {
             Ok(user) => user,
             Err(refused) => return refused,
         };

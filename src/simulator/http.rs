@@ -48,6 +48,14 @@ impl Request<'_> {
         }
     }
 
+    /// Whether some query key, decoded, contains `part` (`UserIDList[` for a filter).
+    pub(crate) fn has_query_key_containing(&self, part: &str) -> bool {
+        self.query.split('&').any(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            percent_decode(key).contains(part)
+        })
+    }
+
     /// The first value of a query parameter, percent-decoded with `+` read as a space
     /// (form encoding, as the device's CGI layer reads it).
     pub(crate) fn query_param(&self, name: &str) -> Option<String> {
@@ -90,8 +98,8 @@ pub(crate) struct Response {
     pub(crate) status: u16,
     pub(crate) content_type: &'static str,
     pub(crate) body: Vec<u8>,
-    /// A `WWW-Authenticate` challenge to send with a 401.
-    pub(crate) challenge: Option<String>,
+    /// `WWW-Authenticate` challenges to send with a 401, one header each, in order.
+    pub(crate) challenges: Vec<String>,
 }
 
 impl Response {
@@ -100,7 +108,7 @@ impl Response {
             status,
             content_type: "application/json",
             body,
-            challenge: None,
+            challenges: Vec::new(),
         }
     }
 
@@ -109,7 +117,7 @@ impl Response {
             status,
             content_type: "text/plain",
             body: body.as_bytes().to_vec(),
-            challenge: None,
+            challenges: Vec::new(),
         }
     }
 }
@@ -620,7 +628,7 @@ pub(crate) fn error_response(status: u16) -> Response {
         status,
         content_type: "text/html",
         body: body.into_bytes(),
-        challenge: None,
+        challenges: Vec::new(),
     }
 }
 
@@ -650,7 +658,7 @@ fn write_response(
             "Connection: close\r\n"
         },
     )?;
-    if let Some(challenge) = &response.challenge {
+    for challenge in &response.challenges {
         write!(out, "WWW-Authenticate: {challenge}\r\n")?;
     }
     out.extend_from_slice(b"\r\n");

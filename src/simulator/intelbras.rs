@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use super::hikvision::Served;
 use super::http::{Request, Response};
+use super::intelbras_firmware::{Finds, IntelbrasFirmware};
 
 /// Entries per call.
 pub(crate) const MAX_PER_CALL: usize = 10;
@@ -31,6 +32,8 @@ pub(crate) struct IntelbrasApi {
     /// CardNo -> UserID.
     pub(crate) cards: BTreeMap<String, String>,
     pub(crate) capacity: Option<usize>,
+    pub(crate) firmware: IntelbrasFirmware,
+    pub(crate) finds: Finds,
 }
 
 fn text(status: u16, body: &str) -> Served {
@@ -62,6 +65,7 @@ pub(crate) fn route_name(path: &str, action: Option<&str>) -> &'static str {
     let table = match path {
         "/cgi-bin/AccessUser.cgi" => "user",
         "/cgi-bin/AccessCard.cgi" => "card",
+        "/cgi-bin/magicBox.cgi" => "box",
         _ => return "unknown",
     };
     match (table, action.unwrap_or("")) {
@@ -69,9 +73,17 @@ pub(crate) fn route_name(path: &str, action: Option<&str>) -> &'static str {
         ("user", "updateMulti") => "user_updateMulti",
         ("user", "removeMulti") => "user_removeMulti",
         ("user", "list") => "user_list",
+        ("user", "startFind") => "user_startFind",
+        ("user", "doFind") => "user_doFind",
+        ("user", "stopFind") => "user_stopFind",
+        ("card", "updateMulti") => "card_updateMulti",
+        ("card", "startFind") => "card_startFind",
+        ("card", "doFind") => "card_doFind",
+        ("card", "stopFind") => "card_stopFind",
         ("card", "insertMulti") => "card_insertMulti",
         ("card", "removeMulti") => "card_removeMulti",
         ("card", "list") => "card_list",
+        ("box", "getSoftwareVersion") => "software_version",
         _ => "not_implemented",
     }
 }
@@ -100,11 +112,16 @@ fn is_card_no(card: &str) -> bool {
 }
 
 impl IntelbrasApi {
-    pub(crate) fn call(&mut self, request: &Request<'_>) -> Served {
+    /// A request as the documents describe the API (see `intelbras_firmware.rs` for
+    /// the firmware that differ).
+    pub(crate) fn call_documented(&mut self, request: &Request<'_>) -> Served {
         let action = request.query_param("action");
         let name = route_name(request.path, action.as_deref());
         let body: Option<Value> = serde_json::from_slice(request.body).ok();
         match (request.method, name) {
+            ("GET", "software_version") => {
+                text(200, "version=2.800.0000000.1.R,build:2022-01-10\r\n")
+            }
             ("POST", "user_insertMulti") => self.write_users(body.as_ref(), false),
             ("POST", "user_updateMulti") => self.write_users(body.as_ref(), true),
             ("GET", "user_removeMulti") => {

@@ -20,6 +20,7 @@ mod faults;
 mod hikvision;
 mod http;
 mod intelbras;
+mod intelbras_firmware;
 mod reader;
 mod row_store;
 mod tables;
@@ -45,8 +46,10 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 pub use crate::config::Kind;
-pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV};
+pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
 pub use faults::{FaultRates, Overload};
+pub use hikvision::HikFirmware;
+pub use intelbras_firmware::IntelbrasFirmware;
 pub use reader::{swipe_line, ReaderFormat, Swipe};
 pub use tls::{SimTls, SiteAuthority};
 
@@ -96,8 +99,23 @@ pub struct SimConfig {
     /// answers `userExceedLimit`, Intelbras `Bad Request`. Default: no limit.
     pub capacity: Option<usize>,
     /// Hikvision and Intelbras: refused Digest authentications in a row that lock the
-    /// account (then even the right password is refused). Default: 5, as the firmware.
+    /// account (then even the right password is refused). Default: 7, as a DS-K1T323
+    /// on V4.23.41 does (field-evidence.md, 2.4).
     pub lockout_after: u32,
+    /// How long a locked account stays locked; every attempt during the lock starts it
+    /// again. Default: 1,800 s, the `unlockTime` a biometric terminal reported.
+    pub lockout_for: Duration,
+    /// Hikvision and Intelbras: the (N+1)th use of a Digest nonce is answered 401 with
+    /// a fresh challenge and no `stale`, as a DS-K1T342MWX rejects the third use
+    /// (N = 2). Default: no limit.
+    pub nonce_uses: Option<u64>,
+    /// Hikvision and Intelbras: the 401 refusing a used-up nonce (`nonce_uses`) has no
+    /// `WWW-Authenticate` header, as one terminal sends it: the client must ask for a
+    /// challenge again. Default: it carries one.
+    pub exhausted_without_challenge: bool,
+    /// Hikvision and Intelbras: 401s carry a Basic challenge before the Digest one, as
+    /// a device set to "digest/basic" sends. Default: Digest only.
+    pub offer_basic: bool,
     /// Share (0 to 1) of the people a create stores that the device drops at once while
     /// answering OK, as field devices are known to do: only reading back finds them
     /// missing (`--verify`). Drawn per person, apart from the request faults. Default: 0.
@@ -113,6 +131,17 @@ pub struct SimConfig {
     pub reader: Option<ReaderFormat>,
     /// Print each swipe on stderr, granted or refused. Default: off.
     pub log_swipes: bool,
+    /// The Intelbras firmware played (see `intelbras_firmware.rs`). Default: the API
+    /// as documented.
+    pub intelbras_firmware: IntelbrasFirmware,
+    /// The Hikvision model's limits and calls. Default: see [`HikFirmware`].
+    pub hikvision_firmware: HikFirmware,
+    /// Control iD: an object-form `where` list is taken on `id` columns only (a list
+    /// on `registration` is a 400), the only form vendor material shows. Default: any.
+    pub id_lists_only: bool,
+    /// Control iD: commands the account may not run, answered 401 `Invalid access
+    /// level for command X` even right after a login. Default: none.
+    pub denied_commands: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -130,12 +159,20 @@ impl Default for SimConfig {
             password: "admin".to_owned(),
             seed: 0,
             capacity: None,
-            lockout_after: 5,
+            lockout_after: 7,
+            lockout_for: Duration::from_secs(1800),
+            nonce_uses: None,
+            exhausted_without_challenge: false,
+            offer_basic: false,
             silent_drop: 0.0,
             clock_offset_s: 0,
             tls: SimTls::Off,
             reader: None,
             log_swipes: false,
+            intelbras_firmware: IntelbrasFirmware::Documented,
+            hikvision_firmware: HikFirmware::default(),
+            id_lists_only: false,
+            denied_commands: Vec::new(),
         }
     }
 }
@@ -702,8 +739,13 @@ impl DeviceHandler {
                 served.response
             }
             (None, Some(verdict)) => {
+                let exhausted = matches!(verdict, Verdict::Exhausted(_));
                 let challenge = match verdict {
                     Verdict::Challenge(c) => c,
+                    Verdict::Exhausted(c) => {
+                        state.tally.request_event("nonce_exhausted");
+                        c
+                    }
                     Verdict::Refused(c) => {
                         state.tally.request_event("auth_refused");
                         c
@@ -714,11 +756,20 @@ impl DeviceHandler {
                     }
                     Verdict::Accepted => unreachable!("accepted requests are served"),
                 };
-                let mut response = match self.kind {
-                    Kind::Hikvision => hikvision::unauthorized(),
+                let mut response = match &mut state.device {
+                    Protocol::Hikvision(_, guard) => hikvision::unauthorized(guard.user_check()),
                     _ => intelbras::unauthorized(),
                 };
-                response.challenge = Some(challenge);
+                if exhausted && self.config.exhausted_without_challenge {
+                    // No header at all: nothing to sign with.
+                } else if self.config.offer_basic {
+                    response
+                        .challenges
+                        .push(format!("Basic realm=\"{}\"", challenge_realm(&challenge)));
+                }
+                if !(exhausted && self.config.exhausted_without_challenge) {
+                    response.challenges.push(challenge);
+                }
                 response
             }
             (None, None) => unreachable!("a request is served or refused"),
@@ -829,6 +880,15 @@ impl DeviceHandler {
     }
 }
 
+/// The realm of a Digest challenge, for the Basic one offered beside it.
+fn challenge_realm(challenge: &str) -> &str {
+    challenge
+        .split("realm=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("")
+}
+
 fn id(cell: &Cell) -> i64 {
     i64::try_from(cell.int()).unwrap_or_default()
 }
@@ -917,17 +977,25 @@ impl SimDevice {
                 config.lockout_after,
                 config.seed ^ TOKEN_SEED_SALT,
             )
+            .with_nonce_uses(config.nonce_uses)
+            .with_lockout_for(config.lockout_for)
         };
         let device = match kind {
-            Kind::Controlid => Protocol::ControlId(Box::new(ControlIdDevice::new(
-                &config.login,
-                &config.password,
-                config.session_expiry_after,
-                config.seed ^ TOKEN_SEED_SALT,
-            ))),
+            Kind::Controlid => {
+                let mut device = ControlIdDevice::new(
+                    &config.login,
+                    &config.password,
+                    config.session_expiry_after,
+                    config.seed ^ TOKEN_SEED_SALT,
+                );
+                device.id_lists_only = config.id_lists_only;
+                device.denied = config.denied_commands.clone();
+                Protocol::ControlId(Box::new(device))
+            }
             Kind::Hikvision => Protocol::Hikvision(
                 HikvisionApi {
                     capacity: config.capacity,
+                    firmware: config.hikvision_firmware,
                     ..HikvisionApi::default()
                 },
                 guard("DS-K1T671M"),
@@ -935,6 +1003,7 @@ impl SimDevice {
             Kind::Intelbras => Protocol::Intelbras(
                 IntelbrasApi {
                     capacity: config.capacity,
+                    firmware: config.intelbras_firmware,
                     ..IntelbrasApi::default()
                 },
                 guard("Login to SS3530"),
@@ -1128,6 +1197,14 @@ impl SimDevice {
 
     pub fn stats(&self) -> SimStats {
         self.handler.state().tally.snapshot()
+    }
+
+    /// Intelbras 3.x: searches started with `startFind` and never stopped (0 elsewhere).
+    pub fn open_searches(&self) -> usize {
+        match &self.handler.state().device {
+            Protocol::Intelbras(api, _) => api.finds.open(),
+            _ => 0,
+        }
     }
 
     /// Stores a user directly, as another system (or an earlier, sloppier tool) would

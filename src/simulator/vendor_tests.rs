@@ -302,7 +302,7 @@ fn intelbras_takes_ten_users_a_call_and_answers_in_plain_text() {
 }
 
 #[test]
-fn a_wrong_password_is_refused_twice_then_the_client_stops_asking() {
+fn a_wrong_password_is_refused_once_then_the_client_stops_asking() {
     for kind in [Kind::Hikvision, Kind::Intelbras] {
         let device = device(
             kind,
@@ -324,13 +324,118 @@ fn a_wrong_password_is_refused_twice_then_the_client_stops_asking() {
             .expect("refused");
         assert_eq!(again, first);
         assert_eq!(device.stats().total, sent, "{kind}: nothing more is sent");
-        assert_eq!(device.stats().count("auth_refused"), 2, "{kind}");
+        assert_eq!(device.stats().count("auth_refused"), 1, "{kind}");
         assert_eq!(
             device.stats().count("auth_locked"),
             0,
             "{kind}: the account is not locked"
         );
     }
+}
+
+#[test]
+fn a_nonce_is_renewed_before_the_devices_limit_without_any_refusal() {
+    for kind in [Kind::Hikvision, Kind::Intelbras] {
+        let device = device(
+            kind,
+            SimConfig {
+                nonce_uses: Some(2),
+                offer_basic: true,
+                ..SimConfig::default()
+            },
+        );
+        let c = client(&device, "admin");
+        for _ in 0..9 {
+            assert_eq!(
+                send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=count", None).0,
+                if kind == Kind::Hikvision { 404 } else { 501 },
+                "{kind}"
+            );
+        }
+        let stats = device.stats();
+        assert_eq!(stats.count("nonce_exhausted"), 0, "{kind}");
+        assert_eq!(stats.count("auth_refused"), 0, "{kind}");
+        // 9 signed requests, 2 per nonce: 5 challenges fetched without credentials.
+        assert_eq!(stats.total, 9 + 5, "{kind}");
+        let facts = c.nonce_facts();
+        assert_eq!((facts.limit, facts.most_uses_accepted), (2, 2));
+        assert_eq!((facts.challenges, facts.exhausted), (5, 0));
+    }
+}
+
+#[test]
+fn a_nonce_refused_before_the_clients_limit_is_renewed_not_taken_for_a_wrong_password() {
+    let device = device(
+        Kind::Hikvision,
+        SimConfig {
+            nonce_uses: Some(1),
+            ..SimConfig::default()
+        },
+    );
+    let mut c = client(&device, "admin");
+    c.set_nonce_uses(3);
+    for _ in 0..6 {
+        assert_eq!(
+            send(
+                &c,
+                "GET",
+                "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+                None
+            )
+            .0,
+            200
+        );
+    }
+    let stats = device.stats();
+    assert!(stats.count("nonce_exhausted") > 0);
+    assert_eq!(stats.count("auth_refused"), 0);
+    assert!(c.nonce_facts().exhausted > 0);
+}
+
+#[test]
+fn a_locked_account_is_named_with_its_minutes_and_nothing_more_is_sent() {
+    let device = device(
+        Kind::Hikvision,
+        SimConfig {
+            lockout_after: 1,
+            ..SimConfig::default()
+        },
+    );
+    // Another client (a colleague with an old password) locks the account.
+    assert!(client(&device, "old")
+        .send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None
+        )
+        .is_err());
+    let c = client(&device, "admin");
+    let locked = c
+        .send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None,
+        )
+        .err()
+        .expect("locked");
+    assert!(
+        locked
+            .to_string()
+            .contains("device test: account locked for 30 min"),
+        "{locked}"
+    );
+    let sent = device.stats().total;
+    assert!(c
+        .send(
+            "GET",
+            "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+            None
+        )
+        .is_err());
+    assert_eq!(device.stats().total, sent, "nothing more is sent");
+    // The challenge's userCheck said `lock`: no credentials were sent, so the lock was
+    // not started again.
+    assert_eq!(device.stats().count("auth_locked"), 0);
 }
 
 #[test]
@@ -355,4 +460,156 @@ fn stale_nonces_are_renewed_without_counting_as_refusals() {
         7 + 1 + 3,
         "first challenge and three renewals"
     );
+}
+
+fn intelbras_with(firmware: IntelbrasFirmware) -> (SimDevice, DigestClient) {
+    let device = device(
+        Kind::Intelbras,
+        SimConfig {
+            intelbras_firmware: firmware,
+            ..SimConfig::default()
+        },
+    );
+    let c = client(&device, "admin");
+    let users = json!({"UserList": [
+        {"UserID": "1001", "UserName": "Ana Souza", "ValidFrom": "2026-01-01 00:00:00", "ValidTo": "2026-12-31 23:59:59"},
+        {"UserID": "1002", "UserName": "Bia", "ValidFrom": "2026-01-01 00:00:00", "ValidTo": "2026-12-31 23:59:59"},
+    ]});
+    let cards = json!({"CardList": [{"UserID": "1001", "CardNo": "2B0BC4"}]});
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            "/cgi-bin/AccessUser.cgi?action=insertMulti",
+            Some(&users)
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        send(
+            &c,
+            "POST",
+            "/cgi-bin/AccessCard.cgi?action=insertMulti",
+            Some(&cards)
+        )
+        .0,
+        200
+    );
+    (device, c)
+}
+
+#[test]
+fn intelbras_2x_lists_in_flat_text_and_has_no_searches() {
+    let (device, c) = intelbras_with(IntelbrasFirmware::V2);
+    let (status, users) = send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=list", None);
+    assert_eq!(status, 200);
+    assert!(users.starts_with("found=2\r\nrecords[0]."), "{users}");
+    assert!(
+        users.contains("records[0].UserName=Ana Souza\r\n"),
+        "{users}"
+    );
+    let (_, cards) = send(
+        &c,
+        "GET",
+        "/cgi-bin/AccessCard.cgi?action=list&UserIDList[0]=1001",
+        None,
+    );
+    assert!(!cards.contains("found="), "{cards}");
+    assert!(cards.contains("Cards[0].CardNo=2B0BC4"), "{cards}");
+    assert_eq!(
+        send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=startFind", None).0,
+        501
+    );
+    assert_eq!(device.open_searches(), 0);
+}
+
+#[test]
+fn intelbras_3x_searches_with_tokens_and_refuses_an_unfiltered_list() {
+    let (device, c) = intelbras_with(IntelbrasFirmware::V3);
+    let (status, body) = send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=list", None);
+    assert_eq!((status, body.as_str()), (400, "Error\r\nBad Request!\r\n"));
+    let (_, start) = send(&c, "GET", "/cgi-bin/AccessUser.cgi?action=startFind", None);
+    let start: Value = serde_json::from_str(&start).unwrap();
+    assert_eq!(start["Total"], 2);
+    let token = start["Token"].to_string();
+    assert_eq!(device.open_searches(), 1);
+    let (_, page) = send(
+        &c,
+        "GET",
+        &format!("/cgi-bin/AccessUser.cgi?action=doFind&Token={token}&Offset=1&Count=100"),
+        None,
+    );
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(page["Info"][0]["UserID"], "1002");
+    assert_eq!(
+        send(
+            &c,
+            "GET",
+            &format!("/cgi-bin/AccessUser.cgi?action=stopFind&Token={token}"),
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(device.open_searches(), 0);
+    let (_, cards) = send(
+        &c,
+        "GET",
+        "/cgi-bin/AccessCard.cgi?action=startFind&Condition.UserID=1002",
+        None,
+    );
+    assert!(cards.contains("\"Total\":0"), "{cards}");
+}
+
+#[test]
+fn both_intelbras_firmware_answer_ok_to_clearing_a_card_and_keep_it() {
+    for firmware in [IntelbrasFirmware::V2, IntelbrasFirmware::V3] {
+        let (device, c) = intelbras_with(firmware);
+        let clear = json!({"CardList": [{"UserID": "1001", "CardNo": ""}]});
+        assert_eq!(
+            send(
+                &c,
+                "POST",
+                "/cgi-bin/AccessCard.cgi?action=updateMulti",
+                Some(&clear)
+            ),
+            (200, "OK\r\n".to_string())
+        );
+        let ana = device
+            .people()
+            .into_iter()
+            .find(|p| p.key == "1001")
+            .unwrap();
+        assert_eq!(ana.cards, ["2B0BC4"], "{firmware:?}");
+    }
+}
+
+#[test]
+fn a_used_up_nonce_refused_without_a_challenge_is_renewed_by_asking_again() {
+    let device = device(
+        Kind::Hikvision,
+        SimConfig {
+            nonce_uses: Some(1),
+            exhausted_without_challenge: true,
+            ..SimConfig::default()
+        },
+    );
+    let mut c = client(&device, "admin");
+    c.set_nonce_uses(2);
+    for _ in 0..6 {
+        assert_eq!(
+            send(
+                &c,
+                "GET",
+                "/ISAPI/AccessControl/UserInfo/capabilities?format=json",
+                None
+            )
+            .0,
+            200
+        );
+    }
+    let stats = device.stats();
+    assert!(stats.count("nonce_exhausted") > 0);
+    assert_eq!(stats.count("auth_refused"), 0);
 }

@@ -133,19 +133,11 @@ fn cards_held_zero_padded_or_in_lower_case_are_unchanged() {
     hikvision.set_cards("1002", &["00065538"]);
     intelbras.set_cards("1001", &["2b0bc4"]);
     intelbras.set_cards("1002", &["00010002"]);
-    let writes = |d: &catraca::simulator::SimDevice| {
-        let stats = d.stats();
-        stats.total
-            - stats.count("user_search")
-            - stats.count("card_search")
-            - stats.count("user_list")
-            - stats.count("card_list")
-    };
-    let before: Vec<u64> = fleet.devices.iter().map(writes).collect();
+    let before: Vec<u64> = fleet.devices.iter().map(writes_to).collect();
     let second = run();
     second.expect_code(0);
     assert_eq!(second.report()["unchanged"], 6, "{}", second.shown);
-    let after: Vec<u64> = fleet.devices.iter().map(writes).collect();
+    let after: Vec<u64> = fleet.devices.iter().map(writes_to).collect();
     assert_eq!(before, after, "nothing was written\n{}", second.shown);
     let cards_of = |d: &catraca::simulator::SimDevice, key: &str| {
         d.people()
@@ -601,4 +593,22 @@ fn a_printed_pair_and_its_w26_number_for_two_people_is_a_csv_error() {
     for device in &fleet.devices {
         assert_eq!(device.stats().total, 0, "nothing was sent");
     }
+}
+
+#[test]
+fn learn_card_records_its_exchanges_with_trace_http_without_the_password() {
+    let sandbox = Sandbox::new();
+    let fleet = mixed_fleet(&[(Kind::Hikvision, 1)], SimConfig::default());
+    let trace = sandbox.path("learn-trace.jsonl");
+    let ran = learn(
+        &sandbox,
+        &fleet.devices[0],
+        "43,3012",
+        &["--trace-http", trace.to_str().unwrap()],
+    );
+    ran.expect_code(0);
+    let text = std::fs::read_to_string(&trace).expect("--trace-http was written");
+    assert!(text.contains("CaptureCardInfo"), "{text}");
+    assert!(text.lines().count() >= 2, "{text}");
+    assert!(!text.contains(PASSWORD), "the password is in the trace");
 }

@@ -631,3 +631,31 @@ pub fn assert_people(device: &SimDevice, rows: &[Row]) {
         assert_eq!(h, w, "{} ({})", device.name(), device.kind());
     }
 }
+
+/// Requests that change a device, by the simulators' request names, for every kind.
+pub const WRITES: &[&str] = &[
+    "create_objects",
+    "modify_objects",
+    "destroy_objects",
+    "user_record",
+    "user_modify",
+    "user_delete",
+    "user_delete_legacy",
+    "card_record",
+    "card_delete",
+    "user_insertMulti",
+    "user_updateMulti",
+    "user_removeMulti",
+    "card_insertMulti",
+    "card_removeMulti",
+];
+
+/// Requests that changed `device`.
+pub fn writes_to(device: &SimDevice) -> u64 {
+    WRITES.iter().map(|c| requests(device, c)).sum()
+}
+
+/// Requests that changed any device of `fleet`.
+pub fn writes(fleet: &Fleet) -> u64 {
+    fleet.devices.iter().map(writes_to).sum()
+}

@@ -4,31 +4,6 @@
 use crate::harness::*;
 use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice};
 
-/// Requests that change a device, by the simulators' request names, for every kind.
-const WRITES: &[&str] = &[
-    "create_objects",
-    "modify_objects",
-    "destroy_objects",
-    "user_record",
-    "user_modify",
-    "user_delete",
-    "card_record",
-    "card_delete",
-    "user_insertMulti",
-    "user_updateMulti",
-    "user_removeMulti",
-    "card_insertMulti",
-    "card_removeMulti",
-];
-
-pub fn writes(fleet: &Fleet) -> u64 {
-    fleet
-        .devices
-        .iter()
-        .map(|d| WRITES.iter().map(|c| requests(d, c)).sum::<u64>())
-        .sum()
-}
-
 fn all_kinds() -> Fleet {
     mixed_fleet(
         &[
@@ -333,7 +308,9 @@ fn verify_finds_a_person_the_device_answered_ok_for_without_storing() {
         .run();
     run.expect_code(1);
     let report = run.report();
-    assert_eq!(report["verified"], 36, "{}", run.shown);
+    // Intelbras reads back every write itself (a 200 proves nothing there): its pair
+    // failed before --verify, which reads the other 35.
+    assert_eq!(report["verified"], 35, "{}", run.shown);
     assert_eq!(report["failed"], 3, "{}", run.shown);
     assert_eq!(report["registered"], 33, "{}", run.shown);
     let failures = report["failures"].as_array().unwrap();

@@ -3,19 +3,6 @@
 use crate::harness::*;
 use catraca::simulator::SimConfig;
 
-fn writes(fleet: &catraca::simulator::Fleet) -> u64 {
-    fleet
-        .devices
-        .iter()
-        .map(|d| {
-            ["create_objects", "modify_objects", "destroy_objects"]
-                .iter()
-                .map(|c| requests(d, c))
-                .sum::<u64>()
-        })
-        .sum()
-}
-
 #[test]
 fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {
     let sandbox = Sandbox::new();
