@@ -567,7 +567,7 @@ mod tests {
             devices[0]
                 .connect(Timeouts::default(), RetryPolicy::default())
                 .kind(),
-            "intelbras"
+            Kind::Intelbras
         );
     }
 

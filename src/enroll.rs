@@ -106,17 +106,7 @@ impl Enrollment<'_> {
         let (events, received) = crossbeam_channel::bounded(EVENT_QUEUE);
         let reporter = Reporter {
             people: self.people,
-            devices: self
-                .targets
-                .iter()
-                .map(|t| {
-                    (
-                        t.device.name().to_string(),
-                        t.device.url().to_string(),
-                        t.device.kind(),
-                    )
-                })
-                .collect(),
+            devices: self.devices(),
             verbosity: self.verbosity,
             cache: self.cache.describe(),
         };

@@ -28,6 +28,7 @@
 //! listed for removals gets one `failed` line with a null `registration_hash`.
 
 use crate::cache::KeySecret;
+use crate::device::DeviceInfo;
 use crate::live::rfc3339;
 use crate::report::Counts;
 use crate::reporter::{Settled, Watch};
@@ -35,6 +36,7 @@ use serde::Serialize;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// One line of the file.
@@ -54,7 +56,7 @@ struct Line<'a> {
 pub struct EventLog {
     path: PathBuf,
     out: BufWriter<File>,
-    devices: Vec<String>,
+    devices: Arc<[DeviceInfo]>,
     secret: KeySecret,
     /// The first write error; later lines are dropped, the run goes on.
     error: Option<std::io::Error>,
@@ -62,7 +64,11 @@ pub struct EventLog {
 
 impl EventLog {
     /// Opens `path` for appending (created if missing), before anything is sent.
-    pub fn open(path: &Path, devices: Vec<String>, secret: KeySecret) -> anyhow::Result<EventLog> {
+    pub fn open(
+        path: &Path,
+        devices: Arc<[DeviceInfo]>,
+        secret: KeySecret,
+    ) -> anyhow::Result<EventLog> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
@@ -105,7 +111,7 @@ impl Watch for EventLog {
         }
         let line = Line {
             time: rfc3339(SystemTime::now()),
-            device: &self.devices[settled.device],
+            device: &self.devices[settled.device].name,
             registration_hash: settled
                 .registration
                 .map(|r| self.secret.registration_hash(r)),

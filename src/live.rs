@@ -9,7 +9,8 @@
 //! Nothing here slows a worker: workers never touch it.
 
 use crate::device::telemetry::{DeviceTelemetry, Histogram};
-use crate::engine::Target;
+use crate::device::DeviceInfo;
+use crate::engine::Enrollment;
 use crate::report::Counts;
 use crate::reporter::{Settled, Watch};
 use serde::Serialize;
@@ -33,13 +34,6 @@ pub enum Phase {
     Running,
     Finished,
     Interrupted,
-}
-
-/// One device as the live status knows it.
-pub struct LiveDevice {
-    pub name: String,
-    pub url: String,
-    pub telemetry: Arc<DeviceTelemetry>,
 }
 
 /// A failed pair, as the dashboard lists it.
@@ -70,7 +64,9 @@ pub struct LiveStatus {
     started: Instant,
     started_at: SystemTime,
     participants: u64,
-    devices: Vec<LiveDevice>,
+    /// The run's devices, by index, and their request telemetry.
+    devices: Arc<[DeviceInfo]>,
+    telemetry: Vec<Arc<DeviceTelemetry>>,
     progress: Mutex<Progress>,
 }
 
@@ -122,8 +118,13 @@ pub struct Status {
 }
 
 impl LiveStatus {
-    /// A run of `participants` people on `devices`, starting now.
-    pub fn new(participants: usize, devices: Vec<LiveDevice>) -> Arc<LiveStatus> {
+    /// A run of `participants` people on `devices` (with each one's telemetry),
+    /// starting now.
+    pub fn new(
+        participants: usize,
+        devices: Arc<[DeviceInfo]>,
+        telemetry: Vec<Arc<DeviceTelemetry>>,
+    ) -> Arc<LiveStatus> {
         let started = Instant::now();
         Arc::new(LiveStatus {
             started,
@@ -139,20 +140,19 @@ impl LiveStatus {
                 finished_after: None,
             }),
             devices,
+            telemetry,
         })
     }
 
     /// The live status of a run of `participants` on `targets`.
-    pub fn for_targets(participants: usize, targets: &[Target]) -> Arc<LiveStatus> {
+    pub fn for_run(enrollment: &Enrollment<'_>) -> Arc<LiveStatus> {
         LiveStatus::new(
-            participants,
-            targets
+            enrollment.people.len(),
+            enrollment.devices(),
+            enrollment
+                .targets
                 .iter()
-                .map(|t| LiveDevice {
-                    name: t.device.name().to_string(),
-                    url: t.device.url().to_string(),
-                    telemetry: t.device.telemetry(),
-                })
+                .map(|t| t.device.telemetry())
                 .collect(),
         )
     }
@@ -233,7 +233,7 @@ impl LiveStatus {
             .enumerate()
             .map(|(d, (device, counts))| {
                 totals += counts;
-                let t = &device.telemetry;
+                let t = &self.telemetry[d];
                 let latency = t.latency();
                 let quantile = |q: f64| latency.quantile_ms(q).filter(|&ms| ms != u64::MAX);
                 DeviceStatus {
@@ -326,12 +326,15 @@ mod tests {
         LiveStatus::new(
             10,
             (0..devices)
-                .map(|i| LiveDevice {
-                    name: format!("d{i}"),
-                    url: format!("http://127.0.0.1:{}", 9000 + i),
-                    telemetry: Arc::default(),
+                .map(|i| {
+                    DeviceInfo::new(
+                        &format!("d{i}"),
+                        &format!("http://127.0.0.1:{}", 9000 + i),
+                        crate::vendor::Kind::Controlid,
+                    )
                 })
                 .collect(),
+            (0..devices).map(|_| Arc::default()).collect(),
         )
     }
 

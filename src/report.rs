@@ -11,6 +11,7 @@
 
 use crate::category::Category;
 use crate::i18n::{self, Msg};
+use crate::vendor::Kind;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
@@ -89,7 +90,7 @@ pub struct DeviceReport {
     pub name: String,
     pub url: String,
     /// The vendor family: `controlid`, `hikvision` or `intelbras`.
-    pub kind: String,
+    pub kind: Kind,
     /// When this device's last pair was settled, from the start of the run: shows which
     /// turnstile held the run up (and that fast ones did not wait for slow ones).
     pub finished_ms: u64,
@@ -319,7 +320,7 @@ impl Report {
         let _ = writeln!(out, "  url");
         for d in &self.per_device {
             let c = &d.counts;
-            let _ = write!(out, "{:<name_width$}  {:<9}", d.name, d.kind);
+            let _ = write!(out, "{:<name_width$}  {:<9}", d.name, d.kind.name());
             for ((_, count), (_, width)) in c.iter().zip(&columns) {
                 let _ = write!(out, "  {count:>width$}");
             }
@@ -406,7 +407,7 @@ mod tests {
             names_truncated: 0,
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
-            kind: "controlid".into(),
+            kind: Kind::Controlid,
             finished_ms: 0,
             counts,
         });

@@ -6,13 +6,14 @@
 //! a pipe (cron, CI, `| tee`), a plain line every 10% like `progress: 50/500 (10.0%)`.
 
 use crate::category::Category;
-use crate::device::{DeviceError, Outcome, Plan};
+use crate::device::{DeviceError, DeviceInfo, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::report::{Counts, DeviceReport, Failure, FailureTexts, Report};
 use crossbeam_channel::Receiver;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What workers tell the reporter.
@@ -123,8 +124,8 @@ pub enum Verbosity {
 /// What the reporter needs to know about the run.
 pub struct Reporter<'a> {
     pub people: &'a [Person],
-    /// Name, URL and vendor family of each device, by index.
-    pub devices: Vec<(String, String, &'static str)>,
+    /// The run's devices, by index.
+    pub devices: Arc<[DeviceInfo]>,
     pub verbosity: Verbosity,
     pub cache: String,
 }
@@ -156,7 +157,7 @@ impl Reporter<'_> {
             failures: Vec::new(),
             texts: FailureTexts::new(
                 self.people.len(),
-                self.devices.iter().map(|(name, _, _)| name.clone()),
+                self.devices.iter().map(|d| d.name.clone()),
             ),
             done: 0,
         };
@@ -404,13 +405,13 @@ impl Reporter<'_> {
             cache: self.cache,
             per_device: self
                 .devices
-                .into_iter()
+                .iter()
                 .zip(tally.per_device)
                 .zip(finished_ms)
-                .map(|(((name, url, kind), counts), finished_ms)| DeviceReport {
-                    name,
-                    url,
-                    kind: kind.to_string(),
+                .map(|((device, counts), finished_ms)| DeviceReport {
+                    name: device.name.clone(),
+                    url: device.url.clone(),
+                    kind: device.kind,
                     finished_ms,
                     counts,
                     names_truncated: 0,
@@ -435,7 +436,7 @@ impl Reporter<'_> {
             Some(previous) => counts[previous] = counts[previous].saturating_sub(1),
             None => tally.done += 1,
         }
-        let device = &self.devices[settled.device].0;
+        let device = &self.devices[settled.device].name;
         if let Some(error) = settled.error {
             tally.failures.push(tally.texts.failure(
                 settled.person.map(|p| p as usize),

@@ -195,7 +195,7 @@ impl Lingering {
 /// Runs `enrollment` with what `watch` asks for: the dashboard bound before anything is
 /// sent (a taken port is a usage error), the events file, the metrics file at the end.
 pub fn run_watched(enrollment: &Enrollment<'_>, watch: &WatchConfig) -> anyhow::Result<Watched> {
-    let live = LiveStatus::for_targets(enrollment.people.len(), &enrollment.targets);
+    let live = LiveStatus::for_run(enrollment);
     let dashboard = match &watch.dashboard {
         Some(addr) => {
             let dashboard = Dashboard::start(dashboard::parse_address(addr)?, Arc::clone(&live))?;
@@ -212,11 +212,7 @@ pub fn run_watched(enrollment: &Enrollment<'_>, watch: &WatchConfig) -> anyhow::
     let mut events = match &watch.events {
         Some(path) => Some(EventLog::open(
             path,
-            enrollment
-                .targets
-                .iter()
-                .map(|t| t.device.name().to_string())
-                .collect(),
+            enrollment.devices(),
             enrollment.secret.clone(),
         )?),
         None => None,

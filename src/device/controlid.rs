@@ -13,11 +13,12 @@
 
 use super::http::{percent_encode, HttpClient};
 use super::{
-    card_string, Auth, CardFormat, CardRule, ClockReading, Device, DeviceError, DeviceFacts,
-    DevicePerson, Outcome, Plan, Profile, Upsert, ValidityEncoding,
+    card_string, CardRule, ClockReading, Device, DeviceError, DeviceFacts, DeviceInfo,
+    DevicePerson, Outcome, Plan, Profile, ValidityEncoding,
 };
 use crate::i18n::{tr, Msg};
 use crate::person::{Card, Person};
+use crate::vendor::Kind;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -34,17 +35,12 @@ const LIST_PAGE: usize = 1000;
 
 /// What Control iD does differently (docs/controlid-api.md).
 pub static PROFILE: Profile = Profile {
-    kind: "controlid",
-    auth: Auth::Session,
+    kind: Kind::Controlid,
     // No documented limit; a write job never holds more than the 999 people one plan job
     // loads, so this changes nothing and says so.
     max_batch: MAX_IN_LIST,
-    upsert: Upsert::SomeFirmware,
-    cards: CardFormat::Controlid,
+
     validity: ValidityEncoding::UnixSeconds,
-    already_exists: "400 `UNIQUE constraint failed` (registrations are not unique: loaded first)",
-    busy: "HTTP 503 / 429 from the web server",
-    full: "undocumented",
 };
 
 /// How a driver finds its device and proves who it is.
@@ -77,8 +73,7 @@ enum Session {
 
 /// A Control iD device.
 pub struct ControlIdDevice {
-    name: String,
-    url: String,
+    endpoint: DeviceInfo,
     credentials: Credentials,
     http: HttpClient,
     retry: RetryPolicy,
@@ -136,8 +131,7 @@ impl ControlIdDevice {
         retry: RetryPolicy,
     ) -> ControlIdDevice {
         ControlIdDevice {
-            name: name.to_string(),
-            url: url.trim_end_matches('/').to_string(),
+            endpoint: DeviceInfo::new(name, url, Kind::Controlid),
             credentials,
             http,
             retry,
@@ -169,7 +163,7 @@ impl ControlIdDevice {
 
     /// The `cards.value` this device stores for `card`, or the failure of the pair.
     fn card_value(&self, card: Card) -> Result<u64, DeviceError> {
-        let text = card_string(&self.cards, &self.name, card)?;
+        let text = card_string(&self.cards, &self.endpoint.name, card)?;
         // The rule refuses anything beyond 64 bits (its `CardLimit::U64`).
         text.parse().map_err(|_| {
             DeviceError::Internal(format!("card value {text} passed the 64-bit check"))
@@ -221,14 +215,14 @@ impl ControlIdDevice {
     fn login(&self) -> Result<String, DeviceError> {
         let body = json!({"login": self.credentials.login, "password": self.credentials.password});
         let answer = self.http.post_json(
-            &format!("{}/login.fcgi", self.url),
+            &format!("{}/login.fcgi", self.endpoint.url),
             body.to_string().as_bytes(),
         )?;
         let parsed: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         let session = parsed.get("session").and_then(Value::as_str);
         match (answer.status, session) {
             (200..=299, Some(token)) if !token.is_empty() => {
-                log::debug!("{}: logged in", self.name);
+                log::debug!("{}: logged in", self.endpoint.name);
                 Ok(token.to_string())
             }
             (429 | 500..=599, _) => Err(DeviceError::Busy {
@@ -260,14 +254,14 @@ impl ControlIdDevice {
             let (token, generation) = self.session()?;
             let url = format!(
                 "{}/{command}.fcgi?session={}",
-                self.url,
+                self.endpoint.url,
                 percent_encode(&token)
             );
             self.retry.budget.count_request();
             let answer = self.http.post_json(&url, &payload)?;
             match answer.status {
                 401 | 403 if !relogged => {
-                    log::debug!("{}: session refused, logging in again", self.name);
+                    log::debug!("{}: session refused, logging in again", self.endpoint.name);
                     self.invalidate(generation);
                     relogged = true;
                 }
@@ -321,7 +315,7 @@ impl ControlIdDevice {
         loop {
             match self.call(command, body) {
                 Err(e) if self.retry.may_retry(&e, attempt, self.http.breaker()) => {
-                    log::debug!("{}: {command} failed ({e}), retrying", self.name);
+                    log::debug!("{}: {command} failed ({e}), retrying", self.endpoint.name);
                     self.retry.pause(attempt, &e, self.http.telemetry());
                     attempt += 1;
                 }
@@ -365,7 +359,7 @@ impl ControlIdDevice {
                     }) if column != "id" => {
                         log::info!(
                             "{}: a list on {object}.{column} was refused ({message}); looking values up one by one",
-                            self.name
+                            self.endpoint.name
                         );
                         self.lists_refused.store(true, Ordering::Relaxed);
                         return self.load(object, fields, column, values);
@@ -520,7 +514,7 @@ impl ControlIdDevice {
                 Err(DeviceError::Rejected { message, .. }) if batch.len() > 1 => {
                     log::debug!(
                         "{}: batch of {} refused ({message}); splitting it",
-                        self.name,
+                        self.endpoint.name,
                         batch.len()
                     );
                     let (left, right) = pending.split_at(pending.len() / 2);
@@ -763,12 +757,8 @@ impl ControlIdDevice {
 }
 
 impl Device for ControlIdDevice {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn url(&self) -> &str {
-        &self.url
+    fn endpoint(&self) -> &DeviceInfo {
+        &self.endpoint
     }
 
     fn profile(&self) -> &'static Profile {
@@ -808,7 +798,7 @@ impl Device for ControlIdDevice {
         let (token, _) = self.session()?;
         let url = format!(
             "{}/session_is_valid.fcgi?session={}",
-            self.url,
+            self.endpoint.url,
             percent_encode(&token)
         );
         let mut fastest: Option<(Duration, Option<ClockReading>)> = None;

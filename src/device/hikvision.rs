@@ -25,10 +25,11 @@ use super::digest::DigestClient;
 use super::hikvision_firmware::{self, cut_name, Limits, LongNames};
 use super::http::{Answer, HttpClient};
 use super::{
-    card_string, Auth, CardFormat, CardRule, Credentials, Device, DeviceError, DevicePerson,
-    Outcome, Plan, Profile, RetryPolicy, Upsert, ValidityEncoding,
+    card_string, CardRule, Credentials, Device, DeviceError, DeviceInfo, DevicePerson, Outcome,
+    Plan, Profile, RetryPolicy, ValidityEncoding,
 };
 use crate::person::Person;
+use crate::vendor::Kind;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,16 +37,10 @@ use std::sync::{Mutex, OnceLock};
 
 /// What Hikvision does differently.
 pub static PROFILE: Profile = Profile {
-    kind: "hikvision",
-    auth: Auth::Digest,
+    kind: Kind::Hikvision,
     max_batch: 1,
-    upsert: Upsert::SomeFirmware,
-    cards: CardFormat::W26,
+
     validity: ValidityEncoding::LocalIso,
-    already_exists:
-        "400, subStatusCode employeeNoAlreadyExist (some firmware deviceUserAlreadyExist)",
-    busy: "statusCode 2, Device Busy",
-    full: "subStatusCode userExceedLimit",
 };
 
 /// A cheap read where Digest challenges are fetched (see `DigestClient::with_challenge_target`).
@@ -152,8 +147,7 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
 
 /// A Hikvision ISAPI device.
 pub struct HikvisionDevice {
-    name: String,
-    url: String,
+    endpoint: DeviceInfo,
     client: DigestClient,
     /// Set when the device said it is full: every later pair fails with it.
     full: Mutex<Option<DeviceError>>,
@@ -183,12 +177,11 @@ impl HikvisionDevice {
         http: HttpClient,
         retry: RetryPolicy,
     ) -> HikvisionDevice {
-        let url = url.trim_end_matches('/').to_string();
+        let endpoint = DeviceInfo::new(name, url, Kind::Hikvision);
         HikvisionDevice {
-            name: name.to_string(),
-            client: DigestClient::new(name, &url, credentials, http, retry)
+            client: DigestClient::new(name, &endpoint.url, credentials, http, retry)
                 .with_challenge_target(DEVICE_INFO),
-            url,
+            endpoint,
             full: Mutex::new(None),
             searches: AtomicU64::new(0),
             limits: OnceLock::new(),
@@ -248,7 +241,7 @@ impl HikvisionDevice {
         let user_info = read("/ISAPI/AccessControl/UserInfo/capabilities")?;
         let access = read("/ISAPI/AccessControl/capabilities")?;
         let limits = Limits::read(user_info.as_deref(), access.as_deref());
-        log::debug!("{}: limits {limits:?}", self.name);
+        log::debug!("{}: limits {limits:?}", self.endpoint.name);
         Ok(*self.limits.get_or_init(|| limits))
     }
 
@@ -292,7 +285,7 @@ impl HikvisionDevice {
             classify,
         );
         if let Err(full @ DeviceError::DeviceFull(_)) = &result {
-            log::warn!("{}: {full}; nothing more is sent to it", self.name);
+            log::warn!("{}: {full}; nothing more is sent to it", self.endpoint.name);
             *self.full.lock().unwrap_or_else(|e| e.into_inner()) = Some(full.clone());
         }
         result
@@ -429,7 +422,7 @@ impl HikvisionDevice {
             {
                 log::debug!(
                     "{}: {} already there, modifying",
-                    self.name,
+                    self.endpoint.name,
                     person.registration
                 );
                 self.modify(person, name)
@@ -563,7 +556,7 @@ impl HikvisionDevice {
         let name = self.fitted_name(person, &limits)?;
         let card = person
             .card
-            .map(|c| card_string(&self.cards, &self.name, c))
+            .map(|c| card_string(&self.cards, &self.endpoint.name, c))
             .transpose()?;
         let outcome = self.write_one(person, plan, name, card)?;
         if name.len() < person.name.len() {
@@ -665,12 +658,8 @@ impl HikvisionDevice {
 }
 
 impl Device for HikvisionDevice {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn url(&self) -> &str {
-        &self.url
+    fn endpoint(&self) -> &DeviceInfo {
+        &self.endpoint
     }
 
     fn profile(&self) -> &'static Profile {
@@ -858,7 +847,9 @@ impl Device for HikvisionDevice {
                             continue;
                         }
                         // Not on this firmware: the legacy call below.
-                        None => log::debug!("{}: no UserInfoDetail/Delete here", self.name),
+                        None => {
+                            log::debug!("{}: no UserInfoDetail/Delete here", self.endpoint.name)
+                        }
                     }
                 }
                 let body = json!({"UserInfoDelCond": {"EmployeeNoList": list}});

@@ -26,10 +26,11 @@ use super::digest::DigestClient;
 use super::http::{percent_encode, Answer, HttpClient};
 use super::intelbras_answers::{field, find_token, name_of, records, Record};
 use super::{
-    card_string, Auth, CardFormat, CardRule, Credentials, Device, DeviceError, DevicePerson,
-    Outcome, Plan, Profile, RetryPolicy, Upsert, ValidityEncoding,
+    card_string, CardRule, Credentials, Device, DeviceError, DeviceInfo, DevicePerson, Outcome,
+    Plan, Profile, RetryPolicy, ValidityEncoding,
 };
 use crate::person::Person;
+use crate::vendor::Kind;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,15 +38,10 @@ use std::sync::OnceLock;
 
 /// What Intelbras does differently.
 pub static PROFILE: Profile = Profile {
-    kind: "intelbras",
-    auth: Auth::Digest,
+    kind: Kind::Intelbras,
     max_batch: MAX_PER_CALL,
-    upsert: Upsert::No,
-    cards: CardFormat::W26Hex,
+
     validity: ValidityEncoding::LocalSpaced,
-    already_exists: "400 `Error Bad Request!` on insertMulti (the text any refused row gets)",
-    busy: "HTTP 503",
-    full: "undocumented: a refused insert only says Bad Request",
 };
 
 /// Users or cards per call: the firmware refuses more.
@@ -139,8 +135,7 @@ impl Generation {
 
 /// An Intelbras/Dahua access controller.
 pub struct IntelbrasDevice {
-    name: String,
-    url: String,
+    endpoint: DeviceInfo,
     client: DigestClient,
     cards: CardRule,
     generation: OnceLock<Generation>,
@@ -164,12 +159,11 @@ impl IntelbrasDevice {
         http: HttpClient,
         retry: RetryPolicy,
     ) -> IntelbrasDevice {
-        let url = url.trim_end_matches('/').to_string();
+        let endpoint = DeviceInfo::new(name, url, Kind::Intelbras);
         IntelbrasDevice {
-            name: name.to_string(),
-            client: DigestClient::new(name, &url, credentials, http, retry)
+            client: DigestClient::new(name, &endpoint.url, credentials, http, retry)
                 .with_challenge_target(SOFTWARE_VERSION),
-            url,
+            endpoint,
             generation: OnceLock::new(),
             lists_refused: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Intelbras),
@@ -246,14 +240,14 @@ impl IntelbrasDevice {
             }
             None => Generation::V2,
         };
-        log::debug!("{}: firmware {}", self.name, probed.label());
+        log::debug!("{}: firmware {}", self.endpoint.name, probed.label());
         Ok(*self.generation.get_or_init(|| probed))
     }
 
     fn stop_find(&self, cgi: &str, token: &str) {
         let stop = format!("{cgi}?action=stopFind&Token={}", percent_encode(token));
         if let Err(e) = self.get(&stop) {
-            log::debug!("{}: {stop} failed ({e})", self.name);
+            log::debug!("{}: {stop} failed ({e})", self.endpoint.name);
         }
     }
 
@@ -333,7 +327,10 @@ impl IntelbrasDevice {
             if !refused {
                 return Ok(found);
             }
-            log::info!("{}: lists refused; looking up by startFind", self.name);
+            log::info!(
+                "{}: lists refused; looking up by startFind",
+                self.endpoint.name
+            );
             self.lists_refused.store(true, Ordering::Relaxed);
             found.clear();
         }
@@ -411,7 +408,7 @@ impl IntelbrasDevice {
                 Err(e @ (DeviceError::Busy { .. } | DeviceError::Unreachable(_)))
                     if self.client.may_retry(&e, attempt) =>
                 {
-                    log::debug!("{}: {target} failed ({e}), retrying", self.name);
+                    log::debug!("{}: {target} failed ({e}), retrying", self.endpoint.name);
                     self.client.pause(attempt, &e);
                     attempt += 1;
                 }
@@ -800,12 +797,8 @@ impl IntelbrasDevice {
 }
 
 impl Device for IntelbrasDevice {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn url(&self) -> &str {
-        &self.url
+    fn endpoint(&self) -> &DeviceInfo {
+        &self.endpoint
     }
 
     fn profile(&self) -> &'static Profile {
@@ -933,8 +926,9 @@ impl Device for IntelbrasDevice {
                         person.registration
                     ),
                 });
-            } else if let Some(Err(e)) =
-                person.card.map(|c| card_string(&self.cards, &self.name, c))
+            } else if let Some(Err(e)) = person
+                .card
+                .map(|c| card_string(&self.cards, &self.endpoint.name, c))
             {
                 failed[i] = Some(e);
             }

@@ -32,6 +32,7 @@ pub use crate::card::{CardFormat, CardRule};
 use crate::device::telemetry::DeviceTelemetry;
 use crate::i18n::{t, tr, Msg};
 use crate::person::Person;
+use crate::vendor::Kind;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -207,27 +208,6 @@ impl Outcome {
     }
 }
 
-/// How a device proves who is calling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
-    /// A login call returns a token passed with every later call (Control iD).
-    Session,
-    /// HTTP Digest (RFC 7616, MD5, `qop=auth`) on every request; no session. Refused
-    /// logins lock the account, so a driver stops at the first proven refusal and
-    /// renews nonces before the device's limit (see `digest.rs`).
-    Digest,
-}
-
-/// Whether the device can create-or-modify a person in one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upsert {
-    /// No such call: look up first, then create or modify.
-    No,
-    /// Only on some firmware (Control iD `create_or_modify_objects`, Hikvision `SetUp`
-    /// where capabilities list it). Drivers do not rely on it.
-    SomeFirmware,
-}
-
 /// The string `rule` writes for `card` on device `device`, or the failure of the pair
 /// naming the device and the limit.
 pub fn card_string(
@@ -280,21 +260,11 @@ impl ValidityEncoding {
 /// engine reads `max_batch` from it, and the drivers encode cards and times through it.
 #[derive(Debug, Clone, Copy)]
 pub struct Profile {
-    /// The vendor family as written in the devices file: `controlid`, `hikvision`, `intelbras`.
-    pub kind: &'static str,
-    pub auth: Auth,
+    /// The vendor family.
+    pub kind: Kind,
     /// The most people one create request may carry.
     pub max_batch: usize,
-    pub upsert: Upsert,
-    /// How the vendor's reader writes a card when `card_format` is not set.
-    pub cards: CardFormat,
     pub validity: ValidityEncoding,
-    /// How the device says the person is already there.
-    pub already_exists: &'static str,
-    /// How the device says it is busy (the call is retried with backoff).
-    pub busy: &'static str,
-    /// How the device says it is full (the device is stopped).
-    pub full: &'static str,
 }
 
 /// What `catraca check` learns from a device it could log in to.
@@ -329,24 +299,49 @@ impl ClockReading {
     }
 }
 
+/// A device as a run names it: the one copy of its identity that the drivers, the
+/// reporter, the live status and the events file share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// The operator's name for the device (from the devices file or the URL).
+    pub name: String,
+    /// The device's base URL, without credentials or a trailing `/`.
+    pub url: String,
+    pub kind: Kind,
+}
+
+impl DeviceInfo {
+    pub fn new(name: &str, url: &str, kind: Kind) -> DeviceInfo {
+        DeviceInfo {
+            name: name.to_string(),
+            url: url.trim_end_matches('/').to_string(),
+            kind,
+        }
+    }
+}
+
 /// A turnstile, as the engine sees it. Implementations are shared by all worker threads.
 pub trait Device: Send + Sync {
+    /// Which device this is: name, URL, family.
+    fn endpoint(&self) -> &DeviceInfo;
     /// The operator's name for the device (from the devices file or the URL).
-    fn name(&self) -> &str;
+    fn name(&self) -> &str {
+        &self.endpoint().name
+    }
     /// The device's base URL, without credentials.
-    fn url(&self) -> &str;
+    fn url(&self) -> &str {
+        &self.endpoint().url
+    }
     /// What this vendor does differently.
     fn profile(&self) -> &'static Profile;
-    /// The vendor family, e.g. `controlid`.
-    fn kind(&self) -> &'static str {
-        self.profile().kind
+    /// The vendor family.
+    fn kind(&self) -> Kind {
+        self.endpoint().kind
     }
     /// How this device writes cards: its `card_format` and `card_pad`, else the vendor's
     /// default.
     fn cards(&self) -> CardRule {
-        CardRule::vendor_default(
-            crate::vendor::Kind::from_name(self.kind()).unwrap_or(crate::vendor::Kind::Controlid),
-        )
+        CardRule::vendor_default(self.kind())
     }
     /// The most people one write job may hand to [`Device::apply`]: the engine cuts
     /// write jobs at `min(--batch-size, max_batch)`.

@@ -27,7 +27,7 @@
 use crate::cache::group_commit::{self, RecordQueue};
 use crate::cache::{Cache, CacheConnection, CacheKey, DeviceKeys, KeySecret};
 use crate::device::telemetry;
-use crate::device::{card_string, Device, DeviceError, DevicePerson, Outcome, Plan};
+use crate::device::{card_string, Device, DeviceError, DeviceInfo, DevicePerson, Outcome, Plan};
 use crate::i18n::{self, Msg};
 use crate::person::Person;
 use crate::reporter::{Event, JobTiming, Verbosity};
@@ -138,6 +138,17 @@ pub struct Enrollment<'a> {
     /// Set on the first Ctrl-C or by `--max-failures`: no new job starts; pairs not
     /// sent are reported so.
     pub stop: &'a Stop,
+}
+
+impl Enrollment<'_> {
+    /// The run's devices, in target order: the one list the reporter, the live status
+    /// and the events file name them from.
+    pub fn devices(&self) -> Arc<[DeviceInfo]> {
+        self.targets
+            .iter()
+            .map(|t| t.device.endpoint().clone())
+            .collect()
+    }
 }
 
 impl Enrollment<'_> {
@@ -726,18 +737,13 @@ mod tests {
     /// pairs, reported failed, and never hang the run.
     struct PanickingDevice {
         poison: String,
+        endpoint: DeviceInfo,
         http: crate::device::http::HttpClient,
     }
 
     impl Device for PanickingDevice {
-        fn name(&self) -> &str {
-            "fake"
-        }
-        fn url(&self) -> &str {
-            "http://fake"
-        }
-        fn kind(&self) -> &'static str {
-            "fake"
+        fn endpoint(&self) -> &DeviceInfo {
+            &self.endpoint
         }
         fn profile(&self) -> &'static crate::device::Profile {
             &crate::device::controlid::PROFILE
@@ -778,6 +784,7 @@ mod tests {
             .collect();
         let device = PanickingDevice {
             poison: "R17".into(),
+            endpoint: DeviceInfo::new("fake", "http://fake", crate::vendor::Kind::Controlid),
             http: crate::device::http::HttpClient::new(Default::default(), 1, Default::default()),
         };
         let stop = Stop::default();
@@ -811,7 +818,7 @@ mod tests {
     /// requests it is asked at once, and it holds people. Every call goes through the
     /// device's breaker as a real driver's HTTP client does.
     struct ScriptedDevice {
-        name: String,
+        endpoint: DeviceInfo,
         http: crate::device::http::HttpClient,
         /// Until then, every call goes unanswered.
         down_until: Option<Instant>,
@@ -826,7 +833,7 @@ mod tests {
     impl ScriptedDevice {
         fn new(name: &str) -> ScriptedDevice {
             ScriptedDevice {
-                name: name.to_string(),
+                endpoint: DeviceInfo::new(name, "http://scripted", crate::vendor::Kind::Controlid),
                 http: crate::device::http::HttpClient::new(
                     Default::default(),
                     1,
@@ -862,11 +869,8 @@ mod tests {
     }
 
     impl Device for ScriptedDevice {
-        fn name(&self) -> &str {
-            &self.name
-        }
-        fn url(&self) -> &str {
-            "http://scripted"
+        fn endpoint(&self) -> &DeviceInfo {
+            &self.endpoint
         }
         fn profile(&self) -> &'static crate::device::Profile {
             &crate::device::controlid::PROFILE
