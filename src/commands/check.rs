@@ -9,9 +9,9 @@
 //! repeated, as in a run.
 
 use crate::config::DeviceConfig;
-use crate::device::controlid::RetryPolicy;
 use crate::device::http::Timeouts;
 use crate::device::tls::TlsTrust;
+use crate::device::RetryPolicy;
 use crate::device::{DeviceError, DeviceFacts};
 use crate::exit::Exit;
 use crate::i18n::{t, tr, Msg};
@@ -365,8 +365,8 @@ pub fn run(config: CheckConfig) -> anyhow::Result<Exit> {
 mod tests {
     use super::*;
     use crate::config::Kind;
-    use crate::device::controlid::Credentials;
     use crate::device::ClockReading;
+    use crate::device::Credentials;
     use std::time::SystemTime;
 
     fn device() -> DeviceConfig {

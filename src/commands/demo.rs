@@ -10,7 +10,7 @@ use crate::cache::embedded::EmbeddedCache;
 use crate::cache::KeySecret;
 use crate::commands::enroll::{print_report, run_watched, WatchConfig, Watched};
 use crate::config::{DeviceConfig, Kind};
-use crate::device::controlid::Credentials;
+use crate::device::Credentials;
 use crate::engine::Enrollment;
 use crate::enroll::RunConfig;
 use crate::exit::Exit;

@@ -14,11 +14,12 @@
 
 use crate::card::{self, Candidate, CardRule};
 use crate::config::{DeviceConfig, Kind};
-use crate::device::controlid::{ControlIdDevice, RetryPolicy};
+use crate::device::controlid::ControlIdDevice;
 use crate::device::hikvision::HikvisionDevice;
 use crate::device::http::{HttpClient, Timeouts};
 use crate::device::intelbras::IntelbrasDevice;
 use crate::device::DeviceError;
+use crate::device::RetryPolicy;
 use crate::exit::Exit;
 use crate::i18n::{tr, Msg};
 use crate::person::Card;

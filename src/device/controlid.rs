@@ -13,8 +13,8 @@
 
 use super::http::{percent_encode, HttpClient};
 use super::{
-    card_string, CardRule, ClockReading, Device, DeviceError, DeviceFacts, DeviceInfo,
-    DevicePerson, Outcome, Plan, Profile, ValidityEncoding,
+    card_string, CardRule, ClockReading, Credentials, Device, DeviceError, DeviceFacts, DeviceInfo,
+    DevicePerson, Outcome, Plan, Profile, RetryPolicy, ValidityEncoding,
 };
 use crate::i18n::{tr, Msg};
 use crate::person::{Card, Person};
@@ -42,28 +42,6 @@ pub static PROFILE: Profile = Profile {
 
     validity: ValidityEncoding::UnixSeconds,
 };
-
-/// How a driver finds its device and proves who it is.
-#[derive(Clone)]
-pub struct Credentials {
-    pub login: String,
-    pub password: String,
-    /// Where the password came from, named in a refused-login message, e.g.
-    /// `CATRACA_PASSWORD` or `PORTARIA_PASSWORD (password_env of device portaria-1)`.
-    pub source: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Credentials({}, password from {})",
-            self.login, self.source
-        )
-    }
-}
-
-pub use super::retry::RetryPolicy;
 
 enum Session {
     None,

@@ -13,6 +13,7 @@
 pub mod auth_answer;
 pub mod breaker;
 pub mod controlid;
+pub mod credentials;
 pub mod digest;
 pub mod hikvision;
 pub mod hikvision_firmware;
@@ -25,7 +26,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace;
 
-pub use controlid::Credentials;
+pub use credentials::Credentials;
 pub use retry::RetryPolicy;
 
 pub use crate::card::{CardFormat, CardRule};
