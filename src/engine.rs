@@ -476,14 +476,17 @@ impl Engine<'_> {
         let staying: Vec<u32> = (0..self.people.len() as u32)
             .filter(|&p| !leaving(p))
             .collect();
-        let pending: Vec<Vec<u32>> =
-            if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
-                vec![staying; self.targets.len()]
-            } else if self.options.sequential {
-                self.check_cache_serially(&staying, &fingerprints, events)?
-            } else {
-                pool.install(|| self.check_cache(&staying, &fingerprints, events))?
-            };
+        let pending: Vec<Vec<u32>> = if self.options.skip_cache
+            || self.options.reconcile
+            || !self.cache.remembers()
+            || self.cache.known_empty()
+        {
+            vec![staying; self.targets.len()]
+        } else if self.options.sequential {
+            self.check_cache_serially(&staying, &fingerprints, events)?
+        } else {
+            pool.install(|| self.check_cache(&staying, &fingerprints, events))?
+        };
         let removal_batch = |d: usize| {
             self.options
                 .batch_size
