@@ -393,6 +393,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failures_share_their_texts_and_keep_their_json_shape() {
+        let mut texts = FailureTexts::new(2, ["portaria-1".to_string(), "portaria-2".into()]);
+        let a = texts.failure(Some(0), "A-1", 0, "device unreachable");
+        let b = texts.failure(Some(0), "A-1", 1, "device unreachable");
+        let c = texts.failure(Some(1), "B-2", 0, "device unreachable");
+        let d = texts.failure(Some(1), "B-2", 0, "login refused");
+        assert!(Arc::ptr_eq(&a.registration, &b.registration));
+        assert!(Arc::ptr_eq(&a.device, &c.device));
+        assert!(Arc::ptr_eq(&a.error, &c.error), "one reason per device");
+        assert!(!Arc::ptr_eq(&a.error, &b.error), "each device its own");
+        assert_eq!(&*d.error, "login refused");
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"registration": "B-2", "device": "portaria-1", "error": "device unreachable"})
+        );
+        let mut report = Report::empty();
+        report.failures = vec![a, d];
+        let mut streamed = Vec::new();
+        report.write_json(&mut streamed).unwrap();
+        let text = String::from_utf8(streamed).unwrap();
+        assert_eq!(text, serde_json::to_string_pretty(&report).unwrap() + "\n");
+    }
+
+    #[test]
     fn removals_count_among_the_operations_and_show_in_the_summary() {
         let counts = Counts {
             registered: 3,

@@ -120,6 +120,10 @@ impl Cache for EmbeddedCache {
     fn connect(&self) -> Result<Box<dyn CacheConnection>, CacheError> {
         Ok(Box::new(self.connection()))
     }
+
+    fn known_empty(&self) -> bool {
+        self.len().is_ok_and(|pairs| pairs == 0)
+    }
 }
 
 /// The open file, where the next commit goes, and the index.
@@ -590,8 +594,10 @@ mod tests {
         {
             let cache = EmbeddedCache::open(&path).unwrap();
             assert!(cache.is_empty().unwrap());
+            assert!(cache.known_empty(), "a new store vouches for nothing");
             let mut connection = cache.connect().unwrap();
             connection.record(&[(keys[0], 10), (keys[1], 11)]).unwrap();
+            assert!(!cache.known_empty());
             // A later record of the same pair replaces the fingerprint.
             connection.record(&[(keys[1], 12)]).unwrap();
         }

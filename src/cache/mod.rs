@@ -52,6 +52,13 @@ pub trait Cache: Send + Sync {
     fn remembers(&self) -> bool {
         true
     }
+    /// Whether the medium is known to hold no pair at all when the run starts (a new
+    /// embedded store): then no pair can be skipped, and the engine neither computes
+    /// keys nor looks them up for it (half the keyed hashes of a first run). `false`
+    /// when unknown, as for a Redis shared with others.
+    fn known_empty(&self) -> bool {
+        false
+    }
 }
 
 /// One thread's connection to the cache.

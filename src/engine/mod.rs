@@ -194,12 +194,15 @@ impl Enrollment<'_> {
             .filter(|&p| !leaving(p))
             .collect();
         let staying = self.refuse_cards_beyond_devices(&staying, events);
-        let pending: Vec<Vec<u32>> =
-            if self.options.skip_cache || self.options.reconcile || !self.cache.remembers() {
-                staying
-            } else {
-                pool.install(|| self.check_cache(&staying, &fingerprints, events))?
-            };
+        let pending: Vec<Vec<u32>> = if self.options.skip_cache
+            || self.options.reconcile
+            || !self.cache.remembers()
+            || self.cache.known_empty()
+        {
+            staying
+        } else {
+            pool.install(|| self.check_cache(&staying, &fingerprints, events))?
+        };
         let removal_batch = |d: usize| {
             self.options
                 .batch_size

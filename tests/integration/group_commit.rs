@@ -6,6 +6,8 @@
 use crate::harness::*;
 use catraca::cache::embedded::EmbeddedCache;
 use catraca::cache::group_commit::WINDOW_ENV;
+use catraca::cache::redis_cache::RedisCache;
+use catraca::cache::redis_server::PrivateRedis;
 use catraca::simulator::SimConfig;
 use std::time::Duration;
 
@@ -111,4 +113,33 @@ fn a_ctrl_c_commits_every_pair_the_report_counts_done() {
     assert_eq!(report["not_cached"], 0);
     let cache = EmbeddedCache::open(&sandbox.path("cache.redb")).unwrap();
     assert_eq!(cache.len().unwrap(), done, "{}", stopped.shown);
+}
+
+#[test]
+fn a_ctrl_c_commits_to_redis_every_pair_the_report_counts_done() {
+    let redis = PrivateRedis::start().expect("redis-server starts");
+    let sandbox = Sandbox::new();
+    let fleet = fleet(2, slow());
+    let rows = people(300);
+    let mut running = sandbox
+        .enroll(&rows)
+        .args(&["--json", "--batch-size", "10"])
+        .args(&["--cache", redis.url()])
+        .devices(&fleet)
+        .env(WINDOW_ENV, NEVER)
+        .spawn();
+    running.wait_for_lines("progress: ", 3, Duration::from_secs(60));
+    running.signal(libc::SIGINT);
+    let stopped = running.wait();
+    stopped.expect_code(130);
+    let report = stopped.report();
+    counts_add_up(&report);
+    let done = ["registered", "updated", "unchanged", "skipped_cache"]
+        .iter()
+        .map(|key| report[key].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(done > 0 && done < 600, "{}", stopped.shown);
+    assert_eq!(report["not_cached"], 0);
+    let cache = RedisCache::open(redis.url()).unwrap();
+    assert_eq!(cache.count_keys().unwrap(), done, "{}", stopped.shown);
 }
