@@ -20,6 +20,7 @@ pub mod hikvision_firmware;
 pub mod http;
 pub mod intelbras;
 pub mod intelbras_answers;
+pub mod plan_diff;
 pub mod rate;
 pub mod retry;
 pub mod telemetry;
