@@ -22,9 +22,9 @@
 //! legacy `UserInfo/Delete`.
 
 use super::digest::DigestClient;
-use super::hikvision_firmware::{self, cut_name, Limits, LongNames};
+use super::hikvision_firmware::{self, Limits, LongNames};
 use super::http::{Answer, HttpClient};
-use super::plan_diff::{self, DiffRules, Held, HeldWindow};
+use super::plan_diff::{self, cut_name, DiffRules, Held, HeldWindow};
 use super::{
     card_string, CardRule, Credentials, Device, DeviceError, DeviceInfo, DevicePerson, Outcome,
     Plan, Profile, RetryPolicy, ValidityEncoding,

@@ -11,7 +11,6 @@
 //! them, the name compared as the device would hold it after cutting it to its limit,
 //! the window in the device's own encoding, honouring Hikvision's `enable` switch.
 
-use super::hikvision_firmware::cut_name;
 use super::{CardRule, Plan, ValidityEncoding};
 use crate::person::Person;
 
@@ -106,6 +105,19 @@ pub fn changes(person: &Person, held: &Held, rules: &DiffRules) -> Vec<&'static 
         }
     }
     changes
+}
+
+/// `name` cut to at most `max` UTF-8 bytes, at a character boundary: what a device that
+/// cuts long names (Hikvision, `long_names = "cut"`) holds.
+pub fn cut_name(name: &str, max: usize) -> &str {
+    if name.len() <= max {
+        return name;
+    }
+    let mut end = max;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 fn window_matches(person: &Person, held: &HeldWindow, encoding: ValidityEncoding) -> bool {
@@ -207,6 +219,13 @@ mod tests {
                 changes: vec!["name"]
             }
         );
+    }
+
+    #[test]
+    fn names_are_cut_at_a_character_boundary() {
+        assert_eq!(cut_name("Conceição", 8), "Conceiç");
+        assert_eq!(cut_name("Conceição", 7), "Concei");
+        assert_eq!(cut_name("Ana", 32), "Ana");
     }
 
     #[test]
