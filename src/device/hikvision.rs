@@ -395,12 +395,13 @@ impl HikvisionDevice {
     }
 
     fn user_info(person: &Person, name: &str) -> Value {
-        let (enable, begin, end) = wanted_validity(person);
+        // `Valid` is disabled when the CSV gives no window.
+        let valid = HeldWindow::written(person, PROFILE.validity, true);
         json!({"UserInfo": {
             "employeeNo": person.registration,
             "name": name,
             "userType": "normal",
-            "Valid": {"enable": enable, "beginTime": begin, "endTime": end, "timeType": "local"},
+            "Valid": {"enable": valid.enabled, "beginTime": valid.begin, "endTime": valid.end, "timeType": "local"},
             "doorRight": "1",
             "RightPlan": [{"doorNo": 1, "planTemplateNo": "1"}],
         }})
@@ -597,15 +598,6 @@ impl HikvisionDevice {
             )),
         }
     }
-}
-
-/// The `Valid` object catraca writes for the person: disabled when there is no window.
-fn wanted_validity(person: &Person) -> (bool, String, String) {
-    (
-        person.begin.is_some() || person.end.is_some(),
-        PROFILE.validity.encode(person.begin, false),
-        PROFILE.validity.encode(person.end, true),
-    )
 }
 
 impl HikvisionDevice {

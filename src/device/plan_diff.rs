@@ -40,6 +40,19 @@ pub struct HeldWindow {
     pub enabled: Option<bool>,
 }
 
+impl HeldWindow {
+    /// The window catraca writes for `person`, each end in `encoding` (an open end as
+    /// the encoding writes it). On a device with an `enable` switch (`switched`), the
+    /// window is on exactly when the CSV gives one of its ends.
+    pub fn written(person: &Person, encoding: ValidityEncoding, switched: bool) -> HeldWindow {
+        HeldWindow {
+            begin: encoding.encode(person.begin, false),
+            end: encoding.encode(person.end, true),
+            enabled: switched.then_some(person.begin.is_some() || person.end.is_some()),
+        }
+    }
+}
+
 /// How one device compares: the vendor rules the diff applies.
 #[derive(Debug, Clone, Copy)]
 pub struct DiffRules {
@@ -121,16 +134,12 @@ pub fn cut_name(name: &str, max: usize) -> &str {
 }
 
 fn window_matches(person: &Person, held: &HeldWindow, encoding: ValidityEncoding) -> bool {
-    let begin = encoding.encode(person.begin, false);
-    let end = encoding.encode(person.end, true);
-    let ends_match = held.begin == begin && held.end == end;
-    match held.enabled {
-        None => ends_match,
-        // The window is on exactly when the CSV gives one of its ends.
-        Some(enabled) => {
-            let wanted = person.begin.is_some() || person.end.is_some();
-            enabled == wanted && (!wanted || ends_match)
-        }
+    let wanted = HeldWindow::written(person, encoding, held.enabled.is_some());
+    let ends_match = held.begin == wanted.begin && held.end == wanted.end;
+    match (held.enabled, wanted.enabled) {
+        // A disabled window's ends mean nothing: only compare them when it is on.
+        (Some(enabled), Some(on)) => enabled == on && (!on || ends_match),
+        _ => ends_match,
     }
 }
 
@@ -167,15 +176,10 @@ mod tests {
 
     /// What a device of `kind` holds after catraca wrote `p` (no card, no group).
     fn held_as_written(p: &Person, kind: Kind) -> Held {
-        let encoding = rules(kind).validity;
         Held {
             id: 7,
             name: p.name.clone(),
-            window: HeldWindow {
-                begin: encoding.encode(p.begin, false),
-                end: encoding.encode(p.end, true),
-                enabled: (kind == Kind::Hikvision).then_some(p.begin.is_some() || p.end.is_some()),
-            },
+            window: HeldWindow::written(p, rules(kind).validity, kind == Kind::Hikvision),
             cards: Vec::new(),
             groups: (kind == Kind::Controlid).then(Vec::new),
         }
