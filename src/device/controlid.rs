@@ -12,6 +12,7 @@
 //! repeated (it can lock the account).
 
 use super::http::{percent_encode, HttpClient};
+use super::plan_diff::{self, DiffRules, Held, HeldWindow};
 use super::{
     card_string, CardFormat, CardRule, ClockReading, Credentials, Device, DeviceError, DeviceFacts,
     DeviceInfo, DevicePerson, Outcome, Plan, Profile, RetryPolicy, ValidityEncoding,
@@ -880,6 +881,11 @@ impl Device for ControlIdDevice {
             }
         }
 
+        let rules = DiffRules {
+            cards: self.cards,
+            validity: PROFILE.validity,
+            name_max: None,
+        };
         Ok(people
             .iter()
             .map(|person| {
@@ -887,52 +893,33 @@ impl Device for ControlIdDevice {
                     .get(person.registration.as_str())
                     .map(Vec::as_slice)
                     .unwrap_or(&[]);
-                match found {
-                    [] => Plan::Create,
-                    [user] => {
-                        let mut changes = Vec::new();
-                        if user.name != person.name {
-                            changes.push("name");
-                        }
-                        if user.begin_time != person.begin.unwrap_or(0)
-                            || user.end_time != person.end.unwrap_or(0)
-                        {
-                            changes.push("validity");
-                        }
-                        if person.card_is_managed() {
-                            let held = cards_of.get(&user.id).map(Vec::as_slice).unwrap_or(&[]);
-                            // A card this device cannot take is a change that fails later.
-                            let wanted: Option<Vec<u64>> = match person.card {
-                                None => Some(Vec::new()),
-                                Some(card) => self.card_value(card).ok().map(|v| vec![v]),
-                            };
-                            if wanted.as_deref() != Some(held) {
-                                changes.push("card");
-                            }
-                        }
-                        if let Some(group) = person.group.as_deref() {
-                            let linked = group_ids
-                                .get(group)
-                                .copied()
-                                .flatten()
-                                .is_some_and(|g| links.contains(&(user.id, g)));
-                            if !linked {
-                                changes.push("group");
-                            }
-                        }
-                        if changes.is_empty() {
-                            Plan::Unchanged { id: user.id }
-                        } else {
-                            Plan::Update {
-                                id: user.id,
-                                changes,
-                            }
-                        }
-                    }
-                    many => Plan::Ambiguous {
-                        ids: many.iter().map(|u| u.id).collect(),
-                    },
-                }
+                let copies: Vec<Held> = found
+                    .iter()
+                    .map(|user| Held {
+                        id: user.id,
+                        name: user.name.clone(),
+                        window: HeldWindow {
+                            begin: user.begin_time.to_string(),
+                            end: user.end_time.to_string(),
+                            enabled: None,
+                        },
+                        cards: cards_of
+                            .get(&user.id)
+                            .into_iter()
+                            .flatten()
+                            .map(u64::to_string)
+                            .collect(),
+                        // Among the groups this chunk asks for, those the user is linked to.
+                        groups: Some(
+                            group_ids
+                                .iter()
+                                .filter(|(_, id)| id.is_some_and(|g| links.contains(&(user.id, g))))
+                                .map(|(name, _)| name.to_string())
+                                .collect(),
+                        ),
+                    })
+                    .collect();
+                plan_diff::plan(person, &copies, &rules)
             })
             .collect())
     }

@@ -22,8 +22,9 @@
 //! legacy `UserInfo/Delete`.
 
 use super::digest::DigestClient;
-use super::hikvision_firmware::{self, cut_name, Limits, LongNames};
+use super::hikvision_firmware::{self, Limits, LongNames};
 use super::http::{Answer, HttpClient};
+use super::plan_diff::{self, cut_name, DiffRules, Held, HeldWindow};
 use super::{
     card_string, CardRule, Credentials, Device, DeviceError, DeviceInfo, DevicePerson, Outcome,
     Plan, Profile, RetryPolicy, ValidityEncoding,
@@ -159,14 +160,6 @@ pub struct HikvisionDevice {
     truncated: Mutex<HashSet<String>>,
     /// The device refused a non-digit `employeeNo` (`badJsonContent`, `employeeNo`).
     digits_only_seen: AtomicBool,
-}
-
-/// A person as the device holds it.
-#[derive(Debug, Default)]
-struct Held {
-    name: String,
-    valid: (bool, String, String),
-    cards: Vec<String>,
 }
 
 impl HikvisionDevice {
@@ -361,16 +354,20 @@ impl HikvisionDevice {
             held.insert(
                 text(&user, "employeeNo"),
                 Held {
+                    id: 0,
                     name: text(&user, "name"),
-                    valid: (
-                        valid
-                            .get("enable")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
-                        text(&valid, "beginTime"),
-                        text(&valid, "endTime"),
-                    ),
+                    window: HeldWindow {
+                        begin: text(&valid, "beginTime"),
+                        end: text(&valid, "endTime"),
+                        enabled: Some(
+                            valid
+                                .get("enable")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                        ),
+                    },
                     cards: Vec::new(),
+                    groups: None,
                 },
             );
         }
@@ -398,12 +395,13 @@ impl HikvisionDevice {
     }
 
     fn user_info(person: &Person, name: &str) -> Value {
-        let (enable, begin, end) = wanted_validity(person);
+        // `Valid` is disabled when the CSV gives no window.
+        let valid = HeldWindow::written(person, PROFILE.validity, true);
         json!({"UserInfo": {
             "employeeNo": person.registration,
             "name": name,
             "userType": "normal",
-            "Valid": {"enable": enable, "beginTime": begin, "endTime": end, "timeType": "local"},
+            "Valid": {"enable": valid.enabled, "beginTime": valid.begin, "endTime": valid.end, "timeType": "local"},
             "doorRight": "1",
             "RightPlan": [{"doorNo": 1, "planTemplateNo": "1"}],
         }})
@@ -602,15 +600,6 @@ impl HikvisionDevice {
     }
 }
 
-/// The `Valid` object catraca writes for the person: disabled when there is no window.
-fn wanted_validity(person: &Person) -> (bool, String, String) {
-    (
-        person.begin.is_some() || person.end.is_some(),
-        PROFILE.validity.encode(person.begin, false),
-        PROFILE.validity.encode(person.end, true),
-    )
-}
-
 impl HikvisionDevice {
     /// `UserInfoDetail/Delete`, then `DeleteProcess` polled to its end; `None` when the
     /// firmware does not have the call (404 or `notSupport`).
@@ -692,41 +681,20 @@ impl Device for HikvisionDevice {
             .map(|p| p.registration.as_str())
             .collect();
         let held = self.held(&employees, &with_cards)?;
+        let rules = DiffRules {
+            cards: self.cards,
+            validity: PROFILE.validity,
+            // The name as the device would hold it: a cut name is not rewritten.
+            name_max: match self.long_names {
+                LongNames::Cut => Some(limits.name_max),
+                LongNames::Fail => None,
+            },
+        };
         Ok(people
             .iter()
-            .map(|person| match held.get(&person.registration) {
-                None => Plan::Create,
-                Some(h) => {
-                    let mut changes = Vec::new();
-                    // The name as the device would hold it: a cut name is not rewritten.
-                    let wanted = match self.long_names {
-                        LongNames::Cut => cut_name(&person.name, limits.name_max),
-                        LongNames::Fail => person.name.as_str(),
-                    };
-                    if h.name != wanted {
-                        changes.push("name");
-                    }
-                    let (enable, begin, end) = wanted_validity(person);
-                    // A disabled window's times mean nothing: only compare them when on.
-                    if h.valid.0 != enable || (enable && (h.valid.1 != begin || h.valid.2 != end)) {
-                        changes.push("validity");
-                    }
-                    if person.card_is_managed() {
-                        // A card this device cannot take is a change that fails when applied.
-                        let wanted: Option<Vec<String>> = person
-                            .card
-                            .map(|c| self.cards.write(c).ok())
-                            .map_or(Some(Vec::new()), |c| c.map(|c| vec![c]));
-                        if !wanted.is_some_and(|w| self.cards.same_set(&h.cards, &w)) {
-                            changes.push("card");
-                        }
-                    }
-                    if changes.is_empty() {
-                        Plan::Unchanged { id: 0 }
-                    } else {
-                        Plan::Update { id: 0, changes }
-                    }
-                }
+            .map(|person| {
+                let copies = held.get(&person.registration).map(std::slice::from_ref);
+                plan_diff::plan(person, copies.unwrap_or(&[]), &rules)
             })
             .collect())
     }

@@ -164,18 +164,6 @@ fn character_type(text: &str) -> Option<&str> {
     Some(&rest[opt..end])
 }
 
-/// `name` cut to at most `max` UTF-8 bytes, at a character boundary.
-pub fn cut_name(name: &str, max: usize) -> &str {
-    if name.len() <= max {
-        return name;
-    }
-    let mut end = max;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    &name[..end]
-}
-
 /// What a `subStatusCode` means, for the operator; `None` for codes not in the evidence.
 pub fn reason(sub: &str) -> Option<&'static str> {
     let lower = sub.to_ascii_lowercase();
@@ -249,13 +237,6 @@ mod tests {
             .unwrap()
             .contains("at most 16"));
         assert_eq!(limits.refuse_employee("1001"), None);
-    }
-
-    #[test]
-    fn names_are_cut_at_a_character_boundary() {
-        assert_eq!(cut_name("Conceição", 8), "Conceiç");
-        assert_eq!(cut_name("Conceição", 7), "Concei");
-        assert_eq!(cut_name("Ana", 32), "Ana");
     }
 
     #[test]

@@ -25,6 +25,7 @@
 use super::digest::DigestClient;
 use super::http::{percent_encode, Answer, HttpClient};
 use super::intelbras_answers::{field, find_token, name_of, records, Record};
+use super::plan_diff::{self, DiffRules, Held, HeldWindow};
 use super::{
     card_string, CardRule, Credentials, Device, DeviceError, DeviceInfo, DevicePerson, Outcome,
     Plan, Profile, RetryPolicy, ValidityEncoding,
@@ -141,14 +142,6 @@ pub struct IntelbrasDevice {
     generation: OnceLock<Generation>,
     /// A 3.x device that refuses `action=list` lookups: they go by `startFind`.
     lists_refused: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct Held {
-    name: String,
-    valid_from: String,
-    valid_to: String,
-    cards: Vec<String>,
 }
 
 impl IntelbrasDevice {
@@ -459,10 +452,15 @@ impl IntelbrasDevice {
                 held.insert(
                     field(&user, "UserID").to_string(),
                     Held {
+                        id: 0,
                         name: name_of(&user).to_string(),
-                        valid_from: field(&user, "ValidFrom").to_string(),
-                        valid_to: field(&user, "ValidTo").to_string(),
+                        window: HeldWindow {
+                            begin: field(&user, "ValidFrom").to_string(),
+                            end: field(&user, "ValidTo").to_string(),
+                            enabled: None,
+                        },
                         cards: Vec::new(),
+                        groups: None,
                     },
                 );
             }
@@ -730,6 +728,16 @@ fn is_user_id(registration: &str) -> bool {
 }
 
 impl IntelbrasDevice {
+    /// How this device compares what it holds with the CSV: whole names, both ends of
+    /// the window always, cards through its rule.
+    fn diff_rules(&self) -> DiffRules {
+        DiffRules {
+            cards: self.cards,
+            validity: PROFILE.validity,
+            name_max: None,
+        }
+    }
+
     /// Fails every written pair the device does not hold as written (it answered OK
     /// and ignored the write, as an SS 5531 does with an update clearing `CardNo`).
     fn read_back(&self, work: &[(&Person, Plan)], failed: &mut [Option<DeviceError>]) {
@@ -737,15 +745,14 @@ impl IntelbrasDevice {
             .filter(|&i| failed[i].is_none() && is_user_id(&work[i].0.registration))
             .filter(|&i| matches!(work[i].1, Plan::Create | Plan::Update { .. }))
             .collect();
+        let rules = self.diff_rules();
         for chunk in written.chunks(MAX_PER_CALL) {
             let ids: Vec<&str> = chunk
                 .iter()
                 .map(|&i| work[i].0.registration.as_str())
                 .collect();
-            let with_cards = chunk.iter().any(|&i| {
-                let (person, plan) = &work[i];
-                person.card_is_managed() || matches!(plan, Plan::Create if person.card.is_some())
-            });
+            // A created card is managed too (`card_is_managed` holds for any card).
+            let with_cards = chunk.iter().any(|&i| work[i].0.card_is_managed());
             let held = match self.held(&ids, with_cards) {
                 Ok(held) => held,
                 Err(e) => {
@@ -756,31 +763,20 @@ impl IntelbrasDevice {
                 }
             };
             for &i in chunk {
-                let (person, plan) = &work[i];
-                let card_checked = person.card_is_managed()
-                    || matches!(plan, Plan::Create if person.card.is_some());
+                let person = work[i].0;
+                // The first field the device does not hold as written, by the plan diff.
                 let differs = match held.get(&person.registration) {
                     None => Some("the person"),
-                    Some(h) if h.name != person.name => Some("the name"),
-                    Some(h)
-                        if h.valid_from != PROFILE.validity.encode(person.begin, false)
-                            || h.valid_to != PROFILE.validity.encode(person.end, true) =>
-                    {
-                        Some("the validity")
+                    Some(h) => {
+                        plan_diff::changes(person, h, &rules)
+                            .first()
+                            .map(|field| match *field {
+                                "name" => "the name",
+                                "validity" => "the validity",
+                                "card" => "the card",
+                                _ => "the group",
+                            })
                     }
-                    Some(h)
-                        if card_checked && {
-                            let written: Vec<String> = person
-                                .card
-                                .and_then(|c| self.cards.write(c).ok())
-                                .into_iter()
-                                .collect();
-                            !self.cards.same_set(&h.cards, &written)
-                        } =>
-                    {
-                        Some("the card")
-                    }
-                    Some(_) => None,
                 };
                 if let Some(what) = differs {
                     failed[i] = Some(DeviceError::Rejected {
@@ -820,36 +816,12 @@ impl Device for IntelbrasDevice {
             .filter(|r| is_user_id(r))
             .collect();
         let held = self.held(&ids, people.iter().any(|p| p.card_is_managed()))?;
+        let rules = self.diff_rules();
         Ok(people
             .iter()
-            .map(|person| match held.get(&person.registration) {
-                None => Plan::Create,
-                Some(h) => {
-                    let mut changes = Vec::new();
-                    if h.name != person.name {
-                        changes.push("name");
-                    }
-                    if h.valid_from != PROFILE.validity.encode(person.begin, false)
-                        || h.valid_to != PROFILE.validity.encode(person.end, true)
-                    {
-                        changes.push("validity");
-                    }
-                    if person.card_is_managed() {
-                        // A card this device cannot take is a change that fails when applied.
-                        let wanted: Option<Vec<String>> = person
-                            .card
-                            .map(|c| self.cards.write(c).ok())
-                            .map_or(Some(Vec::new()), |c| c.map(|c| vec![c]));
-                        if !wanted.is_some_and(|w| self.cards.same_set(&h.cards, &w)) {
-                            changes.push("card");
-                        }
-                    }
-                    if changes.is_empty() {
-                        Plan::Unchanged { id: 0 }
-                    } else {
-                        Plan::Update { id: 0, changes }
-                    }
-                }
+            .map(|person| {
+                let copies = held.get(&person.registration).map(std::slice::from_ref);
+                plan_diff::plan(person, copies.unwrap_or(&[]), &rules)
             })
             .collect())
     }

@@ -5,7 +5,10 @@
 //! driver batches of planned people to write. Drivers own everything vendor-specific:
 //! authentication, request shapes, how "already exists" is signalled, how cards and
 //! validity windows are encoded, and how a write whose answer was lost is reconciled so
-//! that a retry never makes a second copy of a person. For `--prune`, `--expire` and
+//! that a retry never makes a second copy of a person. The comparison that decides the
+//! plan is not theirs: each driver reads what its device holds into a
+//! [`plan_diff::Held`] and [`plan_diff::plan`] decides, with the vendor's rules stated in
+//! a [`plan_diff::DiffRules`]. For `--prune`, `--expire` and
 //! `catraca remove`, a driver also lists everyone its device holds ([`Device::people`],
 //! paged as the vendor allows) and removes people with their cards and group links
 //! ([`Device::remove`]).
@@ -20,6 +23,7 @@ pub mod hikvision_firmware;
 pub mod http;
 pub mod intelbras;
 pub mod intelbras_answers;
+pub mod plan_diff;
 pub mod rate;
 pub mod retry;
 pub mod telemetry;
