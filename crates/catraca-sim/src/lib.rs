@@ -13,22 +13,24 @@
 //! one request path per kind (faults and latency shared) and offers the typed views
 //! tests assert on: Control iD tables, and [`SimPerson`]s in each vendor's notation.
 
+mod card;
 mod cli;
 mod controlid;
 mod digest;
 mod faults;
+mod fingerprint;
 mod hikvision;
 mod http;
 mod intelbras;
 mod intelbras_firmware;
 mod reader;
+pub mod redis_server;
 mod row_store;
 mod tables;
 #[cfg(test)]
 mod tests;
 mod tls;
-#[cfg(test)]
-mod vendor_tests;
+mod vendor;
 mod where_value;
 mod written;
 
@@ -45,15 +47,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-pub use crate::config::Kind;
+pub use card::{Card, Encoding};
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
 pub use faults::{FaultRates, Overload};
+pub use fingerprint::Fingerprint;
 pub use hikvision::HikFirmware;
 pub use intelbras_firmware::IntelbrasFirmware;
 pub use reader::{swipe_line, ReaderFormat, Swipe};
 pub use tls::{SimTls, SiteAuthority};
+pub use vendor::Kind;
 
-use crate::device::tls::Fingerprint;
 use controlid::{Command, ControlIdDevice};
 use digest::{DigestGuard, Verdict};
 use faults::{Fault, FaultDice, InFlight};
@@ -394,7 +397,7 @@ impl DeviceState {
     }
 
     /// A card shown to the reader at `at` (device clock).
-    fn swipe(&mut self, device: &str, card: crate::person::Card, at: i64) -> Swipe {
+    fn swipe(&mut self, device: &str, card: Card, at: i64) -> Swipe {
         let read = self.reader.format.read(card);
         let holder = read.as_deref().and_then(|r| self.holder_of(r));
         self.reader.record(device, card, read, holder, at)
@@ -810,7 +813,7 @@ impl DeviceHandler {
     fn swipe_control(&self, request: &Request<'_>) -> Response {
         let Some(card) = request
             .query_param("card")
-            .and_then(|text| crate::participants::parse_card(&text).ok())
+            .and_then(|text| Card::parse(&text).ok())
         else {
             let body = json!({"error": "give card=F,N or card=NUMBER"});
             return Response::json(400, body.to_string().into_bytes());
@@ -819,7 +822,7 @@ impl DeviceHandler {
         Response::json(200, serde_json::to_vec(&swipe).unwrap_or_default())
     }
 
-    fn swipe(&self, card: crate::person::Card) -> Swipe {
+    fn swipe(&self, card: Card) -> Swipe {
         let at = self.device_now();
         let swipe = self.state().swipe(&self.name, card, at);
         self.card_read.notify_all();
@@ -1147,7 +1150,7 @@ impl SimDevice {
 
     /// Shows `card` to the device's reader: granted when the device holds exactly the
     /// string the reader produces (as `/__sim/swipe?card=` does over HTTP).
-    pub fn swipe(&self, card: crate::person::Card) -> Swipe {
+    pub fn swipe(&self, card: Card) -> Swipe {
         self.handler.swipe(card)
     }
 
