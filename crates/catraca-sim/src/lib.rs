@@ -504,6 +504,19 @@ impl DeviceState {
         }
         self.dice.roll()
     }
+
+    /// After a call the device accepted: its answer is lost (a reset) when a test asked
+    /// for it ([`SimDevice::lose_next_answer`]) and no fault already replaces it.
+    fn lose_answer_if_asked(&mut self, request: &str, fault: &mut Option<Fault>) {
+        if fault.is_some() {
+            return;
+        }
+        if let Some(i) = self.lose_next.iter().position(|n| n == request) {
+            self.lose_next.remove(i);
+            Tally::add(&mut self.tally.faults, Fault::Reset.name(), 1);
+            *fault = Some(Fault::Reset);
+        }
+    }
 }
 
 impl DeviceHandler {
@@ -520,6 +533,51 @@ impl DeviceHandler {
     /// server is stopping instead.
     fn wait_answer_due(&self, received: Instant, delay: Duration) -> bool {
         !self.stop.sleep(delay.saturating_sub(received.elapsed()))
+    }
+
+    /// The one fault path of every kind, before the device works on a request: draws its
+    /// fault. A 503, or any fault while `faults_after_write` is off, is served here, the
+    /// write never made: `Err` holds the reply. Otherwise the work goes on, with the
+    /// fault (if any) to show once the write is stored.
+    fn fault_before_work<'a>(
+        &self,
+        mut state: MutexGuard<'a, DeviceState>,
+        received: Instant,
+    ) -> Result<(MutexGuard<'a, DeviceState>, Option<Fault>), Reply> {
+        let Some(fault) = state.roll() else {
+            return Ok((state, None));
+        };
+        Tally::add(&mut state.tally.faults, fault.name(), 1);
+        if fault != Fault::Busy503 && self.config.faults_after_write {
+            return Ok((state, Some(fault)));
+        }
+        drop(state);
+        // A reset or a hang cuts in before any answer is prepared; a 503 or a broken
+        // answer takes the usual time to arrive.
+        let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
+        if answers && !self.wait_answer_due(received, self.config.latency) {
+            return Err(Reply::Close);
+        }
+        Err(self.misbehave(fault))
+    }
+
+    /// The end of every kind's request path: `response`, or the fault that replaces it
+    /// (the write is stored, only its answer is lost), once `delay` has passed since the
+    /// request was received.
+    fn answer_when_due(
+        &self,
+        received: Instant,
+        delay: Duration,
+        fault: Option<Fault>,
+        response: Response,
+    ) -> Reply {
+        if !self.wait_answer_due(received, delay) {
+            return Reply::Close;
+        }
+        match fault {
+            Some(fault) => self.misbehave(fault),
+            None => Reply::Answer(response),
+        }
     }
 
     /// Shows a fault at once; the caller has already waited whatever latency precedes it.
@@ -615,20 +673,10 @@ impl Handler for DeviceHandler {
 
         let mut state = self.state();
         state.tally.request(command.name());
-        let mut fault = state.roll();
-        if let Some(fault) = fault {
-            Tally::add(&mut state.tally.faults, fault.name(), 1);
-            if fault == Fault::Busy503 || !self.config.faults_after_write {
-                drop(state);
-                // A reset or a hang cuts in before any answer is prepared; a 503 or a
-                // broken answer takes the usual time to arrive.
-                let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
-                if answers && !self.wait_answer_due(received, self.config.latency) {
-                    return Reply::Close;
-                }
-                return self.misbehave(fault);
-            }
-        }
+        let (mut state, mut fault) = match self.fault_before_work(state, received) {
+            Ok(going_on) => going_on,
+            Err(reply) => return reply,
+        };
         let watched =
             (command == Command::CreateObjects && state.drops_people()).then(|| state.keys());
         let Protocol::ControlId(device) = &mut state.device else {
@@ -641,12 +689,8 @@ impl Handler for DeviceHandler {
         if let Some((table, count)) = answer.created {
             Tally::add(&mut state.tally.created, table, count);
         }
-        if fault.is_none() && answer.status == 200 {
-            if let Some(i) = state.lose_next.iter().position(|n| n == command.name()) {
-                state.lose_next.remove(i);
-                Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
-                fault = Some(Fault::Reset);
-            }
+        if answer.status == 200 {
+            state.lose_answer_if_asked(command.name(), &mut fault);
         }
         if answer.without_where {
             match command {
@@ -662,14 +706,8 @@ impl Handler for DeviceHandler {
         let extra = u32::try_from(answer.extra_work).unwrap_or(u32::MAX);
         let delay = (self.config.per_object_latency.saturating_mul(extra))
             .saturating_add(self.config.latency);
-        if !self.wait_answer_due(received, delay) {
-            return Reply::Close;
-        }
-        match fault {
-            // The write is stored; only its answer is lost.
-            Some(fault) => self.misbehave(fault),
-            None => Reply::Answer(Response::json(answer.status, answer.body)),
-        }
+        let response = Response::json(answer.status, answer.body);
+        self.answer_when_due(received, delay, fault, response)
     }
 }
 
@@ -685,18 +723,10 @@ impl DeviceHandler {
         };
         let mut state = self.state();
         state.tally.request(name);
-        let fault = state.roll();
-        if let Some(fault) = fault {
-            Tally::add(&mut state.tally.faults, fault.name(), 1);
-            if fault == Fault::Busy503 || !self.config.faults_after_write {
-                drop(state);
-                let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
-                if answers && !self.wait_answer_due(received, self.config.latency) {
-                    return Reply::Close;
-                }
-                return self.misbehave(fault);
-            }
-        }
+        let (mut state, mut fault) = match self.fault_before_work(state, received) {
+            Ok(going_on) => going_on,
+            Err(reply) => return reply,
+        };
         let target = request.target();
         let watched = state.drops_people().then(|| state.keys());
         let state_now = &mut *state;
@@ -728,17 +758,12 @@ impl DeviceHandler {
         if let Some(before) = watched {
             state.drop_new_people(&before);
         }
-        let mut fault = fault;
         let response = match (api_answer, verdict) {
             (Some(served), _) => {
                 if let Some((table, count)) = served.created {
                     Tally::add(&mut state.tally.created, table, count);
                 }
-                if let Some(i) = state.lose_next.iter().position(|n| n == name) {
-                    state.lose_next.remove(i);
-                    Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
-                    fault = Some(Fault::Reset);
-                }
+                state.lose_answer_if_asked(name, &mut fault);
                 served.response
             }
             (None, Some(verdict)) => {
@@ -778,13 +803,7 @@ impl DeviceHandler {
             (None, None) => unreachable!("a request is served or refused"),
         };
         drop(state);
-        if !self.wait_answer_due(received, self.config.latency) {
-            return Reply::Close;
-        }
-        match fault {
-            Some(fault) => self.misbehave(fault),
-            None => Reply::Answer(response),
-        }
+        self.answer_when_due(received, self.config.latency, fault, response)
     }
 }
 
