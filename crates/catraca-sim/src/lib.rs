@@ -12,6 +12,14 @@
 //! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
 //! one request path per kind (faults and latency shared) and offers the typed views
 //! tests assert on: Control iD tables, and [`SimPerson`]s in each vendor's notation.
+//! One fault path serves every kind: `fault_before_work` before the device works,
+//! `answer_when_due` after it.
+//!
+//! The crate stands apart from catraca (`crates/catraca-sim`, which the product depends
+//! on for `demo`, `simulate` and `bench`, and its tests through this public API): it has
+//! its own [`Kind`], [`Fingerprint`] and card reader ([`Card`], [`Encoding`] in
+//! `card.rs`, written apart from catraca's card formats so a bug there is not mirrored
+//! here), and it holds [`redis_server`], the Redis the tests and the benchmark use.
 
 mod card;
 mod cli;
