@@ -739,29 +739,23 @@ impl DeviceHandler {
         let watched = state.drops_people().then(|| state.keys());
         let state_now = &mut *state;
         let learning = reader_route(self.kind, request);
-        let (api_answer, verdict) = match &mut state_now.device {
-            Protocol::Hikvision(api, guard) => {
-                match guard.check(request.method, &target, request.authorization) {
-                    Verdict::Accepted if learning.is_some() => {
-                        (Some(state_now.reader.serve(request)), None)
-                    }
-                    Verdict::Accepted => (
-                        Some(api.call(request.method, request.path, request.body)),
-                        None,
-                    ),
-                    other => (None, Some(other)),
-                }
-            }
-            Protocol::Intelbras(api, guard) => {
-                match guard.check(request.method, &target, request.authorization) {
-                    Verdict::Accepted if learning.is_some() => {
-                        (Some(state_now.reader.serve(request)), None)
-                    }
-                    Verdict::Accepted => (Some(api.call(request)), None),
-                    other => (None, Some(other)),
-                }
+        let verdict = match &mut state_now.device {
+            Protocol::Hikvision(_, guard) | Protocol::Intelbras(_, guard) => {
+                guard.check(request.method, &target, request.authorization)
             }
             Protocol::ControlId(_) => unreachable!("Control iD devices take the session path"),
+        };
+        let (api_answer, verdict) = match (verdict, &mut state_now.device) {
+            (Verdict::Accepted, _) if learning.is_some() => {
+                (Some(state_now.reader.serve(request)), None)
+            }
+            (Verdict::Accepted, Protocol::Hikvision(api, _)) => (
+                Some(api.call(request.method, request.path, request.body)),
+                None,
+            ),
+            (Verdict::Accepted, Protocol::Intelbras(api, _)) => (Some(api.call(request)), None),
+            (Verdict::Accepted, Protocol::ControlId(_)) => unreachable!("checked above"),
+            (refused, _) => (None, Some(refused)),
         };
         if let Some(before) = watched {
             state.drop_new_people(&before);
