@@ -573,6 +573,59 @@ mod tests {
         number: 3012,
     };
 
+    /// The simulator's reader (`catraca_sim::Encoding`) is written apart from this file
+    /// on purpose; this checks the two agree on every format, so a door the simulator
+    /// opens is one a real reader of that format opens too, and a change to either that
+    /// breaks the other fails here, not as a puzzling refused swipe.
+    #[test]
+    fn every_format_writes_what_the_simulators_reader_reads() {
+        let cards = [
+            PRINTED,
+            Card::Wiegand {
+                facility: 1,
+                number: 2,
+            },
+            Card::Wiegand {
+                facility: 255,
+                number: 65_535,
+            },
+            Card::Wiegand {
+                facility: 256,
+                number: 0,
+            },
+            Card::Wiegand {
+                facility: 0,
+                number: 65_536,
+            },
+            Card::Wiegand {
+                facility: u32::MAX,
+                number: u32::MAX,
+            },
+            Card::Number(0),
+            Card::Number(2_821_060),
+            Card::Number(u64::MAX),
+        ];
+        for format in CardFormat::ALL {
+            let reader = catraca_sim::Encoding::from_name(format.name())
+                .unwrap_or_else(|| panic!("the simulator has no reader for {format}"));
+            let rule = CardRule {
+                format,
+                pad: 0,
+                explicit: true,
+                limit: CardLimit::None,
+            };
+            for card in cards {
+                let simulated = catraca_sim::Card::parse(&card.to_string()).unwrap();
+                assert_eq!(
+                    rule.write(card).ok(),
+                    reader.read(simulated),
+                    "{format} {card}"
+                );
+            }
+        }
+        assert_eq!(catraca_sim::Encoding::names(), names());
+    }
+
     fn rule(kind: Kind, format: &str, pad: Option<usize>) -> CardRule {
         CardRule::for_device(kind, Some(format), pad).unwrap()
     }

@@ -50,7 +50,6 @@ pub mod person;
 pub mod report;
 pub mod reporter;
 pub mod settings;
-pub mod simulator;
 pub mod stdout;
 pub mod stop;
 pub mod style;

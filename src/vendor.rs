@@ -1,6 +1,7 @@
 //! The three device families catraca speaks to, as the devices file, `--device
 //! KIND+URL`, the simulator and the report name them. A leaf: it imports nothing of the
-//! crate, so the card formats, the configuration and the drivers can all use it.
+//! crate, so the card formats, the configuration and the drivers can all use it. The
+//! simulator (`catraca_sim`) has its own enum of the same names; `From` goes both ways.
 
 use serde::Deserialize;
 
@@ -38,5 +39,40 @@ impl Kind {
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl From<catraca_sim::Kind> for Kind {
+    fn from(kind: catraca_sim::Kind) -> Kind {
+        match kind {
+            catraca_sim::Kind::Controlid => Kind::Controlid,
+            catraca_sim::Kind::Hikvision => Kind::Hikvision,
+            catraca_sim::Kind::Intelbras => Kind::Intelbras,
+        }
+    }
+}
+
+impl From<Kind> for catraca_sim::Kind {
+    fn from(kind: Kind) -> catraca_sim::Kind {
+        match kind {
+            Kind::Controlid => catraca_sim::Kind::Controlid,
+            Kind::Hikvision => catraca_sim::Kind::Hikvision,
+            Kind::Intelbras => catraca_sim::Kind::Intelbras,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_simulators_kinds_are_ours_by_name() {
+        for kind in Kind::ALL {
+            let simulated = catraca_sim::Kind::from(kind);
+            assert_eq!(simulated.name(), kind.name());
+            assert_eq!(Kind::from(simulated), kind);
+        }
+        assert_eq!(catraca_sim::Kind::ALL.len(), Kind::ALL.len());
     }
 }

@@ -17,8 +17,8 @@ mod measure;
 mod tls_cost;
 mod workloads;
 
-use crate::simulator::{Fleet, SimConfig, SimDevice, SimTls};
 use anyhow::{bail, Context};
+use catraca_sim::{Fleet, SimConfig, SimDevice, SimTls};
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
@@ -645,7 +645,7 @@ fn neighbour(rows: &[Row], sizes: &Sizes) -> Option<Neighbour> {
 /// A Redis of the benchmark's own, so a million keys never land in a shared one; the
 /// shared one (with a key of this run alone) when no `redis-server` can be started.
 enum BenchRedis {
-    Private(crate::cache::redis_server::PrivateRedis),
+    Private(catraca_sim::redis_server::PrivateRedis),
     Shared(String),
 }
 
@@ -659,9 +659,9 @@ impl BenchRedis {
 }
 
 fn redis_for_bench() -> anyhow::Result<BenchRedis> {
-    match crate::cache::redis_server::PrivateRedis::start() {
+    match catraca_sim::redis_server::PrivateRedis::start() {
         Ok(server) => Ok(BenchRedis::Private(server)),
-        Err(_) => Ok(BenchRedis::Shared(crate::cache::redis_server::shared_url())),
+        Err(_) => Ok(BenchRedis::Shared(catraca_sim::redis_server::shared_url())),
     }
 }
 

@@ -20,7 +20,6 @@ pub mod embedded;
 pub mod group_commit;
 pub mod key;
 pub mod redis_cache;
-pub mod redis_server;
 
 pub use key::{CacheKey, DeviceKeys, KeySecret};
 

@@ -414,8 +414,8 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::redis_server::{shared_url, PrivateRedis};
     use crate::cache::KeySecret;
+    use catraca_sim::redis_server::{shared_url, PrivateRedis};
 
     /// Deletes the keys a test wrote, even when it fails: the shared Redis may be a
     /// developer's own.

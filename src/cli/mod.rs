@@ -17,7 +17,7 @@ use crate::exit::EXIT_STATUS_HELP;
 use crate::i18n::{self, Msg};
 use crate::reporter::Verbosity;
 use crate::settings::Settings;
-use crate::simulator::SimulateArgs;
+use catraca_sim::SimulateArgs;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -174,7 +174,7 @@ pub enum Command {
     /// Enroll the shipped 100 participants on 5 simulated turnstiles, twice.
     Demo(DemoArgs),
     /// Serve simulated Control iD, Hikvision and Intelbras devices on loopback (for tests and trials).
-    #[command(after_long_help = crate::simulator::PROFILES)]
+    #[command(after_long_help = catraca_sim::PROFILES)]
     Simulate(SimulateArgs),
     /// Measure enrollments against simulated turnstiles and print one table of figures.
     Bench(crate::bench::BenchArgs),

@@ -8,7 +8,7 @@ pub mod learn_card;
 
 use crate::bench::BenchArgs;
 use crate::exit::Exit;
-use crate::simulator::SimulateArgs;
+use catraca_sim::SimulateArgs;
 use check::CheckConfig;
 use demo::DemoConfig;
 
@@ -31,7 +31,7 @@ pub fn run(invocation: Invocation) -> anyhow::Result<Exit> {
     match invocation {
         Invocation::Enroll(config) => enroll::run(config),
         Invocation::Demo(config) => demo::run(config),
-        Invocation::Simulate(args) => crate::simulator::run(args).map(|()| Exit::Done),
+        Invocation::Simulate(args) => catraca_sim::run(args).map(|()| Exit::Done),
         Invocation::Bench(args) => crate::bench::run(args),
         Invocation::Check(config) => check::run(config),
         Invocation::LearnCard(config) => learn_card::run(config),

@@ -29,6 +29,8 @@ pub mod retry;
 pub mod telemetry;
 pub mod tls;
 pub mod trace;
+#[cfg(test)]
+mod vendor_tests;
 
 pub use credentials::Credentials;
 pub use retry::RetryPolicy;

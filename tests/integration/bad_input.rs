@@ -2,7 +2,7 @@
 //! one request sent to any device.
 
 use crate::harness::*;
-use catraca::simulator::SimConfig;
+use catraca_sim::SimConfig;
 
 /// Runs `catraca enroll` on `content` and returns stderr, after checking the exit status
 /// and that the simulated device saw nothing at all.

@@ -2,15 +2,11 @@
 //! anything is sent, and cards compared in canonical form (leading zeros, hex case).
 
 use crate::harness::*;
-use catraca::simulator::{Kind, ReaderFormat, SimConfig};
+use catraca_sim::{Kind, ReaderFormat, SimConfig};
 
 /// A devices file naming each device of `fleet` (`catraca-1`, ...) with its kind, and
 /// `extra` lines after the table of the device named there.
-fn devices_file(
-    sandbox: &Sandbox,
-    fleet: &catraca::simulator::Fleet,
-    extra: &[(&str, &str)],
-) -> String {
+fn devices_file(sandbox: &Sandbox, fleet: &catraca_sim::Fleet, extra: &[(&str, &str)]) -> String {
     let mut text = String::new();
     for device in &fleet.devices {
         text.push_str(&format!(
@@ -139,7 +135,7 @@ fn cards_held_zero_padded_or_in_lower_case_are_unchanged() {
     assert_eq!(second.report()["unchanged"], 6, "{}", second.shown);
     let after: Vec<u64> = fleet.devices.iter().map(writes_to).collect();
     assert_eq!(before, after, "nothing was written\n{}", second.shown);
-    let cards_of = |d: &catraca::simulator::SimDevice, key: &str| {
+    let cards_of = |d: &catraca_sim::SimDevice, key: &str| {
         d.people()
             .into_iter()
             .find(|p| p.key == key)
@@ -201,7 +197,7 @@ fn wiegand_and_plain() -> (String, Vec<String>) {
 }
 
 /// Swipes every card at every device over HTTP; the swipes granted on each device.
-fn swipe_all(fleet: &catraca::simulator::Fleet, cards: &[String]) -> Vec<usize> {
+fn swipe_all(fleet: &catraca_sim::Fleet, cards: &[String]) -> Vec<usize> {
     fleet
         .devices
         .iter()
@@ -259,7 +255,7 @@ fn every_card_enrolled_with_the_defaults_opens_every_door_of_a_mixed_fleet() {
         .devices
         .iter()
         .map(|d| {
-            d.swipe(catraca::participants::parse_card("43,3012").unwrap())
+            d.swipe(catraca_sim::Card::parse("43,3012").unwrap())
                 .read
                 .unwrap()
         })
@@ -339,12 +335,7 @@ fn catraca_simulate_logs_each_swipe_granted_or_refused() {
 }
 
 /// Runs `catraca learn-card` at `device`, swiping `card` once it asks for it.
-fn learn(
-    sandbox: &Sandbox,
-    device: &catraca::simulator::SimDevice,
-    card: &str,
-    extra: &[&str],
-) -> Ran {
+fn learn(sandbox: &Sandbox, device: &catraca_sim::SimDevice, card: &str, extra: &[&str]) -> Ran {
     let flag = format!("{}+{}", device.kind(), device.url());
     let mut args = vec![
         "learn-card",
@@ -371,7 +362,7 @@ fn learn(
     while requests(device, asked) < count && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    device.swipe(catraca::participants::parse_card(card).unwrap());
+    device.swipe(catraca_sim::Card::parse(card).unwrap());
     running.finish(std::time::Duration::from_secs(30))
 }
 
@@ -512,7 +503,7 @@ fn cards_written_the_old_way_are_rewritten_on_the_next_run_despite_the_cache() {
     first.expect_code(0);
     assert_eq!(first.report()["registered"], 2, "{}", first.shown);
     let door = &fleet.devices[0];
-    let card = catraca::participants::parse_card("43,3012").unwrap();
+    let card = catraca_sim::Card::parse("43,3012").unwrap();
     assert!(
         !door.swipe(card).granted,
         "the old value does not open the door"

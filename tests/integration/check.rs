@@ -2,7 +2,7 @@
 //! off, or that refuse the password.
 
 use crate::harness::*;
-use catraca::simulator::{Kind, SimConfig};
+use catraca_sim::{Kind, SimConfig};
 use serde_json::Value;
 
 #[test]

@@ -2,7 +2,7 @@
 //! with NO_COLOR, and the catraca.toml settings file with flags > environment > file.
 
 use crate::harness::*;
-use catraca::simulator::SimConfig;
+use catraca_sim::SimConfig;
 use std::process::Command;
 
 #[test]

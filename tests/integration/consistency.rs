@@ -4,7 +4,7 @@
 //! finds a registration twice, removals, an interruption.
 
 use crate::harness::*;
-use catraca::simulator::SimConfig;
+use catraca_sim::SimConfig;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

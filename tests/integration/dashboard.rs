@@ -2,7 +2,7 @@
 //! from outside as an operator (and Prometheus, and a browser) would.
 
 use crate::harness::*;
-use catraca::simulator::{FaultRates, SimConfig};
+use catraca_sim::{FaultRates, SimConfig};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,8 +1,8 @@
 //! `catraca enroll` end to end: device state, counts, exit codes, cache media.
 
 use crate::harness::*;
-use catraca::cache::redis_server;
-use catraca::simulator::SimConfig;
+use catraca_sim::redis_server;
+use catraca_sim::SimConfig;
 
 fn counts(report: &serde_json::Value) -> [u64; 6] {
     [
@@ -329,7 +329,7 @@ fn lost_answers_and_expiring_sessions_never_make_duplicates() {
     // again and log in again once, and still end with everyone exactly once.
     let sandbox = Sandbox::new();
     let config = SimConfig {
-        faults: catraca::simulator::FaultRates {
+        faults: catraca_sim::FaultRates {
             reset: 0.12,
             garbage: 0.08,
             ..Default::default()

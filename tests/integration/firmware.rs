@@ -6,7 +6,7 @@ use crate::harness::*;
 use catraca::device::digest::DigestClient;
 use catraca::device::http::{HttpClient, Timeouts};
 use catraca::device::{Credentials, RetryPolicy};
-use catraca::simulator::{Fleet, HikFirmware, IntelbrasFirmware, Kind, SimConfig, SimDevice};
+use catraca_sim::{Fleet, HikFirmware, IntelbrasFirmware, Kind, SimConfig, SimDevice};
 
 /// A devices file naming every device of `fleet` by kind, with `extra` lines in each.
 fn devices_file(sandbox: &Sandbox, fleet: &Fleet, extra: &str) -> String {

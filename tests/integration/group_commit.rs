@@ -7,8 +7,8 @@ use crate::harness::*;
 use catraca::cache::embedded::EmbeddedCache;
 use catraca::cache::group_commit::WINDOW_ENV;
 use catraca::cache::redis_cache::RedisCache;
-use catraca::cache::redis_server::PrivateRedis;
-use catraca::simulator::SimConfig;
+use catraca_sim::redis_server::PrivateRedis;
+use catraca_sim::SimConfig;
 use std::time::Duration;
 
 /// Ten minutes: no pair is committed by the clock during these runs, only by the size

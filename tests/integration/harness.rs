@@ -2,7 +2,7 @@
 //! them, simulated fleets, and a command runner for the real binary that prints
 //! everything when an assertion fails.
 
-use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice, SimPerson};
+use catraca_sim::{Fleet, Kind, SimConfig, SimDevice, SimPerson};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, Write};

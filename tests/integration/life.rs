@@ -2,7 +2,7 @@
 //! against simulated devices of every kind over real HTTP, checking what they hold.
 
 use crate::harness::*;
-use catraca::simulator::{Fleet, Kind, SimConfig, SimDevice};
+use catraca_sim::{Fleet, Kind, SimConfig, SimDevice};
 
 fn all_kinds() -> Fleet {
     mixed_fleet(

@@ -1,7 +1,7 @@
 //! `catraca plan`: what enroll would do, read from the devices, with nothing written.
 
 use crate::harness::*;
-use catraca::simulator::SimConfig;
+use catraca_sim::SimConfig;
 
 #[test]
 fn plan_numbers_equal_what_the_following_enroll_does_and_nothing_is_written() {

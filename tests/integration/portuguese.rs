@@ -2,7 +2,7 @@
 //! otherwise. JSON keys never change.
 
 use crate::harness::*;
-use catraca::simulator::SimConfig;
+use catraca_sim::SimConfig;
 
 #[test]
 fn a_bad_csv_is_explained_in_portuguese_under_a_pt_br_locale() {
@@ -148,7 +148,7 @@ fn help_and_check_speak_portuguese_too() {
     let self_signed = crate::harness::fleet(
         1,
         SimConfig {
-            tls: catraca::simulator::SimTls::SelfSigned,
+            tls: catraca_sim::SimTls::SelfSigned,
             ..SimConfig::default()
         },
     );
@@ -211,10 +211,7 @@ fn reasons_composed_during_a_run_are_in_portuguese_too() {
 #[test]
 fn a_card_no_device_can_take_is_explained_in_portuguese() {
     let sandbox = Sandbox::new();
-    let fleet = mixed_fleet(
-        &[(catraca::simulator::Kind::Hikvision, 1)],
-        SimConfig::default(),
-    );
+    let fleet = mixed_fleet(&[(catraca_sim::Kind::Hikvision, 1)], SimConfig::default());
     sandbox.write("cartao.csv", "matricula;nome;cartao\n1001;Ana;300,5\n");
     let ran = sandbox
         .catraca(&["enroll", "--users", "cartao.csv", "--cache", "none"])

@@ -2,8 +2,8 @@
 //! rows, interruption, `kill -9`, a Redis that dies mid-run, and what must never leak.
 
 use crate::harness::*;
-use catraca::cache::redis_server::{self, PrivateRedis};
-use catraca::simulator::{FaultRates, SimConfig};
+use catraca_sim::redis_server::{self, PrivateRedis};
+use catraca_sim::{FaultRates, SimConfig};
 use std::time::Duration;
 
 #[test]
@@ -375,7 +375,7 @@ fn no_output_nor_cache_holds_the_password_or_a_raw_registration() {
             },
             ..SimConfig::default()
         };
-        let fleet = catraca::simulator::Fleet::start(2, &config).unwrap();
+        let fleet = catraca_sim::Fleet::start(2, &config).unwrap();
         fleet.devices[0].reject_registration(&rows[3].registration);
         let report = sandbox.path("report.json");
         let failed = sandbox.path("failed.csv");

@@ -3,7 +3,7 @@
 //! signed; a device whose certificate is refused receives nothing, not even the login.
 
 use crate::harness::*;
-use catraca::simulator::{FaultRates, Fleet, Kind, SimConfig, SimTls, SiteAuthority};
+use catraca_sim::{FaultRates, Fleet, Kind, SimConfig, SimTls, SiteAuthority};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;

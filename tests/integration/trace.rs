@@ -5,7 +5,7 @@ use crate::harness::*;
 use catraca::device::auth_answer::{parse_challenge, pick_digest, UserCheck};
 use catraca::device::hikvision_firmware::{reason, Limits};
 use catraca::device::intelbras_answers::{field, find_token, name_of, records};
-use catraca::simulator::{IntelbrasFirmware, Kind, SimConfig};
+use catraca_sim::{IntelbrasFirmware, Kind, SimConfig};
 use serde_json::Value;
 use std::path::Path;
 

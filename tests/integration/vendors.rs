@@ -2,7 +2,7 @@
 //! and what each Digest driver does when its device refuses, is busy or is full.
 
 use crate::harness::*;
-use catraca::simulator::{FaultRates, Kind, SimConfig};
+use catraca_sim::{FaultRates, Kind, SimConfig};
 
 fn counts(report: &serde_json::Value) -> [u64; 5] {
     [
@@ -95,7 +95,7 @@ fn a_mixed_fleet_gets_everyone_once_then_skips_then_modifies_a_changed_person() 
     }
 }
 
-fn digest_fleet(config: SimConfig) -> catraca::simulator::Fleet {
+fn digest_fleet(config: SimConfig) -> catraca_sim::Fleet {
     mixed_fleet(&[(Kind::Hikvision, 1), (Kind::Intelbras, 1)], config)
 }
 

@@ -13,8 +13,9 @@
 //!   swipe log in flat text, oldest first, filtered by bare `StartTime` / `EndTime`
 //!   (epoch seconds, device clock); `condition.StartTime` is ignored, as on 3.x firmware.
 //!
-//! A reader's representation is one of catraca's card formats (the same definitions,
-//! from `card.rs`) or one of two forms real readers produce that no format writes:
+//! A reader's representation is one of the encodings of `card.rs` (the simulator's own,
+//! named as catraca's card formats) or one of two forms real readers produce that no
+//! format writes:
 //! the 24 bits' hex with its bytes swapped (Dahua `nCardNoConvert` 1) and facility and
 //! number side by side in decimal (`4303012`), for tests where nothing should match.
 
@@ -22,9 +23,8 @@ use serde::Serialize;
 use serde_json::json;
 use std::time::Duration;
 
-use crate::card::{CardFormat, CardLimit, CardRule};
-use crate::config::Kind;
-use crate::person::Card;
+use crate::card::{Card, Encoding};
+use crate::Kind;
 
 use super::hikvision::Served;
 use super::http::{Request, Response};
@@ -37,8 +37,9 @@ pub(crate) const REMOTE_ENROLL_WAIT: Duration = Duration::from_secs(20);
 /// How a reader writes the card it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReaderFormat {
-    /// As one of catraca's formats, zero-padded to `pad` characters (0: none).
-    Format(CardFormat, usize),
+    /// In one encoding (named as catraca's card formats), zero-padded to `pad`
+    /// characters (0: none).
+    Format(Encoding, usize),
     /// The upper-case hex of the 24 Wiegand bits with the bytes in reverse order.
     SwappedHex,
     /// Facility, then the number in five digits, in decimal: `43,3012` reads `4303012`.
@@ -48,7 +49,7 @@ pub enum ReaderFormat {
 impl ReaderFormat {
     /// What a vendor's reader reports out of the box: the vendor's default format.
     pub fn of(kind: Kind) -> ReaderFormat {
-        ReaderFormat::Format(CardFormat::vendor_default(kind), 0)
+        ReaderFormat::Format(Encoding::of(kind), 0)
     }
 
     /// `w26`, `w26-hex:8` (padded to 8), `w26-swapped` or `side-by-side`.
@@ -66,10 +67,10 @@ impl ReaderFormat {
             ),
             None => (text, 0),
         };
-        let format = CardFormat::from_name(name).ok_or_else(|| {
+        let format = Encoding::from_name(name).ok_or_else(|| {
             format!(
                 "`{name}` is not a reader format: {}, w26-swapped or side-by-side (a card format may end in :PAD)",
-                crate::card::names()
+                Encoding::names()
             )
         })?;
         Ok(ReaderFormat::Format(format, pad))
@@ -85,14 +86,9 @@ impl ReaderFormat {
             _ => None,
         };
         match self {
-            ReaderFormat::Format(format, pad) => CardRule {
-                format,
-                pad,
-                explicit: true,
-                limit: CardLimit::None,
+            ReaderFormat::Format(encoding, pad) => {
+                encoding.read(card).map(|text| format!("{text:0>pad$}"))
             }
-            .write(card)
-            .ok(),
             ReaderFormat::SwappedHex => w26(card).map(|(f, n)| {
                 let bits = (f << 16) | n;
                 format!(

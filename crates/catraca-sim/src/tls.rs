@@ -6,7 +6,7 @@
 //! Certificates name `localhost` and the address the device listens on, so a client
 //! that checks names against an authority accepts them on loopback.
 
-use crate::device::tls::Fingerprint;
+use crate::fingerprint::Fingerprint;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::ServerConfig;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};

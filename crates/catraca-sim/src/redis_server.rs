@@ -20,7 +20,7 @@ use std::sync::{mpsc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::redis_cache::{client_for, connect_with_timeouts, redact_url};
+use redis::{Client, Connection, IntoConnectionInfo, RedisResult};
 
 /// The Redis most machines have: tried after `REDIS_URL`.
 const LOCAL_URL: &str = "redis://127.0.0.1:6379";
@@ -232,6 +232,38 @@ fn start_on(port: u16) -> Result<PrivateRedis, StartError> {
     }
 }
 
+/// A client that does not send `CLIENT SETINFO` (older servers answer it with an error).
+fn client_for(url: &str) -> RedisResult<Client> {
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    Client::open(info.set_redis_settings(settings))
+}
+
+/// Connects within `timeout`, and sets the read and write timeouts redis-rs leaves at
+/// "block forever", so a probe of a stopped server cannot hang a test.
+fn connect_with_timeouts(
+    client: &Client,
+    connect: Duration,
+    read_write: Duration,
+) -> RedisResult<Connection> {
+    let connection = client.get_connection_with_timeout(connect)?;
+    connection.set_read_timeout(Some(read_write))?;
+    connection.set_write_timeout(Some(read_write))?;
+    Ok(connection)
+}
+
+/// `url` fit for a message: any user info (a password) and query (`?password=`) left
+/// out, so a test log never shows a credential.
+fn redact_url(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let (scheme, rest) = url.split_at(after_scheme);
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    match rest.rfind('@') {
+        Some(at) => format!("{scheme}***{}", &rest[at..]),
+        None => format!("{scheme}{rest}"),
+    }
+}
+
 /// Whether a Redis at `url` answers PING within `timeout`.
 fn answers_ping(url: &str, timeout: Duration) -> bool {
     let Ok(client) = client_for(url) else {
@@ -326,6 +358,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn urls_in_messages_never_show_a_password() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("redis://u:p@ss@host:1/2"),
+            "redis://***@host:1/2"
+        );
+        assert_eq!(
+            redact_url("redis+unix:///run/r.sock?pass=secret"),
+            "redis+unix:///run/r.sock"
+        );
+    }
+
+    #[test]
     fn private_server_answers_until_stopped() {
         let mut server = PrivateRedis::start().unwrap();
         assert!(server.url().starts_with("redis://127.0.0.1:"));
@@ -372,10 +420,7 @@ mod tests {
         // Runs this test binary again as a process that starts a server and waits, then
         // kills that process with SIGKILL: no Drop runs, only the kernel can clean up.
         let mut process = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "cache::redis_server::tests::hold_a_server_until_killed",
-            ])
+            .args(["--exact", "redis_server::tests::hold_a_server_until_killed"])
             .args(["--ignored", "--nocapture", "--test-threads=1"])
             .env("CATRACA_TEST_HOLD_REDIS", "1")
             .stdout(Stdio::piped())

@@ -12,23 +12,33 @@
 //! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
 //! one request path per kind (faults and latency shared) and offers the typed views
 //! tests assert on: Control iD tables, and [`SimPerson`]s in each vendor's notation.
+//! One fault path serves every kind: `fault_before_work` before the device works,
+//! `answer_when_due` after it.
+//!
+//! The crate stands apart from catraca (`crates/catraca-sim`, which the product depends
+//! on for `demo`, `simulate` and `bench`, and its tests through this public API): it has
+//! its own [`Kind`], [`Fingerprint`] and card reader ([`Card`], [`Encoding`] in
+//! `card.rs`, written apart from catraca's card formats so a bug there is not mirrored
+//! here), and it holds [`redis_server`], the Redis the tests and the benchmark use.
 
+mod card;
 mod cli;
 mod controlid;
 mod digest;
 mod faults;
+mod fingerprint;
 mod hikvision;
 mod http;
 mod intelbras;
 mod intelbras_firmware;
 mod reader;
+pub mod redis_server;
 mod row_store;
 mod tables;
 #[cfg(test)]
 mod tests;
 mod tls;
-#[cfg(test)]
-mod vendor_tests;
+mod vendor;
 mod where_value;
 mod written;
 
@@ -45,15 +55,16 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-pub use crate::config::Kind;
+pub use card::{Card, Encoding};
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
 pub use faults::{FaultRates, Overload};
+pub use fingerprint::Fingerprint;
 pub use hikvision::HikFirmware;
 pub use intelbras_firmware::IntelbrasFirmware;
 pub use reader::{swipe_line, ReaderFormat, Swipe};
 pub use tls::{SimTls, SiteAuthority};
+pub use vendor::Kind;
 
-use crate::device::tls::Fingerprint;
 use controlid::{Command, ControlIdDevice};
 use digest::{DigestGuard, Verdict};
 use faults::{Fault, FaultDice, InFlight};
@@ -394,7 +405,7 @@ impl DeviceState {
     }
 
     /// A card shown to the reader at `at` (device clock).
-    fn swipe(&mut self, device: &str, card: crate::person::Card, at: i64) -> Swipe {
+    fn swipe(&mut self, device: &str, card: Card, at: i64) -> Swipe {
         let read = self.reader.format.read(card);
         let holder = read.as_deref().and_then(|r| self.holder_of(r));
         self.reader.record(device, card, read, holder, at)
@@ -501,6 +512,19 @@ impl DeviceState {
         }
         self.dice.roll()
     }
+
+    /// After a call the device accepted: its answer is lost (a reset) when a test asked
+    /// for it ([`SimDevice::lose_next_answer`]) and no fault already replaces it.
+    fn lose_answer_if_asked(&mut self, request: &str, fault: &mut Option<Fault>) {
+        if fault.is_some() {
+            return;
+        }
+        if let Some(i) = self.lose_next.iter().position(|n| n == request) {
+            self.lose_next.remove(i);
+            Tally::add(&mut self.tally.faults, Fault::Reset.name(), 1);
+            *fault = Some(Fault::Reset);
+        }
+    }
 }
 
 impl DeviceHandler {
@@ -517,6 +541,51 @@ impl DeviceHandler {
     /// server is stopping instead.
     fn wait_answer_due(&self, received: Instant, delay: Duration) -> bool {
         !self.stop.sleep(delay.saturating_sub(received.elapsed()))
+    }
+
+    /// The one fault path of every kind, before the device works on a request: draws its
+    /// fault. A 503, or any fault while `faults_after_write` is off, is served here, the
+    /// write never made: `Err` holds the reply. Otherwise the work goes on, with the
+    /// fault (if any) to show once the write is stored.
+    fn fault_before_work<'a>(
+        &self,
+        mut state: MutexGuard<'a, DeviceState>,
+        received: Instant,
+    ) -> Result<(MutexGuard<'a, DeviceState>, Option<Fault>), Reply> {
+        let Some(fault) = state.roll() else {
+            return Ok((state, None));
+        };
+        Tally::add(&mut state.tally.faults, fault.name(), 1);
+        if fault != Fault::Busy503 && self.config.faults_after_write {
+            return Ok((state, Some(fault)));
+        }
+        drop(state);
+        // A reset or a hang cuts in before any answer is prepared; a 503 or a broken
+        // answer takes the usual time to arrive.
+        let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
+        if answers && !self.wait_answer_due(received, self.config.latency) {
+            return Err(Reply::Close);
+        }
+        Err(self.misbehave(fault))
+    }
+
+    /// The end of every kind's request path: `response`, or the fault that replaces it
+    /// (the write is stored, only its answer is lost), once `delay` has passed since the
+    /// request was received.
+    fn answer_when_due(
+        &self,
+        received: Instant,
+        delay: Duration,
+        fault: Option<Fault>,
+        response: Response,
+    ) -> Reply {
+        if !self.wait_answer_due(received, delay) {
+            return Reply::Close;
+        }
+        match fault {
+            Some(fault) => self.misbehave(fault),
+            None => Reply::Answer(response),
+        }
     }
 
     /// Shows a fault at once; the caller has already waited whatever latency precedes it.
@@ -612,20 +681,10 @@ impl Handler for DeviceHandler {
 
         let mut state = self.state();
         state.tally.request(command.name());
-        let mut fault = state.roll();
-        if let Some(fault) = fault {
-            Tally::add(&mut state.tally.faults, fault.name(), 1);
-            if fault == Fault::Busy503 || !self.config.faults_after_write {
-                drop(state);
-                // A reset or a hang cuts in before any answer is prepared; a 503 or a
-                // broken answer takes the usual time to arrive.
-                let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
-                if answers && !self.wait_answer_due(received, self.config.latency) {
-                    return Reply::Close;
-                }
-                return self.misbehave(fault);
-            }
-        }
+        let (mut state, mut fault) = match self.fault_before_work(state, received) {
+            Ok(going_on) => going_on,
+            Err(reply) => return reply,
+        };
         let watched =
             (command == Command::CreateObjects && state.drops_people()).then(|| state.keys());
         let Protocol::ControlId(device) = &mut state.device else {
@@ -638,12 +697,8 @@ impl Handler for DeviceHandler {
         if let Some((table, count)) = answer.created {
             Tally::add(&mut state.tally.created, table, count);
         }
-        if fault.is_none() && answer.status == 200 {
-            if let Some(i) = state.lose_next.iter().position(|n| n == command.name()) {
-                state.lose_next.remove(i);
-                Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
-                fault = Some(Fault::Reset);
-            }
+        if answer.status == 200 {
+            state.lose_answer_if_asked(command.name(), &mut fault);
         }
         if answer.without_where {
             match command {
@@ -659,14 +714,8 @@ impl Handler for DeviceHandler {
         let extra = u32::try_from(answer.extra_work).unwrap_or(u32::MAX);
         let delay = (self.config.per_object_latency.saturating_mul(extra))
             .saturating_add(self.config.latency);
-        if !self.wait_answer_due(received, delay) {
-            return Reply::Close;
-        }
-        match fault {
-            // The write is stored; only its answer is lost.
-            Some(fault) => self.misbehave(fault),
-            None => Reply::Answer(Response::json(answer.status, answer.body)),
-        }
+        let response = Response::json(answer.status, answer.body);
+        self.answer_when_due(received, delay, fault, response)
     }
 }
 
@@ -682,60 +731,41 @@ impl DeviceHandler {
         };
         let mut state = self.state();
         state.tally.request(name);
-        let fault = state.roll();
-        if let Some(fault) = fault {
-            Tally::add(&mut state.tally.faults, fault.name(), 1);
-            if fault == Fault::Busy503 || !self.config.faults_after_write {
-                drop(state);
-                let answers = matches!(fault, Fault::Busy503 | Fault::Garbage);
-                if answers && !self.wait_answer_due(received, self.config.latency) {
-                    return Reply::Close;
-                }
-                return self.misbehave(fault);
-            }
-        }
+        let (mut state, mut fault) = match self.fault_before_work(state, received) {
+            Ok(going_on) => going_on,
+            Err(reply) => return reply,
+        };
         let target = request.target();
         let watched = state.drops_people().then(|| state.keys());
         let state_now = &mut *state;
         let learning = reader_route(self.kind, request);
-        let (api_answer, verdict) = match &mut state_now.device {
-            Protocol::Hikvision(api, guard) => {
-                match guard.check(request.method, &target, request.authorization) {
-                    Verdict::Accepted if learning.is_some() => {
-                        (Some(state_now.reader.serve(request)), None)
-                    }
-                    Verdict::Accepted => (
-                        Some(api.call(request.method, request.path, request.body)),
-                        None,
-                    ),
-                    other => (None, Some(other)),
-                }
-            }
-            Protocol::Intelbras(api, guard) => {
-                match guard.check(request.method, &target, request.authorization) {
-                    Verdict::Accepted if learning.is_some() => {
-                        (Some(state_now.reader.serve(request)), None)
-                    }
-                    Verdict::Accepted => (Some(api.call(request)), None),
-                    other => (None, Some(other)),
-                }
+        let verdict = match &mut state_now.device {
+            Protocol::Hikvision(_, guard) | Protocol::Intelbras(_, guard) => {
+                guard.check(request.method, &target, request.authorization)
             }
             Protocol::ControlId(_) => unreachable!("Control iD devices take the session path"),
+        };
+        let (api_answer, verdict) = match (verdict, &mut state_now.device) {
+            (Verdict::Accepted, _) if learning.is_some() => {
+                (Some(state_now.reader.serve(request)), None)
+            }
+            (Verdict::Accepted, Protocol::Hikvision(api, _)) => (
+                Some(api.call(request.method, request.path, request.body)),
+                None,
+            ),
+            (Verdict::Accepted, Protocol::Intelbras(api, _)) => (Some(api.call(request)), None),
+            (Verdict::Accepted, Protocol::ControlId(_)) => unreachable!("checked above"),
+            (refused, _) => (None, Some(refused)),
         };
         if let Some(before) = watched {
             state.drop_new_people(&before);
         }
-        let mut fault = fault;
         let response = match (api_answer, verdict) {
             (Some(served), _) => {
                 if let Some((table, count)) = served.created {
                     Tally::add(&mut state.tally.created, table, count);
                 }
-                if let Some(i) = state.lose_next.iter().position(|n| n == name) {
-                    state.lose_next.remove(i);
-                    Tally::add(&mut state.tally.faults, Fault::Reset.name(), 1);
-                    fault = Some(Fault::Reset);
-                }
+                state.lose_answer_if_asked(name, &mut fault);
                 served.response
             }
             (None, Some(verdict)) => {
@@ -775,13 +805,7 @@ impl DeviceHandler {
             (None, None) => unreachable!("a request is served or refused"),
         };
         drop(state);
-        if !self.wait_answer_due(received, self.config.latency) {
-            return Reply::Close;
-        }
-        match fault {
-            Some(fault) => self.misbehave(fault),
-            None => Reply::Answer(response),
-        }
+        self.answer_when_due(received, self.config.latency, fault, response)
     }
 }
 
@@ -810,7 +834,7 @@ impl DeviceHandler {
     fn swipe_control(&self, request: &Request<'_>) -> Response {
         let Some(card) = request
             .query_param("card")
-            .and_then(|text| crate::participants::parse_card(&text).ok())
+            .and_then(|text| Card::parse(&text).ok())
         else {
             let body = json!({"error": "give card=F,N or card=NUMBER"});
             return Response::json(400, body.to_string().into_bytes());
@@ -819,7 +843,7 @@ impl DeviceHandler {
         Response::json(200, serde_json::to_vec(&swipe).unwrap_or_default())
     }
 
-    fn swipe(&self, card: crate::person::Card) -> Swipe {
+    fn swipe(&self, card: Card) -> Swipe {
         let at = self.device_now();
         let swipe = self.state().swipe(&self.name, card, at);
         self.card_read.notify_all();
@@ -1147,7 +1171,7 @@ impl SimDevice {
 
     /// Shows `card` to the device's reader: granted when the device holds exactly the
     /// string the reader produces (as `/__sim/swipe?card=` does over HTTP).
-    pub fn swipe(&self, card: crate::person::Card) -> Swipe {
+    pub fn swipe(&self, card: Card) -> Swipe {
         self.handler.swipe(card)
     }
 

@@ -5,7 +5,7 @@
 //! (docs/controlid-api.md) down to the error texts and picks a fixed behaviour where the
 //! real one is unknown: 401 for a bad login or session, 400 with a SQLite-style message
 //! for a bad statement, 200 `{"changes":n}` for modify and destroy. Transport concerns
-//! (latency, faults, overload) are not here; `mod.rs` wraps them around a call.
+//! (latency, faults, overload) are not here; `lib.rs` wraps them around a call.
 
 use std::collections::HashMap;
 

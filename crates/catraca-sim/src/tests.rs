@@ -711,7 +711,7 @@ fn a_fleet_runs_named_devices_on_distinct_ports() {
 }
 
 /// Throughput of small keep-alive requests. Run pinned to one core:
-/// `taskset -c 0 cargo test --release simulator::tests::throughput -- --ignored --nocapture`
+/// `taskset -c 0 cargo test --release -p catraca-sim tests::throughput -- --ignored --nocapture`
 #[test]
 #[ignore = "a measurement, not a check"]
 fn throughput_of_small_requests() {

@@ -5,7 +5,7 @@
 //! existing person with a unique `cardNo`, and ISAPI error bodies
 //! (`statusCode`, `subStatusCode`), `userExceedLimit` once `SimConfig::capacity` people
 //! are stored. Authentication (Digest) and transport faults are wrapped around these
-//! calls by `mod.rs`.
+//! calls by `lib.rs`.
 
 use std::collections::BTreeMap;
 

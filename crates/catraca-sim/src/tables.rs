@@ -165,7 +165,7 @@ impl TableId {
     }
 }
 
-/// Column positions, for the typed readers in `mod.rs`.
+/// Column positions, for the typed readers in `lib.rs`.
 pub(crate) mod col {
     pub(crate) const ID: usize = 0;
     pub(crate) const USER_REGISTRATION: usize = 1;

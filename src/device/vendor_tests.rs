@@ -1,11 +1,14 @@
-//! The Hikvision and Intelbras simulators as a driver meets them: real HTTP on
-//! loopback, real Digest (signed by the drivers' own client), one behaviour per test.
+//! The Hikvision and Intelbras simulators (`catraca_sim`) as a driver meets them: real
+//! HTTP on loopback, real Digest (signed by the drivers' own client), one behaviour per
+//! test. Here in the product, not in the simulator's crate, because they drive catraca's
+//! client: the simulator does not depend on the product.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use serde_json::{json, Value};
 
-use super::*;
+use catraca_sim::{IntelbrasFirmware, Kind, SimConfig, SimDevice};
+
 use crate::device::digest::DigestClient;
 use crate::device::http::{HttpClient, Timeouts};
 use crate::device::{Credentials, DeviceError, RetryPolicy};
