@@ -148,6 +148,18 @@ struct Store {
 struct Index {
     sorted: Vec<([u8; 16], u64)>,
     recent: Vec<([u8; 16], Option<u64>)>,
+    /// Where each bucket (the first two bytes of a key) starts in `sorted`, and its end
+    /// last: a lookup searches about 15 neighbouring pairs of a million instead of
+    /// the whole array. A binary search over 24 MB misses the processor's caches on
+    /// nearly every one of its 20 steps: W3 (a million lookups) spent 69% of its CPU
+    /// there (`perf record`). Cache keys are keyed hashes, so buckets fill evenly.
+    /// Empty until `sorted` is first settled. 256 KB.
+    starts: Vec<u32>,
+}
+
+/// The bucket of a key in [`Index::starts`]: its first two bytes, in sort order.
+fn bucket_of(key: &[u8; 16]) -> usize {
+    usize::from(u16::from_be_bytes([key[0], key[1]]))
 }
 
 impl Index {
@@ -183,14 +195,41 @@ impl Index {
         }
         merged.extend(old);
         self.sorted = merged;
+        self.starts = bucket_starts(&self.sorted);
     }
 
     fn get(&self, key: &[u8; 16]) -> Option<u64> {
-        self.sorted
+        let (from, to) = match self.starts.is_empty() {
+            true => (0, self.sorted.len()),
+            false => {
+                let bucket = bucket_of(key);
+                (
+                    self.starts[bucket] as usize,
+                    self.starts[bucket + 1] as usize,
+                )
+            }
+        };
+        let bucket = &self.sorted[from..to];
+        bucket
             .binary_search_by_key(key, |(k, _)| *k)
             .ok()
-            .map(|at| self.sorted[at].1)
+            .map(|at| bucket[at].1)
     }
+}
+
+/// The start of each bucket in `sorted` (sorted by key), then its length.
+fn bucket_starts(sorted: &[([u8; 16], u64)]) -> Vec<u32> {
+    let buckets = usize::from(u16::MAX) + 1;
+    let mut starts = Vec::with_capacity(buckets + 1);
+    let mut at = 0;
+    for bucket in 0..buckets {
+        while at < sorted.len() && bucket_of(&sorted[at].0) < bucket {
+            at += 1;
+        }
+        starts.push(at as u32);
+    }
+    starts.push(sorted.len() as u32);
+    starts
 }
 
 impl Store {
@@ -763,6 +802,41 @@ mod tests {
 #[cfg(test)]
 mod log_tests {
     use super::*;
+
+    #[test]
+    fn the_bucketed_index_finds_every_key_and_no_other() {
+        let mut index = Index::default();
+        // Keys in the first and last buckets, in one bucket together, and spread.
+        let mut keys: Vec<[u8; 16]> = vec![[0; 16], [0xff; 16], [7; 16]];
+        keys.extend((1..5_000u32).map(|i| {
+            let mut key = [0u8; 16];
+            key[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            key[4..8].copy_from_slice(&i.to_le_bytes());
+            key
+        }));
+        let mut same_bucket = [7u8; 16];
+        same_bucket[15] = 8;
+        keys.push(same_bucket);
+        index.recent = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, Some(i as u64)))
+            .collect();
+        index.settle();
+        assert_eq!(index.starts.len(), 65_537);
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(index.get(key), Some(i as u64), "{key:?}");
+        }
+        let mut absent = [7u8; 16];
+        absent[15] = 9;
+        assert_eq!(index.get(&absent), None);
+        assert_eq!(index.get(&[0x80; 16]), None);
+        // A forget removes it from its bucket too.
+        index.recent.push((same_bucket, None));
+        index.settle();
+        assert_eq!(index.get(&same_bucket), None);
+        assert_eq!(index.get(&[7; 16]), Some(2));
+    }
     use crate::cache::KeySecret;
 
     fn entries(secret: &KeySecret, from: u64, count: u64) -> Vec<(CacheKey, u64)> {
