@@ -57,7 +57,7 @@ impl RunConfig {
     /// The engine's options for this run's pool and batches.
     pub fn engine_options(&self, skip_cache: bool) -> EngineOptions {
         EngineOptions {
-            // --sequential: one worker...
+            // --sequential: one worker thread (and see `in_flight`).
             threads: if self.sequential {
                 NonZeroUsize::MIN
             } else {
@@ -77,6 +77,16 @@ impl RunConfig {
         }
     }
 
+    /// The requests a device whose limit is `device_limit` may have in flight: one with
+    /// `--sequential`.
+    pub fn in_flight(&self, device_limit: usize) -> usize {
+        if self.sequential {
+            1
+        } else {
+            device_limit
+        }
+    }
+
     /// Drivers for the configured devices.
     pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
         let retry = self.retry();
@@ -84,8 +94,7 @@ impl RunConfig {
             .iter()
             .map(|d| Target {
                 device: d.connect(self.timeouts, retry.clone()),
-                // ... and one request in flight per device.
-                max_in_flight: if self.sequential { 1 } else { d.max_in_flight },
+                max_in_flight: self.in_flight(d.max_in_flight),
             })
             .collect()
     }

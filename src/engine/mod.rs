@@ -141,8 +141,9 @@ pub struct Enrollment<'a> {
 }
 
 impl Enrollment<'_> {
-    /// The run's devices, in target order: the one list the reporter, the live status
-    /// and the events file name them from.
+    /// The run's devices, in target order, as the reporter, the live status and the
+    /// events file name them: a list of the drivers' own endpoints (their one
+    /// definition), made once per reader at set-up.
     pub fn devices(&self) -> Arc<[DeviceInfo]> {
         self.targets
             .iter()
@@ -988,7 +989,9 @@ mod tests {
         };
         let options = sequential.engine_options(false);
         assert_eq!(options.threads.get(), 1);
-        let report = run_on(&people, vec![(Arc::clone(&c), 1)], options).unwrap();
+        let limit = sequential.in_flight(3);
+        assert_eq!(limit, 1);
+        let report = run_on(&people, vec![(Arc::clone(&c), limit)], options).unwrap();
         assert_eq!(report.totals.registered, 120);
         assert_eq!(c.peak_in_flight.load(SeqCst), 1);
     }

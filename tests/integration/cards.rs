@@ -342,7 +342,7 @@ fn learn(sandbox: &Sandbox, device: &catraca_sim::SimDevice, card: &str, extra: 
         "--device",
         &flag,
         "--card",
-        "43,3012",
+        card,
         "--timeout",
         "20s",
     ];
