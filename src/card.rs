@@ -802,6 +802,7 @@ mod tests {
             end: None,
             group: None,
             line,
+            photo: None,
         };
         let people = [
             person(2, PRINTED),

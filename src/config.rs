@@ -24,6 +24,7 @@
 //! kind = "intelbras"
 //! card_format = "w26-hex"     # how its reader writes cards (see `card.rs`); else the vendor's
 //! card_pad = 8                # optional: zero-pad cards to 8 characters
+//! faces = true                # takes face photos; omitted: the driver asks the device
 //! ```
 //!
 //! An `https://` device is trusted as [`TlsTrust`] says: its pinned fingerprints when it
@@ -33,6 +34,7 @@
 use crate::card::CardRule;
 use crate::device::controlid::ControlIdDevice;
 use crate::device::digest::DEFAULT_NONCE_USES;
+use crate::device::faces::Faces;
 use crate::device::hikvision::HikvisionDevice;
 use crate::device::hikvision_firmware::LongNames;
 use crate::device::http::{HttpClient, Timeouts};
@@ -42,6 +44,7 @@ use crate::device::trace::HttpTrace;
 use crate::device::Device;
 use crate::device::{Credentials, RetryPolicy};
 use crate::i18n::{t, tr, Msg};
+use crate::photo::PhotoRun;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -93,6 +96,7 @@ struct DeviceEntry {
     tls_fingerprint: Option<Fingerprints>,
     card_format: Option<String>,
     card_pad: Option<usize>,
+    faces: Option<bool>,
 }
 
 /// `tls_fingerprint`: one fingerprint, or a list of them.
@@ -157,29 +161,46 @@ pub struct DeviceConfig {
     pub cards: CardRule,
     /// `--trace-http`: where its exchanges are written (`None`: nowhere).
     pub trace: Option<Arc<HttpTrace>>,
+    /// `faces = true|false`: whether it takes face photos; `None`: the driver asks it.
+    pub faces: Option<bool>,
 }
 
 impl DeviceConfig {
-    /// The driver for this device.
+    /// The driver for this device, without photos to send (`check`).
     pub fn connect(&self, timeouts: Timeouts, retry: RetryPolicy) -> Arc<dyn Device> {
+        self.connect_for(timeouts, retry, &PhotoRun::default())
+    }
+
+    /// The driver for this device in a run whose photos `photos` prepares.
+    pub fn connect_for(
+        &self,
+        timeouts: Timeouts,
+        retry: RetryPolicy,
+        photos: &PhotoRun,
+    ) -> Arc<dyn Device> {
         let (name, url, credentials) = (&self.name, &self.url, self.credentials.clone());
         let http = HttpClient::new(timeouts, self.max_in_flight, self.tls.clone())
             .with_rate(self.rate)
             .with_trace(self.trace.clone());
+        let faces = Faces::new(photos.clone(), self.faces, Arc::clone(http.telemetry()));
         match self.kind {
             Kind::Controlid => Arc::new(
-                ControlIdDevice::new(name, url, credentials, http, retry).with_cards(self.cards),
+                ControlIdDevice::new(name, url, credentials, http, retry)
+                    .with_cards(self.cards)
+                    .with_faces(faces),
             ),
             Kind::Hikvision => Arc::new(
                 HikvisionDevice::new(name, url, credentials, http, retry)
                     .with_cards(self.cards)
                     .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES))
-                    .with_long_names(self.long_names.unwrap_or_default()),
+                    .with_long_names(self.long_names.unwrap_or_default())
+                    .with_faces(faces),
             ),
             Kind::Intelbras => Arc::new(
                 IntelbrasDevice::new(name, url, credentials, http, retry)
                     .with_cards(self.cards)
-                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES)),
+                    .with_nonce_uses(self.nonce_uses.unwrap_or(DEFAULT_NONCE_USES))
+                    .with_faces(faces),
             ),
         }
     }
@@ -250,6 +271,7 @@ pub fn load_devices(
                 tls_fingerprint: None,
                 card_format: None,
                 card_pad: None,
+                faces: None,
             },
         ));
     }
@@ -376,6 +398,7 @@ pub fn load_devices(
             tls: trust,
             cards,
             trace: None,
+            faces: entry.faces,
         });
     }
     Ok((devices, warnings))

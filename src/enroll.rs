@@ -36,6 +36,8 @@ pub struct RunConfig {
     pub timeouts: Timeouts,
     /// Retries of a transiently failed request. Default [`RetryPolicy::default`].
     pub retries: u32,
+    /// How photos are fitted and matched (`--photo-fit`, `--photo-match`).
+    pub photos: crate::photo::PhotoOptions,
 }
 
 impl Default for RunConfig {
@@ -49,6 +51,7 @@ impl Default for RunConfig {
             rate: None,
             timeouts: Timeouts::default(),
             retries: RetryPolicy::default().retries,
+            photos: crate::photo::PhotoOptions::default(),
         }
     }
 }
@@ -90,10 +93,12 @@ impl RunConfig {
     /// Drivers for the configured devices.
     pub fn targets(&self, devices: &[DeviceConfig]) -> Vec<Target> {
         let retry = self.retry();
+        // One fitter for the run: a photo is fitted once for every device.
+        let photos = crate::photo::PhotoRun::new(self.photos);
         devices
             .iter()
             .map(|d| Target {
-                device: d.connect(self.timeouts, retry.clone()),
+                device: d.connect_for(self.timeouts, retry.clone(), &photos),
                 max_in_flight: self.in_flight(d.max_in_flight),
             })
             .collect()
@@ -129,6 +134,13 @@ impl Enrollment<'_> {
             outcome?;
             for (line, target) in report.per_device.iter_mut().zip(&self.targets) {
                 line.names_truncated = target.device.names_truncated();
+                let telemetry = target.device.telemetry();
+                line.photos_sent = telemetry
+                    .photos_sent
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                line.photos_refused = telemetry
+                    .photos_refused
+                    .load(std::sync::atomic::Ordering::Relaxed);
             }
             report.interrupted = stop.interrupted();
             report.halted = stop.halt_reason();

@@ -193,6 +193,7 @@ catalogue! {
     ColToRemove: "to remove", "a remover";
     ColSkipped: "skipped", "pulados";
     ColChanges: "changes", "alterações";
+    SumPhotos: "photos: {sent} sent, {refused} refused", "fotos: {sent} enviadas, {refused} recusadas";
     NamesTruncated: "names cut to the device's limit: {count}", "nomes cortados no limite do aparelho: {count}";
     SumNothingWritten: "nothing was written: run `catraca enroll` with the same arguments to apply this",
         "nada foi gravado: rode `catraca enroll` com os mesmos argumentos para aplicar isto";
@@ -286,6 +287,7 @@ catalogue! {
     DevInvalidAnswer: "invalid answer: {reason}", "resposta inválida: {reason}";
     DevFull: "device full: {reason}: remove people from it or enroll them on another device",
         "dispositivo cheio: {reason}: remova pessoas dele ou cadastre-as em outro dispositivo";
+    DevPhotoRefused: "photo refused: {reason}", "foto recusada: {reason}";
     DevInterrupted: "not sent: the run was interrupted", "não enviado: a execução foi interrompida";
     DevHalted: "not sent: the run halted after too many failures",
         "não enviado: a execução parou depois de falhas demais";
@@ -432,6 +434,9 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("json", "Imprime o resultado em JSON na saída padrão em vez do resumo."),
     ("failed", "Grava em ARQUIVO as pessoas cujos pares falharam, num CSV que --users relê."),
     ("max_failures", "Para cedo (saída 1, relatório gravado) quando mais de N pares, ou P% de todos, falharem."),
+    ("photos", "Uma pasta de fotos de rosto nomeadas pela matrícula: DIR/<matricula>.jpg, .jpeg ou .png. A coluna foto/photo/face do CSV vence onde nomeia um arquivo."),
+    ("photo_fit", "Como as fotos são preparadas: `canonical` (padrão: orientação EXIF aplicada, metadados removidos, retrato 3:4, no máximo 480x640, JPEG baseline 4:2:0 abaixo de 70 KB, que toda família aceita) ou `none` (cada arquivo enviado exatamente como está)."),
+    ("photo_match", "Control iD: recusa uma foto cujo rosto já está cadastrado para outra pessoa (mais lento; desligado por padrão, como o fabricante recomenda para cadastro em massa)."),
     ("prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais (com cartões e vínculos de grupo). Quem foi cadastrado por outro sistema fica (veja --prune-unmanaged)."),
     ("prune_unmanaged", "Com --prune: remove todos que o CSV não lista, seja quem for que os cadastrou."),
     ("max_remove", "Com --prune: recusa a execução inteira (saída 2, nada removido) quando um dispositivo perderia mais de N pessoas ou P% delas. 10%: um CSV errado ou truncado não pode esvaziar um dispositivo."),

@@ -84,6 +84,9 @@ pub struct DeviceStatus {
     pub in_flight: u64,
     pub requests: u64,
     pub retries: u64,
+    /// Face photos the device stored, and those refused (see `device::faces`).
+    pub photos_sent: u64,
+    pub photos_refused: u64,
     /// Upper bound of the latency bucket holding the median, in ms; null before the
     /// first answer or beyond the last bucket.
     pub latency_p50_ms: Option<u64>,
@@ -245,6 +248,8 @@ impl LiveStatus {
                     in_flight: t.in_flight.load(std::sync::atomic::Ordering::Relaxed),
                     requests: t.requests.load(std::sync::atomic::Ordering::Relaxed),
                     retries: t.retries.load(std::sync::atomic::Ordering::Relaxed),
+                    photos_sent: t.photos_sent.load(std::sync::atomic::Ordering::Relaxed),
+                    photos_refused: t.photos_refused.load(std::sync::atomic::Ordering::Relaxed),
                     latency_p50_ms: quantile(0.5),
                     latency_p95_ms: quantile(0.95),
                     breaker: t.breaker().label(),

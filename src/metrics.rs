@@ -99,6 +99,21 @@ pub fn render(status: &Status) -> String {
     per_device(&mut out, status, "catraca_retries_total", |d| {
         d.retries.to_string()
     });
+    header(
+        &mut out,
+        "catraca_photos_total",
+        "counter",
+        "Face photos the device stored (result=sent) and those it refused or that did not fit its family (result=refused).",
+    );
+    for d in &status.devices {
+        let device = escape(&d.name);
+        for (result, count) in [("sent", d.photos_sent), ("refused", d.photos_refused)] {
+            let _ = writeln!(
+                out,
+                "catraca_photos_total{{device=\"{device}\",result=\"{result}\"}} {count}"
+            );
+        }
+    }
 
     header(
         &mut out,

@@ -57,6 +57,9 @@ pub struct Person {
     pub group: Option<String>,
     /// The line of the CSV this person came from (1-based, the header is line 1).
     pub line: usize,
+    /// The face photo, for facial devices; not part of [`Person::fingerprint`] (the
+    /// engine mixes its version into the fingerprint on facial devices only).
+    pub photo: Option<crate::photo::Photo>,
 }
 
 impl Person {
@@ -107,6 +110,7 @@ mod tests {
             end: None,
             group: None,
             line: 2,
+            photo: None,
         }
     }
 

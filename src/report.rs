@@ -99,6 +99,11 @@ pub struct DeviceReport {
     /// Names this run cut to the device's limit (Hikvision `name.@max`), each person
     /// once; `long_names = "fail"` refuses them instead.
     pub names_truncated: u64,
+    /// Face photos the device stored in this run.
+    pub photos_sent: u64,
+    /// Face photos refused by the device or not fit for its family; each is also a
+    /// failed pair with the reason.
+    pub photos_refused: u64,
 }
 
 /// One pair that did not end on its device.
@@ -325,6 +330,17 @@ impl Report {
                 let _ = write!(out, "  {count:>width$}");
             }
             let _ = writeln!(out, "  {}", d.url);
+            if d.photos_sent + d.photos_refused > 0 {
+                let _ = writeln!(
+                    out,
+                    "{:<name_width$}  {}",
+                    "",
+                    i18n::tr(
+                        Msg::SumPhotos,
+                        &[("sent", &d.photos_sent), ("refused", &d.photos_refused)]
+                    )
+                );
+            }
             if d.names_truncated > 0 {
                 let _ = writeln!(
                     out,
@@ -430,6 +446,8 @@ mod tests {
         report.totals.removed = 2;
         report.per_device.push(DeviceReport {
             names_truncated: 0,
+            photos_sent: 0,
+            photos_refused: 0,
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
             kind: Kind::Controlid,

@@ -415,6 +415,8 @@ impl Reporter<'_> {
                     finished_ms,
                     counts,
                     names_truncated: 0,
+                    photos_sent: 0,
+                    photos_refused: 0,
                 })
                 .collect(),
             failures: tally.failures,

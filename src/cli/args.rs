@@ -81,6 +81,31 @@ pub struct EnrollArgs {
     pub max_failures: Option<FailureLimit>,
     #[command(flatten)]
     pub life: LifeArgs,
+    #[command(flatten)]
+    pub photos: PhotoArgs,
+}
+
+/// Face photos, for facial devices (see the README's "Faces").
+#[derive(Debug, Args, Clone, Default)]
+pub struct PhotoArgs {
+    /// A folder of face photos named by registration: DIR/<registration>.jpg, .jpeg or
+    /// .png. The CSV's photo/foto/face column wins where it names a file.
+    #[arg(long, value_name = "DIR")]
+    pub photos: Option<PathBuf>,
+    /// How photos are prepared: `canonical` (default: EXIF orientation applied, metadata
+    /// stripped, portrait 3:4, at most 480x640, baseline JPEG 4:2:0 under 70 KB, which
+    /// every family takes) or `none` (each file sent exactly as given).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "canonical|none",
+        default_value = "canonical"
+    )]
+    pub photo_fit: crate::photo::PhotoFit,
+    /// Control iD: refuse a photo whose face is already enrolled for another person
+    /// (slower; off by default, as the vendor recommends for mass enrollment).
+    #[arg(long)]
+    pub photo_match: bool,
 }
 
 /// How the certificates of https devices are trusted (a device's own `tls_fingerprint`

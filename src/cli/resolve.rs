@@ -104,7 +104,11 @@ impl EnrollConfig {
                 "catraca remove takes no --prune, --expire, --verify or --reconcile: it removes the people of --users from every device"
             );
         }
-        let run = RunConfig::resolve(&args.run, sources);
+        let mut run = RunConfig::resolve(&args.run, sources);
+        run.photos = crate::photo::PhotoOptions {
+            fit: args.photos.photo_fit,
+            match_faces: args.photos.photo_match,
+        };
         let devices = load_devices(
             args.devices.as_deref(),
             &args.device_urls,
@@ -139,6 +143,7 @@ impl EnrollConfig {
             mode,
             verbosity,
             users: Source::from_arg(&args.users),
+            photos_dir: args.photos.photos,
             devices,
             run,
             cache,
@@ -192,6 +197,7 @@ impl RunConfig {
                 request: seconds(pick(given("timeout"), &run.timeout, &settings.timeout)),
             },
             retries: pick(given("retries"), &run.retries, &settings.retries),
+            photos: crate::photo::PhotoOptions::default(),
         }
     }
 }

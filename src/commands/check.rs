@@ -386,6 +386,7 @@ mod tests {
             tls: Default::default(),
             cards: crate::card::CardRule::vendor_default(Kind::Controlid),
             trace: None,
+            faces: None,
         }
     }
 

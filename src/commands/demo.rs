@@ -65,6 +65,7 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
             tls: Default::default(),
             cards: crate::card::CardRule::vendor_default(Kind::Controlid),
             trace: None,
+            faces: None,
         })
         .collect();
     eprintln!(

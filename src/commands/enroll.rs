@@ -58,6 +58,8 @@ pub struct EnrollConfig {
     pub verbosity: Verbosity,
     /// The participants (or, for `remove`, the registrations) to read.
     pub users: Source,
+    /// `--photos DIR`: photos named by registration.
+    pub photos_dir: Option<PathBuf>,
     /// The devices, with their credentials, trust and limits.
     pub devices: Vec<DeviceConfig>,
     pub run: RunConfig,
@@ -87,8 +89,21 @@ pub fn run(config: EnrollConfig) -> anyhow::Result<Exit> {
     } else {
         participants::Needs::Person
     };
-    let people = participants::read(&config.users, needs)?;
+    let mut people = participants::read(&config.users, needs)?;
     if config.mode != Mode::Remove {
+        let with_photo = participants::check_photos(
+            &mut people,
+            &config.users.display_name(),
+            config.photos_dir.as_deref(),
+            config.run.photos.fit,
+        )?;
+        if config.photos_dir.is_some() && with_photo < people.len() {
+            log::warn!(
+                "{} of {} participants have no photo (in the CSV or --photos): their photos on the devices are left as they are",
+                people.len() - with_photo,
+                people.len()
+            );
+        }
         let rules: Vec<_> = config
             .devices
             .iter()

@@ -27,6 +27,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+mod photos;
+
 /// The most values the device accepts in one `where ... IN` list.
 const MAX_IN_LIST: usize = 999;
 
@@ -66,6 +68,11 @@ pub struct ControlIdDevice {
     /// The device refused an object-form list on a non-id column: such lookups go
     /// one value at a time.
     lists_refused: AtomicBool,
+    /// Face photos: whether the device takes them, the run's fitter, the counts.
+    faces: super::faces::Faces,
+    /// Whether users loads give `image_timestamp` (older firmware lacks it: photo
+    /// versions are then read with `user_list_images.fcgi`); probed once.
+    image_timestamps: std::sync::OnceLock<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +85,9 @@ struct RemoteUser {
     begin_time: i64,
     #[serde(default)]
     end_time: i64,
+    /// The photo's timestamp (0: none), when asked for.
+    #[serde(default)]
+    image_timestamp: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,7 +129,15 @@ impl ControlIdDevice {
             groups: Mutex::new(HashMap::new()),
             cards: CardRule::vendor_default(crate::vendor::Kind::Controlid),
             lists_refused: AtomicBool::new(false),
+            faces: Default::default(),
+            image_timestamps: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends photos as `faces` says (the run's fitter, the devices file's `faces`).
+    pub fn with_faces(mut self, faces: super::faces::Faces) -> ControlIdDevice {
+        self.faces = faces;
+        self
     }
 
     /// Writes cards as `cards` says (`card_format`) instead of the default.
@@ -231,6 +249,16 @@ impl ControlIdDevice {
     /// One call with the shared session; a 401/403 drops the session, logs in again once
     /// (shared by every thread that saw it) and repeats the call once.
     fn call<B: Serialize + ?Sized>(&self, command: &str, body: &B) -> Result<Value, DeviceError> {
+        self.call_query(command, "", body)
+    }
+
+    /// [`Self::call`] with `query` (`a=1&b=2`, already encoded) after the session.
+    fn call_query<B: Serialize + ?Sized>(
+        &self,
+        command: &str,
+        query: &str,
+        body: &B,
+    ) -> Result<Value, DeviceError> {
         // Straight to bytes: no `Display` machinery, no intermediate `Value` tree.
         let payload = serde_json::to_vec(body)
             .map_err(|e| DeviceError::Internal(format!("{command}: cannot encode ({e})")))?;
@@ -238,9 +266,10 @@ impl ControlIdDevice {
         loop {
             let (token, generation) = self.session()?;
             let url = format!(
-                "{}/{command}.fcgi?session={}",
+                "{}/{command}.fcgi?session={}{}{query}",
                 self.endpoint.url,
-                percent_encode(&token)
+                percent_encode(&token),
+                if query.is_empty() { "" } else { "&" }
             );
             self.retry.budget.count_request();
             let answer = self.http.post_json(&url, &payload)?;
@@ -403,6 +432,62 @@ impl ControlIdDevice {
             "registration",
             registrations,
         )
+    }
+
+    /// The users of `registrations` and, when photos matter for this chunk, the photos
+    /// they hold (user id -> timestamp): from `image_timestamp` in the same load, or
+    /// from `user_list_images` on firmware without it.
+    fn load_users_for_plan(
+        &self,
+        registrations: &[&str],
+        people: &[&Person],
+    ) -> Result<(Vec<RemoteUser>, Option<photos::HeldPhotos>), DeviceError> {
+        if !self.photos_matter(people)? {
+            return Ok((self.load_users(registrations)?, None));
+        }
+        if self.image_timestamps_given()? {
+            let users: Vec<RemoteUser> = self.load(
+                "users",
+                &[
+                    "id",
+                    "registration",
+                    "name",
+                    "begin_time",
+                    "end_time",
+                    "image_timestamp",
+                ],
+                "registration",
+                registrations,
+            )?;
+            let held = users
+                .iter()
+                .filter(|u| u.image_timestamp.unwrap_or(0) != 0)
+                .map(|u| (u.id, u.image_timestamp))
+                .collect();
+            return Ok((users, Some(held)));
+        }
+        let users = self.load_users(registrations)?;
+        Ok((users, Some(self.listed_photos()?)))
+    }
+
+    /// Whether users loads give `image_timestamp`: asked once with a load by id (which
+    /// every firmware takes as a list, so a refusal can only be the column's).
+    fn image_timestamps_given(&self) -> Result<bool, DeviceError> {
+        if let Some(given) = self.image_timestamps.get() {
+            return Ok(*given);
+        }
+        let given = match self.load_chunk("users", &["id", "image_timestamp"], "id", &[0i64]) {
+            Ok(_) => true,
+            Err(DeviceError::Rejected { status: 400, .. }) => {
+                log::info!(
+                    "{}: users have no image_timestamp (older firmware): photos are listed with user_list_images",
+                    self.endpoint.name
+                );
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(*self.image_timestamps.get_or_init(|| given))
     }
 
     fn load_cards_of(&self, user_ids: &[i64]) -> Result<Vec<RemoteCard>, DeviceError> {
@@ -834,7 +919,7 @@ impl Device for ControlIdDevice {
 
     fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
         let registrations: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
-        let users = self.load_users(&registrations)?;
+        let (users, held_photos) = self.load_users_for_plan(&registrations, people)?;
         let mut by_registration: HashMap<&str, Vec<&RemoteUser>> = HashMap::new();
         for user in &users {
             by_registration
@@ -919,7 +1004,8 @@ impl Device for ControlIdDevice {
                         ),
                     })
                     .collect();
-                plan_diff::plan(person, &copies, &rules)
+                let plan = plan_diff::plan(person, &copies, &rules);
+                Self::with_photo(plan, person, held_photos.as_ref())
             })
             .collect())
     }
@@ -962,8 +1048,14 @@ impl Device for ControlIdDevice {
         // Children first: foreign keys are enforced, and whether the device deletes a
         // user's cards and links with it is unknown (docs/controlid-api.md).
         let ids: Vec<i64> = people.iter().map(|p| p.id).collect();
-        let result = self
-            .destroy_where("cards", "user_id", &ids)
+        // A photo outlives its user on the device: it goes first.
+        let photos = match self.faces_taken() {
+            Ok(true) => self.destroy_photos(&ids),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let result = photos
+            .and_then(|()| self.destroy_where("cards", "user_id", &ids))
             .and_then(|()| self.destroy_where("user_groups", "user_id", &ids))
             .and_then(|()| self.destroy_where("users", "id", &ids));
         vec![result; people.len()]
@@ -1114,10 +1206,49 @@ impl Device for ControlIdDevice {
             }
         }
 
+        // 6. Photos, once the user exists with its card: for people created or whose
+        //    photo differs (planned only on a device that takes faces).
+        let wants_photo = |i: usize| {
+            work[i].0.photo.is_some()
+                && match &work[i].1 {
+                    Plan::Create => true,
+                    Plan::Update { changes, .. } => changes.contains(&"photo"),
+                    _ => false,
+                }
+        };
+        let photo_people: Vec<usize> = (0..work.len())
+            .filter(|&i| failed[i].is_none() && user_ids[i].is_some() && wants_photo(i))
+            .collect();
+        if !photo_people.is_empty() {
+            match self.faces_taken() {
+                Ok(false) => {}
+                Err(e) => {
+                    for &i in &photo_people {
+                        failed[i] = Some(e.clone());
+                    }
+                }
+                Ok(true) => {
+                    let photo_work: Vec<(usize, i64, &Person)> = photo_people
+                        .iter()
+                        .map(|&i| (i, user_ids[i].expect("filtered"), work[i].0))
+                        .collect();
+                    for ((i, _, _), result) in photo_work.iter().zip(self.put_photos(&photo_work)) {
+                        if let Err(e) = result {
+                            failed[*i] = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+
         work.iter()
             .zip(failed)
             .map(|((_, plan), failure)| Outcome::of_write(plan, failure))
             .collect()
+    }
+
+    fn takes_faces(&self) -> Result<bool, DeviceError> {
+        self.faces_taken()
     }
 }
 

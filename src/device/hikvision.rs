@@ -149,6 +149,8 @@ fn classify(answer: Answer) -> Result<Reply, DeviceError> {
 /// A Hikvision ISAPI device.
 pub struct HikvisionDevice {
     endpoint: DeviceInfo,
+    /// Face photos: whether the device takes them, the run's fitter, the counts.
+    faces: super::faces::Faces,
     client: DigestClient,
     /// Set when the device said it is full: every later pair fails with it.
     full: Mutex<Option<DeviceError>>,
@@ -182,7 +184,14 @@ impl HikvisionDevice {
             truncated: Mutex::new(HashSet::new()),
             digits_only_seen: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Hikvision),
+            faces: Default::default(),
         }
+    }
+
+    /// Sends photos as `faces` says (the run's fitter, the devices file's `faces`).
+    pub fn with_faces(mut self, faces: super::faces::Faces) -> HikvisionDevice {
+        self.faces = faces;
+        self
     }
 
     /// Writes cards as `cards` says (`card_format`, `card_pad`) instead of the default.

@@ -137,6 +137,8 @@ impl Generation {
 /// An Intelbras/Dahua access controller.
 pub struct IntelbrasDevice {
     endpoint: DeviceInfo,
+    /// Face photos: whether the device takes them, the run's fitter, the counts.
+    faces: super::faces::Faces,
     client: DigestClient,
     cards: CardRule,
     generation: OnceLock<Generation>,
@@ -160,7 +162,14 @@ impl IntelbrasDevice {
             generation: OnceLock::new(),
             lists_refused: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Intelbras),
+            faces: Default::default(),
         }
+    }
+
+    /// Sends photos as `faces` says (the run's fitter, the devices file's `faces`).
+    pub fn with_faces(mut self, faces: super::faces::Faces) -> IntelbrasDevice {
+        self.faces = faces;
+        self
     }
 
     /// Writes cards as `cards` says (`card_format`, `card_pad`) instead of the default.

@@ -18,6 +18,7 @@ pub mod breaker;
 pub mod controlid;
 pub mod credentials;
 pub mod digest;
+pub mod faces;
 pub mod hikvision;
 pub mod hikvision_firmware;
 pub mod http;
@@ -100,6 +101,12 @@ pub enum DeviceError {
     /// `long_names = "fail"`). Decided before sending; the others continue.
     #[error("{0}")]
     DoesNotFit(String),
+    /// The person's photo could not go on this device: the device refused it (no face,
+    /// blurred, the face of another person), or it does not fit the family's limits.
+    /// Never retried with the same photo; the person's other data is on the device, so
+    /// a later run sends only the photo.
+    #[error("{}", tr(Msg::DevPhotoRefused, &[("reason", .0)]))]
+    PhotoRefused(String),
     /// The device holds as many people as it can. Never retried: the driver stops
     /// sending to the device, and every later pair fails with this reason.
     #[error("{}", tr(Msg::DevFull, &[("reason", .0)]))]
@@ -391,6 +398,12 @@ pub trait Device: Send + Sync {
     fn names_truncated(&self) -> u64 {
         0
     }
+    /// Whether the device takes face photos (see `faces.rs`); asks the device at most
+    /// once. Default: no.
+    fn takes_faces(&self) -> Result<bool, DeviceError> {
+        Ok(false)
+    }
+
     /// Takes these people off the device, with their cards and group links, each removed
     /// explicitly. One result per person, in order.
     fn remove(&self, people: &[&DevicePerson]) -> Vec<Result<(), DeviceError>>;
@@ -408,6 +421,7 @@ pub trait Device: Send + Sync {
             end: None,
             group: None,
             line: 0,
+            photo: None,
         };
         let began = std::time::Instant::now();
         self.plan(&[&probe])?;

@@ -159,6 +159,7 @@ mod tests {
             end: None,
             group: None,
             line: 2,
+            photo: None,
         }
     }
 

@@ -93,6 +93,11 @@ pub struct DeviceTelemetry {
     pub in_flight: AtomicU64,
     pub requests: AtomicU64,
     pub retries: AtomicU64,
+    /// Face photos the device stored in this run.
+    pub photos_sent: AtomicU64,
+    /// Face photos that could not go on the device: refused by it, or not fit for its
+    /// family (too small, unreadable).
+    pub photos_refused: AtomicU64,
     breaker: AtomicU8,
     latency: Mutex<Histogram>,
     last_error: Mutex<Option<String>>,

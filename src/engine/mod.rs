@@ -76,6 +76,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 250;
 /// one-per-request efficiency (0.96) measures.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
 
+/// Mixed into the fingerprint of a pair whose photo counts, so that the same person
+/// with and without a photo never share a fingerprint.
+const PHOTO_SALT: u64 = 0x70_68_6F_74_6F_5F_76_31; // "photo_v1"
+
 /// Cache lookups are made in chunks of this many keys: one round trip each.
 const CACHE_CHUNK: usize = 1000;
 
@@ -357,13 +361,42 @@ impl Enrollment<'_> {
 
     /// What the cache holds for person `p` on `device` once confirmed: the person's
     /// fingerprint, changed by the device's card rule when the person has a card, so
-    /// that a new `card_format` sends the card again.
-    fn fingerprint_on(&self, device: usize, p: u32, fingerprints: &[u64]) -> u64 {
-        let fingerprint = fingerprints[p as usize];
-        if self.people[p as usize].card.is_some() {
-            fingerprint ^ self.targets[device].device.cards().fingerprint_salt()
-        } else {
-            fingerprint
+    /// that a new `card_format` sends the card again, and on a device that takes faces
+    /// (`faces`) by the photo's version, so that a new photo is sent again (and only to
+    /// facial devices). The version names the fitted photo without fitting it (see
+    /// `photo`).
+    fn fingerprint_on(&self, device: usize, p: u32, fingerprints: &[u64], faces: bool) -> u64 {
+        let person = &self.people[p as usize];
+        let mut fingerprint = fingerprints[p as usize];
+        if person.card.is_some() {
+            fingerprint ^= self.targets[device].device.cards().fingerprint_salt();
+        }
+        if let (true, Some(version)) = (faces, person.photo.as_ref().and_then(|p| p.version)) {
+            // Rotated so that a photo never cancels a card salt it happens to equal.
+            fingerprint ^= version.as_u64().rotate_left(17) ^ PHOTO_SALT;
+        }
+        fingerprint
+    }
+
+    /// Whether the fingerprints of `people` on `device` hold their photos: the device
+    /// takes faces and someone has a photo. Asks the device (once per run) only then;
+    /// `None` when it could not be asked (nothing can be skipped).
+    fn photos_count_on(&self, device: usize, people: &[u32]) -> Option<bool> {
+        if !people
+            .iter()
+            .any(|&p| self.people[p as usize].photo.is_some())
+        {
+            return Some(false);
+        }
+        match self.targets[device].device.takes_faces() {
+            Ok(faces) => Some(faces),
+            Err(e) => {
+                log::debug!(
+                    "{}: cannot tell whether it takes faces ({e}): nothing skipped by the cache",
+                    self.targets[device].device.name()
+                );
+                None
+            }
         }
     }
 
@@ -413,11 +446,14 @@ impl Enrollment<'_> {
         fingerprints: &[u64],
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<u32>> {
+        let Some(faces) = self.photos_count_on(device, people) else {
+            return Ok(people.to_vec());
+        };
         let cached = connection.lookup(&self.keys(device, people))?;
         let mut pending = Vec::new();
         let mut skipped = Vec::new();
         for (&p, cached) in people.iter().zip(cached) {
-            if cached == Some(self.fingerprint_on(device, p, fingerprints)) {
+            if cached == Some(self.fingerprint_on(device, p, fingerprints, faces)) {
                 skipped.push((p, Outcome::SkippedCache));
             } else {
                 pending.push(p);
@@ -713,12 +749,14 @@ impl Enrollment<'_> {
             });
             return;
         };
+        // A photo was sent (or found) only where the device takes faces: asked by now.
+        let faces = self.photos_count_on(device, &done).unwrap_or(false);
         let entries: Vec<(CacheKey, u64)> = self
             .keys(device, &done)
             .into_iter()
             .zip(
                 done.iter()
-                    .map(|&p| self.fingerprint_on(device, p, fingerprints)),
+                    .map(|&p| self.fingerprint_on(device, p, fingerprints, faces)),
             )
             .collect();
         if let Err(lost) = records.record(entries) {
@@ -784,6 +822,7 @@ mod tests {
                 end: None,
                 group: None,
                 line: i + 2,
+                photo: None,
             })
             .collect();
         let device = PanickingDevice {
@@ -921,6 +960,7 @@ mod tests {
                 end: None,
                 group: None,
                 line: i + 2,
+                photo: None,
             })
             .collect()
     }

@@ -18,16 +18,18 @@ enum Field {
     Begin,
     End,
     Group,
+    Photo,
 }
 
 impl Field {
-    const ALL: [Field; 6] = [
+    const ALL: [Field; 7] = [
         Field::Registration,
         Field::Name,
         Field::Card,
         Field::Begin,
         Field::End,
         Field::Group,
+        Field::Photo,
     ];
 
     /// The header names accepted for this field, folded; the first is the canonical one.
@@ -39,6 +41,7 @@ impl Field {
             Field::Begin => &["begin", "inicio"],
             Field::End => &["end", "fim"],
             Field::Group => &["group", "grupo"],
+            Field::Photo => &["photo", "foto", "face"],
         }
     }
 
@@ -60,6 +63,8 @@ pub(super) struct Columns {
     pub begin: Option<usize>,
     pub end: Option<usize>,
     pub group: Option<usize>,
+    /// The face photo's file, relative to the CSV's folder.
+    pub photo: Option<usize>,
     headers: Vec<String>,
 }
 
@@ -120,6 +125,7 @@ impl Columns {
             begin: found[Field::Begin as usize],
             end: found[Field::End as usize],
             group: found[Field::Group as usize],
+            photo: found[Field::Photo as usize],
             headers,
         })
     }

@@ -33,6 +33,7 @@ use csv::StringRecord;
 pub use error::InputError;
 
 use crate::person::Person;
+use crate::photo::{self, Photo, PhotoFit, PhotoOrigin};
 use header::Columns;
 use value::Bound;
 
@@ -97,7 +98,41 @@ pub fn read(source: &Source, needs: Needs) -> Result<Vec<Person>, InputError> {
         file: file.clone(),
         error,
     })?;
-    parse_for(&bytes, &file, needs)
+    let mut people = parse_for(&bytes, &file, needs)?;
+    // The photo column is relative to the CSV's folder; on stdin, to the current one.
+    if let Source::File(path) = source {
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
+        for photo in people.iter_mut().filter_map(|p| p.photo.as_mut()) {
+            photo.path = photo::source::relative_to(base, &photo.path.to_string_lossy());
+        }
+    }
+    Ok(people)
+}
+
+/// Gives the people without a photo in the CSV their `--photos DIR/<registration>.jpg`
+/// (`.jpeg`, `.png`) when there is one, then reads and checks every photo (see
+/// `photo::source`): the first bad one, in file order, is the error. `file` names the
+/// CSV in messages. Returns how many people have a photo.
+pub fn check_photos(
+    people: &mut [Person],
+    file: &str,
+    photos_dir: Option<&std::path::Path>,
+    fit: PhotoFit,
+) -> Result<usize, photo::source::PhotoError> {
+    use rayon::prelude::*;
+    if let Some(dir) = photos_dir {
+        people
+            .par_iter_mut()
+            .filter(|p| p.photo.is_none())
+            .for_each(|p| p.photo = photo::source::find_in_directory(dir, &p.registration));
+    }
+    let photos: Vec<(usize, &mut Photo)> = people
+        .iter_mut()
+        .filter_map(|p| p.photo.as_mut().map(|photo| (p.line, photo)))
+        .collect();
+    let count = photos.len();
+    photo::source::check(photos, fit, file)?;
+    Ok(count)
 }
 
 /// Validates the participants file `bytes` and returns one [`Person`] per row, in file
@@ -262,6 +297,12 @@ impl Row<'_> {
                 .optional(self.columns.group)
                 .map(|(_, group)| group.to_owned()),
             line: self.line,
+            photo: self.optional(self.columns.photo).map(|(index, path)| {
+                Photo::named(
+                    PathBuf::from(path),
+                    PhotoOrigin::Column(self.columns.header(index).into()),
+                )
+            }),
         })
     }
 

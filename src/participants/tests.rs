@@ -62,6 +62,7 @@ fn excel_br_file_with_accented_headers_and_unquoted_wiegand_cards() {
                 end: Some(local(2026, 12, 31, 23, 59, 59)),
                 group: Some("Funcionários".into()),
                 line: 2,
+                photo: None,
             },
             Person {
                 registration: "2026000002".into(),
@@ -72,6 +73,7 @@ fn excel_br_file_with_accented_headers_and_unquoted_wiegand_cards() {
                 end: None,
                 group: None,
                 line: 3,
+                photo: None,
             },
         ]
     );
@@ -188,7 +190,8 @@ fn values_are_trimmed_and_empty_optional_values_are_none() {
             begin: None,
             end: None,
             group: None,
-            line: 2
+            line: 2,
+            photo: None,
         }
     );
 }
