@@ -155,6 +155,7 @@ pub fn check_devices(devices: &[DeviceConfig], timeouts: Timeouts) -> Vec<Device
                     let mut check = DeviceCheck::of(device, driver.inspect());
                     if check.ready {
                         check.learned = driver.learned();
+                        check.learned.push(driver.face_facts());
                     }
                     check.certificate = driver.telemetry().certificate().map(|f| f.to_string());
                     check

@@ -1250,6 +1250,22 @@ impl Device for ControlIdDevice {
     fn takes_faces(&self) -> Result<bool, DeviceError> {
         self.faces_taken()
     }
+
+    fn face_facts(&self) -> String {
+        match self.faces_taken() {
+            Ok(true) => match self.listed_photos() {
+                Ok(held) => format!(
+                    "faces: taken; {} photos held (capacity not reported by the device)",
+                    held.len()
+                ),
+                Err(e) => format!("faces: taken; photos not counted ({e})"),
+            },
+            Ok(false) => {
+                "faces: not taken (set faces = true in the devices file if it reads faces)".into()
+            }
+            Err(e) => format!("faces: could not ask ({e})"),
+        }
+    }
 }
 
 /// The request bodies sent in bulk, serialised straight from these: a `json!` tree per

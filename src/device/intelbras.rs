@@ -51,6 +51,8 @@ pub const MAX_PER_CALL: usize = 10;
 /// A cheap read where Digest challenges are fetched (see `DigestClient::with_challenge_target`).
 const SOFTWARE_VERSION: &str = "/cgi-bin/magicBox.cgi?action=getSoftwareVersion";
 
+mod photos;
+
 const USERS: &str = "/cgi-bin/AccessUser.cgi";
 const CARDS: &str = "/cgi-bin/AccessCard.cgi";
 
@@ -137,6 +139,9 @@ impl Generation {
 /// An Intelbras/Dahua access controller.
 pub struct IntelbrasDevice {
     endpoint: DeviceInfo,
+    /// The firmware answered 501 to `AccessFace.cgi`: photos go through
+    /// `FaceInfoManager.cgi`, one a request.
+    access_face_missing: AtomicBool,
     /// Face photos: whether the device takes them, the run's fitter, the counts.
     faces: super::faces::Faces,
     client: DigestClient,
@@ -163,6 +168,7 @@ impl IntelbrasDevice {
             lists_refused: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Intelbras),
             faces: Default::default(),
+            access_face_missing: AtomicBool::new(false),
         }
     }
 
@@ -826,11 +832,25 @@ impl Device for IntelbrasDevice {
             .collect();
         let held = self.held(&ids, people.iter().any(|p| p.card_is_managed()))?;
         let rules = self.diff_rules();
+        // The device tells no version of the face it holds: a person planned at all
+        // (the cache did not vouch for the pair) gets the photo again (see photos.rs).
+        let photos = people.iter().any(|p| p.photo.is_some()) && self.takes_faces()?;
         Ok(people
             .iter()
             .map(|person| {
                 let copies = held.get(&person.registration).map(std::slice::from_ref);
-                plan_diff::plan(person, copies.unwrap_or(&[]), &rules)
+                let plan = plan_diff::plan(person, copies.unwrap_or(&[]), &rules);
+                match plan {
+                    Plan::Unchanged { id } if photos && person.photo.is_some() => Plan::Update {
+                        id,
+                        changes: vec!["photo"],
+                    },
+                    Plan::Update { id, mut changes } if photos && person.photo.is_some() => {
+                        changes.push("photo");
+                        Plan::Update { id, changes }
+                    }
+                    other => other,
+                }
             })
             .collect())
     }
@@ -851,6 +871,10 @@ impl Device for IntelbrasDevice {
         }
         lines.push(self.client.nonce_facts().describe());
         lines
+    }
+
+    fn takes_faces(&self) -> Result<bool, DeviceError> {
+        self.faces.takes(|| self.ask_faces())
     }
 
     fn people(&self) -> Result<Vec<DevicePerson>, DeviceError> {
@@ -882,8 +906,11 @@ impl Device for IntelbrasDevice {
         let ids: Vec<&str> = people.iter().map(|p| p.registration.as_str()).collect();
         let removed = (|| {
             for chunk in ids.chunks(MAX_PER_CALL) {
-                // Cards first, each by number, then the users: nothing is left behind
-                // whatever the firmware does with a removed user's cards.
+                // Faces and cards first, then the users: nothing is left behind
+                // whatever the firmware does with a removed user's face and cards.
+                if self.takes_faces()? {
+                    self.remove_faces(chunk)?;
+                }
                 self.drop_cards(chunk)?;
                 let target = format!(
                     "{USERS}?action=removeMulti{}",
@@ -988,7 +1015,38 @@ impl Device for IntelbrasDevice {
                 failed[i] = Some(e);
             }
         }
-        // 4. Read back: a 200 proves nothing on this family.
+        // 4. Photos, once the user and its card are there: new faces for people
+        //    created, replaced ones for people whose photo was planned.
+        let photo_work: Vec<usize> = (0..work.len())
+            .filter(|&i| failed[i].is_none() && work[i].0.photo.is_some())
+            .filter(|&i| match &work[i].1 {
+                Plan::Create => true,
+                Plan::Update { changes, .. } => changes.contains(&"photo"),
+                _ => false,
+            })
+            .collect();
+        if !photo_work.is_empty() {
+            match self.takes_faces() {
+                Ok(false) => {}
+                Err(e) => {
+                    for &i in &photo_work {
+                        failed[i] = Some(e.clone());
+                    }
+                }
+                Ok(true) => {
+                    let items: Vec<(&Person, bool)> = photo_work
+                        .iter()
+                        .map(|&i| (work[i].0, work[i].1 != Plan::Create))
+                        .collect();
+                    for (&i, result) in photo_work.iter().zip(self.put_photos(&items)) {
+                        if let Err(e) = result {
+                            failed[i] = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        // 5. Read back: a 200 proves nothing on this family.
         self.read_back(work, &mut failed);
         work.iter()
             .zip(failed)

@@ -403,6 +403,17 @@ pub trait Device: Send + Sync {
     fn takes_faces(&self) -> Result<bool, DeviceError> {
         Ok(false)
     }
+    /// What `catraca check` shows of faces: whether the device takes them and, where
+    /// the device reports them, how many it holds and can hold.
+    fn face_facts(&self) -> String {
+        match self.takes_faces() {
+            Ok(true) => "faces: taken".into(),
+            Ok(false) => {
+                "faces: not taken (set faces = true in the devices file if it reads faces)".into()
+            }
+            Err(e) => format!("faces: could not ask ({e})"),
+        }
+    }
 
     /// Takes these people off the device, with their cards and group links, each removed
     /// explicitly. One result per person, in order.
