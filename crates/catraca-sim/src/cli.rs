@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 
 use super::{
-    FaultRates, Fleet, HikFirmware, IntelbrasFirmware, Kind, Overload, SimConfig, SimTls,
-    SiteAuthority,
+    ControlIdFaces, FaultRates, Fleet, HikFirmware, IntelbrasFirmware, Kind, Overload, SimConfig,
+    SimFaces, SimTls, SiteAuthority,
 };
 
 /// The devices of `--devices`: counts, each of a family or (`None`) of `--kind`.
@@ -73,6 +73,10 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --kind intelbras --firmware 3-strict  3.x refusing every action=list: only searches
   --id-lists-only                     Control iD firmware taking where lists on id only
   --deny-command modify_objects       a Control iD account without the rights for a command
+  --faces                             facial models (iDFace, MinMoe, SS 3530 MF...): photos taken
+  --faces --non-facial 2              device 2 is a card model: face calls refused, and counted
+  --faces --controlid-faces old       Control iD before get_timestamp and users.image_timestamp
+  --faces --controlid-faces oem       HID Amico OEM build: PNG refused with 400
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
 (userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
 
@@ -200,6 +204,24 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub offer_basic: bool,
 
+    /// The devices are facial models: they take face photos (each family's calls and
+    /// limits); without it they are card models that refuse every face call
+    #[arg(long)]
+    pub faces: bool,
+
+    /// Time a facial device takes to model each photo of a face call, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = super::DEFAULT_FACE_TIME.as_millis() as u64)]
+    pub face_ms: u64,
+
+    /// With --faces, device I (from 1) is a card model all the same; repeat for several
+    #[arg(long = "non-facial", value_name = "I", requires = "faces")]
+    pub non_facial: Vec<usize>,
+
+    /// Control iD face firmware: stock (as documented), old (no get_timestamp, no
+    /// users.image_timestamp) or oem (HID Amico: PNG refused with 400)
+    #[arg(long, value_enum, value_name = "stock|old|oem", default_value_t = ControlIdFaces::Stock)]
+    pub controlid_faces: ControlIdFaces,
+
     /// Device I (from 1) is down: its connections are reset; repeat for several
     #[arg(long = "down", value_name = "I")]
     pub down: Vec<usize>,
@@ -247,6 +269,10 @@ pub enum SimulateError {
     #[error("--down {index}: there is no device {index}; devices are numbered 1 to {devices}")]
     NoSuchDevice { index: usize, devices: usize },
     #[error(
+        "--non-facial {index}: there is no device {index}; devices are numbered 1 to {devices}"
+    )]
+    NoSuchCardModel { index: usize, devices: usize },
+    #[error(
         "--fail-503, --fail-reset, --fail-hang and --fail-garbage add up to {sum}: they are \
          shares of the same requests and must add up to at most 1"
     )]
@@ -268,6 +294,9 @@ impl SimulateArgs {
     /// Checks the flags together and builds the devices' configuration.
     pub fn config(&self, password: String) -> Result<SimConfig, SimulateError> {
         let devices = self.devices.total();
+        if let Some(&index) = self.non_facial.iter().find(|&&i| i == 0 || i > devices) {
+            return Err(SimulateError::NoSuchCardModel { index, devices });
+        }
         if let Some(&index) = self.down.iter().find(|&&i| i == 0 || i > devices) {
             return Err(SimulateError::NoSuchDevice { index, devices });
         }
@@ -303,6 +332,12 @@ impl SimulateArgs {
             intelbras_firmware: self.firmware,
             id_lists_only: self.id_lists_only,
             denied_commands: self.deny_command.clone(),
+            faces: SimFaces {
+                enabled: self.faces,
+                time_per_photo: Duration::from_millis(self.face_ms),
+                controlid: self.controlid_faces,
+                ..SimFaces::default()
+            },
             hikvision_firmware: HikFirmware {
                 name_max: self.name_max,
                 employee_digits_only: self.employee_digits_only,
@@ -357,9 +392,17 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     for &index in &args.down {
         fleet.devices[index - 1].set_down(true);
     }
+    for &index in &args.non_facial {
+        fleet.devices[index - 1].set_facial(false);
+    }
     for (index, device) in fleet.devices.iter().enumerate() {
         let down = if args.down.contains(&(index + 1)) {
             " down"
+        } else {
+            ""
+        };
+        let facial = if args.faces && !args.non_facial.contains(&(index + 1)) {
+            " facial"
         } else {
             ""
         };
@@ -368,7 +411,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             .map(|f| format!(" certificate {f}"))
             .unwrap_or_default();
         eprintln!(
-            "{} {} ({}){down}{certificate}",
+            "{} {} ({}){facial}{down}{certificate}",
             device.name(),
             device.url(),
             device.kind()
@@ -445,6 +488,39 @@ mod tests {
             ("admin", "secret")
         );
         assert_eq!(config.seed, 9);
+    }
+
+    #[test]
+    fn face_flags_become_the_faces_config() {
+        let plain = parse(&[]).unwrap().config(String::new()).unwrap();
+        assert!(!plain.faces.enabled, "card models unless --faces");
+        assert_eq!(plain.faces.time_per_photo, Duration::from_millis(300));
+        let args = parse(&[
+            "--devices",
+            "3",
+            "--faces",
+            "--face-ms",
+            "50",
+            "--non-facial",
+            "2",
+            "--controlid-faces",
+            "oem",
+        ])
+        .unwrap();
+        assert_eq!(args.non_facial, [2]);
+        let config = args.config(String::new()).unwrap();
+        assert!(config.faces.enabled);
+        assert_eq!(config.faces.time_per_photo, Duration::from_millis(50));
+        assert_eq!(config.faces.controlid, ControlIdFaces::Oem);
+        let beyond = parse(&["--devices", "3", "--faces", "--non-facial", "4"]).unwrap();
+        assert_eq!(
+            beyond.config(String::new()).unwrap_err(),
+            SimulateError::NoSuchCardModel {
+                index: 4,
+                devices: 3
+            }
+        );
+        assert!(parse(&["--non-facial", "1"]).is_err(), "needs --faces");
     }
 
     #[test]

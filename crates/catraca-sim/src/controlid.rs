@@ -7,13 +7,14 @@
 //! for a bad statement, 200 `{"changes":n}` for modify and destroy. Transport concerns
 //! (latency, faults, overload) are not here; `lib.rs` wraps them around a call.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::face::{FaceStats, SimFaces, StoredFace};
 use super::tables::{DbError, Filter, Order, Projection, TableId, Tables};
 use super::where_value::WhereValue;
 use super::written::{FieldName, WrittenObjects};
@@ -28,10 +29,11 @@ pub(crate) enum Command {
     CreateObjects,
     ModifyObjects,
     DestroyObjects,
+    SystemInformation,
 }
 
 impl Command {
-    const ALL: [Command; 7] = [
+    const ALL: [Command; 8] = [
         Command::Login,
         Command::Logout,
         Command::SessionIsValid,
@@ -39,6 +41,7 @@ impl Command {
         Command::CreateObjects,
         Command::ModifyObjects,
         Command::DestroyObjects,
+        Command::SystemInformation,
     ];
 
     pub(crate) fn from_path(path: &str) -> Option<Command> {
@@ -56,6 +59,7 @@ impl Command {
             Command::CreateObjects => "create_objects",
             Command::ModifyObjects => "modify_objects",
             Command::DestroyObjects => "destroy_objects",
+            Command::SystemInformation => "system_information",
         }
     }
 }
@@ -186,6 +190,9 @@ fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, serde_json::E
     }
 }
 
+/// The computed column of `users` giving the photo's timestamp (docs/face-api.md 1.5).
+const IMAGE_TIMESTAMP: &str = "image_timestamp";
+
 /// Session tokens draw from the base64 alphabet, `/` and `+` included, like the
 /// firmware's: a client that does not URL-encode the token gets 401 sooner or later.
 const TOKEN_ALPHABET: &[u8; 64] =
@@ -221,6 +228,11 @@ pub(crate) struct ControlIdDevice {
     /// Commands this account may not run: 401 `Invalid access level for command X`,
     /// whatever the session.
     pub(crate) denied: Vec<String>,
+    /// Whether the model takes faces, and its firmware (see `controlid_faces.rs`).
+    pub(crate) faces: SimFaces,
+    /// Photos by `user_id`; they outlive their user, as on the device.
+    pub(crate) face_store: BTreeMap<i64, StoredFace>,
+    pub(crate) face_stats: FaceStats,
 }
 
 impl ControlIdDevice {
@@ -240,6 +252,9 @@ impl ControlIdDevice {
             rejected: Default::default(),
             id_lists_only: false,
             denied: Vec::new(),
+            faces: SimFaces::default(),
+            face_store: BTreeMap::new(),
+            face_stats: FaceStats::default(),
         }
     }
 
@@ -267,6 +282,7 @@ impl ControlIdDevice {
                 Command::CreateObjects => self.create(body),
                 Command::ModifyObjects => self.modify(body),
                 Command::DestroyObjects => self.destroy(body),
+                Command::SystemInformation => Ok(self.system_information()),
                 _ => unreachable!("session calls are handled above"),
             }),
         };
@@ -320,8 +336,23 @@ impl ControlIdDevice {
                 return Err(CallError::ListOnColumn(column));
             }
         }
-        let request: LoadRequest = parse_body(body)?;
+        let mut request: LoadRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
+        let image_timestamps = table == TableId::Users
+            && self.has_image_timestamps()
+            && request
+                .fields
+                .as_ref()
+                .is_some_and(|f| f.iter().any(|n| n == IMAGE_TIMESTAMP));
+        let mut dropped_id = false;
+        if image_timestamps {
+            let fields = request.fields.get_or_insert_with(Vec::new);
+            fields.retain(|n| n != IMAGE_TIMESTAMP);
+            if !fields.iter().any(|n| n == "id") {
+                fields.push("id".to_owned());
+                dropped_id = true;
+            }
+        }
         let filter = Filter::parse(table, request.filter)?;
         let projection = Projection::parse(table, request.fields.as_deref())?;
         let order = request
@@ -337,6 +368,9 @@ impl ControlIdDevice {
             request.limit,
             &projection,
         );
+        if image_timestamps {
+            return self.with_image_timestamps(serde_json::to_value(&rows)?, dropped_id);
+        }
         let mut body = Vec::with_capacity(64 + rows.len() * 96);
         body.extend_from_slice(b"{\"");
         body.extend_from_slice(table.name().as_bytes());
@@ -347,6 +381,38 @@ impl ControlIdDevice {
             extra_work: rows.len() as u64 / 100,
             ..Answer::ok(body)
         })
+    }
+
+    /// `users` rows with `image_timestamp` added (the photo's timestamp, 0 without
+    /// one), and `id` dropped again when only added to find the photo.
+    fn with_image_timestamps(&self, mut rows: Value, drop_id: bool) -> Result<Answer, CallError> {
+        let count = rows.as_array().map_or(0, Vec::len);
+        for row in rows.as_array_mut().into_iter().flatten() {
+            let Value::Object(row) = row else { continue };
+            let id = row.get("id").and_then(Value::as_i64).unwrap_or_default();
+            row.insert(IMAGE_TIMESTAMP.into(), self.image_timestamp(id).into());
+            if drop_id {
+                row.remove("id");
+            }
+        }
+        Ok(Answer {
+            extra_work: count as u64 / 100,
+            ..Answer::ok(serde_json::to_vec(&json!({ "users": rows }))?)
+        })
+    }
+
+    /// `system_information.fcgi`: the model tells a facial device from a card one.
+    fn system_information(&self) -> Answer {
+        let model = if self.faces.enabled {
+            "iDFace"
+        } else {
+            "iDBlock"
+        };
+        let body = json!({
+            "serial": "0M0000/000001", "version": "6.13.1", "model": model,
+            "online": false, "uptime": {"days": 0, "hours": 1, "minutes": 0, "seconds": 0},
+        });
+        Answer::ok(body.to_string().into_bytes())
     }
 
     fn create(&mut self, body: &[u8]) -> Result<Answer, CallError> {

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::digest::UserCheck;
+use super::face::{FaceStats, StoredFace};
 use super::http::Response;
 
 /// The paging cap the capabilities report.
@@ -41,6 +42,9 @@ pub(crate) struct HikvisionApi {
     pub(crate) capacity: Option<usize>,
     /// The firmware's limits and calls (see [`HikFirmware`]).
     pub(crate) firmware: HikFirmware,
+    /// Faces by FPID (= employeeNo) in FDID 1 / blackFD.
+    pub(crate) face_store: BTreeMap<String, StoredFace>,
+    pub(crate) face_stats: FaceStats,
 }
 
 /// What one Hikvision model and firmware take (field-evidence.md, section 3), as its

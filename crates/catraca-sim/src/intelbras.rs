@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use super::face::{FaceStats, StoredFace};
 use super::hikvision::Served;
 use super::http::{Request, Response};
 use super::intelbras_firmware::{Finds, IntelbrasFirmware};
@@ -34,6 +35,10 @@ pub(crate) struct IntelbrasApi {
     pub(crate) capacity: Option<usize>,
     pub(crate) firmware: IntelbrasFirmware,
     pub(crate) finds: Finds,
+    /// Faces by UserID; removing the user leaves them (whether the device does is
+    /// unknown, face-api.md 3.5: the strict choice).
+    pub(crate) face_store: BTreeMap<String, StoredFace>,
+    pub(crate) face_stats: FaceStats,
 }
 
 fn text(status: u16, body: &str) -> Served {

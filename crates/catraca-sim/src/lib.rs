@@ -24,7 +24,9 @@
 mod card;
 mod cli;
 mod controlid;
+mod controlid_faces;
 mod digest;
+mod face;
 mod faults;
 mod fingerprint;
 mod hikvision;
@@ -35,8 +37,11 @@ mod reader;
 pub mod redis_server;
 mod row_store;
 mod tables;
+pub mod test_photo;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faces;
 mod tls;
 mod vendor;
 mod where_value;
@@ -57,6 +62,10 @@ use serde_json::{json, Map, Value};
 
 pub use card::{Card, Encoding};
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
+pub use controlid_faces::ControlIdFaces;
+pub use face::{
+    FaceStats, PhotoFormat, SimFace, SimFaces, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
+};
 pub use faults::{FaultRates, Overload};
 pub use fingerprint::Fingerprint;
 pub use hikvision::HikFirmware;
@@ -153,6 +162,8 @@ pub struct SimConfig {
     /// Control iD: commands the account may not run, answered 401 `Invalid access
     /// level for command X` even right after a login. Default: none.
     pub denied_commands: Vec<String>,
+    /// Face photos: off by default (a card turnstile); see [`SimFaces`].
+    pub faces: SimFaces,
 }
 
 impl Default for SimConfig {
@@ -184,6 +195,7 @@ impl Default for SimConfig {
             hikvision_firmware: HikFirmware::default(),
             id_lists_only: false,
             denied_commands: Vec::new(),
+            faces: SimFaces::default(),
         }
     }
 }
@@ -409,6 +421,38 @@ impl DeviceState {
         let read = self.reader.format.read(card);
         let holder = read.as_deref().and_then(|r| self.holder_of(r));
         self.reader.record(device, card, read, holder, at)
+    }
+
+    /// Every face the device holds, in key order (Control iD: in user id order).
+    fn faces(&self) -> Vec<SimFace> {
+        match &self.device {
+            Protocol::ControlId(device) => device
+                .face_store
+                .iter()
+                .map(|(id, face)| {
+                    let key = device.registration_or_empty(*id);
+                    face.view(&key, Some(*id), !device.user_exists(*id))
+                })
+                .collect(),
+            Protocol::Hikvision(api, _) => api
+                .face_store
+                .iter()
+                .map(|(key, face)| face.view(key, None, !api.users.contains_key(key)))
+                .collect(),
+            Protocol::Intelbras(api, _) => api
+                .face_store
+                .iter()
+                .map(|(key, face)| face.view(key, None, !api.users.contains_key(key)))
+                .collect(),
+        }
+    }
+
+    fn face_stats(&self) -> FaceStats {
+        match &self.device {
+            Protocol::ControlId(device) => device.face_stats.clone(),
+            Protocol::Hikvision(api, _) => api.face_stats.clone(),
+            Protocol::Intelbras(api, _) => api.face_stats.clone(),
+        }
     }
 
     fn controlid(&self) -> Option<&ControlIdDevice> {
@@ -668,6 +712,9 @@ impl Handler for DeviceHandler {
         if request.path == "/remote_enroll.fcgi" {
             return Reply::Answer(self.remote_enroll(request));
         }
+        if let Some(command) = controlid_faces::FaceCommand::from_path(request.path) {
+            return self.handle_controlid_face(command, request, received);
+        }
         let Some(command) = Command::from_path(request.path) else {
             self.state().tally.request("unknown");
             let body = json!({"error": format!("Unknown command {}", request.path), "code": 1});
@@ -720,6 +767,43 @@ impl Handler for DeviceHandler {
 }
 
 impl DeviceHandler {
+    /// A Control iD face call: the same faults and latency as any call, plus the time
+    /// to model each photo it carried.
+    fn handle_controlid_face(
+        &self,
+        command: controlid_faces::FaceCommand,
+        request: &Request<'_>,
+        received: Instant,
+    ) -> Reply {
+        let mut state = self.state();
+        state.tally.request(command.name());
+        if !command.takes(request.method) {
+            return Reply::Answer(http::error_response(405));
+        }
+        let (mut state, mut fault) = match self.fault_before_work(state, received) {
+            Ok(going_on) => going_on,
+            Err(reply) => return reply,
+        };
+        let Protocol::ControlId(device) = &mut state.device else {
+            unreachable!("only Control iD devices take this path")
+        };
+        let before = device.face_stats.modeled();
+        let response = device.face_call(command, request);
+        let photos = device.face_stats.modeled() - before;
+        if response.status == 200 {
+            state.lose_answer_if_asked(command.name(), &mut fault);
+        }
+        drop(state);
+        let delay = self.face_delay(photos).saturating_add(self.config.latency);
+        self.answer_when_due(received, delay, fault, response)
+    }
+
+    /// The time to model `photos` photos.
+    fn face_delay(&self, photos: u64) -> Duration {
+        let photos = u32::try_from(photos).unwrap_or(u32::MAX);
+        self.config.faces.time_per_photo.saturating_mul(photos)
+    }
+
     /// A Hikvision or Intelbras request: Digest first, then the vendor's API, with the
     /// same faults and latency as a Control iD request.
     fn handle_digest(&self, request: &Request<'_>, received: Instant) -> Reply {
@@ -1014,6 +1098,7 @@ impl SimDevice {
                 );
                 device.id_lists_only = config.id_lists_only;
                 device.denied = config.denied_commands.clone();
+                device.faces = config.faces.clone();
                 Protocol::ControlId(Box::new(device))
             }
             Kind::Hikvision => Protocol::Hikvision(
@@ -1221,6 +1306,82 @@ impl SimDevice {
 
     pub fn stats(&self) -> SimStats {
         self.handler.state().tally.snapshot()
+    }
+
+    /// Every face the device holds, dangling ones included (see [`SimFace`]), in key
+    /// order (Control iD: in user id order).
+    pub fn faces(&self) -> Vec<SimFace> {
+        self.handler.state().faces()
+    }
+
+    /// The face of the person `key` (registration, employeeNo or UserID), if it has one.
+    pub fn face(&self, key: &str) -> Option<SimFace> {
+        self.faces()
+            .into_iter()
+            .find(|f| f.key == key && !f.dangling)
+    }
+
+    /// Face calls, photos received, refused and stored, since the device started.
+    pub fn face_stats(&self) -> FaceStats {
+        self.handler.state().face_stats()
+    }
+
+    /// Makes the device a facial model (faces taken) or a card model (every face call
+    /// refused as that family's non-facial models do, and counted).
+    pub fn set_facial(&self, facial: bool) {
+        match &mut self.handler.state().device {
+            Protocol::ControlId(device) => device.faces.enabled = facial,
+            Protocol::Hikvision(..) | Protocol::Intelbras(..) => {}
+        }
+    }
+
+    /// Stores `photo` as the face of the person `key` directly, as another tool (or
+    /// the device's own screen) would have, with no check but that it is a readable
+    /// picture; Control iD: with this `timestamp` (the person must exist).
+    ///
+    /// # Panics
+    /// When `photo` is not a readable JPEG or PNG, or a Control iD person is missing.
+    pub fn put_face(&self, key: &str, photo: &[u8], timestamp: Option<i64>) {
+        let read = face::Photo::read(photo).expect("put_face takes a readable JPEG or PNG");
+        let stored = face::StoredFace::new(photo, read, key.to_owned(), timestamp);
+        let mut state = self.handler.state();
+        match &mut state.device {
+            Protocol::ControlId(device) => {
+                let id = users(&device.tables)
+                    .into_iter()
+                    .find(|u| u.registration == key)
+                    .map(|u| u.id)
+                    .expect("put_face on Control iD needs the person stored first");
+                device.face_store.insert(id, stored);
+            }
+            Protocol::Hikvision(api, _) => {
+                api.face_store.insert(key.to_owned(), stored);
+            }
+            Protocol::Intelbras(api, _) => {
+                api.face_store.insert(key.to_owned(), stored);
+            }
+        }
+    }
+
+    /// Removes the face of the person `key`, as someone at the device would.
+    pub fn remove_face(&self, key: &str) {
+        let mut state = self.handler.state();
+        match &mut state.device {
+            Protocol::ControlId(device) => {
+                let ids: Vec<i64> = users(&device.tables)
+                    .into_iter()
+                    .filter(|u| u.registration == key)
+                    .map(|u| u.id)
+                    .collect();
+                device.face_store.retain(|id, _| !ids.contains(id));
+            }
+            Protocol::Hikvision(api, _) => {
+                api.face_store.remove(key);
+            }
+            Protocol::Intelbras(api, _) => {
+                api.face_store.remove(key);
+            }
+        }
     }
 
     /// Intelbras 3.x: searches started with `startFind` and never stopped (0 elsewhere).
