@@ -238,6 +238,21 @@ mod tests {
     }
 
     #[test]
+    fn the_exif_orientation_is_applied_before_framing() {
+        use catraca_sim::test_photo::TestPhoto;
+        // The same pixels, once stored on their side with EXIF orientation 6 (rotate
+        // 90 degrees clockwise to view), once already rotated, without EXIF.
+        let lying = TestPhoto::new(640, 480).seed(5).quality(95);
+        let with_exif = lying.clone().exif_orientation(6).build();
+        let upright = image::load_from_memory(&lying.build()).unwrap().rotate90();
+        let upright = png(&upright.to_rgb8());
+        let fitted = fit(&with_exif).unwrap();
+        assert_eq!((fitted.width, fitted.height), (480, 640));
+        assert_eq!(fitted, fit(&upright).unwrap());
+        assert!(!jpeg_markers(&fitted.jpeg).contains(&0xE1), "EXIF stripped");
+    }
+
+    #[test]
     fn a_file_that_is_not_an_image_is_refused_with_a_reason() {
         let error = fit(b"hello, not a photo").unwrap_err();
         assert!(error.contains("not a readable JPEG or PNG"), "{error}");

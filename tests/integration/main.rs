@@ -11,6 +11,7 @@ mod consistency;
 mod dashboard;
 mod demo;
 mod enroll;
+mod faces;
 mod firmware;
 mod group_commit;
 mod harness;
