@@ -618,3 +618,533 @@ fn controlid_test_image_judges_without_storing() {
     assert!(device.faces().is_empty());
     assert_eq!(device.face_stats().tested, 2);
 }
+
+// ---------------------------------------------------------------- Hikvision and Intelbras
+
+fn digest_device(kind: Kind, faces: SimFaces) -> SimDevice {
+    let config = SimConfig {
+        faces,
+        ..SimConfig::default()
+    };
+    SimDevice::start_kind(
+        "face",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        kind,
+        config,
+    )
+    .unwrap()
+}
+
+/// A Digest client: asks for a challenge, then signs each request.
+struct Digest {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Digest {
+    fn new(device: &SimDevice) -> Digest {
+        Digest {
+            agent: agent(),
+            base: device.url(),
+        }
+    }
+
+    fn send(&self, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let url = format!("{}{target}", self.base);
+        let attempt = |authorization: Option<String>| {
+            let request = ureq::http::Request::builder()
+                .method(method)
+                .uri(&url)
+                .header("Content-Type", content_type);
+            let request = match authorization {
+                Some(a) => request.header("Authorization", a),
+                None => request,
+            };
+            let mut response = self
+                .agent
+                .run(request.body(body.to_vec()).unwrap())
+                .unwrap();
+            let challenge = response
+                .headers()
+                .get("WWW-Authenticate")
+                .map(|h| h.to_str().unwrap().to_owned());
+            let status = response.status().as_u16();
+            (
+                status,
+                challenge,
+                response.body_mut().read_to_string().unwrap(),
+            )
+        };
+        let (status, challenge, text) = attempt(None);
+        if status != 401 {
+            return (status, text);
+        }
+        let mut prompt = digest_auth::WwwAuthenticateHeader::parse(&challenge.unwrap()).unwrap();
+        let context = digest_auth::AuthContext::new_with_method(
+            "admin",
+            "admin",
+            target,
+            Option::<&[u8]>::None,
+            digest_auth::HttpMethod(method.to_owned().into()),
+        );
+        let header = prompt.respond(&context).unwrap().to_string();
+        let (status, _, text) = attempt(Some(header));
+        (status, text)
+    }
+
+    fn json(&self, method: &str, target: &str, body: &Value) -> (u16, Value) {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (status, text) = self.send(method, target, "application/json", &body);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+const BOUNDARY: &str = "catraca-boundary-7d1";
+
+/// A multipart body of (name, filename, content type, data) parts.
+fn multipart(parts: &[(&str, Option<&str>, &str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content_type, data) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let filename = filename
+            .map(|f| format!("; filename=\"{f}\""))
+            .unwrap_or_default();
+        body.extend_from_slice(
+            format!(
+                "Content-Disposition: form-data; name=\"{name}\"{filename}\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn hik_person(client: &Digest, employee: &str) {
+    let body = json!({"UserInfo": {"employeeNo": employee, "name": format!("P {employee}"),
+        "userType": "normal", "Valid": {"enable": false}}});
+    let (status, answer) = client.json(
+        "POST",
+        "/ISAPI/AccessControl/UserInfo/Record?format=json",
+        &body,
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn record_json(fpid: &str) -> Vec<u8> {
+    json!({"faceLibType": "blackFD", "FDID": "1", "FPID": fpid})
+        .to_string()
+        .into_bytes()
+}
+
+/// Uploads a face the documented way: `FDSetUp` (`setup`) or `FaceDataRecord`.
+fn hik_upload(client: &Digest, setup: bool, fpid: &str, photo: &[u8]) -> (u16, Value) {
+    let body = multipart(&[
+        (
+            "FaceDataRecord",
+            None,
+            "application/json",
+            &record_json(fpid),
+        ),
+        ("img", Some("face.jpg"), "image/jpeg", photo),
+    ]);
+    let (method, path) = if setup {
+        ("PUT", "/ISAPI/Intelligent/FDLib/FDSetUp?format=json")
+    } else {
+        (
+            "POST",
+            "/ISAPI/Intelligent/FDLib/FaceDataRecord?format=json",
+        )
+    };
+    let (status, text) = client.send(
+        method,
+        path,
+        &format!("multipart/form-data; boundary={BOUNDARY}"),
+        &body,
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn sub_status(answer: &(u16, Value)) -> (u16, String) {
+    (
+        answer.0,
+        answer.1["subStatusCode"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+fn hik_search(client: &Digest, fpid: &str) -> Value {
+    let body = json!({"searchResultPosition": 0, "maxResults": 1, "faceLibType": "blackFD",
+        "FDID": "1", "FPID": fpid});
+    let (status, answer) = client.json(
+        "POST",
+        "/ISAPI/Intelligent/FDLib/FDSearch?format=json",
+        &body,
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+#[test]
+fn hikvision_reports_its_library_and_capabilities() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    let (status, lib) = client.json("GET", "/ISAPI/Intelligent/FDLib?format=json", &Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(lib["FDLib"][0]["FDID"], "1");
+    assert_eq!(lib["FDLib"][0]["faceLibType"], "blackFD");
+    let (status, caps) = client.json(
+        "GET",
+        "/ISAPI/Intelligent/FDLib/capabilities?format=json",
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        caps["supportFDFunction"]["@opt"],
+        "post,delete,put,get,setUp"
+    );
+    assert_eq!(caps["FDRecordDataMaxNum"], 3000);
+    assert_eq!(caps["facePicFormat"]["@opt"], json!(["jpg", "png"]));
+    assert_eq!(device.face_stats().calls, 2);
+}
+
+#[test]
+fn hikvision_setup_adds_replaces_and_keeps_the_old_face_on_a_refusal() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "A-1");
+    assert_eq!(hik_search(&client, "A-1")["responseStatusStrg"], "NO MATCH");
+    let first = good(1);
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "A-1", &first)),
+        (200, "ok".into())
+    );
+    let found = hik_search(&client, "A-1");
+    assert_eq!(
+        (
+            found["totalMatches"].clone(),
+            found["MatchList"][0]["FPID"].clone()
+        ),
+        (json!(1), json!("A-1"))
+    );
+    assert!(found["MatchList"][0]["faceURL"]
+        .as_str()
+        .unwrap()
+        .contains("/LOCALS/pic/enrlFace/"));
+    let second = good(2);
+    assert_eq!(hik_upload(&client, true, "A-1", &second).0, 200);
+    assert_eq!(
+        device.face("A-1").unwrap().sha256,
+        face::sha256_hex(&second)
+    );
+    let grey = TestPhoto::flat_grey(480, 640);
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "A-1", &grey)),
+        (400, "SubpicAnalysisModelingError".into())
+    );
+    assert_eq!(
+        device.face("A-1").unwrap().sha256,
+        face::sha256_hex(&second)
+    );
+    let body = json!({"UserInfoSearchCond": {"searchID": "1", "searchResultPosition": 0, "maxResults": 30}});
+    let (_, users) = client.json(
+        "POST",
+        "/ISAPI/AccessControl/UserInfo/Search?format=json",
+        &body,
+    );
+    assert_eq!(users["UserInfoSearch"]["UserInfo"][0]["numOfFace"], 1);
+    let stats = device.face_stats();
+    assert_eq!((stats.photos_stored, stats.photos_refused), (2, 1));
+}
+
+#[test]
+fn hikvision_face_data_record_only_adds_and_needs_the_person() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    assert_eq!(
+        sub_status(&hik_upload(&client, false, "9", &good(1))),
+        (400, "employeeNoNotExist".into())
+    );
+    hik_person(&client, "9");
+    assert_eq!(hik_upload(&client, false, "9", &good(1)).0, 200);
+    assert_eq!(
+        sub_status(&hik_upload(&client, false, "9", &good(2))),
+        (400, "deviceUserAlreadyExistFace".into())
+    );
+    assert_eq!(device.face("9").unwrap().sha256, face::sha256_hex(&good(1)));
+}
+
+#[test]
+fn hikvision_refuses_photos_beyond_its_limits() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let big = TestPhoto::new(1200, 1600).quality(98).grain(40).build();
+    assert!(big.len() > 200 * 1024, "{}", big.len());
+    let answer = hik_upload(&client, true, "1", &big);
+    assert_eq!(sub_status(&answer), (400, "badJsonFormat".into()));
+    assert_eq!(answer.1["errorMsg"], "faceURL");
+    let modeling = (400, "SubpicAnalysisModelingError".to_owned());
+    for photo in [
+        TestPhoto::new(280, 380).build(),
+        TestPhoto::new(480, 640).progressive().build(),
+        TestPhoto::new(480, 640).subsampling_444().build(),
+        TestPhoto::new(480, 640).no_face().build(),
+        TestPhoto::new(640, 480).exif_orientation(8).build(),
+        b"not a picture".to_vec(),
+    ] {
+        assert_eq!(
+            sub_status(&hik_upload(&client, true, "1", &photo)),
+            modeling
+        );
+    }
+    assert!(device.faces().is_empty());
+    // A PNG of a face is taken (capabilities list png).
+    let png = TestPhoto::new(480, 640).grain(0).png().build();
+    assert_eq!(
+        hik_upload(&client, true, "1", &png).0,
+        200,
+        "{} bytes",
+        png.len()
+    );
+}
+
+#[test]
+fn hikvision_takes_the_multipart_parts_in_one_order_under_one_name() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let photo = good(1);
+    let record = record_json("1");
+    let bodies = [
+        // Image first.
+        multipart(&[
+            ("img", Some("f.jpg"), "image/jpeg", &photo),
+            ("FaceDataRecord", None, "application/json", &record),
+        ]),
+        // The image part under another name.
+        multipart(&[
+            ("FaceDataRecord", None, "application/json", &record),
+            ("FaceImage", Some("f.jpg"), "image/jpeg", &photo),
+        ]),
+        // The JSON part with a filename.
+        multipart(&[
+            (
+                "FaceDataRecord",
+                Some("r.json"),
+                "application/json",
+                &record,
+            ),
+            ("img", Some("f.jpg"), "image/jpeg", &photo),
+        ]),
+    ];
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    for body in bodies {
+        let (status, text) = client.send(
+            "PUT",
+            "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+            &content_type,
+            &body,
+        );
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("badParameters"), "{text}");
+    }
+    let wrong_library = json!({"faceLibType": "blackFD", "FDID": "2", "FPID": "1"}).to_string();
+    let body = multipart(&[
+        (
+            "FaceDataRecord",
+            None,
+            "application/json",
+            wrong_library.as_bytes(),
+        ),
+        ("img", Some("f.jpg"), "image/jpeg", &photo),
+    ]);
+    let (_, text) = client.send(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        &content_type,
+        &body,
+    );
+    assert!(text.contains("faceLibNotExist"), "{text}");
+    let (status, _) = client.send(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        "image/jpeg",
+        &photo,
+    );
+    assert_eq!(status, 400);
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn hikvision_a_full_library_refuses_new_faces_but_replaces() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            capacity: 1,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    hik_person(&client, "2");
+    assert_eq!(hik_upload(&client, true, "1", &good(1)).0, 200);
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "2", &good(2))),
+        (400, "exceedMaxFaceNumber".into())
+    );
+    assert_eq!(hik_upload(&client, true, "1", &good(3)).0, 200);
+}
+
+#[test]
+fn hikvision_faces_go_by_search_delete_fd_delete_or_with_their_person() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    for person in ["1", "2", "3"] {
+        hik_person(&client, person);
+        assert_eq!(
+            hik_upload(&client, true, person, &good(person.parse().unwrap())).0,
+            200
+        );
+    }
+    let (status, answer) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSearch/Delete?format=json&FDID=1&faceLibType=blackFD",
+        &json!({"FPID": [{"value": "1"}]}),
+    );
+    assert_eq!((status, answer["statusCode"].clone()), (200, json!(1)));
+    let fd_delete = |fpid: &str| {
+        client.json(
+            "PUT",
+            "/ISAPI/Intelligent/FDLib/FDDelete?format=json",
+            &json!({"faceLibType": "blackFD", "FDID": "1", "FPID": fpid}),
+        )
+    };
+    assert_eq!(fd_delete("2").0, 200);
+    let (status, answer) = fd_delete("2");
+    assert_eq!(
+        (status, answer["statusCode"].clone()),
+        (400, json!(4)),
+        "no such face"
+    );
+    let (status, _) = client.json(
+        "PUT",
+        "/ISAPI/AccessControl/UserInfoDetail/Delete?format=json",
+        &json!({"UserInfoDetail": {"mode": "byEmployeeNo", "EmployeeNoList": [{"employeeNo": "3"}]}}),
+    );
+    assert_eq!(status, 200);
+    assert!(device.faces().is_empty(), "{:?}", device.faces());
+}
+
+#[test]
+fn hikvision_firmware_without_setup_or_search_delete() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            hikvision_setup: false,
+            hikvision_search_delete: false,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let (_, caps) = client.json(
+        "GET",
+        "/ISAPI/Intelligent/FDLib/capabilities?format=json",
+        &Value::Null,
+    );
+    assert_eq!(caps["supportFDFunction"]["@opt"], "post,delete,put,get");
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "1", &good(1))),
+        (404, "notSupport".into())
+    );
+    assert_eq!(hik_upload(&client, false, "1", &good(1)).0, 200);
+    let (status, answer) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSearch/Delete?format=json&FDID=1&faceLibType=blackFD",
+        &json!({"FPID": [{"value": "1"}]}),
+    );
+    assert_eq!(
+        (
+            status,
+            answer["statusCode"].clone(),
+            answer["statusString"].clone()
+        ),
+        (400, json!(6), json!("Invalid Content"))
+    );
+    assert!(device.face("1").is_some());
+    let (status, _) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDDelete?format=json",
+        &json!({"faceLibType": "blackFD", "FDID": "1", "FPID": "1"}),
+    );
+    assert_eq!(status, 200);
+    assert!(device.face("1").is_none());
+}
+
+#[test]
+fn hikvision_a_card_model_has_no_face_library_and_counts_each_call() {
+    let device = digest_device(Kind::Hikvision, SimFaces::default());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let (status, answer) = client.json(
+        "GET",
+        "/ISAPI/Intelligent/FDLib/capabilities?format=json",
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, answer["subStatusCode"].clone()),
+        (404, json!("notSupport"))
+    );
+    assert_eq!(hik_upload(&client, true, "1", &good(1)).0, 404);
+    let body = json!({"UserInfoSearchCond": {"searchID": "1", "searchResultPosition": 0, "maxResults": 30}});
+    let (_, users) = client.json(
+        "POST",
+        "/ISAPI/AccessControl/UserInfo/Search?format=json",
+        &body,
+    );
+    assert!(users["UserInfoSearch"]["UserInfo"][0]
+        .get("numOfFace")
+        .is_none());
+    let stats = device.face_stats();
+    assert_eq!((stats.calls, stats.photos_received), (2, 0));
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn hikvision_works_on_one_upload_at_a_time() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            time_per_photo: Duration::from_secs(2),
+            ..SimFaces::on()
+        },
+    );
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    hik_person(&client, "2");
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| hik_upload(&Digest::new(&device), true, "1", &good(1)));
+        // Until the first upload is being modeled.
+        while device.face_stats().calls == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let second = hik_upload(&client, true, "2", &good(2));
+        assert_eq!(second.0, 503);
+        assert_eq!(second.1["statusCode"], 2);
+        assert_eq!(first.join().unwrap().0, 200);
+    });
+    assert_eq!(device.face_stats().busy, 1);
+    assert!(device.face("1").is_some() && device.face("2").is_none());
+}
