@@ -80,6 +80,7 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --faces --no-face-setup             Hikvision without FDSetUp: FaceDataRecord adds, nothing replaces
   --faces --no-fdsearch-delete        a DS-K1T341AMF: FDSearch/Delete refused, only FDDelete removes
   --faces --face-capacity 500         Hikvision FDRecordDataMaxNum: then exceedMaxFaceNumber
+  --faces --no-access-face            Intelbras without AccessFace.cgi: FaceInfoManager add/update
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
 (userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
 
@@ -235,6 +236,11 @@ pub struct SimulateArgs {
     #[arg(long, requires = "faces")]
     pub no_fdsearch_delete: bool,
 
+    /// Intelbras face firmware: no AccessFace.cgi (501 Not Implemented): faces go one
+    /// at a time through FaceInfoManager.cgi?action=add|update
+    #[arg(long, requires = "faces")]
+    pub no_access_face: bool,
+
     /// Hikvision: the faces a device's library holds (FDRecordDataMaxNum); beyond it an
     /// upload is refused exceedMaxFaceNumber
     #[arg(long, value_name = "N", default_value_t = SimFaces::default().capacity)]
@@ -357,7 +363,7 @@ impl SimulateArgs {
                 capacity: self.face_capacity,
                 hikvision_setup: !self.no_face_setup,
                 hikvision_search_delete: !self.no_fdsearch_delete,
-                ..SimFaces::default()
+                intelbras_access_face: !self.no_access_face,
             },
             hikvision_firmware: HikFirmware {
                 name_max: self.name_max,
@@ -530,6 +536,7 @@ mod tests {
             "--no-fdsearch-delete",
             "--face-capacity",
             "12",
+            "--no-access-face",
         ])
         .unwrap();
         assert_eq!(args.non_facial, [2]);
@@ -539,6 +546,7 @@ mod tests {
         assert_eq!(config.faces.controlid, ControlIdFaces::Oem);
         assert!(!config.faces.hikvision_setup && !config.faces.hikvision_search_delete);
         assert_eq!(config.faces.capacity, 12);
+        assert!(!config.faces.intelbras_access_face && plain.faces.intelbras_access_face);
         assert!(plain.faces.hikvision_setup && plain.faces.hikvision_search_delete);
         let beyond = parse(&["--devices", "3", "--faces", "--non-facial", "4"]).unwrap();
         assert_eq!(

@@ -33,6 +33,7 @@ mod hikvision;
 mod hikvision_faces;
 mod http;
 mod intelbras;
+mod intelbras_faces;
 mod intelbras_firmware;
 mod reader;
 pub mod redis_server;
@@ -1157,6 +1158,7 @@ impl SimDevice {
                 IntelbrasApi {
                     capacity: config.capacity,
                     firmware: config.intelbras_firmware,
+                    faces: config.faces.clone(),
                     ..IntelbrasApi::default()
                 },
                 guard("Login to SS3530"),
@@ -1377,7 +1379,7 @@ impl SimDevice {
         match &mut self.handler.state().device {
             Protocol::ControlId(device) => device.faces.enabled = facial,
             Protocol::Hikvision(api, _) => api.faces.enabled = facial,
-            Protocol::Intelbras(..) => {}
+            Protocol::Intelbras(api, _) => api.faces.enabled = facial,
         }
     }
 

@@ -1148,3 +1148,271 @@ fn hikvision_works_on_one_upload_at_a_time() {
     assert_eq!(device.face_stats().busy, 1);
     assert!(device.face("1").is_some() && device.face("2").is_none());
 }
+
+fn intelbras_users(client: &Digest, ids: &[&str]) {
+    let list: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"UserID": id, "UserName": format!("P {id}")}))
+        .collect();
+    let (status, text) = client.json(
+        "POST",
+        "/cgi-bin/AccessUser.cgi?action=insertMulti",
+        &json!({"UserList": list}),
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+fn face_list(faces: &[(&str, &[u8])]) -> Value {
+    let list: Vec<Value> = faces
+        .iter()
+        .map(|(id, photo)| json!({"UserID": id, "PhotoData": [b64(photo)]}))
+        .collect();
+    json!({"FaceList": list})
+}
+
+fn intelbras_faces(client: &Digest, action: &str, faces: &[(&str, &[u8])]) -> (u16, Value) {
+    client.json(
+        "POST",
+        &format!("/cgi-bin/AccessFace.cgi?action={action}"),
+        &face_list(faces),
+    )
+}
+
+fn fail_codes(answer: &(u16, Value)) -> Vec<i64> {
+    assert_eq!(answer.0, 400, "{}", answer.1);
+    assert_eq!(answer.1["code"], 268_632_336);
+    assert_eq!(answer.1["message"], "Batch Process Error");
+    let codes: Vec<i64> = answer.1["detail"]["FailCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    assert_eq!(answer.1["detail"]["FailCount"], codes.len());
+    codes
+}
+
+/// `Total` of a face search for one user, closing the search.
+fn intelbras_has_face(client: &Digest, user: &str) -> u64 {
+    let (status, found) = client.json(
+        "GET",
+        &format!("/cgi-bin/FaceInfoManager.cgi?action=startFind&Condition.UserID={user}"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{found}");
+    let token = found["Token"].as_u64().unwrap();
+    let (status, _) = client.json(
+        "GET",
+        &format!("/cgi-bin/FaceInfoManager.cgi?action=stopFind&Token={token}"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    found["Total"].as_u64().unwrap()
+}
+
+#[test]
+fn intelbras_insert_multi_stores_a_batch_and_start_find_sees_it() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1001", "1002", "1003"]);
+    let (p1, p2) = (good(1), good(2));
+    let answer = intelbras_faces(&client, "insertMulti", &[("1001", &p1), ("1002", &p2)]);
+    assert_eq!(answer, (200, Value::String("OK\r\n".into())));
+    assert_eq!(intelbras_has_face(&client, "1001"), 1);
+    assert_eq!(intelbras_has_face(&client, "1003"), 0);
+    assert_eq!(device.open_searches(), 0);
+    assert_eq!(device.face("1002").unwrap().sha256, face::sha256_hex(&p2));
+    // A second insert for a user with a face is refused; an update replaces.
+    let p3 = good(3);
+    let again = intelbras_faces(&client, "insertMulti", &[("1001", &p3)]);
+    assert_eq!(fail_codes(&again), [286_064_926]);
+    assert_eq!(
+        intelbras_faces(&client, "updateMulti", &[("1001", &p3)]).0,
+        200
+    );
+    assert_eq!(device.face("1001").unwrap().sha256, face::sha256_hex(&p3));
+    let stats = device.face_stats();
+    assert_eq!((stats.photos_stored, stats.photos_refused), (3, 1));
+}
+
+#[test]
+fn intelbras_refuses_photos_beyond_its_limits_with_their_codes() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let heavy = TestPhoto::new(600, 800).quality(98).grain(40).build();
+    assert!(heavy.len() > 100 * 1024);
+    let cases: [(Vec<u8>, i64); 8] = [
+        (heavy, 286_064_923),
+        (
+            TestPhoto::new(700, 1000).grain(0).quality(40).build(),
+            286_064_923,
+        ),
+        (
+            TestPhoto::new(400, 1300).grain(0).quality(40).build(),
+            286_064_923,
+        ),
+        (TestPhoto::new(140, 300).build(), 288_686_087),
+        (TestPhoto::new(300, 700).build(), 288_686_087),
+        (TestPhoto::new(480, 640).grain(0).png().build(), 288_686_087),
+        (TestPhoto::new(480, 640).no_face().build(), 288_686_087),
+        (TestPhoto::flat_grey(480, 640), 288_686_087),
+    ];
+    for (photo, code) in cases {
+        let answer = intelbras_faces(&client, "insertMulti", &[("1", &photo)]);
+        assert_eq!(fail_codes(&answer), [code]);
+    }
+    assert!(device.faces().is_empty());
+    // The documented extremes are taken.
+    for (w, h) in [(150, 300), (600, 1200)] {
+        let photo = TestPhoto::new(w, h).quality(60).build();
+        assert_eq!(
+            intelbras_faces(&client, "updateMulti", &[("1", &photo)]).0,
+            200,
+            "{w}x{h}"
+        );
+    }
+}
+
+#[test]
+fn intelbras_a_batch_with_a_refused_photo_stores_none_of_it() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1", "2", "3"]);
+    let grey = TestPhoto::flat_grey(480, 640);
+    let answer = intelbras_faces(
+        &client,
+        "insertMulti",
+        &[("1", &good(1)), ("2", &grey), ("3", &good(3))],
+    );
+    assert_eq!(fail_codes(&answer), [288_686_087]);
+    assert!(device.faces().is_empty());
+    assert_eq!(device.face_stats().photos_refused, 3);
+}
+
+#[test]
+fn intelbras_requests_it_cannot_read_are_a_bare_bad_request() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    let ids: Vec<String> = (1..=11).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    intelbras_users(&client, &id_refs[..10]);
+    intelbras_users(&client, &id_refs[10..]);
+    let photo = good(1);
+    let bad = "Error\r\nBad Request!\r\n".to_owned();
+    let eleven: Vec<(&str, &[u8])> = id_refs.iter().map(|id| (*id, photo.as_slice())).collect();
+    let (status, text) = intelbras_faces(&client, "insertMulti", &eleven);
+    assert_eq!((status, text), (400, Value::String(bad.clone())));
+    for body in [
+        json!({"FaceList": [{"UserID": "1", "PhotoData": ["%%% not base64"]}]}),
+        json!({"FaceList": [{"UserID": "99", "PhotoData": [b64(&photo)]}]}),
+        json!({"FaceList": [{"UserID": "1", "PhotoData": [b64(&photo)]}, {"UserID": "1", "PhotoData": [b64(&photo)]}]}),
+        json!({"FaceList": [{"UserID": "1", "PhotoData": b64(&photo)}]}),
+        json!({"Faces": []}),
+    ] {
+        let (status, text) =
+            client.json("POST", "/cgi-bin/AccessFace.cgi?action=insertMulti", &body);
+        assert_eq!((status, text), (400, Value::String(bad.clone())), "{body}");
+    }
+    let (status, text) = client.send(
+        "POST",
+        "/cgi-bin/AccessFace.cgi?action=insertMulti",
+        "application/json",
+        b"{not json",
+    );
+    assert_eq!((status, text), (400, bad));
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn intelbras_remove_is_idempotent_and_a_removed_user_leaves_the_face() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1", "2"]);
+    assert_eq!(
+        intelbras_faces(&client, "insertMulti", &[("1", &good(1)), ("2", &good(2))]).0,
+        200
+    );
+    for _ in 0..2 {
+        let (status, text) = client.json(
+            "GET",
+            "/cgi-bin/FaceInfoManager.cgi?action=remove&UserID=1",
+            &Value::Null,
+        );
+        assert_eq!((status, text), (200, Value::String("OK\r\n".into())));
+    }
+    assert_eq!(intelbras_has_face(&client, "1"), 0);
+    let (status, _) = client.json(
+        "GET",
+        "/cgi-bin/AccessUser.cgi?action=removeMulti&UserIDList[0]=2",
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    let faces = device.faces();
+    assert_eq!(faces.len(), 1);
+    assert!(faces[0].dangling && faces[0].key == "2");
+    assert_eq!(intelbras_has_face(&client, "2"), 1);
+}
+
+#[test]
+fn intelbras_without_access_face_takes_faces_through_the_face_manager() {
+    let device = digest_device(
+        Kind::Intelbras,
+        SimFaces {
+            intelbras_access_face: false,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let (status, text) = intelbras_faces(&client, "insertMulti", &[("1", &good(1))]);
+    assert_eq!(
+        (status, text),
+        (501, Value::String("Error\r\nNot Implemented!\r\n".into()))
+    );
+    let add = |action: &str, photo: &[u8]| {
+        client.json(
+            "POST",
+            &format!("/cgi-bin/FaceInfoManager.cgi?action={action}"),
+            &json!({"UserID": "1", "Info": {"UserName": "P 1", "PhotoData": [b64(photo)]}}),
+        )
+    };
+    assert_eq!(add("add", &good(1)).0, 200);
+    assert_eq!(fail_codes(&add("add", &good(2))), [286_064_926]);
+    assert_eq!(
+        fail_codes(&add("update", &TestPhoto::flat_grey(480, 640))),
+        [288_686_087]
+    );
+    assert_eq!(add("update", &good(2)).0, 200);
+    assert_eq!(device.face("1").unwrap().sha256, face::sha256_hex(&good(2)));
+    let (status, caps) = client.json(
+        "GET",
+        "/cgi-bin/FaceInfoManager.cgi?action=getCaps",
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(caps["caps"]["MaxPhotoSize"], 102_400);
+}
+
+#[test]
+fn intelbras_a_card_model_answers_not_implemented_and_counts_each_call() {
+    let device = digest_device(Kind::Intelbras, SimFaces::default());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let not_implemented = Value::String("Error\r\nNot Implemented!\r\n".into());
+    let (status, text) = client.json(
+        "GET",
+        "/cgi-bin/FaceInfoManager.cgi?action=getCaps",
+        &Value::Null,
+    );
+    assert_eq!((status, text), (501, not_implemented.clone()));
+    let (status, text) = intelbras_faces(&client, "insertMulti", &[("1", &good(1))]);
+    assert_eq!((status, text), (501, not_implemented));
+    let stats = device.face_stats();
+    assert_eq!((stats.calls, stats.photos_received), (2, 0));
+    device.set_facial(true);
+    assert_eq!(
+        intelbras_faces(&client, "insertMulti", &[("1", &good(1))]).0,
+        200
+    );
+}
