@@ -77,6 +77,10 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --faces --non-facial 2              device 2 is a card model: face calls refused, and counted
   --faces --controlid-faces old       Control iD before get_timestamp and users.image_timestamp
   --faces --controlid-faces oem       HID Amico OEM build: PNG refused with 400
+  --faces --no-face-setup             Hikvision without FDSetUp: FaceDataRecord adds, nothing replaces
+  --faces --no-fdsearch-delete        a DS-K1T341AMF: FDSearch/Delete refused, only FDDelete removes
+  --faces --face-capacity 500         Hikvision FDRecordDataMaxNum: then exceedMaxFaceNumber
+  --faces --no-access-face            Intelbras without AccessFace.cgi: FaceInfoManager add/update
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
 (userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
 
@@ -222,6 +226,26 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, value_name = "stock|old|oem", default_value_t = ControlIdFaces::Stock)]
     pub controlid_faces: ControlIdFaces,
 
+    /// Hikvision face firmware: no FDSetUp (404 notSupport, no setUp in the
+    /// capabilities): faces are added with FaceDataRecord, never replaced
+    #[arg(long, requires = "faces")]
+    pub no_face_setup: bool,
+
+    /// Hikvision face firmware: FDSearch/Delete answers statusCode 6 Invalid Content and
+    /// only FDDelete removes a face, as on a DS-K1T341AMF
+    #[arg(long, requires = "faces")]
+    pub no_fdsearch_delete: bool,
+
+    /// Intelbras face firmware: no AccessFace.cgi (501 Not Implemented): faces go one
+    /// at a time through FaceInfoManager.cgi?action=add|update
+    #[arg(long, requires = "faces")]
+    pub no_access_face: bool,
+
+    /// Hikvision: the faces a device's library holds (FDRecordDataMaxNum); beyond it an
+    /// upload is refused exceedMaxFaceNumber
+    #[arg(long, value_name = "N", default_value_t = SimFaces::default().capacity)]
+    pub face_capacity: usize,
+
     /// Device I (from 1) is down: its connections are reset; repeat for several
     #[arg(long = "down", value_name = "I")]
     pub down: Vec<usize>,
@@ -336,7 +360,10 @@ impl SimulateArgs {
                 enabled: self.faces,
                 time_per_photo: Duration::from_millis(self.face_ms),
                 controlid: self.controlid_faces,
-                ..SimFaces::default()
+                capacity: self.face_capacity,
+                hikvision_setup: !self.no_face_setup,
+                hikvision_search_delete: !self.no_fdsearch_delete,
+                intelbras_access_face: !self.no_access_face,
             },
             hikvision_firmware: HikFirmware {
                 name_max: self.name_max,
@@ -505,6 +532,11 @@ mod tests {
             "2",
             "--controlid-faces",
             "oem",
+            "--no-face-setup",
+            "--no-fdsearch-delete",
+            "--face-capacity",
+            "12",
+            "--no-access-face",
         ])
         .unwrap();
         assert_eq!(args.non_facial, [2]);
@@ -512,6 +544,10 @@ mod tests {
         assert!(config.faces.enabled);
         assert_eq!(config.faces.time_per_photo, Duration::from_millis(50));
         assert_eq!(config.faces.controlid, ControlIdFaces::Oem);
+        assert!(!config.faces.hikvision_setup && !config.faces.hikvision_search_delete);
+        assert_eq!(config.faces.capacity, 12);
+        assert!(!config.faces.intelbras_access_face && plain.faces.intelbras_access_face);
+        assert!(plain.faces.hikvision_setup && plain.faces.hikvision_search_delete);
         let beyond = parse(&["--devices", "3", "--faces", "--non-facial", "4"]).unwrap();
         assert_eq!(
             beyond.config(String::new()).unwrap_err(),

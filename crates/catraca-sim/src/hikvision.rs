@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::digest::UserCheck;
-use super::face::{FaceStats, StoredFace};
+use super::face::{FaceStats, SimFaces, StoredFace};
+use super::hikvision_faces;
 use super::http::Response;
 
 /// The paging cap the capabilities report.
@@ -42,6 +43,8 @@ pub(crate) struct HikvisionApi {
     pub(crate) capacity: Option<usize>,
     /// The firmware's limits and calls (see [`HikFirmware`]).
     pub(crate) firmware: HikFirmware,
+    /// Whether the model takes faces, and its variants (see `hikvision_faces.rs`).
+    pub(crate) faces: SimFaces,
     /// Faces by FPID (= employeeNo) in FDID 1 / blackFD.
     pub(crate) face_store: BTreeMap<String, StoredFace>,
     pub(crate) face_stats: FaceStats,
@@ -157,7 +160,7 @@ pub(crate) fn route_name(path: &str) -> &'static str {
         "/ISAPI/AccessControl/CardInfo/Record" => "card_record",
         "/ISAPI/AccessControl/CardInfo/Search" => "card_search",
         "/ISAPI/AccessControl/CardInfo/Delete" => "card_delete",
-        _ => "unknown",
+        _ => hikvision_faces::route_name(path).unwrap_or("unknown"),
     }
 }
 
@@ -175,6 +178,14 @@ fn texts(list: Option<&Value>, key: &str) -> Option<Vec<String>> {
 }
 
 impl HikvisionApi {
+    /// One request: an FDLib call (multipart uploads included) or a JSON one.
+    pub(crate) fn call_request(&mut self, request: &super::http::Request<'_>) -> Served {
+        match hikvision_faces::route_name(request.path) {
+            Some(name) => self.face_call(name, request),
+            None => self.call(request.method, request.path, request.body),
+        }
+    }
+
     pub(crate) fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Served {
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let needs_body = method != "GET";
@@ -264,9 +275,10 @@ impl HikvisionApi {
             return invalid("badJsonContent", "EmployeeNoList");
         }
         // The legacy call leaves the cards behind (whether it does on every model is
-        // not known): the driver removes them first.
+        // not known): the driver removes them first. The face goes with the person.
         for employee in &list {
             self.users.remove(employee);
+            self.face_store.remove(employee);
         }
         ok()
     }
@@ -393,11 +405,16 @@ impl HikvisionApi {
             .values()
             .filter(|u| wanted.as_ref().is_none_or(|w| w.contains(&u.employee_no)))
             .map(|u| {
-                json!({
+                let mut row = json!({
                     "employeeNo": u.employee_no, "name": u.name, "userType": u.user_type,
                     "Valid": u.valid,
                     "numOfCard": self.cards.values().filter(|e| **e == u.employee_no).count(),
-                })
+                });
+                if self.faces.enabled {
+                    row["numOfFace"] =
+                        usize::from(self.face_store.contains_key(&u.employee_no)).into();
+                }
+                row
             })
             .collect();
         Self::page(cond, rows, "UserInfoSearch", "UserInfo")
@@ -413,6 +430,7 @@ impl HikvisionApi {
         };
         for employee in &list {
             self.users.remove(employee);
+            self.face_store.remove(employee);
         }
         self.cards.retain(|_, e| !list.contains(e));
         ok()

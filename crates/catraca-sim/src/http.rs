@@ -35,6 +35,8 @@ pub(crate) struct Request<'a> {
     pub(crate) body: &'a [u8],
     /// The `Authorization` header, for Digest devices.
     pub(crate) authorization: Option<&'a str>,
+    /// The `Content-Type` header (a multipart upload's boundary is in it).
+    pub(crate) content_type: Option<&'a str>,
 }
 
 impl Request<'_> {
@@ -382,6 +384,7 @@ enum Ending {
 struct Head {
     content_length: usize,
     authorization: Option<String>,
+    content_type: Option<String>,
     keep_alive: bool,
     chunked: bool,
 }
@@ -481,6 +484,7 @@ fn serve_connection<S: Read + Write>(stream: S, handler: &impl Handler) -> Endin
             query,
             body: &body,
             authorization: head.authorization.as_deref(),
+            content_type: head.content_type.as_deref(),
         };
         match handler.handle(&request) {
             Reply::Answer(response) => {
@@ -537,6 +541,7 @@ fn read_head<S: Read>(
     let mut head = Head {
         content_length: 0,
         authorization: None,
+        content_type: None,
         keep_alive: !http_10,
         chunked: false,
     };
@@ -571,6 +576,8 @@ fn read_head<S: Read>(
             }
         } else if name.eq_ignore_ascii_case(b"authorization") {
             head.authorization = Some(String::from_utf8_lossy(value).into_owned());
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            head.content_type = Some(String::from_utf8_lossy(value).into_owned());
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             head.chunked = !value.eq_ignore_ascii_case(b"identity");
         }
@@ -782,6 +789,7 @@ mod tests {
             query: "a=1&session=q%2FAc%2Bx+y&bad=%zz%4",
             body: b"",
             authorization: None,
+            content_type: None,
         };
         assert_eq!(request.query_param("session").as_deref(), Some("q/Ac+x y"));
         assert_eq!(request.query_param("bad").as_deref(), Some("%zz%4"));

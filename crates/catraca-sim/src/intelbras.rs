@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::face::{FaceStats, StoredFace};
+use super::face::{FaceStats, SimFaces, StoredFace};
 use super::hikvision::Served;
 use super::http::{Request, Response};
+use super::intelbras_faces;
 use super::intelbras_firmware::{Finds, IntelbrasFirmware};
 
 /// Entries per call.
@@ -35,6 +36,8 @@ pub(crate) struct IntelbrasApi {
     pub(crate) capacity: Option<usize>,
     pub(crate) firmware: IntelbrasFirmware,
     pub(crate) finds: Finds,
+    /// Whether the model takes faces, and its variants (see `intelbras_faces.rs`).
+    pub(crate) faces: SimFaces,
     /// Faces by UserID; removing the user leaves them (whether the device does is
     /// unknown, face-api.md 3.5: the strict choice).
     pub(crate) face_store: BTreeMap<String, StoredFace>,
@@ -67,6 +70,9 @@ pub(crate) fn busy() -> Response {
 
 /// The statistics name of a request: `user_insertMulti`, `card_list`, ...
 pub(crate) fn route_name(path: &str, action: Option<&str>) -> &'static str {
+    if let Some(name) = intelbras_faces::route_name(path, action) {
+        return name;
+    }
     let table = match path {
         "/cgi-bin/AccessUser.cgi" => "user",
         "/cgi-bin/AccessCard.cgi" => "card",

@@ -57,6 +57,18 @@ impl Finds {
     pub(crate) fn open(&self) -> usize {
         self.open.len()
     }
+
+    /// Opens a search over `records`: its token.
+    pub(crate) fn start(&mut self, records: Vec<Value>) -> u64 {
+        self.next += 1;
+        self.open.insert(self.next, OpenFind { records });
+        self.next
+    }
+
+    /// Closes a search; false when no such search is open.
+    pub(crate) fn stop(&mut self, token: u64) -> bool {
+        self.open.remove(&token).is_some()
+    }
 }
 
 fn text(status: u16, body: &str) -> Served {
@@ -122,6 +134,9 @@ impl IntelbrasApi {
     /// One request as this device's firmware answers it.
     pub(crate) fn call(&mut self, request: &Request<'_>) -> Served {
         let action = request.query_param("action");
+        if let Some(face) = super::intelbras_faces::route_name(request.path, action.as_deref()) {
+            return self.face_call(face, request);
+        }
         let name = route_name(request.path, action.as_deref());
         if self.firmware == IntelbrasFirmware::Documented {
             return self.call_documented(request);
@@ -216,7 +231,7 @@ impl IntelbrasApi {
         }
     }
 
-    fn do_find(&mut self, request: &Request<'_>) -> Served {
+    pub(crate) fn do_find(&mut self, request: &Request<'_>) -> Served {
         let number = |k: &str| request.query_param(k).and_then(|v| v.parse::<usize>().ok());
         let (Some(token), Some(offset), Some(count)) =
             (number("Token"), number("Offset"), number("Count"))

@@ -30,8 +30,10 @@ mod face;
 mod faults;
 mod fingerprint;
 mod hikvision;
+mod hikvision_faces;
 mod http;
 mod intelbras;
+mod intelbras_faces;
 mod intelbras_firmware;
 mod reader;
 pub mod redis_server;
@@ -389,6 +391,7 @@ impl DeviceState {
             Protocol::Hikvision(api, _) => {
                 api.users.remove(key);
                 api.cards.retain(|_, e| e != key);
+                api.face_store.remove(key);
             }
             Protocol::Intelbras(api, _) => {
                 api.users.remove(key);
@@ -536,6 +539,8 @@ struct DeviceHandler {
     stop: Arc<StopSignal>,
     /// Woken at every swipe, for a `remote_enroll` waiting on the reader.
     card_read: Condvar,
+    /// A Hikvision face upload is being worked on.
+    face_upload: AtomicBool,
 }
 
 /// What a fault-injected broken answer looks like: a body cut short.
@@ -821,6 +826,10 @@ impl DeviceHandler {
         };
         let target = request.target();
         let watched = state.drops_people().then(|| state.keys());
+        let photos_before = state.face_stats().modeled();
+        let upload = self.kind == Kind::Hikvision && hikvision_faces::is_upload(name);
+        // Held until the answer is due: one face upload at a time.
+        let mut upload_slot = None;
         let state_now = &mut *state;
         let learning = reader_route(self.kind, request);
         let verdict = match &mut state_now.device {
@@ -833,10 +842,26 @@ impl DeviceHandler {
             (Verdict::Accepted, _) if learning.is_some() => {
                 (Some(state_now.reader.serve(request)), None)
             }
-            (Verdict::Accepted, Protocol::Hikvision(api, _)) => (
-                Some(api.call(request.method, request.path, request.body)),
-                None,
-            ),
+            (Verdict::Accepted, Protocol::Hikvision(api, _)) if upload && api.faces.enabled => {
+                match UploadSlot::take(&self.face_upload) {
+                    Some(slot) => {
+                        upload_slot = Some(slot);
+                        (Some(api.call_request(request)), None)
+                    }
+                    None => {
+                        api.face_stats.calls += 1;
+                        api.face_stats.busy += 1;
+                        let busy = hikvision::Served {
+                            response: hikvision::busy(),
+                            created: None,
+                        };
+                        (Some(busy), None)
+                    }
+                }
+            }
+            (Verdict::Accepted, Protocol::Hikvision(api, _)) => {
+                (Some(api.call_request(request)), None)
+            }
             (Verdict::Accepted, Protocol::Intelbras(api, _)) => (Some(api.call(request)), None),
             (Verdict::Accepted, Protocol::ControlId(_)) => unreachable!("checked above"),
             (refused, _) => (None, Some(refused)),
@@ -844,6 +869,7 @@ impl DeviceHandler {
         if let Some(before) = watched {
             state.drop_new_people(&before);
         }
+        let photos = state.face_stats().modeled() - photos_before;
         let response = match (api_answer, verdict) {
             (Some(served), _) => {
                 if let Some((table, count)) = served.created {
@@ -889,7 +915,25 @@ impl DeviceHandler {
             (None, None) => unreachable!("a request is served or refused"),
         };
         drop(state);
-        self.answer_when_due(received, self.config.latency, fault, response)
+        let delay = self.face_delay(photos).saturating_add(self.config.latency);
+        let reply = self.answer_when_due(received, delay, fault, response);
+        drop(upload_slot);
+        reply
+    }
+}
+
+/// The one face upload a Hikvision terminal works on; freed on drop.
+struct UploadSlot<'a>(&'a AtomicBool);
+
+impl<'a> UploadSlot<'a> {
+    fn take(busy: &'a AtomicBool) -> Option<UploadSlot<'a>> {
+        (!busy.swap(true, Ordering::AcqRel)).then_some(UploadSlot(busy))
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -1105,6 +1149,7 @@ impl SimDevice {
                 HikvisionApi {
                     capacity: config.capacity,
                     firmware: config.hikvision_firmware,
+                    faces: config.faces.clone(),
                     ..HikvisionApi::default()
                 },
                 guard("DS-K1T671M"),
@@ -1113,6 +1158,7 @@ impl SimDevice {
                 IntelbrasApi {
                     capacity: config.capacity,
                     firmware: config.intelbras_firmware,
+                    faces: config.faces.clone(),
                     ..IntelbrasApi::default()
                 },
                 guard("Login to SS3530"),
@@ -1141,6 +1187,7 @@ impl SimDevice {
             down: AtomicBool::new(false),
             stop: stop.clone(),
             card_read: Condvar::new(),
+            face_upload: AtomicBool::new(false),
         });
         let server = Server::start(
             addr,
@@ -1331,7 +1378,8 @@ impl SimDevice {
     pub fn set_facial(&self, facial: bool) {
         match &mut self.handler.state().device {
             Protocol::ControlId(device) => device.faces.enabled = facial,
-            Protocol::Hikvision(..) | Protocol::Intelbras(..) => {}
+            Protocol::Hikvision(api, _) => api.faces.enabled = facial,
+            Protocol::Intelbras(api, _) => api.faces.enabled = facial,
         }
     }
 

@@ -618,3 +618,801 @@ fn controlid_test_image_judges_without_storing() {
     assert!(device.faces().is_empty());
     assert_eq!(device.face_stats().tested, 2);
 }
+
+// ---------------------------------------------------------------- Hikvision and Intelbras
+
+fn digest_device(kind: Kind, faces: SimFaces) -> SimDevice {
+    let config = SimConfig {
+        faces,
+        ..SimConfig::default()
+    };
+    SimDevice::start_kind(
+        "face",
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        kind,
+        config,
+    )
+    .unwrap()
+}
+
+/// A Digest client: asks for a challenge, then signs each request.
+struct Digest {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Digest {
+    fn new(device: &SimDevice) -> Digest {
+        Digest {
+            agent: agent(),
+            base: device.url(),
+        }
+    }
+
+    fn send(&self, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let url = format!("{}{target}", self.base);
+        let attempt = |authorization: Option<String>| {
+            let request = ureq::http::Request::builder()
+                .method(method)
+                .uri(&url)
+                .header("Content-Type", content_type);
+            let request = match authorization {
+                Some(a) => request.header("Authorization", a),
+                None => request,
+            };
+            let mut response = self
+                .agent
+                .run(request.body(body.to_vec()).unwrap())
+                .unwrap();
+            let challenge = response
+                .headers()
+                .get("WWW-Authenticate")
+                .map(|h| h.to_str().unwrap().to_owned());
+            let status = response.status().as_u16();
+            (
+                status,
+                challenge,
+                response.body_mut().read_to_string().unwrap(),
+            )
+        };
+        let (status, challenge, text) = attempt(None);
+        if status != 401 {
+            return (status, text);
+        }
+        let mut prompt = digest_auth::WwwAuthenticateHeader::parse(&challenge.unwrap()).unwrap();
+        let context = digest_auth::AuthContext::new_with_method(
+            "admin",
+            "admin",
+            target,
+            Option::<&[u8]>::None,
+            digest_auth::HttpMethod(method.to_owned().into()),
+        );
+        let header = prompt.respond(&context).unwrap().to_string();
+        let (status, _, text) = attempt(Some(header));
+        (status, text)
+    }
+
+    fn json(&self, method: &str, target: &str, body: &Value) -> (u16, Value) {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let (status, text) = self.send(method, target, "application/json", &body);
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+const BOUNDARY: &str = "catraca-boundary-7d1";
+
+/// A multipart body of (name, filename, content type, data) parts.
+fn multipart(parts: &[(&str, Option<&str>, &str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, content_type, data) in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let filename = filename
+            .map(|f| format!("; filename=\"{f}\""))
+            .unwrap_or_default();
+        body.extend_from_slice(
+            format!(
+                "Content-Disposition: form-data; name=\"{name}\"{filename}\r\nContent-Type: {content_type}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn hik_person(client: &Digest, employee: &str) {
+    let body = json!({"UserInfo": {"employeeNo": employee, "name": format!("P {employee}"),
+        "userType": "normal", "Valid": {"enable": false}}});
+    let (status, answer) = client.json(
+        "POST",
+        "/ISAPI/AccessControl/UserInfo/Record?format=json",
+        &body,
+    );
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn record_json(fpid: &str) -> Vec<u8> {
+    json!({"faceLibType": "blackFD", "FDID": "1", "FPID": fpid})
+        .to_string()
+        .into_bytes()
+}
+
+/// Uploads a face the documented way: `FDSetUp` (`setup`) or `FaceDataRecord`.
+fn hik_upload(client: &Digest, setup: bool, fpid: &str, photo: &[u8]) -> (u16, Value) {
+    let body = multipart(&[
+        (
+            "FaceDataRecord",
+            None,
+            "application/json",
+            &record_json(fpid),
+        ),
+        ("img", Some("face.jpg"), "image/jpeg", photo),
+    ]);
+    let (method, path) = if setup {
+        ("PUT", "/ISAPI/Intelligent/FDLib/FDSetUp?format=json")
+    } else {
+        (
+            "POST",
+            "/ISAPI/Intelligent/FDLib/FaceDataRecord?format=json",
+        )
+    };
+    let (status, text) = client.send(
+        method,
+        path,
+        &format!("multipart/form-data; boundary={BOUNDARY}"),
+        &body,
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn sub_status(answer: &(u16, Value)) -> (u16, String) {
+    (
+        answer.0,
+        answer.1["subStatusCode"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+fn hik_search(client: &Digest, fpid: &str) -> Value {
+    let body = json!({"searchResultPosition": 0, "maxResults": 1, "faceLibType": "blackFD",
+        "FDID": "1", "FPID": fpid});
+    let (status, answer) = client.json(
+        "POST",
+        "/ISAPI/Intelligent/FDLib/FDSearch?format=json",
+        &body,
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+#[test]
+fn hikvision_reports_its_library_and_capabilities() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    let (status, lib) = client.json("GET", "/ISAPI/Intelligent/FDLib?format=json", &Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(lib["FDLib"][0]["FDID"], "1");
+    assert_eq!(lib["FDLib"][0]["faceLibType"], "blackFD");
+    let (status, caps) = client.json(
+        "GET",
+        "/ISAPI/Intelligent/FDLib/capabilities?format=json",
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        caps["supportFDFunction"]["@opt"],
+        "post,delete,put,get,setUp"
+    );
+    assert_eq!(caps["FDRecordDataMaxNum"], 3000);
+    assert_eq!(caps["facePicFormat"]["@opt"], json!(["jpg", "png"]));
+    assert_eq!(device.face_stats().calls, 2);
+}
+
+#[test]
+fn hikvision_setup_adds_replaces_and_keeps_the_old_face_on_a_refusal() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "A-1");
+    assert_eq!(hik_search(&client, "A-1")["responseStatusStrg"], "NO MATCH");
+    let first = good(1);
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "A-1", &first)),
+        (200, "ok".into())
+    );
+    let found = hik_search(&client, "A-1");
+    assert_eq!(
+        (
+            found["totalMatches"].clone(),
+            found["MatchList"][0]["FPID"].clone()
+        ),
+        (json!(1), json!("A-1"))
+    );
+    assert!(found["MatchList"][0]["faceURL"]
+        .as_str()
+        .unwrap()
+        .contains("/LOCALS/pic/enrlFace/"));
+    let second = good(2);
+    assert_eq!(hik_upload(&client, true, "A-1", &second).0, 200);
+    assert_eq!(
+        device.face("A-1").unwrap().sha256,
+        face::sha256_hex(&second)
+    );
+    let grey = TestPhoto::flat_grey(480, 640);
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "A-1", &grey)),
+        (400, "SubpicAnalysisModelingError".into())
+    );
+    assert_eq!(
+        device.face("A-1").unwrap().sha256,
+        face::sha256_hex(&second)
+    );
+    let body = json!({"UserInfoSearchCond": {"searchID": "1", "searchResultPosition": 0, "maxResults": 30}});
+    let (_, users) = client.json(
+        "POST",
+        "/ISAPI/AccessControl/UserInfo/Search?format=json",
+        &body,
+    );
+    assert_eq!(users["UserInfoSearch"]["UserInfo"][0]["numOfFace"], 1);
+    let stats = device.face_stats();
+    assert_eq!((stats.photos_stored, stats.photos_refused), (2, 1));
+}
+
+#[test]
+fn hikvision_face_data_record_only_adds_and_needs_the_person() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    assert_eq!(
+        sub_status(&hik_upload(&client, false, "9", &good(1))),
+        (400, "employeeNoNotExist".into())
+    );
+    hik_person(&client, "9");
+    assert_eq!(hik_upload(&client, false, "9", &good(1)).0, 200);
+    assert_eq!(
+        sub_status(&hik_upload(&client, false, "9", &good(2))),
+        (400, "deviceUserAlreadyExistFace".into())
+    );
+    assert_eq!(device.face("9").unwrap().sha256, face::sha256_hex(&good(1)));
+}
+
+#[test]
+fn hikvision_refuses_photos_beyond_its_limits() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let big = TestPhoto::new(1200, 1600).quality(98).grain(40).build();
+    assert!(big.len() > 200 * 1024, "{}", big.len());
+    let answer = hik_upload(&client, true, "1", &big);
+    assert_eq!(sub_status(&answer), (400, "badJsonFormat".into()));
+    assert_eq!(answer.1["errorMsg"], "faceURL");
+    let modeling = (400, "SubpicAnalysisModelingError".to_owned());
+    for photo in [
+        TestPhoto::new(280, 380).build(),
+        TestPhoto::new(480, 640).progressive().build(),
+        TestPhoto::new(480, 640).subsampling_444().build(),
+        TestPhoto::new(480, 640).no_face().build(),
+        TestPhoto::new(640, 480).exif_orientation(8).build(),
+        b"not a picture".to_vec(),
+    ] {
+        assert_eq!(
+            sub_status(&hik_upload(&client, true, "1", &photo)),
+            modeling
+        );
+    }
+    assert!(device.faces().is_empty());
+    // A PNG of a face is taken (capabilities list png).
+    let png = TestPhoto::new(480, 640).grain(0).png().build();
+    assert_eq!(
+        hik_upload(&client, true, "1", &png).0,
+        200,
+        "{} bytes",
+        png.len()
+    );
+}
+
+#[test]
+fn hikvision_takes_the_multipart_parts_in_one_order_under_one_name() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let photo = good(1);
+    let record = record_json("1");
+    let bodies = [
+        // Image first.
+        multipart(&[
+            ("img", Some("f.jpg"), "image/jpeg", &photo),
+            ("FaceDataRecord", None, "application/json", &record),
+        ]),
+        // The image part under another name.
+        multipart(&[
+            ("FaceDataRecord", None, "application/json", &record),
+            ("FaceImage", Some("f.jpg"), "image/jpeg", &photo),
+        ]),
+        // The JSON part with a filename.
+        multipart(&[
+            (
+                "FaceDataRecord",
+                Some("r.json"),
+                "application/json",
+                &record,
+            ),
+            ("img", Some("f.jpg"), "image/jpeg", &photo),
+        ]),
+    ];
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    for body in bodies {
+        let (status, text) = client.send(
+            "PUT",
+            "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+            &content_type,
+            &body,
+        );
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains("badParameters"), "{text}");
+    }
+    let wrong_library = json!({"faceLibType": "blackFD", "FDID": "2", "FPID": "1"}).to_string();
+    let body = multipart(&[
+        (
+            "FaceDataRecord",
+            None,
+            "application/json",
+            wrong_library.as_bytes(),
+        ),
+        ("img", Some("f.jpg"), "image/jpeg", &photo),
+    ]);
+    let (_, text) = client.send(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        &content_type,
+        &body,
+    );
+    assert!(text.contains("faceLibNotExist"), "{text}");
+    let (status, _) = client.send(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        "image/jpeg",
+        &photo,
+    );
+    assert_eq!(status, 400);
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn hikvision_a_full_library_refuses_new_faces_but_replaces() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            capacity: 1,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    hik_person(&client, "2");
+    assert_eq!(hik_upload(&client, true, "1", &good(1)).0, 200);
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "2", &good(2))),
+        (400, "exceedMaxFaceNumber".into())
+    );
+    assert_eq!(hik_upload(&client, true, "1", &good(3)).0, 200);
+}
+
+#[test]
+fn hikvision_faces_go_by_search_delete_fd_delete_or_with_their_person() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    for person in ["1", "2", "3"] {
+        hik_person(&client, person);
+        assert_eq!(
+            hik_upload(&client, true, person, &good(person.parse().unwrap())).0,
+            200
+        );
+    }
+    let (status, answer) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSearch/Delete?format=json&FDID=1&faceLibType=blackFD",
+        &json!({"FPID": [{"value": "1"}]}),
+    );
+    assert_eq!((status, answer["statusCode"].clone()), (200, json!(1)));
+    let fd_delete = |fpid: &str| {
+        client.json(
+            "PUT",
+            "/ISAPI/Intelligent/FDLib/FDDelete?format=json",
+            &json!({"faceLibType": "blackFD", "FDID": "1", "FPID": fpid}),
+        )
+    };
+    assert_eq!(fd_delete("2").0, 200);
+    let (status, answer) = fd_delete("2");
+    assert_eq!(
+        (status, answer["statusCode"].clone()),
+        (400, json!(4)),
+        "no such face"
+    );
+    let (status, _) = client.json(
+        "PUT",
+        "/ISAPI/AccessControl/UserInfoDetail/Delete?format=json",
+        &json!({"UserInfoDetail": {"mode": "byEmployeeNo", "EmployeeNoList": [{"employeeNo": "3"}]}}),
+    );
+    assert_eq!(status, 200);
+    assert!(device.faces().is_empty(), "{:?}", device.faces());
+}
+
+#[test]
+fn hikvision_firmware_without_setup_or_search_delete() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            hikvision_setup: false,
+            hikvision_search_delete: false,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let (_, caps) = client.json(
+        "GET",
+        "/ISAPI/Intelligent/FDLib/capabilities?format=json",
+        &Value::Null,
+    );
+    assert_eq!(caps["supportFDFunction"]["@opt"], "post,delete,put,get");
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "1", &good(1))),
+        (404, "notSupport".into())
+    );
+    assert_eq!(hik_upload(&client, false, "1", &good(1)).0, 200);
+    let (status, answer) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSearch/Delete?format=json&FDID=1&faceLibType=blackFD",
+        &json!({"FPID": [{"value": "1"}]}),
+    );
+    assert_eq!(
+        (
+            status,
+            answer["statusCode"].clone(),
+            answer["statusString"].clone()
+        ),
+        (400, json!(6), json!("Invalid Content"))
+    );
+    assert!(device.face("1").is_some());
+    let (status, _) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDDelete?format=json",
+        &json!({"faceLibType": "blackFD", "FDID": "1", "FPID": "1"}),
+    );
+    assert_eq!(status, 200);
+    assert!(device.face("1").is_none());
+}
+
+#[test]
+fn hikvision_a_card_model_has_no_face_library_and_counts_each_call() {
+    let device = digest_device(Kind::Hikvision, SimFaces::default());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let (status, answer) = client.json(
+        "GET",
+        "/ISAPI/Intelligent/FDLib/capabilities?format=json",
+        &Value::Null,
+    );
+    assert_eq!(
+        (status, answer["subStatusCode"].clone()),
+        (404, json!("notSupport"))
+    );
+    assert_eq!(hik_upload(&client, true, "1", &good(1)).0, 404);
+    let body = json!({"UserInfoSearchCond": {"searchID": "1", "searchResultPosition": 0, "maxResults": 30}});
+    let (_, users) = client.json(
+        "POST",
+        "/ISAPI/AccessControl/UserInfo/Search?format=json",
+        &body,
+    );
+    assert!(users["UserInfoSearch"]["UserInfo"][0]
+        .get("numOfFace")
+        .is_none());
+    let stats = device.face_stats();
+    assert_eq!((stats.calls, stats.photos_received), (2, 0));
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn hikvision_works_on_one_upload_at_a_time() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            time_per_photo: Duration::from_secs(2),
+            ..SimFaces::on()
+        },
+    );
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    hik_person(&client, "2");
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| hik_upload(&Digest::new(&device), true, "1", &good(1)));
+        // Until the first upload is being modeled.
+        while device.face_stats().calls == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let second = hik_upload(&client, true, "2", &good(2));
+        assert_eq!(second.0, 503);
+        assert_eq!(second.1["statusCode"], 2);
+        assert_eq!(first.join().unwrap().0, 200);
+    });
+    assert_eq!(device.face_stats().busy, 1);
+    assert!(device.face("1").is_some() && device.face("2").is_none());
+}
+
+fn intelbras_users(client: &Digest, ids: &[&str]) {
+    let list: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"UserID": id, "UserName": format!("P {id}")}))
+        .collect();
+    let (status, text) = client.json(
+        "POST",
+        "/cgi-bin/AccessUser.cgi?action=insertMulti",
+        &json!({"UserList": list}),
+    );
+    assert_eq!(status, 200, "{text}");
+}
+
+fn face_list(faces: &[(&str, &[u8])]) -> Value {
+    let list: Vec<Value> = faces
+        .iter()
+        .map(|(id, photo)| json!({"UserID": id, "PhotoData": [b64(photo)]}))
+        .collect();
+    json!({"FaceList": list})
+}
+
+fn intelbras_faces(client: &Digest, action: &str, faces: &[(&str, &[u8])]) -> (u16, Value) {
+    client.json(
+        "POST",
+        &format!("/cgi-bin/AccessFace.cgi?action={action}"),
+        &face_list(faces),
+    )
+}
+
+fn fail_codes(answer: &(u16, Value)) -> Vec<i64> {
+    assert_eq!(answer.0, 400, "{}", answer.1);
+    assert_eq!(answer.1["code"], 268_632_336);
+    assert_eq!(answer.1["message"], "Batch Process Error");
+    let codes: Vec<i64> = answer.1["detail"]["FailCodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    assert_eq!(answer.1["detail"]["FailCount"], codes.len());
+    codes
+}
+
+/// `Total` of a face search for one user, closing the search.
+fn intelbras_has_face(client: &Digest, user: &str) -> u64 {
+    let (status, found) = client.json(
+        "GET",
+        &format!("/cgi-bin/FaceInfoManager.cgi?action=startFind&Condition.UserID={user}"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200, "{found}");
+    let token = found["Token"].as_u64().unwrap();
+    let (status, _) = client.json(
+        "GET",
+        &format!("/cgi-bin/FaceInfoManager.cgi?action=stopFind&Token={token}"),
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    found["Total"].as_u64().unwrap()
+}
+
+#[test]
+fn intelbras_insert_multi_stores_a_batch_and_start_find_sees_it() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1001", "1002", "1003"]);
+    let (p1, p2) = (good(1), good(2));
+    let answer = intelbras_faces(&client, "insertMulti", &[("1001", &p1), ("1002", &p2)]);
+    assert_eq!(answer, (200, Value::String("OK\r\n".into())));
+    assert_eq!(intelbras_has_face(&client, "1001"), 1);
+    assert_eq!(intelbras_has_face(&client, "1003"), 0);
+    assert_eq!(device.open_searches(), 0);
+    assert_eq!(device.face("1002").unwrap().sha256, face::sha256_hex(&p2));
+    // A second insert for a user with a face is refused; an update replaces.
+    let p3 = good(3);
+    let again = intelbras_faces(&client, "insertMulti", &[("1001", &p3)]);
+    assert_eq!(fail_codes(&again), [286_064_926]);
+    assert_eq!(
+        intelbras_faces(&client, "updateMulti", &[("1001", &p3)]).0,
+        200
+    );
+    assert_eq!(device.face("1001").unwrap().sha256, face::sha256_hex(&p3));
+    let stats = device.face_stats();
+    assert_eq!((stats.photos_stored, stats.photos_refused), (3, 1));
+}
+
+#[test]
+fn intelbras_refuses_photos_beyond_its_limits_with_their_codes() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let heavy = TestPhoto::new(600, 800).quality(98).grain(40).build();
+    assert!(heavy.len() > 100 * 1024);
+    let cases: [(Vec<u8>, i64); 8] = [
+        (heavy, 286_064_923),
+        (
+            TestPhoto::new(700, 1000).grain(0).quality(40).build(),
+            286_064_923,
+        ),
+        (
+            TestPhoto::new(400, 1300).grain(0).quality(40).build(),
+            286_064_923,
+        ),
+        (TestPhoto::new(140, 300).build(), 288_686_087),
+        (TestPhoto::new(300, 700).build(), 288_686_087),
+        (TestPhoto::new(480, 640).grain(0).png().build(), 288_686_087),
+        (TestPhoto::new(480, 640).no_face().build(), 288_686_087),
+        (TestPhoto::flat_grey(480, 640), 288_686_087),
+    ];
+    for (photo, code) in cases {
+        let answer = intelbras_faces(&client, "insertMulti", &[("1", &photo)]);
+        assert_eq!(fail_codes(&answer), [code]);
+    }
+    assert!(device.faces().is_empty());
+    // The documented extremes are taken.
+    for (w, h) in [(150, 300), (600, 1200)] {
+        let photo = TestPhoto::new(w, h).quality(60).build();
+        assert_eq!(
+            intelbras_faces(&client, "updateMulti", &[("1", &photo)]).0,
+            200,
+            "{w}x{h}"
+        );
+    }
+}
+
+#[test]
+fn intelbras_a_batch_with_a_refused_photo_stores_none_of_it() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1", "2", "3"]);
+    let grey = TestPhoto::flat_grey(480, 640);
+    let answer = intelbras_faces(
+        &client,
+        "insertMulti",
+        &[("1", &good(1)), ("2", &grey), ("3", &good(3))],
+    );
+    assert_eq!(fail_codes(&answer), [288_686_087]);
+    assert!(device.faces().is_empty());
+    assert_eq!(device.face_stats().photos_refused, 3);
+}
+
+#[test]
+fn intelbras_requests_it_cannot_read_are_a_bare_bad_request() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    let ids: Vec<String> = (1..=11).map(|i| i.to_string()).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    intelbras_users(&client, &id_refs[..10]);
+    intelbras_users(&client, &id_refs[10..]);
+    let photo = good(1);
+    let bad = "Error\r\nBad Request!\r\n".to_owned();
+    let eleven: Vec<(&str, &[u8])> = id_refs.iter().map(|id| (*id, photo.as_slice())).collect();
+    let (status, text) = intelbras_faces(&client, "insertMulti", &eleven);
+    assert_eq!((status, text), (400, Value::String(bad.clone())));
+    for body in [
+        json!({"FaceList": [{"UserID": "1", "PhotoData": ["%%% not base64"]}]}),
+        json!({"FaceList": [{"UserID": "99", "PhotoData": [b64(&photo)]}]}),
+        json!({"FaceList": [{"UserID": "1", "PhotoData": [b64(&photo)]}, {"UserID": "1", "PhotoData": [b64(&photo)]}]}),
+        json!({"FaceList": [{"UserID": "1", "PhotoData": b64(&photo)}]}),
+        json!({"Faces": []}),
+    ] {
+        let (status, text) =
+            client.json("POST", "/cgi-bin/AccessFace.cgi?action=insertMulti", &body);
+        assert_eq!((status, text), (400, Value::String(bad.clone())), "{body}");
+    }
+    let (status, text) = client.send(
+        "POST",
+        "/cgi-bin/AccessFace.cgi?action=insertMulti",
+        "application/json",
+        b"{not json",
+    );
+    assert_eq!((status, text), (400, bad));
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn intelbras_remove_is_idempotent_and_a_removed_user_leaves_the_face() {
+    let device = digest_device(Kind::Intelbras, SimFaces::instant());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1", "2"]);
+    assert_eq!(
+        intelbras_faces(&client, "insertMulti", &[("1", &good(1)), ("2", &good(2))]).0,
+        200
+    );
+    for _ in 0..2 {
+        let (status, text) = client.json(
+            "GET",
+            "/cgi-bin/FaceInfoManager.cgi?action=remove&UserID=1",
+            &Value::Null,
+        );
+        assert_eq!((status, text), (200, Value::String("OK\r\n".into())));
+    }
+    assert_eq!(intelbras_has_face(&client, "1"), 0);
+    let (status, _) = client.json(
+        "GET",
+        "/cgi-bin/AccessUser.cgi?action=removeMulti&UserIDList[0]=2",
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    let faces = device.faces();
+    assert_eq!(faces.len(), 1);
+    assert!(faces[0].dangling && faces[0].key == "2");
+    assert_eq!(intelbras_has_face(&client, "2"), 1);
+}
+
+#[test]
+fn intelbras_without_access_face_takes_faces_through_the_face_manager() {
+    let device = digest_device(
+        Kind::Intelbras,
+        SimFaces {
+            intelbras_access_face: false,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let (status, text) = intelbras_faces(&client, "insertMulti", &[("1", &good(1))]);
+    assert_eq!(
+        (status, text),
+        (501, Value::String("Error\r\nNot Implemented!\r\n".into()))
+    );
+    let add = |action: &str, photo: &[u8]| {
+        client.json(
+            "POST",
+            &format!("/cgi-bin/FaceInfoManager.cgi?action={action}"),
+            &json!({"UserID": "1", "Info": {"UserName": "P 1", "PhotoData": [b64(photo)]}}),
+        )
+    };
+    assert_eq!(add("add", &good(1)).0, 200);
+    assert_eq!(fail_codes(&add("add", &good(2))), [286_064_926]);
+    assert_eq!(
+        fail_codes(&add("update", &TestPhoto::flat_grey(480, 640))),
+        [288_686_087]
+    );
+    assert_eq!(add("update", &good(2)).0, 200);
+    assert_eq!(device.face("1").unwrap().sha256, face::sha256_hex(&good(2)));
+    let (status, caps) = client.json(
+        "GET",
+        "/cgi-bin/FaceInfoManager.cgi?action=getCaps",
+        &Value::Null,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(caps["caps"]["MaxPhotoSize"], 102_400);
+}
+
+#[test]
+fn intelbras_a_card_model_answers_not_implemented_and_counts_each_call() {
+    let device = digest_device(Kind::Intelbras, SimFaces::default());
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let not_implemented = Value::String("Error\r\nNot Implemented!\r\n".into());
+    let (status, text) = client.json(
+        "GET",
+        "/cgi-bin/FaceInfoManager.cgi?action=getCaps",
+        &Value::Null,
+    );
+    assert_eq!((status, text), (501, not_implemented.clone()));
+    let (status, text) = intelbras_faces(&client, "insertMulti", &[("1", &good(1))]);
+    assert_eq!((status, text), (501, not_implemented));
+    let stats = device.face_stats();
+    assert_eq!((stats.calls, stats.photos_received), (2, 0));
+    device.set_facial(true);
+    assert_eq!(
+        intelbras_faces(&client, "insertMulti", &[("1", &good(1))]).0,
+        200
+    );
+}
