@@ -55,6 +55,8 @@ const DELETE_POLLS: usize = 150;
 
 const JSON: &str = "application/json";
 
+mod photos;
+
 /// What the device answered, once transport trouble and busy/full are set apart.
 enum Reply {
     Ok(Value),
@@ -162,6 +164,12 @@ pub struct HikvisionDevice {
     truncated: Mutex<HashSet<String>>,
     /// The device refused a non-digit `employeeNo` (`badJsonContent`, `employeeNo`).
     digits_only_seen: AtomicBool,
+    /// `FDLib/capabilities`, read once: `None` for a terminal without faces.
+    face_library: OnceLock<Option<photos::FaceLibrary>>,
+    /// Held while a face is uploaded: one at a time per terminal.
+    uploading: Mutex<()>,
+    /// Set when the face library said it is full: later photos fail with it.
+    faces_full: OnceLock<String>,
 }
 
 impl HikvisionDevice {
@@ -185,6 +193,9 @@ impl HikvisionDevice {
             digits_only_seen: AtomicBool::new(false),
             cards: CardRule::vendor_default(crate::vendor::Kind::Hikvision),
             faces: Default::default(),
+            face_library: OnceLock::new(),
+            uploading: Mutex::new(()),
+            faces_full: OnceLock::new(),
         }
     }
 
@@ -572,6 +583,15 @@ impl HikvisionDevice {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(person.registration.clone());
         }
+        // The face once the person exists with its card.
+        let wants_photo = match plan {
+            Plan::Create => true,
+            Plan::Update { changes, .. } => changes.contains(&"photo"),
+            _ => false,
+        };
+        if wants_photo && person.photo.is_some() && self.takes_faces()? {
+            self.put_face(person)?;
+        }
         Ok(outcome)
     }
 
@@ -699,11 +719,25 @@ impl Device for HikvisionDevice {
                 LongNames::Fail => None,
             },
         };
+        // The terminal tells no version of the face it holds: a person planned at all
+        // (the cache did not vouch for the pair) gets the photo again (see photos.rs).
+        let photos = people.iter().any(|p| p.photo.is_some()) && self.takes_faces()?;
         Ok(people
             .iter()
             .map(|person| {
                 let copies = held.get(&person.registration).map(std::slice::from_ref);
-                plan_diff::plan(person, copies.unwrap_or(&[]), &rules)
+                let plan = plan_diff::plan(person, copies.unwrap_or(&[]), &rules);
+                match plan {
+                    Plan::Unchanged { id } if photos && person.photo.is_some() => Plan::Update {
+                        id,
+                        changes: vec!["photo"],
+                    },
+                    Plan::Update { id, mut changes } if photos && person.photo.is_some() => {
+                        changes.push("photo");
+                        Plan::Update { id, changes }
+                    }
+                    other => other,
+                }
             })
             .collect())
     }
@@ -750,6 +784,28 @@ impl Device for HikvisionDevice {
         }
         lines.push(self.client.nonce_facts().describe());
         lines
+    }
+
+    fn takes_faces(&self) -> Result<bool, DeviceError> {
+        self.faces.takes(|| Ok(self.face_library()?.is_some()))
+    }
+
+    fn face_facts(&self) -> String {
+        match self.face_library() {
+            Ok(Some(library)) => format!(
+                "faces: taken ({}); face library capacity {}",
+                if library.setup {
+                    "FDSetUp"
+                } else {
+                    "no FDSetUp: FaceDataRecord, delete and add to replace"
+                },
+                library
+                    .capacity
+                    .map_or("not reported".to_string(), |c| c.to_string())
+            ),
+            Ok(None) => "faces: not taken (no face library)".into(),
+            Err(e) => format!("faces: could not ask ({e})"),
+        }
     }
 
     fn names_truncated(&self) -> u64 {

@@ -192,6 +192,17 @@ pub fn reason(sub: &str) -> Option<&'static str> {
         "notsupport" => "this model or firmware does not support the call",
         "methodnotallowed" => "the call does not take this HTTP method",
         "devicebusy" => "the device is busy; catraca retries later",
+        "subpicanalysismodelingerror" | "picfeaturepoints" | "facedatamodeling" => {
+            "the terminal could not model a face in the photo (none found, too small, blurred or badly encoded): send a sharp head-and-shoulders photo"
+        }
+        "lowfacepicquality" => "the photo's quality is too low for the terminal: send a sharper photo",
+        "deviceuseralreadyexistface" => "the person already has a face on the terminal",
+        "exceedmaxfacenumber" | "devicememorylimited" => {
+            "the terminal's face library is full"
+        }
+        "facelibnotexist" => "the terminal has no such face library (FDID 1, blackFD)",
+        "writedatabaseerror" | "savefacepic" => "the terminal could not save the face",
+        "urldownloadfail" => "the terminal could not download the photo from its URL",
         "notactivated" => "the device is not activated: activate it in its web page first",
         "riskpassword" => "the device refuses a weak password: change it in its web page",
         "permissiondenied" => "the account lacks the rights to manage people on this device",

@@ -1,9 +1,11 @@
 //! Face photos end to end: the real binary against facial simulators over HTTP, with
 //! photos made by the simulator's generator (docs/face-api.md; README "Faces").
 
-use crate::harness::{assert_holds_exactly, csv, fleet, people, Row, Sandbox};
+use crate::harness::{
+    assert_holds_exactly, assert_people, csv, fleet, mixed_fleet, people, requests, Row, Sandbox,
+};
 use catraca_sim::test_photo::TestPhoto;
-use catraca_sim::{Fleet, SimConfig, SimDevice, SimFaces};
+use catraca_sim::{ControlIdFaces, Fleet, Kind, PhotoFormat, SimConfig, SimDevice, SimFaces};
 use serde_json::Value;
 
 /// Writes `rows` as `p.csv` with a `foto` column naming `fotos/<registration>.jpg` for
@@ -376,4 +378,319 @@ fn remove_and_prune_take_the_photos_off_with_the_people() {
     assert_eq!(faces.len(), 7, "{faces:#?}");
     assert!(faces.iter().all(|f| !f.dangling), "{faces:#?}");
     assert_holds_exactly(&fleet.devices[0], staying);
+}
+
+/// A devices file for `fleet`, each device with its kind, and `faces = false` for the
+/// devices `card_only` picks (the others are asked).
+fn devices_file(sandbox: &Sandbox, fleet: &Fleet, card_only: impl Fn(usize) -> bool) -> String {
+    let mut text = String::new();
+    for (i, device) in fleet.devices.iter().enumerate() {
+        let kind = match device.kind() {
+            Kind::Controlid => "controlid",
+            Kind::Hikvision => "hikvision",
+            Kind::Intelbras => "intelbras",
+        };
+        text.push_str(&format!(
+            "[[device]]\nname = \"{}\"\nurl = \"{}\"\nkind = \"{kind}\"\n{}\n",
+            device.name(),
+            device.url(),
+            if card_only(i) { "faces = false\n" } else { "" }
+        ));
+    }
+    sandbox.write("devices.toml", text).display().to_string()
+}
+
+fn run_on_file(sandbox: &Sandbox, devices: &str, extra: &[&str]) -> crate::harness::Ran {
+    let users = sandbox.path("p.csv").display().to_string();
+    sandbox
+        .catraca(&["enroll", "--users", &users, "--devices", devices, "--json"])
+        .embedded_cache()
+        .args(extra)
+        .run()
+}
+
+fn facial_mixed(kinds: &[(Kind, usize)], faces: SimFaces) -> Fleet {
+    mixed_fleet(
+        kinds,
+        SimConfig {
+            faces,
+            ..SimConfig::default()
+        },
+    )
+}
+
+/// Every face `device` holds is one per row, within its family's limits.
+fn assert_one_face_each(device: &SimDevice, rows: &[Row]) {
+    let faces = device.faces();
+    assert_eq!(faces.len(), rows.len(), "{}: {faces:#?}", device.name());
+    for row in rows {
+        let face = device
+            .face(&row.registration)
+            .unwrap_or_else(|| panic!("{} has no face on {}", row.registration, device.name()));
+        assert_eq!(face.format, PhotoFormat::Jpeg);
+        assert_eq!((face.width, face.height), (480, 640), "{face:?}");
+        assert!(face.bytes <= 70_000, "{face:?}");
+    }
+}
+
+#[test]
+fn a_mixed_fleet_gets_one_face_each_on_every_facial_family_and_a_card_turnstile_no_face_call() {
+    let sandbox = Sandbox::new();
+    let fleet = facial_mixed(
+        &[
+            (Kind::Controlid, 1),
+            (Kind::Hikvision, 2),
+            (Kind::Intelbras, 2),
+        ],
+        SimFaces::instant(),
+    );
+    // The last Hikvision is a card model the devices file says so of; the last
+    // Intelbras one catraca asks (its getCaps is refused).
+    fleet.devices[2].set_facial(false);
+    fleet.devices[4].set_facial(false);
+    let devices = devices_file(&sandbox, &fleet, |i| i == 2);
+    let rows = people(60);
+    with_photos(
+        &sandbox,
+        &rows,
+        |_| true,
+        |i| TestPhoto::new(900, 700).seed(i as u64).build(),
+    );
+    let first = run_on_file(&sandbox, &devices, &[]);
+    first.expect_code(0);
+    let report = first.report();
+    assert_eq!(report["registered"], 300, "{}", first.shown);
+    for (i, device) in fleet.devices.iter().enumerate() {
+        assert_people(device, &rows);
+        let sent = report["per_device"][i]["photos_sent"].as_u64().unwrap();
+        if matches!(i, 2 | 4) {
+            assert!(device.faces().is_empty());
+            assert_eq!(device.face_stats().photos_received, 0, "{}", device.name());
+            assert_eq!(sent, 0);
+        } else {
+            assert_one_face_each(device, &rows);
+            assert_eq!(sent, 60, "{}", device.name());
+        }
+    }
+    assert_eq!(
+        fleet.devices[2].face_stats().calls,
+        0,
+        "faces = false: not even asked"
+    );
+
+    // A rerun sends no photo; one changed photo goes again to each facial device alone.
+    let received: Vec<u64> = fleet
+        .devices
+        .iter()
+        .map(|d| d.face_stats().photos_received)
+        .collect();
+    let again = run_on_file(&sandbox, &devices, &[]);
+    again.expect_code(0);
+    assert_eq!(again.report()["skipped_cache"], 300, "{}", again.shown);
+    let changed = &rows[11];
+    let old: Vec<Option<String>> = fleet
+        .devices
+        .iter()
+        .map(|d| d.face(&changed.registration).map(|f| f.sha256))
+        .collect();
+    sandbox.write(
+        &format!("fotos/{}.jpg", changed.registration),
+        TestPhoto::new(700, 900).seed(4242).build(),
+    );
+    let third = run_on_file(&sandbox, &devices, &[]);
+    third.expect_code(0);
+    let report = third.report();
+    assert_eq!(report["updated"], 3, "{}", third.shown);
+    for (i, device) in fleet.devices.iter().enumerate() {
+        let now = device.face_stats().photos_received;
+        if matches!(i, 2 | 4) {
+            assert_eq!(now, 0);
+            continue;
+        }
+        assert_eq!(now, received[i] + 1, "{}", device.name());
+        assert_ne!(device.face(&changed.registration).map(|f| f.sha256), old[i]);
+        assert_one_face_each(device, &rows);
+    }
+}
+
+#[test]
+fn photos_too_small_or_without_a_face_fail_on_hikvision_and_intelbras_with_their_reasons() {
+    let sandbox = Sandbox::new();
+    let fleet = facial_mixed(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimFaces::instant(),
+    );
+    let devices = devices_file(&sandbox, &fleet, |_| false);
+    let rows = people(12);
+    with_photos(
+        &sandbox,
+        &rows,
+        |_| true,
+        |i| match i {
+            3 => TestPhoto::flat_grey(600, 800),
+            // 200 x 266 once fitted: under both families' minimum.
+            5 => TestPhoto::new(200, 266).seed(5).build(),
+            _ => TestPhoto::new(600, 800).seed(i as u64).build(),
+        },
+    );
+    let ran = run_on_file(&sandbox, &devices, &[]);
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["failed"], 4, "{}", ran.shown);
+    let reason = |device: &str, registration: &str| {
+        report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["registration"] == registration && f["device"] == device)
+            .map(|f| f["error"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let (hik, intelbras) = (fleet.devices[0].name(), fleet.devices[1].name());
+    assert!(
+        reason(hik, &rows[3].registration).contains("could not model a face"),
+        "{}",
+        ran.shown
+    );
+    assert!(
+        reason(intelbras, &rows[3].registration).contains("no usable face"),
+        "{}",
+        ran.shown
+    );
+    assert!(
+        reason(hik, &rows[5].registration).contains("photo too small"),
+        "{}",
+        ran.shown
+    );
+    assert!(
+        reason(intelbras, &rows[5].registration).contains("photo too small"),
+        "{}",
+        ran.shown
+    );
+    for device in &fleet.devices {
+        assert_people(device, &rows);
+        assert_eq!(device.faces().len(), 10, "{}", device.name());
+    }
+    // A refused photo in a batch of ten cost only its own person on Intelbras.
+    assert_eq!(report["per_device"][1]["photos_sent"], 10);
+    assert_eq!(report["per_device"][1]["photos_refused"], 2);
+}
+
+#[test]
+fn older_firmware_without_fdsetup_accessface_or_image_timestamps_still_ends_with_one_face_each() {
+    let sandbox = Sandbox::new();
+    let faces = SimFaces {
+        hikvision_setup: false,
+        hikvision_search_delete: false,
+        intelbras_access_face: false,
+        controlid: ControlIdFaces::Old,
+        ..SimFaces::instant()
+    };
+    let fleet = facial_mixed(
+        &[
+            (Kind::Controlid, 1),
+            (Kind::Hikvision, 1),
+            (Kind::Intelbras, 1),
+        ],
+        faces,
+    );
+    let devices = devices_file(&sandbox, &fleet, |_| false);
+    let rows = people(14);
+    with_photos(
+        &sandbox,
+        &rows,
+        |_| true,
+        |i| TestPhoto::new(600, 800).seed(i as u64).build(),
+    );
+    run_on_file(&sandbox, &devices, &[]).expect_code(0);
+    for device in &fleet.devices {
+        assert_one_face_each(device, &rows);
+    }
+    // A changed photo: FaceDataRecord refuses a second face, so the old one is deleted
+    // (FDSearch/Delete refused here: FDDelete) and the new one added; FaceInfoManager
+    // updates; old Control iD firmware is listed with user_list_images.
+    let changed = &rows[4];
+    sandbox.write(
+        &format!("fotos/{}.jpg", changed.registration),
+        TestPhoto::new(640, 800).seed(31).build(),
+    );
+    let old: Vec<String> = fleet
+        .devices
+        .iter()
+        .map(|d| d.face(&changed.registration).unwrap().sha256)
+        .collect();
+    let ran = run_on_file(&sandbox, &devices, &[]);
+    ran.expect_code(0);
+    assert_eq!(ran.report()["updated"], 3, "{}", ran.shown);
+    for (device, old) in fleet.devices.iter().zip(&old) {
+        assert_ne!(&device.face(&changed.registration).unwrap().sha256, old);
+        assert_one_face_each(device, &rows);
+    }
+    let (controlid, hikvision, intelbras) =
+        (&fleet.devices[0], &fleet.devices[1], &fleet.devices[2]);
+    assert!(requests(controlid, "user_list_images") >= 2);
+    assert_eq!(requests(hikvision, "face_setup"), 0);
+    // 14 added; the changed one refused (it has a face), deleted, added again.
+    assert_eq!(requests(hikvision, "face_record"), 16);
+    assert_eq!(
+        requests(hikvision, "face_delete"),
+        1,
+        "FDDelete after FDSearch/Delete was refused"
+    );
+    assert_eq!(
+        requests(intelbras, "face_insertMulti"),
+        1,
+        "refused once (501), then never"
+    );
+    assert_eq!(
+        requests(intelbras, "face_add") + requests(intelbras, "face_update"),
+        15
+    );
+}
+
+#[test]
+fn remove_and_prune_take_faces_off_hikvision_and_intelbras() {
+    let sandbox = Sandbox::new();
+    let fleet = facial_mixed(
+        &[(Kind::Hikvision, 1), (Kind::Intelbras, 1)],
+        SimFaces::instant(),
+    );
+    let devices = devices_file(&sandbox, &fleet, |_| false);
+    let rows = people(10);
+    with_photos(
+        &sandbox,
+        &rows,
+        |_| true,
+        |i| TestPhoto::new(600, 800).seed(i as u64).build(),
+    );
+    run_on_file(&sandbox, &devices, &[]).expect_code(0);
+    let leaving = sandbox.write(
+        "leaving.csv",
+        format!("matricula\n{}\n", rows[0].registration),
+    );
+    sandbox
+        .catraca(&[
+            "remove",
+            "--users",
+            leaving.to_str().unwrap(),
+            "--devices",
+            &devices,
+        ])
+        .embedded_cache()
+        .run()
+        .expect_code(0);
+    let staying = &rows[1..9];
+    with_photos(
+        &sandbox,
+        staying,
+        |_| true,
+        |i| TestPhoto::new(600, 800).seed(i as u64 + 1).build(),
+    );
+    run_on_file(&sandbox, &devices, &["--prune", "--max-remove", "50%"]).expect_code(0);
+    for device in &fleet.devices {
+        let faces = device.faces();
+        assert_eq!(faces.len(), 8, "{}: {faces:#?}", device.name());
+        assert!(faces.iter().all(|f| !f.dangling));
+        assert_people(device, staying);
+    }
 }

@@ -56,39 +56,19 @@ fn is_photo_verdict(code: i64) -> bool {
 }
 
 impl IntelbrasDevice {
-    /// Whether the device takes faces, when the devices file does not say: a face
-    /// search for a UserID nobody has (`FaceInfoManager.cgi?action=startFind`), which
-    /// facial firmware answers with a token and card-only firmware refuses.
+    /// Whether the device takes faces, when the devices file does not say:
+    /// `FaceInfoManager.cgi?action=getCaps`, which facial firmware answers (with or
+    /// without `AccessFace.cgi`) and card-only firmware refuses `501 Not Implemented`.
+    /// face-api.md documents no capability call: this is the Dahua-style one.
     pub(super) fn ask_faces(&self) -> Result<bool, DeviceError> {
-        let target = format!("{FACE_INFO}?action=startFind&Condition.UserID=0");
-        let answer = self.client.send_idempotent("GET", &target, None, Ok)?;
-        let text = String::from_utf8_lossy(&answer.body).to_string();
-        let token = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                v.get("Token")
-                    .or_else(|| v.get("token"))
-                    .map(|t| t.to_string().trim_matches('"').to_string())
-            })
-            .or_else(|| {
-                text.lines()
-                    .find_map(|l| {
-                        l.trim()
-                            .strip_prefix("token=")
-                            .or(l.trim().strip_prefix("Token="))
-                    })
-                    .map(str::to_string)
-            });
-        match (answer.status, token) {
-            (200..=299, Some(token)) => {
-                let _ = self.get(&format!("{FACE_INFO}?action=stopFind&Token={token}"));
-                Ok(true)
-            }
-            (200..=299 | 400 | 404 | 501, _) => Ok(false),
-            (status, _) => Err(DeviceError::Busy {
-                status,
-                retry_after: answer.retry_after,
-            }),
+        let target = format!("{FACE_INFO}?action=getCaps");
+        match self.client.send_idempotent("GET", &target, None, classify) {
+            Ok(Reply::Ok(_)) => Ok(true),
+            Ok(Reply::BadRequest) => Ok(false),
+            Err(DeviceError::Rejected {
+                status: 404 | 501, ..
+            }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
