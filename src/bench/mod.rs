@@ -23,7 +23,7 @@ use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tls_cost::TlsCost;
 use workloads::{CacheMode, Sizes, Transport, Workload};
@@ -97,6 +97,11 @@ pub struct Row {
     /// TCP connections the devices accepted during the measured run: over HTTPS, the
     /// TLS handshakes.
     pub connections: u64,
+    /// W5: photos the devices received in the measured run, the requests that carried
+    /// them, and their average size as stored.
+    pub photos_sent: u64,
+    pub photo_requests: u64,
+    pub photo_kb: f64,
 }
 
 /// W4, "a slow neighbour" (issue 3): do fast devices finish as if a slow one beside
@@ -148,13 +153,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         measure::serve_launcher()?;
         return Ok(crate::exit::Exit::Done);
     }
-    const GROUPS: [&str; 7] = ["W1", "W2", "W3", "startup", "W4", "TLS", "sim"];
+    const GROUPS: [&str; 8] = ["W1", "W2", "W3", "startup", "W4", "TLS", "W5", "sim"];
     if let Some(unknown) = args
         .only
         .iter()
         .find(|o| !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(o)))
     {
-        bail!("--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS or sim");
+        bail!(
+            "--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS, W5 or sim"
+        );
     }
     let mut sizes = if args.quick {
         Sizes::quick()
@@ -163,6 +170,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
     };
     if let Some(people) = args.people {
         sizes.scale_people = people;
+        sizes.face_scale_people = people;
     }
     let exe = std::env::current_exe().context("finding the catraca executable")?;
     let mut launcher = measure::Launcher::start(&exe).context("starting the launcher")?;
@@ -262,6 +270,10 @@ fn enroll_command(
     args.push(csv.display().to_string());
     args.extend(devices.iter().cloned());
     args.extend(workload.flags.iter().cloned());
+    if workload.faces.is_some() {
+        args.push("--photos".into());
+        args.push(photos_dir(scratch, workload.people).display().to_string());
+    }
     args.extend(cache.iter().cloned());
     measure::Spec {
         program: exe.to_path_buf(),
@@ -325,6 +337,50 @@ fn devices_file(fleet: &Fleet) -> String {
     text
 }
 
+/// Where the photos of a face workload of `people` are: `<registration>.jpg` each.
+fn photos_dir(scratch: &Path, people: usize) -> PathBuf {
+    scratch.join(format!("photos-{people}"))
+}
+
+/// Distinct photos before they repeat: enough that the fitter's 256 kept photos never
+/// serve a person's photo to the next person, few enough to make quickly.
+const DISTINCT_PHOTOS: usize = 1000;
+
+/// Writes a photo per person of the generated list (`2026000000.jpg`, ...): 600 x 800
+/// pictures from the simulator's generator, fitted to 480 x 640, [`DISTINCT_PHOTOS`]
+/// of them hard-linked in turn (the files are then cheap at 100,000 people).
+fn write_photos(scratch: &Path, people: usize) -> anyhow::Result<()> {
+    let dir = photos_dir(scratch, people);
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dir)?;
+    let originals = scratch.join("photo-originals");
+    std::fs::create_dir_all(&originals)?;
+    for i in 0..people {
+        let original = originals.join(format!("{}.jpg", i % DISTINCT_PHOTOS));
+        if !original.exists() {
+            let photo = catraca_sim::test_photo::TestPhoto::new(600, 800)
+                .seed(i as u64 % DISTINCT_PHOTOS as u64)
+                .build();
+            std::fs::write(&original, photo)?;
+        }
+        std::fs::hard_link(&original, dir.join(format!("2026{i:06}.jpg")))
+            .with_context(|| format!("linking the photo of person {i}"))?;
+    }
+    Ok(())
+}
+
+/// Photos received, and requests of `user_set_image_list`, over the fleet so far.
+fn photo_counters(fleet: &Fleet) -> (u64, u64) {
+    fleet.devices.iter().fold((0, 0), |(photos, requests), d| {
+        (
+            photos + d.face_stats().photos_received,
+            requests + d.stats().count("user_set_image_list"),
+        )
+    })
+}
+
 fn random_key() -> String {
     let key: [u8; 32] = rand::random();
     key.iter().map(|b| format!("{b:02x}")).collect()
@@ -357,6 +413,9 @@ fn measure_side_by_side(
 ) -> anyhow::Result<Vec<Row>> {
     let mut csvs = Vec::new();
     for workload in group {
+        if workload.faces.is_some() {
+            write_photos(scratch, workload.people)?;
+        }
         let csv = scratch.join(format!("people-{}-{:?}.csv", workload.people, workload.mix));
         if !csv.exists() {
             std::fs::write(&csv, participants_csv(workload.people, workload.mix))?;
@@ -421,6 +480,13 @@ fn measure_once(
             Transport::Http | Transport::HttpDevicesFile => SimTls::Off,
             Transport::HttpsPinned => SimTls::SelfSigned,
         },
+        faces: match workload.faces {
+            Some(time_per_photo) => catraca_sim::SimFaces {
+                time_per_photo,
+                ..catraca_sim::SimFaces::on()
+            },
+            None => catraca_sim::SimFaces::default(),
+        },
         ..SimConfig::default()
     };
     let fleet = start_fleet(workload, &config).context("starting the simulator")?;
@@ -463,10 +529,12 @@ fn measure_once(
         }
     }
     let (before, creates_before, connections_before) = fleet_counters(&fleet);
+    let (photos_before, photo_requests_before) = photo_counters(&fleet);
     let finished = launcher.run(&enroll_command(
         exe, scratch, csv, &devices, workload, &cache, &key,
     ))?;
     let (after, creates_after, connections_after) = fleet_counters(&fleet);
+    let (photos_after, photo_requests_after) = photo_counters(&fleet);
     // Every pair fails when every device is down: exit status 1, as documented.
     let expected_code = i32::from(workload.devices_down);
     if finished.code != expected_code {
@@ -501,7 +569,31 @@ fn measure_once(
     let (fast_finished_ms, slow_finished_ms) = finish_times(workload, &report, &fleet)?;
     let requests = after - before;
     let pairs = workload.pairs();
-    let ideal = workload.ideal();
+    let photos_sent = photos_after - photos_before;
+    let photo_requests = photo_requests_after - photo_requests_before;
+    let ideal = match workload.faces {
+        // The photos' modeling time: a device models the photos of one request one
+        // after the other (the simulator's --face-ms each), with the requests the
+        // settings allow in flight at once; devices work side by side. Requests carry
+        // as many photos as this run's did (1.4 MB of base64 each).
+        Some(time) if photo_requests > 0 && !time.is_zero() => {
+            let per_request = photos_sent as f64 / photo_requests as f64;
+            let per_device = workload.people as f64;
+            let in_flight = crate::engine::DEFAULT_MAX_IN_FLIGHT as f64;
+            let rounds = (per_device / per_request / in_flight).ceil();
+            Some(Duration::from_secs_f64(
+                rounds * per_request * time.as_secs_f64(),
+            ))
+        }
+        Some(_) => None,
+        None => workload.ideal(),
+    };
+    let faces: Vec<catraca_sim::SimFace> = fleet.devices.iter().flat_map(|d| d.faces()).collect();
+    let photo_kb = if faces.is_empty() {
+        0.0
+    } else {
+        faces.iter().map(|f| f.bytes as f64).sum::<f64>() / faces.len() as f64 / 1000.0
+    };
     let _ = std::fs::remove_file(&store);
     drop(redis);
     let mut row = Row {
@@ -531,6 +623,9 @@ fn measure_once(
         slow_finished_ms,
         transport: workload.transport.scheme().to_string(),
         connections: connections_after - connections_before,
+        photos_sent,
+        photo_requests,
+        photo_kb,
     };
     check(workload, &mut row, &report, &fleet)?;
     fleet.shutdown();
@@ -710,7 +805,15 @@ fn check(workload: &Workload, row: &mut Row, report: &Value, fleet: &Fleet) -> a
             ));
         }
     }
-    if workload.cache.filled() && row.requests != 0 {
+    // With photos, a cached run asks each device once whether it takes faces (its
+    // fingerprints hold the photo only if it does): a login and the model question,
+    // and nothing else.
+    let asked = if workload.faces.is_some() {
+        2 * workload.devices as u64
+    } else {
+        0
+    };
+    if workload.cache.filled() && row.requests > asked {
         problems.push(format!(
             "{} requests reached the devices although everything was cached",
             row.requests
@@ -727,6 +830,30 @@ fn check(workload: &Workload, row: &mut Row, report: &Value, fleet: &Fleet) -> a
         }
     }
     problems.extend(transport_problems(workload, row, report, fleet));
+    if workload.faces.is_some() {
+        let expected = if workload.cache.filled() {
+            0
+        } else {
+            row.pairs
+        };
+        if row.photos_sent != expected {
+            problems.push(format!(
+                "the devices received {} photos, {expected} expected",
+                row.photos_sent
+            ));
+        }
+        for device in &fleet.devices {
+            let faces = device.faces();
+            if faces.len() != workload.people || faces.iter().any(|f| f.dangling) {
+                problems.push(format!(
+                    "{} holds {} faces for {} people",
+                    device.name(),
+                    faces.len(),
+                    workload.people
+                ));
+            }
+        }
+    }
     for device in &fleet.devices {
         let users = device.users();
         let distinct: HashSet<&str> = users.iter().map(|u| u.registration.as_str()).collect();
@@ -912,6 +1039,27 @@ fn table(results: &Results) -> String {
     }
     for line in cache_costs(&results.rows) {
         let _ = writeln!(out, "\n{line}");
+    }
+    for row in results.rows.iter().filter(|r| r.workload.starts_with("W5")) {
+        let per_request = if row.photo_requests > 0 {
+            format!(
+                ", {:.1} per request",
+                row.photos_sent as f64 / row.photo_requests as f64
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "\n{}: {} photos sent in {} requests{per_request}, {:.1} KB each as stored; \
+             {:.0} photos per CPU second of the whole run; peak RSS {:.1} MB",
+            row.workload,
+            row.photos_sent,
+            row.photo_requests,
+            row.photo_kb,
+            row.people as f64 / (row.cpu_ms / 1000.0).max(1e-9),
+            row.peak_rss_mb
+        );
     }
     if let Some(n) = &results.neighbour {
         let _ = writeln!(

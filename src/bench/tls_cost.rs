@@ -140,6 +140,9 @@ mod tests {
             slow_finished_ms: None,
             transport: workload.transport.scheme().to_string(),
             connections,
+            photos_sent: 0,
+            photo_requests: 0,
+            photo_kb: 0.0,
         }
     }
 

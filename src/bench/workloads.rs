@@ -160,6 +160,9 @@ pub struct Workload {
     pub transport: Transport,
     /// Every device is down (connections reset): every pair fails. W2-fail.
     pub devices_down: bool,
+    /// W5: every person has a photo (`--photos`), the devices are facial and model a
+    /// photo in this time.
+    pub faces: Option<Duration>,
     /// The comparison this workload is one side of (the TLS group's `TLS scale 10000`
     /// over http and over https, W2's full size in each cache mode). Consecutive workloads with the same one are measured
     /// run by run in turn, so that a burst of other work on a shared machine falls on
@@ -210,6 +213,12 @@ impl Workload {
         if self.devices_down {
             parts.push("every device down".into());
         }
+        if let Some(time) = self.faces {
+            parts.push(format!(
+                "a photo each (--photos), facial devices at {} ms a photo",
+                time.as_millis()
+            ));
+        }
         match self.transport {
             Transport::Http => {}
             Transport::HttpDevicesFile => parts.push("http, devices file".into()),
@@ -231,7 +240,11 @@ impl Workload {
     /// plain lists get an ideal: they need no other request. With a slow device, the
     /// run can end no sooner than that device's ideal.
     pub fn ideal(&self) -> Option<Duration> {
-        if self.latency.is_zero() || self.mix != Mix::Plain || self.cache != CacheMode::None {
+        if self.faces.is_some()
+            || self.latency.is_zero()
+            || self.mix != Mix::Plain
+            || self.cache != CacheMode::None
+        {
             return None;
         }
         let latency = self
@@ -275,6 +288,12 @@ pub struct Sizes {
     /// `scale_people` on `scale_devices`).
     pub tls_per_request_people: usize,
     pub tls_per_request_devices: usize,
+    /// W5: people with photos, facial devices, the time a device takes per photo.
+    pub face_people: usize,
+    pub face_devices: usize,
+    pub face_time: Duration,
+    /// W5-scale: people with photos on two devices that model in no time.
+    pub face_scale_people: usize,
 }
 
 impl Sizes {
@@ -300,6 +319,12 @@ impl Sizes {
             // every request and the handshakes weigh most against the work itself.
             tls_per_request_people: 500,
             tls_per_request_devices: 4,
+            // Issue 15: 1,000 people x 5 facial devices at 300 ms a photo; 100,000 x 2
+            // in no time for memory and fitting throughput.
+            face_people: 1000,
+            face_devices: 5,
+            face_time: Duration::from_millis(300),
+            face_scale_people: scale_people,
         }
     }
 
@@ -321,6 +346,10 @@ impl Sizes {
             neighbour_batch: 10,
             tls_per_request_people: 20,
             tls_per_request_devices: 2,
+            face_people: 30,
+            face_devices: 2,
+            face_time: Duration::from_millis(5),
+            face_scale_people: 60,
         }
     }
 }
@@ -351,6 +380,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         transport: Transport::Http,
         side_of: None,
         devices_down: false,
+        faces: None,
     };
     if wanted("W1") {
         list.push(old(
@@ -374,6 +404,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
         transport: Transport::Http,
         side_of: None,
         devices_down: false,
+        faces: None,
     };
     if wanted("W2") {
         for people in [sizes.scale_people / 100, sizes.scale_people / 10] {
@@ -445,6 +476,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             transport: Transport::Http,
             side_of: None,
             devices_down: false,
+            faces: None,
         });
     }
     if wanted("W4") {
@@ -463,6 +495,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
             transport: Transport::Http,
             side_of: None,
             devices_down: false,
+            faces: None,
         };
         // The short run alone is repeated (median): it is the denominator of the ratio.
         list.push(neighbour(FAST_ALONE, None, sizes.short_runs.min(3)));
@@ -470,6 +503,49 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
     }
     if wanted("TLS") {
         list.extend(tls(sizes));
+    }
+    if wanted("W5") {
+        let faces =
+            |name: &str, people: usize, devices: usize, time: Duration, cache: CacheMode| {
+                Workload {
+                    name: name.into(),
+                    people,
+                    devices,
+                    mix: Mix::Plain,
+                    latency: Duration::ZERO,
+                    per_object: Duration::ZERO,
+                    flags: Vec::new(),
+                    cache,
+                    repeat: 1,
+                    slow_device: None,
+                    transport: Transport::Http,
+                    side_of: None,
+                    devices_down: false,
+                    faces: Some(time),
+                }
+            };
+        let (people, devices) = (sizes.face_people, sizes.face_devices);
+        list.push(faces(
+            "W5 photos",
+            people,
+            devices,
+            sizes.face_time,
+            CacheMode::None,
+        ));
+        list.push(faces(
+            "W5-rerun",
+            people,
+            devices,
+            sizes.face_time,
+            CacheMode::EmbeddedFilled,
+        ));
+        list.push(faces(
+            "W5-scale",
+            sizes.face_scale_people,
+            2,
+            Duration::ZERO,
+            CacheMode::Embedded,
+        ));
     }
     list
 }
@@ -517,6 +593,7 @@ fn tls(sizes: &Sizes) -> Vec<Workload> {
                 transport,
                 side_of: Some(comparison.clone()),
                 devices_down: false,
+                faces: None,
             });
         }
     }

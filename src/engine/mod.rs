@@ -380,7 +380,9 @@ impl Enrollment<'_> {
 
     /// Whether the fingerprints of `people` on `device` hold their photos: the device
     /// takes faces and someone has a photo. Asks the device (once per run) only then;
-    /// `None` when it could not be asked (nothing can be skipped).
+    /// `None` when it could not be asked (nothing can be skipped). Both fingerprints
+    /// cannot simply be accepted without asking: a person enrolled without a photo and
+    /// listed now with one would be skipped, and the photo never sent.
     fn photos_count_on(&self, device: usize, people: &[u32]) -> Option<bool> {
         if !people
             .iter()

@@ -34,6 +34,9 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
         "W4 beside a slow one",
         "TLS scale",
         "TLS one per request",
+        "W5 photos",
+        "W5-rerun",
+        "W5-scale",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(group)),
@@ -82,6 +85,20 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
             "{name}: requests per pair is requests over pairs"
         );
         let devices = number(row, "devices");
+        if name.starts_with("W5") {
+            // A photo per pair sent, each under 70 KB, except by the cached rerun,
+            // which only asks each device whether it takes faces.
+            let rerun = name == "W5-rerun";
+            let expected = if rerun { 0.0 } else { pairs };
+            assert_eq!(number(row, "photos_sent"), expected, "{name}: {row}");
+            assert!(number(row, "photo_kb") <= 70.0, "{name}: {row}");
+            if rerun {
+                assert_eq!(number(row, "skipped_cache"), pairs, "{name}");
+                // A login and the model question per device.
+                assert!(requests <= 2.0 * number(row, "devices"), "{name}: {row}");
+                continue;
+            }
+        }
         if name.starts_with("W3") {
             assert_eq!(number(row, "skipped_cache"), pairs, "{name}");
             assert_eq!(requests, 0.0, "{name}: all cached, nothing sent");

@@ -694,3 +694,24 @@ fn remove_and_prune_take_faces_off_hikvision_and_intelbras() {
         assert_people(device, staying);
     }
 }
+
+#[test]
+fn photos_added_to_people_already_enrolled_are_sent_despite_the_cache() {
+    let sandbox = Sandbox::new();
+    let fleet = facial_fleet(1);
+    let rows = people(8);
+    sandbox.write("p.csv", csv(&rows));
+    run(&sandbox, &fleet, &[]).expect_code(0);
+    assert!(fleet.devices[0].faces().is_empty());
+    // The same people, now with a photo each: the cache vouched for them without one.
+    with_photos(
+        &sandbox,
+        &rows,
+        |_| true,
+        |i| TestPhoto::new(600, 800).seed(i as u64).build(),
+    );
+    let ran = run(&sandbox, &fleet, &[]);
+    ran.expect_code(0);
+    assert_eq!(ran.report()["updated"], 8, "{}", ran.shown);
+    assert_one_canonical_face_each(&fleet.devices[0], &rows);
+}
