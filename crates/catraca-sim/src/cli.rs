@@ -389,6 +389,27 @@ impl SimulateArgs {
     }
 }
 
+/// Starts the fleet the flags describe: devices switched off (`--down`) and card
+/// models among facial ones (`--non-facial`) included.
+fn start_fleet(args: &SimulateArgs, config: &SimConfig) -> anyhow::Result<Fleet> {
+    let kinds = args.devices.kinds(args.kind);
+    let fleet = Fleet::start_mixed_on(args.bind, args.port, &kinds, config).with_context(|| {
+        format!(
+            "could not listen on {}:{} for {} devices: is the port taken? try another --port, or 0",
+            args.bind,
+            args.port,
+            args.devices.total()
+        )
+    })?;
+    for &index in &args.down {
+        fleet.devices[index - 1].set_down(true);
+    }
+    for &index in &args.non_facial {
+        fleet.devices[index - 1].set_facial(false);
+    }
+    Ok(fleet)
+}
+
 /// Runs the fleet until Ctrl-C or SIGTERM, then shuts it down and returns.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let password = std::env::var(PASSWORD_ENV).unwrap_or_else(|_| "admin".to_owned());
@@ -406,22 +427,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let _ = signal_tx.try_send(());
     })
     .context("could not install the Ctrl-C/SIGTERM handler")?;
-    let kinds = args.devices.kinds(args.kind);
-    let fleet =
-        Fleet::start_mixed_on(args.bind, args.port, &kinds, &config).with_context(|| {
-            format!(
-            "could not listen on {}:{} for {} devices: is the port taken? try another --port, or 0",
-            args.bind,
-            args.port,
-            args.devices.total()
-        )
-        })?;
-    for &index in &args.down {
-        fleet.devices[index - 1].set_down(true);
-    }
-    for &index in &args.non_facial {
-        fleet.devices[index - 1].set_facial(false);
-    }
+    let fleet = start_fleet(&args, &config)?;
     for (index, device) in fleet.devices.iter().enumerate() {
         let down = if args.down.contains(&(index + 1)) {
             " down"
@@ -557,6 +563,45 @@ mod tests {
             }
         );
         assert!(parse(&["--non-facial", "1"]).is_err(), "needs --faces");
+    }
+
+    /// The model each device reports: facial ones but the `--non-facial` one.
+    #[test]
+    fn non_facial_devices_among_facial_ones_are_card_models() {
+        let args = parse(&["--devices", "3", "--faces", "--non-facial", "2"]).unwrap();
+        let fleet = start_fleet(&args, &args.config("admin".into()).unwrap()).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let models: Vec<String> = fleet
+            .urls()
+            .iter()
+            .map(|url| {
+                let login: serde_json::Value = agent
+                    .post(format!("{url}/login.fcgi"))
+                    .send(r#"{"login":"admin","password":"admin"}"#)
+                    .unwrap()
+                    .body_mut()
+                    .read_json()
+                    .unwrap();
+                let session = login["session"]
+                    .as_str()
+                    .unwrap()
+                    .replace('/', "%2F")
+                    .replace('+', "%2B");
+                let info: serde_json::Value = agent
+                    .post(format!("{url}/system_information.fcgi?session={session}"))
+                    .send("{}")
+                    .unwrap()
+                    .body_mut()
+                    .read_json()
+                    .unwrap();
+                info["model"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(models, ["iDFace", "iDBlock", "iDFace"]);
+        fleet.shutdown();
     }
 
     #[test]

@@ -866,6 +866,17 @@ fn hikvision_setup_adds_replaces_and_keeps_the_old_face_on_a_refusal() {
     assert_eq!(users["UserInfoSearch"]["UserInfo"][0]["numOfFace"], 1);
     let stats = device.face_stats();
     assert_eq!((stats.photos_stored, stats.photos_refused), (2, 1));
+    // The simulator's own window shows the same.
+    let state: Value = agent()
+        .get(format!("{}/_sim/state", device.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(state["faces"][0]["key"], "A-1");
+    assert_eq!(state["faces"][0]["sha256"], face::sha256_hex(&second));
+    assert_eq!(state["face_stats"]["photos_stored"], 2);
 }
 
 #[test]
