@@ -18,7 +18,8 @@
 //! firmware), `FDDelete` by one FPID (statusCode 4 when there is no such face).
 //! Deleting a person removes its face (`hikvision.rs`). One upload at a time is
 //! enforced by `lib.rs` (a second one meanwhile is `Device Busy`). A card model
-//! answers every FDLib call 404 `notSupport`.
+//! answers every FDLib call 404 `notSupport`. NB: the `image` crate's JPEG encoder
+//! writes 4:4:4, refused here as on the device: encode with `jpeg-encoder` at 4:2:0.
 
 use serde_json::{json, Map, Value};
 

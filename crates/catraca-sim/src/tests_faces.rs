@@ -440,6 +440,9 @@ fn controlid_timestamps_come_back_from_the_list_and_from_load_objects() {
             {"registration": "3", "image_timestamp": 1_600_000_300_i64},
         ]})
     );
+    let (_, all) = cid.json("load_objects", json!({"object": "users"}));
+    assert_eq!(all["users"][2]["image_timestamp"], 1_600_000_300_i64);
+    assert_eq!(all["users"][2]["registration"], "3");
     let (_, got) = cid.post(
         "user_get_image",
         &format!("&user_id={}&get_timestamp=1", ids[2]),
@@ -928,6 +931,26 @@ fn hikvision_refuses_photos_beyond_its_limits() {
         200,
         "{} bytes",
         png.len()
+    );
+}
+
+/// What a product re-encoding with the `image` crate sends: its JPEG encoder writes
+/// every component at full resolution (4:4:4), which a MinMoe cannot model (H3).
+/// Encode the canonical photo with `jpeg-encoder` at `SamplingFactor::R_4_2_0`.
+#[test]
+fn hikvision_refuses_a_jpeg_from_the_image_crates_encoder() {
+    let pixels = image::load_from_memory(&good(1)).unwrap().to_rgb8();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&pixels)
+        .unwrap();
+    assert_eq!(Photo::read(&jpeg).unwrap().subsampling, Subsampling::S444);
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "1", &jpeg)),
+        (400, "SubpicAnalysisModelingError".into())
     );
 }
 
