@@ -79,6 +79,7 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --faces --controlid-faces oem       HID Amico OEM build: PNG refused with 400
   --faces --no-face-setup             Hikvision without FDSetUp: FaceDataRecord adds, nothing replaces
   --faces --no-fdsearch-delete        a DS-K1T341AMF: FDSearch/Delete refused, only FDDelete removes
+  --faces --infrared-library          a DS-K1T342MFWX-E1: FDLib lists infraredFD (FDID 2) before blackFD
   --faces --face-capacity 500         Hikvision FDRecordDataMaxNum: then exceedMaxFaceNumber
   --faces --no-access-face            Intelbras without AccessFace.cgi: FaceInfoManager add/update
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
@@ -236,6 +237,11 @@ pub struct SimulateArgs {
     #[arg(long, requires = "faces")]
     pub no_fdsearch_delete: bool,
 
+    /// Hikvision face firmware: FDLib also lists an infraredFD library (FDID 2), first,
+    /// as a DS-K1T342MFWX-E1 does; faces go to blackFD (FDID 1) all the same
+    #[arg(long, requires = "faces")]
+    pub infrared_library: bool,
+
     /// Intelbras face firmware: no AccessFace.cgi (501 Not Implemented): faces go one
     /// at a time through FaceInfoManager.cgi?action=add|update
     #[arg(long, requires = "faces")]
@@ -363,6 +369,7 @@ impl SimulateArgs {
                 capacity: self.face_capacity,
                 hikvision_setup: !self.no_face_setup,
                 hikvision_search_delete: !self.no_fdsearch_delete,
+                hikvision_infrared_library: self.infrared_library,
                 intelbras_access_face: !self.no_access_face,
             },
             hikvision_firmware: HikFirmware {
@@ -543,6 +550,7 @@ mod tests {
             "--face-capacity",
             "12",
             "--no-access-face",
+            "--infrared-library",
         ])
         .unwrap();
         assert_eq!(args.non_facial, [2]);
@@ -552,6 +560,7 @@ mod tests {
         assert_eq!(config.faces.controlid, ControlIdFaces::Oem);
         assert!(!config.faces.hikvision_setup && !config.faces.hikvision_search_delete);
         assert_eq!(config.faces.capacity, 12);
+        assert!(config.faces.hikvision_infrared_library && !plain.faces.hikvision_infrared_library);
         assert!(!config.faces.intelbras_access_face && plain.faces.intelbras_access_face);
         assert!(plain.faces.hikvision_setup && plain.faces.hikvision_search_delete);
         let beyond = parse(&["--devices", "3", "--faces", "--non-facial", "4"]).unwrap();

@@ -1,7 +1,8 @@
 //! Hikvision ISAPI face library on a simulated MinMoe terminal (docs/face-api.md,
 //! section 2): FDID `1` / `blackFD`, a face's FPID = the person's `employeeNo`.
 //!
-//! `GET FDLib` lists the library; `GET FDLib/capabilities` reports
+//! `GET FDLib` lists the library (and an `infraredFD` FDID 2 on the DS-K1T342MFWX-E1
+//! variant); `GET FDLib/capabilities` reports
 //! `supportFDFunction` (with `setUp` unless the firmware lacks `FDSetUp`),
 //! `FDRecordDataMaxNum` (the face capacity) and `facePicFormat`. Uploads are
 //! multipart, the JSON part named `FaceDataRecord` first (no filename), then the
@@ -175,10 +176,19 @@ impl HikvisionApi {
         }
         let method = request.method;
         match (method, name) {
-            ("GET", "fdlib") => data(json!({
-                "statusCode": 1, "statusString": "OK", "subStatusCode": "ok",
-                "FDLib": [{"FDID": "1", "faceLibType": "blackFD", "name": "", "customInfo": ""}],
-            })),
+            ("GET", "fdlib") => {
+                let mut libraries = Vec::new();
+                if self.faces.hikvision_infrared_library {
+                    libraries.push(json!({"FDID": "2", "faceLibType": "infraredFD", "name": "", "customInfo": ""}));
+                }
+                libraries.push(
+                    json!({"FDID": "1", "faceLibType": "blackFD", "name": "", "customInfo": ""}),
+                );
+                data(json!({
+                    "statusCode": 1, "statusString": "OK", "subStatusCode": "ok",
+                    "FDLib": libraries,
+                }))
+            }
             ("GET", "fdlib_capabilities") => {
                 let functions = if self.faces.hikvision_setup {
                     "post,delete,put,get,setUp"

@@ -791,6 +791,9 @@ impl DeviceHandler {
         let mut state = self.state();
         state.tally.request(command.name());
         if !command.takes(request.method) {
+            if let Protocol::ControlId(device) = &mut state.device {
+                device.face_stats.calls += 1;
+            }
             return Reply::Answer(http::error_response(405));
         }
         let (mut state, mut fault) = match self.fault_before_work(state, received) {

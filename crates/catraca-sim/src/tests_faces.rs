@@ -606,6 +606,27 @@ fn controlid_each_photo_takes_the_modeling_time() {
 }
 
 #[test]
+fn controlid_a_lost_answer_leaves_the_photos_stored() {
+    let device = controlid(SimFaces::instant());
+    let cid = Cid::login(&device);
+    let ids = cid.users(&["1"]);
+    device.lose_next_answer("user_set_image_list");
+    let images = json!({"match": false, "user_images": [
+        {"user_id": ids[0], "timestamp": 5, "image": b64(&good(1))}]});
+    let lost = cid
+        .agent
+        .post(format!(
+            "{}/user_set_image_list.fcgi?session={}",
+            cid.base, cid.session
+        ))
+        .content_type("application/json")
+        .send(images.to_string());
+    assert!(lost.is_err(), "the connection is reset");
+    assert_eq!(device.face("1").unwrap().timestamp, Some(5));
+    assert_eq!(device.stats().count("user_set_image_list"), 1);
+}
+
+#[test]
 fn controlid_test_image_judges_without_storing() {
     let device = controlid(SimFaces::instant());
     let cid = Cid::login(&device);
@@ -1125,6 +1146,58 @@ fn hikvision_firmware_without_setup_or_search_delete() {
     );
     assert_eq!(status, 200);
     assert!(device.face("1").is_none());
+}
+
+#[test]
+fn hikvision_with_an_infrared_library_takes_faces_in_black_fd_only() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            hikvision_infrared_library: true,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    let (_, lib) = client.json("GET", "/ISAPI/Intelligent/FDLib?format=json", &Value::Null);
+    let libraries: Vec<(String, String)> = lib["FDLib"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["FDID"].as_str().unwrap().into(),
+                l["faceLibType"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        libraries,
+        [
+            ("2".into(), "infraredFD".into()),
+            ("1".into(), "blackFD".into())
+        ]
+    );
+    hik_person(&client, "1");
+    let infrared = json!({"faceLibType": "infraredFD", "FDID": "2", "FPID": "1"}).to_string();
+    let body = multipart(&[
+        (
+            "FaceDataRecord",
+            None,
+            "application/json",
+            infrared.as_bytes(),
+        ),
+        ("img", Some("f.jpg"), "image/jpeg", &good(1)),
+    ]);
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (status, text) = client.send(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        &content_type,
+        &body,
+    );
+    assert_eq!(status, 400);
+    assert!(text.contains("faceLibNotExist"), "{text}");
+    assert_eq!(hik_upload(&client, true, "1", &good(1)).0, 200);
 }
 
 #[test]
