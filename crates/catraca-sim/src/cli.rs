@@ -81,6 +81,7 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --faces --no-fdsearch-delete        a DS-K1T341AMF: FDSearch/Delete refused, only FDDelete removes
   --faces --infrared-library          a DS-K1T342MFWX-E1: FDLib lists infraredFD (FDID 2) before blackFD
   --faces --face-capacity 500         Hikvision FDRecordDataMaxNum: then exceedMaxFaceNumber
+  --faces --intelbras-max-photo-kb 75  a Dahua ASI: photos under 75 KB (FailCode 286064923 beyond)
   --faces --no-access-face            Intelbras without AccessFace.cgi: FaceInfoManager add/update
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
 (userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
@@ -242,6 +243,11 @@ pub struct SimulateArgs {
     #[arg(long, requires = "faces")]
     pub infrared_library: bool,
 
+    /// Intelbras: the largest face photo taken, in KB (1,024 bytes); beyond it FailCode
+    /// 286064923 (a Dahua ASI: 75)
+    #[arg(long, value_name = "KB", default_value_t = 100)]
+    pub intelbras_max_photo_kb: usize,
+
     /// Intelbras face firmware: no AccessFace.cgi (501 Not Implemented): faces go one
     /// at a time through FaceInfoManager.cgi?action=add|update
     #[arg(long, requires = "faces")]
@@ -371,6 +377,7 @@ impl SimulateArgs {
                 hikvision_search_delete: !self.no_fdsearch_delete,
                 hikvision_infrared_library: self.infrared_library,
                 intelbras_access_face: !self.no_access_face,
+                intelbras_max_photo: self.intelbras_max_photo_kb * 1024,
             },
             hikvision_firmware: HikFirmware {
                 name_max: self.name_max,
@@ -551,6 +558,8 @@ mod tests {
             "12",
             "--no-access-face",
             "--infrared-library",
+            "--intelbras-max-photo-kb",
+            "75",
         ])
         .unwrap();
         assert_eq!(args.non_facial, [2]);
@@ -560,6 +569,8 @@ mod tests {
         assert_eq!(config.faces.controlid, ControlIdFaces::Oem);
         assert!(!config.faces.hikvision_setup && !config.faces.hikvision_search_delete);
         assert_eq!(config.faces.capacity, 12);
+        assert_eq!(config.faces.intelbras_max_photo, 75 * 1024);
+        assert_eq!(plain.faces.intelbras_max_photo, 100 * 1024);
         assert!(config.faces.hikvision_infrared_library && !plain.faces.hikvision_infrared_library);
         assert!(!config.faces.intelbras_access_face && plain.faces.intelbras_access_face);
         assert!(plain.faces.hikvision_setup && plain.faces.hikvision_search_delete);

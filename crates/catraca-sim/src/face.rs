@@ -49,6 +49,9 @@ pub struct SimFaces {
     /// DS-K1T342MFWX-E1 does; faces still go to FDID 1 / `blackFD`, and any other
     /// library is refused `faceLibNotExist`. Default: off.
     pub hikvision_infrared_library: bool,
+    /// Intelbras: the largest photo taken, in bytes; beyond it FailCode 286064923.
+    /// Default: 100 KB (102,400), the documented limit; a Dahua ASI takes under 75 KB.
+    pub intelbras_max_photo: usize,
     /// Intelbras: `AccessFace.cgi` exists. Off: `501 Not Implemented`, only
     /// `FaceInfoManager.cgi?action=add|update`. Default: on.
     pub intelbras_access_face: bool,
@@ -64,6 +67,7 @@ impl Default for SimFaces {
             hikvision_setup: true,
             hikvision_search_delete: true,
             hikvision_infrared_library: false,
+            intelbras_max_photo: 100 * 1024,
             intelbras_access_face: true,
         }
     }

@@ -14,6 +14,8 @@
 //! 400 px, a JPEG baseline 4:2:0 (progressive or other subsampling cannot be
 //! modeled), a face found (`face.rs`); all these modeling failures are
 //! `SubpicAnalysisModelingError`; then the library's room (`exceedMaxFaceNumber`).
+//! The JSON-only forms are refused: `faceURL` with `urlDownloadFail` (no terminal
+//! can reach the test's URLs), base64 `faceData` with `badJsonContent` (H7).
 //! `FDSearch` answers by FPID (`totalMatches`, `NO MATCH`); `FDSearch/Delete` removes
 //! by a list of FPIDs (statusCode 6 `Invalid Content` on a DS-K1T341AMF-like
 //! firmware), `FDDelete` by one FPID (statusCode 4 when there is no such face).
@@ -156,6 +158,28 @@ fn parts<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<Part<'a>>> {
     }
 }
 
+/// The JSON-only upload forms, refused as a terminal refused them (H7): a `faceURL`
+/// it cannot download (`urlDownloadFail`), a base64 `faceData` (`badJsonContent`).
+fn json_form(request: &Request<'_>) -> Option<Served> {
+    let json = request
+        .content_type
+        .is_some_and(|t| t.trim_start().starts_with("application/json"));
+    if !json {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(request.body).ok()?;
+    if body.get("faceURL").is_some() {
+        return Some(invalid(
+            "urlDownloadFail",
+            "the picture at faceURL could not be downloaded",
+        ));
+    }
+    if body.get("faceData").is_some() {
+        return Some(invalid("badJsonContent", "faceData"));
+    }
+    None
+}
+
 /// `faceLibType` and `FDID` name the access library, or the refusal.
 fn check_library(lib_type: Option<&str>, fdid: Option<&str>) -> Result<(), Served> {
     match (lib_type, fdid) {
@@ -222,6 +246,9 @@ impl HikvisionApi {
 
     /// `FDSetUp` (`replace`) or `FaceDataRecord`: one person's face.
     fn upload(&mut self, request: &Request<'_>, replace: bool) -> Served {
+        if let Some(refused) = json_form(request) {
+            return refused;
+        }
         let Some(boundary) = boundary(request.content_type) else {
             return invalid("badParameters", "the body must be multipart/form-data");
         };

@@ -541,7 +541,7 @@ fn controlid_a_card_model_knows_no_face_command_and_counts_each_call() {
 }
 
 #[test]
-fn controlid_old_firmware_lists_ids_only_and_has_no_image_timestamp() {
+fn controlid_old_firmware_lists_ids_only_has_no_image_timestamp_and_reads_1_mb() {
     let device = controlid(SimFaces {
         controlid: ControlIdFaces::Old,
         ..SimFaces::instant()
@@ -561,6 +561,29 @@ fn controlid_old_firmware_lists_ids_only_and_has_no_image_timestamp() {
         json!({"object": "users", "fields": ["id", "image_timestamp"]}),
     );
     assert_eq!(status, 400);
+    // The older page: no timestamp or match on the single call, and at most 1 MB.
+    let query = format!("&user_id={}", ids[0]);
+    let newer = good(2);
+    let (status, body) = cid.post("user_set_image", &query, &newer, "application/octet-stream");
+    assert_eq!(
+        (status, body["success"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    assert_eq!(device.face("1").unwrap().sha256, face::sha256_hex(&newer));
+    assert_eq!(
+        device.face("1").unwrap().timestamp,
+        None,
+        "no timestamp kept"
+    );
+    let heavy = TestPhoto::new(1400, 1800).quality(97).grain(16).build();
+    assert!(
+        (1024 * 1024..2 * 1024 * 1024).contains(&heavy.len()),
+        "{}",
+        heavy.len()
+    );
+    let (status, _) = cid.post("user_set_image", &query, &heavy, "application/octet-stream");
+    assert_eq!(status, 413);
 }
 
 #[test]
@@ -1043,6 +1066,39 @@ fn hikvision_takes_the_multipart_parts_in_one_order_under_one_name() {
 }
 
 #[test]
+fn hikvision_refuses_the_json_only_upload_forms() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let record = |extra: (&str, String)| {
+        let mut body = json!({"faceLibType": "blackFD", "FDID": "1", "FPID": "1"});
+        body[extra.0] = Value::String(extra.1);
+        body
+    };
+    let by_url = record(("faceURL", "http://127.0.0.1:1/face.jpg".into()));
+    let (status, answer) = client.json(
+        "POST",
+        "/ISAPI/Intelligent/FDLib/FaceDataRecord?format=json",
+        &by_url,
+    );
+    assert_eq!(
+        (status, answer["subStatusCode"].clone()),
+        (400, json!("urlDownloadFail"))
+    );
+    let inline = record(("faceData", b64(&good(1))));
+    let (status, answer) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        &inline,
+    );
+    assert_eq!(
+        (status, answer["subStatusCode"].clone()),
+        (400, json!("badJsonContent"))
+    );
+    assert!(device.faces().is_empty());
+}
+
+#[test]
 fn hikvision_a_full_library_refuses_new_faces_but_replaces() {
     let device = digest_device(
         Kind::Hikvision,
@@ -1379,6 +1435,37 @@ fn intelbras_refuses_photos_beyond_its_limits_with_their_codes() {
             "{w}x{h}"
         );
     }
+}
+
+#[test]
+fn intelbras_an_asi_takes_smaller_photos() {
+    let device = digest_device(
+        Kind::Intelbras,
+        SimFaces {
+            intelbras_max_photo: 75 * 1024,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let photo = TestPhoto::new(480, 640).quality(88).grain(14).build();
+    assert!(
+        (75 * 1024..100 * 1024).contains(&photo.len()),
+        "{}",
+        photo.len()
+    );
+    let answer = intelbras_faces(&client, "insertMulti", &[("1", &photo)]);
+    assert_eq!(fail_codes(&answer), [286_064_923]);
+    let (_, caps) = client.json(
+        "GET",
+        "/cgi-bin/FaceInfoManager.cgi?action=getCaps",
+        &Value::Null,
+    );
+    assert_eq!(caps["caps"]["MaxPhotoSize"], 75 * 1024);
+    assert_eq!(
+        intelbras_faces(&client, "insertMulti", &[("1", &good(1))]).0,
+        200
+    );
 }
 
 #[test]
