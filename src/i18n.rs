@@ -400,6 +400,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("simulate:no_fdsearch_delete", "Firmware de rosto Hikvision: FDSearch/Delete responde statusCode 6 Invalid Content e só FDDelete remove um rosto, como num DS-K1T341AMF."),
     ("simulate:face_capacity", "Hikvision: quantos rostos a biblioteca de um aparelho guarda (FDRecordDataMaxNum); além disso o envio é recusado com exceedMaxFaceNumber."),
     ("simulate:no_access_face", "Firmware de rosto Intelbras: sem AccessFace.cgi (501 Not Implemented): os rostos vão um a um por FaceInfoManager.cgi?action=add|update."),
+    ("simulate:infrared_library", "Firmware de rosto Hikvision: FDLib lista também uma biblioteca infraredFD (FDID 2), primeiro, como um DS-K1T342MFWX-E1; os rostos vão para blackFD (FDID 1) do mesmo jeito."),
+    ("simulate:intelbras_max_photo_kb", "Intelbras: a maior foto de rosto aceita, em KB (1.024 bytes); além disso FailCode 286064923 (um Dahua ASI: 75)."),
     ("simulate:deny_command", "Control iD: a conta não pode rodar COMANDO (ex.: destroy_objects): 401 Invalid access level, mesmo depois de um login novo; repita para vários."),
     ("trace_http", "Grava cada requisição aos aparelhos e sua resposta em ARQUIVO, uma linha JSON cada (sem sessões, Authorization, cookies e senhas; corpos cortados em 64 KB), para anexar a um relato de problema."),
     ("simulate:no_capabilities", "Perfil de firmware Hikvision: sem as chamadas de capacidades (404), como em firmware antigo."),

@@ -79,7 +79,9 @@ pub const PROFILES: &str = "Firmware profiles (docs/field-evidence.md), one flag
   --faces --controlid-faces oem       HID Amico OEM build: PNG refused with 400
   --faces --no-face-setup             Hikvision without FDSetUp: FaceDataRecord adds, nothing replaces
   --faces --no-fdsearch-delete        a DS-K1T341AMF: FDSearch/Delete refused, only FDDelete removes
+  --faces --infrared-library          a DS-K1T342MFWX-E1: FDLib lists infraredFD (FDID 2) before blackFD
   --faces --face-capacity 500         Hikvision FDRecordDataMaxNum: then exceedMaxFaceNumber
+  --faces --intelbras-max-photo-kb 75  a Dahua ASI: photos under 75 KB (FailCode 286064923 beyond)
   --faces --no-access-face            Intelbras without AccessFace.cgi: FaceInfoManager add/update
 Always: Hikvision and Intelbras lock the account for 1,800 s after 7 refused logins
 (userCheck bodies on Hikvision), and Intelbras ignores an update clearing CardNo.";
@@ -236,6 +238,16 @@ pub struct SimulateArgs {
     #[arg(long, requires = "faces")]
     pub no_fdsearch_delete: bool,
 
+    /// Hikvision face firmware: FDLib also lists an infraredFD library (FDID 2), first,
+    /// as a DS-K1T342MFWX-E1 does; faces go to blackFD (FDID 1) all the same
+    #[arg(long, requires = "faces")]
+    pub infrared_library: bool,
+
+    /// Intelbras: the largest face photo taken, in KB (1,024 bytes); beyond it FailCode
+    /// 286064923 (a Dahua ASI: 75)
+    #[arg(long, value_name = "KB", default_value_t = 100)]
+    pub intelbras_max_photo_kb: usize,
+
     /// Intelbras face firmware: no AccessFace.cgi (501 Not Implemented): faces go one
     /// at a time through FaceInfoManager.cgi?action=add|update
     #[arg(long, requires = "faces")]
@@ -363,7 +375,9 @@ impl SimulateArgs {
                 capacity: self.face_capacity,
                 hikvision_setup: !self.no_face_setup,
                 hikvision_search_delete: !self.no_fdsearch_delete,
+                hikvision_infrared_library: self.infrared_library,
                 intelbras_access_face: !self.no_access_face,
+                intelbras_max_photo: self.intelbras_max_photo_kb * 1024,
             },
             hikvision_firmware: HikFirmware {
                 name_max: self.name_max,
@@ -389,6 +403,27 @@ impl SimulateArgs {
     }
 }
 
+/// Starts the fleet the flags describe: devices switched off (`--down`) and card
+/// models among facial ones (`--non-facial`) included.
+fn start_fleet(args: &SimulateArgs, config: &SimConfig) -> anyhow::Result<Fleet> {
+    let kinds = args.devices.kinds(args.kind);
+    let fleet = Fleet::start_mixed_on(args.bind, args.port, &kinds, config).with_context(|| {
+        format!(
+            "could not listen on {}:{} for {} devices: is the port taken? try another --port, or 0",
+            args.bind,
+            args.port,
+            args.devices.total()
+        )
+    })?;
+    for &index in &args.down {
+        fleet.devices[index - 1].set_down(true);
+    }
+    for &index in &args.non_facial {
+        fleet.devices[index - 1].set_facial(false);
+    }
+    Ok(fleet)
+}
+
 /// Runs the fleet until Ctrl-C or SIGTERM, then shuts it down and returns.
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let password = std::env::var(PASSWORD_ENV).unwrap_or_else(|_| "admin".to_owned());
@@ -406,22 +441,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let _ = signal_tx.try_send(());
     })
     .context("could not install the Ctrl-C/SIGTERM handler")?;
-    let kinds = args.devices.kinds(args.kind);
-    let fleet =
-        Fleet::start_mixed_on(args.bind, args.port, &kinds, &config).with_context(|| {
-            format!(
-            "could not listen on {}:{} for {} devices: is the port taken? try another --port, or 0",
-            args.bind,
-            args.port,
-            args.devices.total()
-        )
-        })?;
-    for &index in &args.down {
-        fleet.devices[index - 1].set_down(true);
-    }
-    for &index in &args.non_facial {
-        fleet.devices[index - 1].set_facial(false);
-    }
+    let fleet = start_fleet(&args, &config)?;
     for (index, device) in fleet.devices.iter().enumerate() {
         let down = if args.down.contains(&(index + 1)) {
             " down"
@@ -537,6 +557,9 @@ mod tests {
             "--face-capacity",
             "12",
             "--no-access-face",
+            "--infrared-library",
+            "--intelbras-max-photo-kb",
+            "75",
         ])
         .unwrap();
         assert_eq!(args.non_facial, [2]);
@@ -546,6 +569,9 @@ mod tests {
         assert_eq!(config.faces.controlid, ControlIdFaces::Oem);
         assert!(!config.faces.hikvision_setup && !config.faces.hikvision_search_delete);
         assert_eq!(config.faces.capacity, 12);
+        assert_eq!(config.faces.intelbras_max_photo, 75 * 1024);
+        assert_eq!(plain.faces.intelbras_max_photo, 100 * 1024);
+        assert!(config.faces.hikvision_infrared_library && !plain.faces.hikvision_infrared_library);
         assert!(!config.faces.intelbras_access_face && plain.faces.intelbras_access_face);
         assert!(plain.faces.hikvision_setup && plain.faces.hikvision_search_delete);
         let beyond = parse(&["--devices", "3", "--faces", "--non-facial", "4"]).unwrap();
@@ -557,6 +583,45 @@ mod tests {
             }
         );
         assert!(parse(&["--non-facial", "1"]).is_err(), "needs --faces");
+    }
+
+    /// The model each device reports: facial ones but the `--non-facial` one.
+    #[test]
+    fn non_facial_devices_among_facial_ones_are_card_models() {
+        let args = parse(&["--devices", "3", "--faces", "--non-facial", "2"]).unwrap();
+        let fleet = start_fleet(&args, &args.config("admin".into()).unwrap()).unwrap();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let models: Vec<String> = fleet
+            .urls()
+            .iter()
+            .map(|url| {
+                let login: serde_json::Value = agent
+                    .post(format!("{url}/login.fcgi"))
+                    .send(r#"{"login":"admin","password":"admin"}"#)
+                    .unwrap()
+                    .body_mut()
+                    .read_json()
+                    .unwrap();
+                let session = login["session"]
+                    .as_str()
+                    .unwrap()
+                    .replace('/', "%2F")
+                    .replace('+', "%2B");
+                let info: serde_json::Value = agent
+                    .post(format!("{url}/system_information.fcgi?session={session}"))
+                    .send("{}")
+                    .unwrap()
+                    .body_mut()
+                    .read_json()
+                    .unwrap();
+                info["model"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(models, ["iDFace", "iDBlock", "iDFace"]);
+        fleet.shutdown();
     }
 
     #[test]

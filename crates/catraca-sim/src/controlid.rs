@@ -338,15 +338,15 @@ impl ControlIdDevice {
         }
         let mut request: LoadRequest = parse_body(body)?;
         let table = Self::table(&request.object)?;
+        // Every column (no `fields`) includes it, as on the device.
         let image_timestamps = table == TableId::Users
             && self.has_image_timestamps()
             && request
                 .fields
                 .as_ref()
-                .is_some_and(|f| f.iter().any(|n| n == IMAGE_TIMESTAMP));
+                .is_none_or(|f| f.iter().any(|n| n == IMAGE_TIMESTAMP));
         let mut dropped_id = false;
-        if image_timestamps {
-            let fields = request.fields.get_or_insert_with(Vec::new);
+        if let Some(fields) = request.fields.as_mut().filter(|_| image_timestamps) {
             fields.retain(|n| n != IMAGE_TIMESTAMP);
             if !fields.iter().any(|n| n == "id") {
                 fields.push("id".to_owned());

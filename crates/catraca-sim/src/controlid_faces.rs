@@ -15,7 +15,8 @@
 //! `"info":{"match_user_id":N}` inside the error (the placement face-api.md marks as
 //! probable). Verdicts on a photo answer 200 with `success` false (the doc has seen
 //! 200 and 400; one fixed choice); a request the device cannot read is a 400
-//! `{"error":...,"code":1}`, and a body over 2 MB the web server's 413.
+//! `{"error":...,"code":1}`, and a body over 2 MB (1 MB on old firmware) the web
+//! server's 413.
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -27,6 +28,8 @@ use super::tables::{col, TableId};
 
 /// The request size the vendor documents for both set calls.
 pub(crate) const MAX_REQUEST: usize = 2 * 1024 * 1024;
+/// The older documentation page's limit (C2), played by the old firmware.
+pub(crate) const OLD_MAX_REQUEST: usize = 1024 * 1024;
 
 /// Simulated face width, as a share of the picture's shorter side, in percent.
 const FACE_WIDTH_PERCENT: u32 = 45;
@@ -38,8 +41,10 @@ pub enum ControlIdFaces {
     #[default]
     #[value(name = "stock")]
     Stock,
-    /// Firmware before `get_timestamp`: `user_list_images` answers `user_ids` only,
-    /// and `users` has no `image_timestamp` column.
+    /// Firmware before `get_timestamp` (the older page, C2): `user_list_images`
+    /// answers `user_ids` only, `users` has no `image_timestamp` column, requests are
+    /// capped at 1 MB, and `user_set_image` takes no `timestamp` or `match` (ignored
+    /// when sent).
     #[value(name = "old")]
     Old,
     /// The HID Amico OEM build (2.4.5): PNG refused with HTTP 400.
@@ -175,7 +180,7 @@ impl ControlIdDevice {
         if matches!(
             command,
             FaceCommand::SetImage | FaceCommand::SetImageList | FaceCommand::TestImage
-        ) && request.body.len() > MAX_REQUEST
+        ) && request.body.len() > self.max_request()
         {
             return super::http::error_response(413);
         }
@@ -206,7 +211,12 @@ impl ControlIdDevice {
     }
 
     /// Judges one photo for `user_id` (`None`: only a test) and stores it if good.
-    fn judge(&mut self, user_id: Option<(i64, i64)>, bytes: &[u8], matching: bool) -> Verdict {
+    fn judge(
+        &mut self,
+        user_id: Option<(i64, Option<i64>)>,
+        bytes: &[u8],
+        matching: bool,
+    ) -> Verdict {
         let own = match user_id {
             Some((id, _)) => match self.registration_of(id) {
                 Some(registration) => registration,
@@ -258,8 +268,15 @@ impl ControlIdDevice {
                 return Verdict::Refused(vec![error], Some(scores));
             }
         }
-        self.face_store
-            .insert(id, StoredFace::new(bytes, photo, identity, Some(timestamp)));
+        self.face_store.insert(
+            id,
+            StoredFace::new(
+                bytes,
+                photo,
+                identity,
+                timestamp.filter(|_| self.faces.controlid != ControlIdFaces::Old),
+            ),
+        );
         Verdict::Stored(scores)
     }
 
@@ -280,10 +297,14 @@ impl ControlIdDevice {
         let Some(user_id) = number("user_id") else {
             return error(400, "Invalid user_id");
         };
-        let Some(timestamp) = number("timestamp") else {
-            return error(400, "Invalid or missing parameter: timestamp");
+        let old = self.faces.controlid == ControlIdFaces::Old;
+        let timestamp = match number("timestamp") {
+            _ if old => None,
+            Some(timestamp) => Some(timestamp),
+            None => return error(400, "Invalid or missing parameter: timestamp"),
         };
         let matching = match request.query_param("match").as_deref() {
+            _ if old => false,
             Some("0") => false,
             Some("1") => true,
             _ => return error(400, "Invalid or missing parameter: match (0 or 1)"),
@@ -334,7 +355,7 @@ impl ControlIdDevice {
                 (_, _, None) => invalid("image", "string"),
                 (Some(id), Some(timestamp), Some(image)) => {
                     match base64::engine::general_purpose::STANDARD.decode(image) {
-                        Ok(bytes) => self.judge(Some((id, timestamp)), &bytes, matching),
+                        Ok(bytes) => self.judge(Some((id, Some(timestamp))), &bytes, matching),
                         Err(_) => Verdict::code_1(NOT_RECOGNIZED),
                     }
                 }
@@ -411,6 +432,14 @@ impl ControlIdDevice {
             return error(400, "Give user_id, user_ids, all or dangling");
         }
         answer(&json!({}))
+    }
+
+    /// The largest request the firmware reads.
+    fn max_request(&self) -> usize {
+        match self.faces.controlid {
+            ControlIdFaces::Old => OLD_MAX_REQUEST,
+            _ => MAX_REQUEST,
+        }
     }
 
     /// Whether `load_objects` on `users` knows the `image_timestamp` column.

@@ -45,6 +45,13 @@ pub struct SimFaces {
     /// Hikvision: `FDSearch/Delete` works. Off: it answers statusCode 6 `Invalid
     /// Content` and only `FDDelete` removes, as on a DS-K1T341AMF. Default: on.
     pub hikvision_search_delete: bool,
+    /// Hikvision: `FDLib` also lists FDID `2` = `infraredFD` (listed first), as a
+    /// DS-K1T342MFWX-E1 does; faces still go to FDID 1 / `blackFD`, and any other
+    /// library is refused `faceLibNotExist`. Default: off.
+    pub hikvision_infrared_library: bool,
+    /// Intelbras: the largest photo taken, in bytes; beyond it FailCode 286064923.
+    /// Default: 100 KB (102,400), the documented limit; a Dahua ASI takes under 75 KB.
+    pub intelbras_max_photo: usize,
     /// Intelbras: `AccessFace.cgi` exists. Off: `501 Not Implemented`, only
     /// `FaceInfoManager.cgi?action=add|update`. Default: on.
     pub intelbras_access_face: bool,
@@ -59,6 +66,8 @@ impl Default for SimFaces {
             controlid: ControlIdFaces::Stock,
             hikvision_setup: true,
             hikvision_search_delete: true,
+            hikvision_infrared_library: false,
+            intelbras_max_photo: 100 * 1024,
             intelbras_access_face: true,
         }
     }
@@ -265,8 +274,10 @@ pub struct SimFace {
 /// Face calls a device received, counted since it started.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FaceStats {
-    /// Every face call (upload, list, search, delete, capabilities), refused ones
-    /// included, on a device with or without faces.
+    /// Every face call (upload, list, search, delete, capabilities) that reached the
+    /// device's API, refused ones included, on a device with or without faces. Calls
+    /// turned away before it (a Digest 401, a device down or overloaded, an injected
+    /// fault) are only in `SimStats`, under their request names.
     pub calls: u64,
     /// Photos that arrived in upload calls (each item of a list or batch).
     pub photos_received: u64,

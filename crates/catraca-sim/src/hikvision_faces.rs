@@ -1,7 +1,8 @@
 //! Hikvision ISAPI face library on a simulated MinMoe terminal (docs/face-api.md,
 //! section 2): FDID `1` / `blackFD`, a face's FPID = the person's `employeeNo`.
 //!
-//! `GET FDLib` lists the library; `GET FDLib/capabilities` reports
+//! `GET FDLib` lists the library (and an `infraredFD` FDID 2 on the DS-K1T342MFWX-E1
+//! variant); `GET FDLib/capabilities` reports
 //! `supportFDFunction` (with `setUp` unless the firmware lacks `FDSetUp`),
 //! `FDRecordDataMaxNum` (the face capacity) and `facePicFormat`. Uploads are
 //! multipart, the JSON part named `FaceDataRecord` first (no filename), then the
@@ -13,12 +14,15 @@
 //! 400 px, a JPEG baseline 4:2:0 (progressive or other subsampling cannot be
 //! modeled), a face found (`face.rs`); all these modeling failures are
 //! `SubpicAnalysisModelingError`; then the library's room (`exceedMaxFaceNumber`).
+//! The JSON-only forms are refused: `faceURL` with `urlDownloadFail` (no terminal
+//! can reach the test's URLs), base64 `faceData` with `badJsonContent` (H7).
 //! `FDSearch` answers by FPID (`totalMatches`, `NO MATCH`); `FDSearch/Delete` removes
 //! by a list of FPIDs (statusCode 6 `Invalid Content` on a DS-K1T341AMF-like
 //! firmware), `FDDelete` by one FPID (statusCode 4 when there is no such face).
 //! Deleting a person removes its face (`hikvision.rs`). One upload at a time is
 //! enforced by `lib.rs` (a second one meanwhile is `Device Busy`). A card model
-//! answers every FDLib call 404 `notSupport`.
+//! answers every FDLib call 404 `notSupport`. NB: the `image` crate's JPEG encoder
+//! writes 4:4:4, refused here as on the device: encode with `jpeg-encoder` at 4:2:0.
 
 use serde_json::{json, Map, Value};
 
@@ -154,6 +158,28 @@ fn parts<'a>(body: &'a [u8], boundary: &str) -> Option<Vec<Part<'a>>> {
     }
 }
 
+/// The JSON-only upload forms, refused as a terminal refused them (H7): a `faceURL`
+/// it cannot download (`urlDownloadFail`), a base64 `faceData` (`badJsonContent`).
+fn json_form(request: &Request<'_>) -> Option<Served> {
+    let json = request
+        .content_type
+        .is_some_and(|t| t.trim_start().starts_with("application/json"));
+    if !json {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(request.body).ok()?;
+    if body.get("faceURL").is_some() {
+        return Some(invalid(
+            "urlDownloadFail",
+            "the picture at faceURL could not be downloaded",
+        ));
+    }
+    if body.get("faceData").is_some() {
+        return Some(invalid("badJsonContent", "faceData"));
+    }
+    None
+}
+
 /// `faceLibType` and `FDID` name the access library, or the refusal.
 fn check_library(lib_type: Option<&str>, fdid: Option<&str>) -> Result<(), Served> {
     match (lib_type, fdid) {
@@ -174,10 +200,19 @@ impl HikvisionApi {
         }
         let method = request.method;
         match (method, name) {
-            ("GET", "fdlib") => data(json!({
-                "statusCode": 1, "statusString": "OK", "subStatusCode": "ok",
-                "FDLib": [{"FDID": "1", "faceLibType": "blackFD", "name": "", "customInfo": ""}],
-            })),
+            ("GET", "fdlib") => {
+                let mut libraries = Vec::new();
+                if self.faces.hikvision_infrared_library {
+                    libraries.push(json!({"FDID": "2", "faceLibType": "infraredFD", "name": "", "customInfo": ""}));
+                }
+                libraries.push(
+                    json!({"FDID": "1", "faceLibType": "blackFD", "name": "", "customInfo": ""}),
+                );
+                data(json!({
+                    "statusCode": 1, "statusString": "OK", "subStatusCode": "ok",
+                    "FDLib": libraries,
+                }))
+            }
             ("GET", "fdlib_capabilities") => {
                 let functions = if self.faces.hikvision_setup {
                     "post,delete,put,get,setUp"
@@ -211,6 +246,9 @@ impl HikvisionApi {
 
     /// `FDSetUp` (`replace`) or `FaceDataRecord`: one person's face.
     fn upload(&mut self, request: &Request<'_>, replace: bool) -> Served {
+        if let Some(refused) = json_form(request) {
+            return refused;
+        }
         let Some(boundary) = boundary(request.content_type) else {
             return invalid("badParameters", "the body must be multipart/form-data");
         };

@@ -10,7 +10,7 @@
 //! device does with the good ones is unknown: the strict choice). A request it cannot
 //! read (not JSON, bad base64, over 2 MiB, more than 10 faces, a missing or repeated
 //! user) is the bare `Error Bad Request!`. Per photo: `insertMulti`/`add` for a user
-//! who has a face is 286064926; over 100 KB, or over 600 x 1200 px, is 286064923 (too
+//! who has a face is 286064926; over 100 KB (`SimFaces::intelbras_max_photo`), or over 600 x 1200 px, is 286064923 (too
 //! large); not a JPEG, under 150 x 300 px, taller than twice its width, or without a
 //! face (`face.rs`) is 288686087. `updateMulti`/`update` also create a face (the doc
 //! does not say they refuse a user without one).
@@ -33,8 +33,6 @@ use super::hikvision::Served;
 use super::http::{Request, Response};
 use super::intelbras::{IntelbrasApi, MAX_PER_CALL};
 
-/// The largest photo the documentation allows (D1).
-pub(crate) const MAX_PHOTO: usize = 100 * 1024;
 /// Beyond this a request is not read at all (a 957 KB photo got a bare Bad Request).
 const MAX_BODY: usize = 2 * 1024 * 1024;
 const MIN_WIDTH: u32 = 150;
@@ -186,7 +184,7 @@ impl IntelbrasApi {
             ("GET", "face_caps") => json_answer(
                 200,
                 &json!({"caps": {
-                    "MaxFacesPerCall": MAX_PER_CALL, "MaxPhotoSize": MAX_PHOTO,
+                    "MaxFacesPerCall": MAX_PER_CALL, "MaxPhotoSize": self.faces.intelbras_max_photo,
                     "PhotoFormat": ["jpg"], "MinWidth": MIN_WIDTH, "MinHeight": MIN_HEIGHT,
                     "MaxWidth": MAX_WIDTH, "MaxHeight": MAX_HEIGHT,
                 }}),
@@ -257,7 +255,7 @@ impl IntelbrasApi {
         if !update && self.face_store.contains_key(&entry.user_id) {
             return Err(ALREADY_HAS_FACE);
         }
-        if entry.photo.len() > MAX_PHOTO {
+        if entry.photo.len() > self.faces.intelbras_max_photo {
             return Err(TOO_LARGE);
         }
         let photo = Photo::read(&entry.photo).map_err(|_| NO_USABLE_FACE)?;

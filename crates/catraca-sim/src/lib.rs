@@ -12,6 +12,10 @@
 //! `http.rs`, and the `catraca simulate` command in `cli.rs`; this file ties them into
 //! one request path per kind (faults and latency shared) and offers the typed views
 //! tests assert on: Control iD tables, and [`SimPerson`]s in each vendor's notation.
+//! Face photos (issue 15) are `SimConfig::faces`: each family's calls live beside its
+//! protocol (`controlid_faces.rs`, `hikvision_faces.rs`, `intelbras_faces.rs`), the
+//! simulated detection in `face.rs`, and the JPEGs tests send come from
+//! [`test_photo`]; [`SimDevice::faces`] and [`SimDevice::face_stats`] show the result.
 //! One fault path serves every kind: `fault_before_work` before the device works,
 //! `answer_when_due` after it.
 //!
@@ -661,6 +665,8 @@ impl DeviceHandler {
                 "name": self.name,
                 "kind": self.kind.name(),
                 "people": state.people(),
+                "faces": state.faces(),
+                "face_stats": state.face_stats(),
                 "stats": state.tally.snapshot(),
             });
             return body.to_string().into_bytes();
@@ -676,6 +682,8 @@ impl DeviceHandler {
             "cards": cards(tables),
             "groups": groups(tables),
             "user_groups": links,
+            "faces": state.faces(),
+            "face_stats": state.face_stats(),
             "stats": state.tally.snapshot(),
         });
         body.to_string().into_bytes()
@@ -783,6 +791,9 @@ impl DeviceHandler {
         let mut state = self.state();
         state.tally.request(command.name());
         if !command.takes(request.method) {
+            if let Protocol::ControlId(device) = &mut state.device {
+                device.face_stats.calls += 1;
+            }
             return Reply::Answer(http::error_response(405));
         }
         let (mut state, mut fault) = match self.fault_before_work(state, received) {

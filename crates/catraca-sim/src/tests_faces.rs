@@ -440,6 +440,9 @@ fn controlid_timestamps_come_back_from_the_list_and_from_load_objects() {
             {"registration": "3", "image_timestamp": 1_600_000_300_i64},
         ]})
     );
+    let (_, all) = cid.json("load_objects", json!({"object": "users"}));
+    assert_eq!(all["users"][2]["image_timestamp"], 1_600_000_300_i64);
+    assert_eq!(all["users"][2]["registration"], "3");
     let (_, got) = cid.post(
         "user_get_image",
         &format!("&user_id={}&get_timestamp=1", ids[2]),
@@ -538,7 +541,7 @@ fn controlid_a_card_model_knows_no_face_command_and_counts_each_call() {
 }
 
 #[test]
-fn controlid_old_firmware_lists_ids_only_and_has_no_image_timestamp() {
+fn controlid_old_firmware_lists_ids_only_has_no_image_timestamp_and_reads_1_mb() {
     let device = controlid(SimFaces {
         controlid: ControlIdFaces::Old,
         ..SimFaces::instant()
@@ -558,6 +561,29 @@ fn controlid_old_firmware_lists_ids_only_and_has_no_image_timestamp() {
         json!({"object": "users", "fields": ["id", "image_timestamp"]}),
     );
     assert_eq!(status, 400);
+    // The older page: no timestamp or match on the single call, and at most 1 MB.
+    let query = format!("&user_id={}", ids[0]);
+    let newer = good(2);
+    let (status, body) = cid.post("user_set_image", &query, &newer, "application/octet-stream");
+    assert_eq!(
+        (status, body["success"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    assert_eq!(device.face("1").unwrap().sha256, face::sha256_hex(&newer));
+    assert_eq!(
+        device.face("1").unwrap().timestamp,
+        None,
+        "no timestamp kept"
+    );
+    let heavy = TestPhoto::new(1400, 1800).quality(97).grain(16).build();
+    assert!(
+        (1024 * 1024..2 * 1024 * 1024).contains(&heavy.len()),
+        "{}",
+        heavy.len()
+    );
+    let (status, _) = cid.post("user_set_image", &query, &heavy, "application/octet-stream");
+    assert_eq!(status, 413);
 }
 
 #[test]
@@ -600,6 +626,27 @@ fn controlid_each_photo_takes_the_modeling_time() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn controlid_a_lost_answer_leaves_the_photos_stored() {
+    let device = controlid(SimFaces::instant());
+    let cid = Cid::login(&device);
+    let ids = cid.users(&["1"]);
+    device.lose_next_answer("user_set_image_list");
+    let images = json!({"match": false, "user_images": [
+        {"user_id": ids[0], "timestamp": 5, "image": b64(&good(1))}]});
+    let lost = cid
+        .agent
+        .post(format!(
+            "{}/user_set_image_list.fcgi?session={}",
+            cid.base, cid.session
+        ))
+        .content_type("application/json")
+        .send(images.to_string());
+    assert!(lost.is_err(), "the connection is reset");
+    assert_eq!(device.face("1").unwrap().timestamp, Some(5));
+    assert_eq!(device.stats().count("user_set_image_list"), 1);
 }
 
 #[test]
@@ -866,6 +913,17 @@ fn hikvision_setup_adds_replaces_and_keeps_the_old_face_on_a_refusal() {
     assert_eq!(users["UserInfoSearch"]["UserInfo"][0]["numOfFace"], 1);
     let stats = device.face_stats();
     assert_eq!((stats.photos_stored, stats.photos_refused), (2, 1));
+    // The simulator's own window shows the same.
+    let state: Value = agent()
+        .get(format!("{}/_sim/state", device.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(state["faces"][0]["key"], "A-1");
+    assert_eq!(state["faces"][0]["sha256"], face::sha256_hex(&second));
+    assert_eq!(state["face_stats"]["photos_stored"], 2);
 }
 
 #[test]
@@ -917,6 +975,26 @@ fn hikvision_refuses_photos_beyond_its_limits() {
         200,
         "{} bytes",
         png.len()
+    );
+}
+
+/// What a product re-encoding with the `image` crate sends: its JPEG encoder writes
+/// every component at full resolution (4:4:4), which a MinMoe cannot model (H3).
+/// Encode the canonical photo with `jpeg-encoder` at `SamplingFactor::R_4_2_0`.
+#[test]
+fn hikvision_refuses_a_jpeg_from_the_image_crates_encoder() {
+    let pixels = image::load_from_memory(&good(1)).unwrap().to_rgb8();
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 85)
+        .encode_image(&pixels)
+        .unwrap();
+    assert_eq!(Photo::read(&jpeg).unwrap().subsampling, Subsampling::S444);
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    assert_eq!(
+        sub_status(&hik_upload(&client, true, "1", &jpeg)),
+        (400, "SubpicAnalysisModelingError".into())
     );
 }
 
@@ -984,6 +1062,39 @@ fn hikvision_takes_the_multipart_parts_in_one_order_under_one_name() {
         &photo,
     );
     assert_eq!(status, 400);
+    assert!(device.faces().is_empty());
+}
+
+#[test]
+fn hikvision_refuses_the_json_only_upload_forms() {
+    let device = digest_device(Kind::Hikvision, SimFaces::instant());
+    let client = Digest::new(&device);
+    hik_person(&client, "1");
+    let record = |extra: (&str, String)| {
+        let mut body = json!({"faceLibType": "blackFD", "FDID": "1", "FPID": "1"});
+        body[extra.0] = Value::String(extra.1);
+        body
+    };
+    let by_url = record(("faceURL", "http://127.0.0.1:1/face.jpg".into()));
+    let (status, answer) = client.json(
+        "POST",
+        "/ISAPI/Intelligent/FDLib/FaceDataRecord?format=json",
+        &by_url,
+    );
+    assert_eq!(
+        (status, answer["subStatusCode"].clone()),
+        (400, json!("urlDownloadFail"))
+    );
+    let inline = record(("faceData", b64(&good(1))));
+    let (status, answer) = client.json(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        &inline,
+    );
+    assert_eq!(
+        (status, answer["subStatusCode"].clone()),
+        (400, json!("badJsonContent"))
+    );
     assert!(device.faces().is_empty());
 }
 
@@ -1091,6 +1202,58 @@ fn hikvision_firmware_without_setup_or_search_delete() {
     );
     assert_eq!(status, 200);
     assert!(device.face("1").is_none());
+}
+
+#[test]
+fn hikvision_with_an_infrared_library_takes_faces_in_black_fd_only() {
+    let device = digest_device(
+        Kind::Hikvision,
+        SimFaces {
+            hikvision_infrared_library: true,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    let (_, lib) = client.json("GET", "/ISAPI/Intelligent/FDLib?format=json", &Value::Null);
+    let libraries: Vec<(String, String)> = lib["FDLib"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["FDID"].as_str().unwrap().into(),
+                l["faceLibType"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        libraries,
+        [
+            ("2".into(), "infraredFD".into()),
+            ("1".into(), "blackFD".into())
+        ]
+    );
+    hik_person(&client, "1");
+    let infrared = json!({"faceLibType": "infraredFD", "FDID": "2", "FPID": "1"}).to_string();
+    let body = multipart(&[
+        (
+            "FaceDataRecord",
+            None,
+            "application/json",
+            infrared.as_bytes(),
+        ),
+        ("img", Some("f.jpg"), "image/jpeg", &good(1)),
+    ]);
+    let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+    let (status, text) = client.send(
+        "PUT",
+        "/ISAPI/Intelligent/FDLib/FDSetUp?format=json",
+        &content_type,
+        &body,
+    );
+    assert_eq!(status, 400);
+    assert!(text.contains("faceLibNotExist"), "{text}");
+    assert_eq!(hik_upload(&client, true, "1", &good(1)).0, 200);
 }
 
 #[test]
@@ -1272,6 +1435,37 @@ fn intelbras_refuses_photos_beyond_its_limits_with_their_codes() {
             "{w}x{h}"
         );
     }
+}
+
+#[test]
+fn intelbras_an_asi_takes_smaller_photos() {
+    let device = digest_device(
+        Kind::Intelbras,
+        SimFaces {
+            intelbras_max_photo: 75 * 1024,
+            ..SimFaces::instant()
+        },
+    );
+    let client = Digest::new(&device);
+    intelbras_users(&client, &["1"]);
+    let photo = TestPhoto::new(480, 640).quality(88).grain(14).build();
+    assert!(
+        (75 * 1024..100 * 1024).contains(&photo.len()),
+        "{}",
+        photo.len()
+    );
+    let answer = intelbras_faces(&client, "insertMulti", &[("1", &photo)]);
+    assert_eq!(fail_codes(&answer), [286_064_923]);
+    let (_, caps) = client.json(
+        "GET",
+        "/cgi-bin/FaceInfoManager.cgi?action=getCaps",
+        &Value::Null,
+    );
+    assert_eq!(caps["caps"]["MaxPhotoSize"], 75 * 1024);
+    assert_eq!(
+        intelbras_faces(&client, "insertMulti", &[("1", &good(1))]).0,
+        200
+    );
 }
 
 #[test]
