@@ -33,11 +33,12 @@ pub struct CompletionsArgs {
 #[command(after_help = format!("{EXAMPLES}\n\n{EXIT_STATUS_HELP}"))]
 pub struct EnrollArgs {
     /// The participants CSV (`-` reads standard input). Columns: registration/matricula,
-    /// name/nome, optional card/cartao, begin/inicio, end/fim, group/grupo; `,` or `;`.
+    /// name/nome, optional card/cartao, begin/inicio, end/fim, group/grupo, photo/foto;
+    /// `,` or `;`.
     #[arg(long, value_name = "FILE|-")]
     pub users: String,
     /// A TOML file of [[device]] tables (name, url, kind, max_in_flight, login, password_env,
-    /// tls_fingerprint, card_format, card_pad).
+    /// tls_fingerprint, card_format, card_pad, faces).
     #[arg(long, value_name = "FILE")]
     pub devices: Option<PathBuf>,
     /// A device URL, e.g. http://10.0.0.5 (Control iD) or hikvision+http://10.0.0.6,

@@ -92,11 +92,18 @@ impl Fitter {
             self.fitted.fetch_add(1, Ordering::Relaxed);
             self.make(photo).map(Arc::new)
         };
-        let mut kept = self.kept.lock().expect("kept lock");
-        if kept.len() == KEPT {
-            kept.pop_front();
+        // Only photos of a canonical size are kept: a file sent as given may be a 4 MB
+        // phone photo, and 256 of those would not be a small cache.
+        if result
+            .as_ref()
+            .map_or(true, |f| f.jpeg.len() <= fit::MAX_BYTES)
+        {
+            let mut kept = self.kept.lock().expect("kept lock");
+            if kept.len() == KEPT {
+                kept.pop_front();
+            }
+            kept.push_back((version, result.clone()));
         }
-        kept.push_back((version, result.clone()));
         result
     }
 
@@ -145,5 +152,45 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         *self.0.fitting.lock().expect("fitting lock") -= 1;
         self.0.slot_free.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::photo::{PhotoOrigin, PhotoVersion};
+
+    fn photo(dir: &std::path::Path, seed: u64) -> Photo {
+        let path = dir.join(format!("{seed}.jpg"));
+        let bytes = catraca_sim::test_photo::TestPhoto::new(120, 160)
+            .seed(seed)
+            .build();
+        std::fs::write(&path, &bytes).unwrap();
+        let sha: [u8; 32] =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes)).into();
+        Photo {
+            path,
+            origin: PhotoOrigin::Directory,
+            version: Some(PhotoVersion::of(&sha, PhotoFit::Canonical)),
+        }
+    }
+
+    #[test]
+    fn a_photo_asked_by_several_devices_is_fitted_once_and_the_kept_ones_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let fitter = Fitter::default();
+        let first = photo(dir.path(), 1);
+        let a = fitter.get(&first).unwrap();
+        let b = fitter.get(&first).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(fitter.fitted_count(), 1);
+        for seed in 2..(KEPT as u64 + 3) {
+            fitter.get(&photo(dir.path(), seed)).unwrap();
+        }
+        assert_eq!(fitter.kept.lock().unwrap().len(), KEPT);
+        // The first was dropped: asked again, it is fitted again, to the same bytes.
+        let again = fitter.get(&first).unwrap();
+        assert_eq!(fitter.fitted_count(), KEPT as u64 + 3);
+        assert_eq!(again.jpeg, a.jpeg);
     }
 }

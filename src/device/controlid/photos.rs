@@ -123,42 +123,45 @@ impl ControlIdDevice {
     }
 
     /// Sends the photos of `work` (index in the job, user id, person); one result per
-    /// item, in order.
+    /// item, in order. Photos are fitted as the request that carries them fills up, so
+    /// a job holds one request's photos at a time, not its whole batch's.
     pub(super) fn put_photos(
         &self,
         work: &[(usize, i64, &Person)],
     ) -> Vec<Result<(), DeviceError>> {
         let mut results: Vec<Option<Result<(), DeviceError>>> = vec![None; work.len()];
-        let mut ready: Vec<(usize, i64, i64, Arc<Fitted>)> = Vec::new();
+        let mut batch: Vec<(usize, i64, i64, Arc<Fitted>)> = Vec::new();
+        let mut size = 0;
+        let flush = |batch: &mut Vec<(usize, i64, i64, Arc<Fitted>)>,
+                     results: &mut Vec<Option<Result<(), DeviceError>>>| {
+            for ((k, ..), result) in batch.iter().zip(self.send_photo_list(batch)) {
+                results[*k] = Some(result);
+            }
+            batch.clear();
+        };
         for (k, (_, user, person)) in work.iter().enumerate() {
             let Some(photo) = &person.photo else {
                 results[k] = Some(Ok(()));
                 continue;
             };
             let timestamp = photo.version.map(|v| v.controlid_timestamp()).unwrap_or(0);
-            match self.faces.photo_for(photo, Kind::Controlid) {
-                Ok(fitted) => ready.push((k, *user, timestamp, fitted)),
-                Err(e) => results[k] = Some(Err(e)),
-            }
-        }
-        // Cut into requests of at most MAX_LIST_BASE64 bytes of base64.
-        let mut start = 0;
-        while start < ready.len() {
-            let mut end = start;
-            let mut size = 0;
-            while end < ready.len() {
-                let encoded = ready[end].3.jpeg.len().div_ceil(3) * 4;
-                if end > start && size + encoded > MAX_LIST_BASE64 {
-                    break;
+            let fitted = match self.faces.photo_for(photo, Kind::Controlid) {
+                Ok(fitted) => fitted,
+                Err(e) => {
+                    results[k] = Some(Err(e));
+                    continue;
                 }
-                size += encoded;
-                end += 1;
+            };
+            let encoded = fitted.jpeg.len().div_ceil(3) * 4;
+            if !batch.is_empty() && size + encoded > MAX_LIST_BASE64 {
+                flush(&mut batch, &mut results);
+                size = 0;
             }
-            let batch = &ready[start..end];
-            for ((k, ..), result) in batch.iter().zip(self.send_photo_list(batch)) {
-                results[*k] = Some(result);
-            }
-            start = end;
+            size += encoded;
+            batch.push((k, *user, timestamp, fitted));
+        }
+        if !batch.is_empty() {
+            flush(&mut batch, &mut results);
         }
         results
             .into_iter()
