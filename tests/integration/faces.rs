@@ -715,3 +715,38 @@ fn photos_added_to_people_already_enrolled_are_sent_despite_the_cache() {
     assert_eq!(ran.report()["updated"], 8, "{}", ran.shown);
     assert_one_canonical_face_each(&fleet.devices[0], &rows);
 }
+
+#[test]
+fn check_says_which_devices_take_faces_and_what_they_hold() {
+    let sandbox = Sandbox::new();
+    let fleet = facial_mixed(
+        &[(Kind::Controlid, 2), (Kind::Hikvision, 1)],
+        SimFaces::instant(),
+    );
+    fleet.devices[1].set_facial(false);
+    let rows = people(3);
+    fleet.devices[0].insert_user(&rows[0].registration, "Ana");
+    fleet.devices[0].put_face(
+        &rows[0].registration,
+        &TestPhoto::new(480, 640).build(),
+        Some(1_600_000_000),
+    );
+    let devices = devices_file(&sandbox, &fleet, |_| false);
+    let ran = sandbox
+        .catraca(&["check", "--json", "--devices", &devices])
+        .run();
+    ran.expect_code(0);
+    let checks: Value = serde_json::from_str(&ran.stdout).unwrap();
+    let learned = |i: usize| checks[i]["learned"].to_string();
+    assert!(
+        learned(0).contains("faces: taken; 1 photos held"),
+        "{}",
+        ran.shown
+    );
+    assert!(learned(1).contains("faces: not taken"), "{}", ran.shown);
+    assert!(
+        learned(2).contains("face library capacity 3000"),
+        "{}",
+        ran.shown
+    );
+}
