@@ -153,14 +153,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         measure::serve_launcher()?;
         return Ok(crate::exit::Exit::Done);
     }
-    const GROUPS: [&str; 8] = ["W1", "W2", "W3", "startup", "W4", "TLS", "W5", "sim"];
+    const GROUPS: [&str; 9] = [
+        "W1", "W2", "W3", "startup", "W4", "TLS", "W5", "W5-scale", "sim",
+    ];
     if let Some(unknown) = args
         .only
         .iter()
         .find(|o| !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(o)))
     {
         bail!(
-            "--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS, W5 or sim"
+            "--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS, W5, W5-scale or sim"
         );
     }
     let mut sizes = if args.quick {

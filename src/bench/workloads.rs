@@ -504,7 +504,7 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
     if wanted("TLS") {
         list.extend(tls(sizes));
     }
-    if wanted("W5") {
+    if wanted("W5") || wanted("W5-scale") {
         let faces =
             |name: &str, people: usize, devices: usize, time: Duration, cache: CacheMode| {
                 Workload {
@@ -525,20 +525,22 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
                 }
             };
         let (people, devices) = (sizes.face_people, sizes.face_devices);
-        list.push(faces(
-            "W5 photos",
-            people,
-            devices,
-            sizes.face_time,
-            CacheMode::None,
-        ));
-        list.push(faces(
-            "W5-rerun",
-            people,
-            devices,
-            sizes.face_time,
-            CacheMode::EmbeddedFilled,
-        ));
+        if wanted("W5") {
+            list.push(faces(
+                "W5 photos",
+                people,
+                devices,
+                sizes.face_time,
+                CacheMode::None,
+            ));
+            list.push(faces(
+                "W5-rerun",
+                people,
+                devices,
+                sizes.face_time,
+                CacheMode::EmbeddedFilled,
+            ));
+        }
         list.push(faces(
             "W5-scale",
             sizes.face_scale_people,

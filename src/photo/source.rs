@@ -48,6 +48,9 @@ pub fn find_in_directory(dir: &Path, registration: &str) -> Option<Photo> {
 /// version; the first bad photo in file order is the error. `csv` names the
 /// participants file in messages.
 pub fn check(photos: Vec<(usize, &mut Photo)>, fit: PhotoFit, csv: &str) -> Result<(), PhotoError> {
+    if !photos.is_empty() {
+        super::store::return_big_blocks_to_the_system();
+    }
     let results: Vec<Result<(), PhotoError>> = photos
         .into_par_iter()
         .map(|(line, photo)| match read(&photo.path) {

@@ -6,12 +6,13 @@
 //! decoded at once (a decoded phone photo is tens of MB), and the last [`KEPT`] fitted
 //! photos are kept (about 70 KB each, so under 20 MB), keyed by their version. Devices
 //! progress through the same people at about the same pace, so a photo fitted for one
-//! device is usually still kept when the next device asks for it: fitted once per run,
-//! not once per device. When it has been dropped it is fitted again, to the same bytes.
+//! device is usually still kept when the next device asks for it, and a device asking
+//! for a photo another is fitting waits for it: fitted once per run, not once per
+//! device. When it has been dropped it is fitted again, to the same bytes.
 
 use super::fit::{self, Fitted};
 use super::{Photo, PhotoFit, PhotoVersion};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -32,10 +33,29 @@ pub type FitResult = Result<Arc<Fitted>, String>;
 /// Makes and keeps fitted photos for one run.
 pub struct Fitter {
     mode: PhotoFit,
-    kept: Mutex<VecDeque<(PhotoVersion, FitResult)>>,
-    fitting: Mutex<usize>,
-    slot_free: Condvar,
+    state: Mutex<State>,
+    changed: Condvar,
     fitted: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    kept: VecDeque<(PhotoVersion, FitResult)>,
+    /// Photos being fitted now: a second device asking for one waits for it rather
+    /// than fitting it again (devices reach the same people at about the same time).
+    fitting: HashSet<PhotoVersion>,
+    /// Decoding slots in use, at most [`MAX_FITTING`].
+    busy: usize,
+}
+
+impl State {
+    fn kept(&self, version: PhotoVersion) -> Option<FitResult> {
+        self.kept
+            .iter()
+            .rev()
+            .find(|(v, _)| *v == version)
+            .map(|(_, r)| r.clone())
+    }
 }
 
 impl std::fmt::Debug for Fitter {
@@ -54,9 +74,8 @@ impl Fitter {
     pub fn new(mode: PhotoFit) -> Fitter {
         Fitter {
             mode,
-            kept: Mutex::new(VecDeque::with_capacity(KEPT)),
-            fitting: Mutex::new(0),
-            slot_free: Condvar::new(),
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
             fitted: AtomicU64::new(0),
         }
     }
@@ -80,39 +99,39 @@ impl Fitter {
                 photo.path.display()
             ));
         };
-        if let Some(found) = self.kept(version) {
-            return found;
-        }
-        let result = {
-            let _slot = self.slot();
-            // Another thread may have fitted it while this one waited.
-            if let Some(found) = self.kept(version) {
-                return found;
+        {
+            let mut state = self.state.lock().expect("fitter lock");
+            loop {
+                if let Some(found) = state.kept(version) {
+                    return found;
+                }
+                if !state.fitting.contains(&version) && state.busy < *MAX_FITTING {
+                    break;
+                }
+                state = self.changed.wait(state).expect("fitter lock");
             }
-            self.fitted.fetch_add(1, Ordering::Relaxed);
-            self.make(photo).map(Arc::new)
-        };
+            state.fitting.insert(version);
+            state.busy += 1;
+        }
+        self.fitted.fetch_add(1, Ordering::Relaxed);
+        let result = self.make(photo).map(Arc::new);
+        let mut state = self.state.lock().expect("fitter lock");
+        state.busy -= 1;
+        state.fitting.remove(&version);
         // Only photos of a canonical size are kept: a file sent as given may be a 4 MB
         // phone photo, and 256 of those would not be a small cache.
         if result
             .as_ref()
             .map_or(true, |f| f.jpeg.len() <= fit::MAX_BYTES)
         {
-            let mut kept = self.kept.lock().expect("kept lock");
-            if kept.len() == KEPT {
-                kept.pop_front();
+            if state.kept.len() == KEPT {
+                state.kept.pop_front();
             }
-            kept.push_back((version, result.clone()));
+            state.kept.push_back((version, result.clone()));
         }
+        drop(state);
+        self.changed.notify_all();
         result
-    }
-
-    fn kept(&self, version: PhotoVersion) -> Option<FitResult> {
-        let kept = self.kept.lock().expect("kept lock");
-        kept.iter()
-            .rev()
-            .find(|(v, _)| *v == version)
-            .map(|(_, r)| r.clone())
     }
 
     fn make(&self, photo: &Photo) -> Result<Fitted, String> {
@@ -134,24 +153,33 @@ impl Fitter {
             }
         }
     }
+}
 
-    /// Waits for one of the [`MAX_FITTING`] decoding slots.
-    fn slot(&self) -> Slot<'_> {
-        let mut busy = self.fitting.lock().expect("fitting lock");
-        while *busy >= *MAX_FITTING {
-            busy = self.slot_free.wait(busy).expect("fitting lock");
+impl Drop for Fitter {
+    fn drop(&mut self) {
+        let fitted = self.fitted_count();
+        if fitted > 0 {
+            log::debug!("photos fitted in this run: {fitted}");
         }
-        *busy += 1;
-        Slot(self)
     }
 }
 
-struct Slot<'a>(&'a Fitter);
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *self.0.fitting.lock().expect("fitting lock") -= 1;
-        self.0.slot_free.notify_one();
+/// Makes the C allocator hand big blocks back to the system when freed, once per
+/// process. A decoded photo is megabytes; glibc raises its mmap threshold after such a
+/// block is freed, so later ones come from each worker thread's own heap and stay
+/// there: W5-scale's peak RSS was set by ten threads' heaps, each grown to a few
+/// decodes (142 MB for 3,000 people on 2 devices; 77 MB with this). A fixed threshold
+/// of 256 KiB keeps every image buffer in its own mapping, returned when dropped.
+/// Called when a run has photos (`source::check`).
+pub fn return_big_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes the allocator's tuning, once, before photos are
+        // decoded.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        });
     }
 }
 
@@ -180,14 +208,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fitter = Fitter::default();
         let first = photo(dir.path(), 1);
-        let a = fitter.get(&first).unwrap();
-        let b = fitter.get(&first).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
+        // Asked by several threads at once: fitted once, the others wait for it.
+        let results: Vec<FitResult> = std::thread::scope(|scope| {
+            let asking: Vec<_> = (0..4).map(|_| scope.spawn(|| fitter.get(&first))).collect();
+            asking.into_iter().map(|t| t.join().unwrap()).collect()
+        });
         assert_eq!(fitter.fitted_count(), 1);
+        let a = results[0].clone().unwrap();
+        assert!(results.iter().all(|r| Arc::ptr_eq(r.as_ref().unwrap(), &a)));
         for seed in 2..(KEPT as u64 + 3) {
             fitter.get(&photo(dir.path(), seed)).unwrap();
         }
-        assert_eq!(fitter.kept.lock().unwrap().len(), KEPT);
+        assert_eq!(fitter.state.lock().unwrap().kept.len(), KEPT);
         // The first was dropped: asked again, it is fitted again, to the same bytes.
         let again = fitter.get(&first).unwrap();
         assert_eq!(fitter.fitted_count(), KEPT as u64 + 3);
