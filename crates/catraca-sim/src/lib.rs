@@ -1413,9 +1413,7 @@ impl SimDevice {
                     .expect("put_face on Control iD needs the person stored first");
                 device.face_store.insert(id, stored);
             }
-            Protocol::Hikvision(api, _) => {
-                api.face_store.insert(key.to_owned(), stored);
-            }
+            Protocol::Hikvision(api, _) => api.store_face(key.to_owned(), stored),
             Protocol::Intelbras(api, _) => {
                 api.face_store.insert(key.to_owned(), stored);
             }

@@ -697,6 +697,18 @@ impl Digest {
     }
 
     fn send(&self, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let (status, bytes) = self.send_raw(method, target, content_type, body);
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A signed request; the answer's status and bytes.
+    fn send_raw(
+        &self,
+        method: &str,
+        target: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let url = format!("{}{target}", self.base);
         let attempt = |authorization: Option<String>| {
             let request = ureq::http::Request::builder()
@@ -719,12 +731,12 @@ impl Digest {
             (
                 status,
                 challenge,
-                response.body_mut().read_to_string().unwrap(),
+                response.body_mut().read_to_vec().unwrap(),
             )
         };
-        let (status, challenge, text) = attempt(None);
+        let (status, challenge, bytes) = attempt(None);
         if status != 401 {
-            return (status, text);
+            return (status, bytes);
         }
         let mut prompt = digest_auth::WwwAuthenticateHeader::parse(&challenge.unwrap()).unwrap();
         let context = digest_auth::AuthContext::new_with_method(
@@ -735,8 +747,8 @@ impl Digest {
             digest_auth::HttpMethod(method.to_owned().into()),
         );
         let header = prompt.respond(&context).unwrap().to_string();
-        let (status, _, text) = attempt(Some(header));
-        (status, text)
+        let (status, _, bytes) = attempt(Some(header));
+        (status, bytes)
     }
 
     fn json(&self, method: &str, target: &str, body: &Value) -> (u16, Value) {
@@ -889,8 +901,21 @@ fn hikvision_setup_adds_replaces_and_keeps_the_old_face_on_a_refusal() {
         .as_str()
         .unwrap()
         .contains("/LOCALS/pic/enrlFace/"));
+    let url = found["MatchList"][0]["faceURL"].as_str().unwrap();
+    let path = &url[url.find("/LOCALS").unwrap()..];
+    assert_eq!(client.send("GET", path, "", b"").0, 200);
     let second = good(2);
     assert_eq!(hik_upload(&client, true, "A-1", &second).0, 200);
+    assert_eq!(
+        client.send("GET", path, "", b"").0,
+        404,
+        "the old picture is gone"
+    );
+    let found = hik_search(&client, "A-1");
+    let url = found["MatchList"][0]["faceURL"].as_str().unwrap();
+    let path = url[url.find("/LOCALS").unwrap()..].to_owned();
+    let (status, picture) = client.send_raw("GET", &path, "", b"");
+    assert_eq!((status, picture), (200, second.clone()));
     assert_eq!(
         device.face("A-1").unwrap().sha256,
         face::sha256_hex(&second)
