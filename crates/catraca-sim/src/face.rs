@@ -205,6 +205,45 @@ impl Photo {
     }
 }
 
+/// What a picture's header and pixels say, as the simulated devices read them: for
+/// tests that check a photo a product prepared (size, encoding, EXIF gone) with a
+/// reader that is not the product's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PhotoFacts {
+    pub format: PhotoFormat,
+    pub width: u32,
+    pub height: u32,
+    /// A progressive JPEG (SOF2); false for baseline and for PNG.
+    pub progressive: bool,
+    pub subsampling: Subsampling,
+    /// The COM segments, in order.
+    pub comments: Vec<String>,
+    /// The EXIF orientation tag, if the picture carries one.
+    pub exif_orientation: Option<u16>,
+    /// The picture is (almost) one flat colour: no face in it.
+    pub uniform: bool,
+    pub bytes: usize,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Reads a JPEG or PNG as the simulated devices do; `None` if they could not.
+pub fn inspect_photo(bytes: &[u8]) -> Option<PhotoFacts> {
+    let photo = Photo::read(bytes).ok()?;
+    Some(PhotoFacts {
+        format: photo.format,
+        width: photo.width,
+        height: photo.height,
+        progressive: photo.progressive,
+        subsampling: photo.subsampling,
+        comments: photo.comments,
+        exif_orientation: photo.orientation,
+        uniform: photo.uniform,
+        bytes: photo.len,
+        sha256: photo.sha256,
+    })
+}
+
 /// A face a device holds.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredFace {

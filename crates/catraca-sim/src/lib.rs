@@ -70,7 +70,8 @@ pub use card::{Card, Encoding};
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
 pub use controlid_faces::ControlIdFaces;
 pub use face::{
-    FaceStats, PhotoFormat, SimFace, SimFaces, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
+    inspect_photo, FaceStats, PhotoFacts, PhotoFormat, SimFace, SimFaces, Subsampling,
+    CONTROLID_ERROR_COMMENT, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
 };
 pub use faults::{FaultRates, Overload};
 pub use fingerprint::Fingerprint;

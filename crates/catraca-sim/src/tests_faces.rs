@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::face::{Photo, Subsampling};
+use super::face::Photo;
 use super::test_photo::TestPhoto;
 use super::*;
 
@@ -111,6 +111,36 @@ fn a_phone_photo_is_big_rotated_and_faceless_as_sent() {
         (4032, 3024, Some(6))
     );
     assert_eq!(photo.face("1"), None, "a sideways face is not modeled");
+}
+
+#[test]
+fn inspect_photo_tells_what_the_devices_read() {
+    let bytes = TestPhoto::new(300, 400)
+        .progressive()
+        .exif_orientation(3)
+        .comment("hi")
+        .build();
+    let facts = inspect_photo(&bytes).unwrap();
+    assert_eq!(
+        (facts.format, facts.width, facts.height),
+        (PhotoFormat::Jpeg, 300, 400)
+    );
+    assert!(facts.progressive && !facts.uniform);
+    assert_eq!(facts.subsampling, Subsampling::S420);
+    assert_eq!(
+        (facts.comments, facts.exif_orientation),
+        (vec!["hi".to_owned()], Some(3))
+    );
+    assert_eq!(
+        (facts.bytes, facts.sha256),
+        (bytes.len(), face::sha256_hex(&bytes))
+    );
+    assert!(
+        inspect_photo(&TestPhoto::flat_grey(200, 200))
+            .unwrap()
+            .uniform
+    );
+    assert_eq!(inspect_photo(b"GIF89a"), None);
 }
 
 #[test]
