@@ -10,19 +10,38 @@
 //! Intelbras bench's no-face example) has no face either, and survives a product that
 //! strips comments. Otherwise the face is the person's own. The header facts the
 //! families judge (size in pixels, baseline or progressive, chroma subsampling) are
-//! read here from the JPEG segments themselves, and the pixels decoded with `image`.
+//! read here from the JPEG segments themselves, and the pixels decoded with `image`
+//! ([`inspect_photo`] shows tests the same reading). The face configuration of a
+//! device ([`SimFaces`], with its firmware variants) lives here too, one definition
+//! for the three families.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::controlid_faces::ControlIdFaces;
-
 /// The time a device takes to model one photo when nothing says otherwise: a guess
 /// (no public measurement exists, face-api.md 1.7 and 2.7) in the range field clients'
 /// timeouts suggest, and the default of `catraca simulate --face-ms`.
 pub const DEFAULT_FACE_TIME: Duration = Duration::from_millis(300);
+
+/// Which Control iD firmware a facial device plays (docs/face-api.md, section 6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlIdFaces {
+    /// The current documentation: JPEG or PNG, `get_timestamp`, `users.image_timestamp`.
+    #[default]
+    #[value(name = "stock")]
+    Stock,
+    /// Firmware before `get_timestamp` (the older page, C2): `user_list_images`
+    /// answers `user_ids` only, `users` has no `image_timestamp` column, requests are
+    /// capped at 1 MB, and `user_set_image` takes no `timestamp` or `match` (ignored
+    /// when sent).
+    #[value(name = "old")]
+    Old,
+    /// The HID Amico OEM build (2.4.5): PNG refused with HTTP 400.
+    #[value(name = "oem")]
+    Oem,
+}
 
 /// Whether a simulated device takes face photos, and how (its firmware's variants).
 #[derive(Debug, Clone, PartialEq, Eq)]

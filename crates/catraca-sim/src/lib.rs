@@ -68,10 +68,9 @@ use serde_json::{json, Map, Value};
 
 pub use card::{Card, Encoding};
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
-pub use controlid_faces::ControlIdFaces;
 pub use face::{
-    inspect_photo, FaceStats, PhotoFacts, PhotoFormat, SimFace, SimFaces, Subsampling,
-    CONTROLID_ERROR_COMMENT, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
+    inspect_photo, ControlIdFaces, FaceStats, PhotoFacts, PhotoFormat, SimFace, SimFaces,
+    Subsampling, CONTROLID_ERROR_COMMENT, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
 };
 pub use faults::{FaultRates, Overload};
 pub use fingerprint::Fingerprint;
