@@ -1345,7 +1345,8 @@ fn hikvision_works_on_one_upload_at_a_time() {
     let device = digest_device(
         Kind::Hikvision,
         SimFaces {
-            time_per_photo: Duration::from_secs(2),
+            // Long enough for the second upload to arrive meanwhile on a busy machine.
+            time_per_photo: Duration::from_secs(4),
             ..SimFaces::on()
         },
     );
