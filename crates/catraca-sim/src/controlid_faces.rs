@@ -22,7 +22,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use super::controlid::ControlIdDevice;
-use super::face::{Photo, PhotoFormat, StoredFace};
+use super::face::{ControlIdFaces, Photo, PhotoFormat, StoredFace};
 use super::http::{Request, Response};
 use super::tables::{col, TableId};
 
@@ -33,24 +33,6 @@ pub(crate) const OLD_MAX_REQUEST: usize = 1024 * 1024;
 
 /// Simulated face width, as a share of the picture's shorter side, in percent.
 const FACE_WIDTH_PERCENT: u32 = 45;
-
-/// Which Control iD firmware a facial device plays (docs/face-api.md, section 6).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ControlIdFaces {
-    /// The current documentation: JPEG or PNG, `get_timestamp`, `users.image_timestamp`.
-    #[default]
-    #[value(name = "stock")]
-    Stock,
-    /// Firmware before `get_timestamp` (the older page, C2): `user_list_images`
-    /// answers `user_ids` only, `users` has no `image_timestamp` column, requests are
-    /// capped at 1 MB, and `user_set_image` takes no `timestamp` or `match` (ignored
-    /// when sent).
-    #[value(name = "old")]
-    Old,
-    /// The HID Amico OEM build (2.4.5): PNG refused with HTTP 400.
-    #[value(name = "oem")]
-    Oem,
-}
 
 /// The face calls, named by the path `/<name>.fcgi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

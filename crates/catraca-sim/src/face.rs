@@ -10,19 +10,38 @@
 //! Intelbras bench's no-face example) has no face either, and survives a product that
 //! strips comments. Otherwise the face is the person's own. The header facts the
 //! families judge (size in pixels, baseline or progressive, chroma subsampling) are
-//! read here from the JPEG segments themselves, and the pixels decoded with `image`.
+//! read here from the JPEG segments themselves, and the pixels decoded with `image`
+//! ([`inspect_photo`] shows tests the same reading). The face configuration of a
+//! device ([`SimFaces`], with its firmware variants) lives here too, one definition
+//! for the three families.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::controlid_faces::ControlIdFaces;
-
 /// The time a device takes to model one photo when nothing says otherwise: a guess
 /// (no public measurement exists, face-api.md 1.7 and 2.7) in the range field clients'
 /// timeouts suggest, and the default of `catraca simulate --face-ms`.
 pub const DEFAULT_FACE_TIME: Duration = Duration::from_millis(300);
+
+/// Which Control iD firmware a facial device plays (docs/face-api.md, section 6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControlIdFaces {
+    /// The current documentation: JPEG or PNG, `get_timestamp`, `users.image_timestamp`.
+    #[default]
+    #[value(name = "stock")]
+    Stock,
+    /// Firmware before `get_timestamp` (the older page, C2): `user_list_images`
+    /// answers `user_ids` only, `users` has no `image_timestamp` column, requests are
+    /// capped at 1 MB, and `user_set_image` takes no `timestamp` or `match` (ignored
+    /// when sent).
+    #[value(name = "old")]
+    Old,
+    /// The HID Amico OEM build (2.4.5): PNG refused with HTTP 400.
+    #[value(name = "oem")]
+    Oem,
+}
 
 /// Whether a simulated device takes face photos, and how (its firmware's variants).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,6 +222,45 @@ impl Photo {
                 .filter(|n| (4..=9).contains(n))
         })
     }
+}
+
+/// What a picture's header and pixels say, as the simulated devices read them: for
+/// tests that check a photo a product prepared (size, encoding, EXIF gone) with a
+/// reader that is not the product's own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PhotoFacts {
+    pub format: PhotoFormat,
+    pub width: u32,
+    pub height: u32,
+    /// A progressive JPEG (SOF2); false for baseline and for PNG.
+    pub progressive: bool,
+    pub subsampling: Subsampling,
+    /// The COM segments, in order.
+    pub comments: Vec<String>,
+    /// The EXIF orientation tag, if the picture carries one.
+    pub exif_orientation: Option<u16>,
+    /// The picture is (almost) one flat colour: no face in it.
+    pub uniform: bool,
+    pub bytes: usize,
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Reads a JPEG or PNG as the simulated devices do; `None` if they could not.
+pub fn inspect_photo(bytes: &[u8]) -> Option<PhotoFacts> {
+    let photo = Photo::read(bytes).ok()?;
+    Some(PhotoFacts {
+        format: photo.format,
+        width: photo.width,
+        height: photo.height,
+        progressive: photo.progressive,
+        subsampling: photo.subsampling,
+        comments: photo.comments,
+        exif_orientation: photo.orientation,
+        uniform: photo.uniform,
+        bytes: photo.len,
+        sha256: photo.sha256,
+    })
 }
 
 /// A face a device holds.

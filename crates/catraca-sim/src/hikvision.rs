@@ -47,6 +47,9 @@ pub(crate) struct HikvisionApi {
     pub(crate) faces: SimFaces,
     /// Faces by FPID (= employeeNo) in FDID 1 / blackFD.
     pub(crate) face_store: BTreeMap<String, StoredFace>,
+    /// The picture file number of each face (its `faceURL`); a new one per upload.
+    pub(crate) face_pictures: BTreeMap<String, u64>,
+    pub(crate) last_picture: u64,
     pub(crate) face_stats: FaceStats,
 }
 

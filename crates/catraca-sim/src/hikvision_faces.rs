@@ -19,6 +19,8 @@
 //! `FDSearch` answers by FPID (`totalMatches`, `NO MATCH`); `FDSearch/Delete` removes
 //! by a list of FPIDs (statusCode 6 `Invalid Content` on a DS-K1T341AMF-like
 //! firmware), `FDDelete` by one FPID (statusCode 4 when there is no such face).
+//! `faceURL` names a picture on a loopback host nothing serves (the device's own idea
+//! of its address); its path is served here, with Digest, an HTML 404 once gone.
 //! Deleting a person removes its face (`hikvision.rs`). One upload at a time is
 //! enforced by `lib.rs` (a second one meanwhile is `Device Busy`). A card model
 //! answers every FDLib call 404 `notSupport`. NB: the `image` crate's JPEG encoder
@@ -37,6 +39,9 @@ pub(crate) const MIN_LONG_SIDE: u32 = 400;
 
 /// The statistics name of an FDLib call, if `path` is one.
 pub(crate) fn route_name(path: &str) -> Option<&'static str> {
+    if path.starts_with(PICTURES) {
+        return Some("face_picture");
+    }
     Some(match path {
         "/ISAPI/Intelligent/FDLib" => "fdlib",
         "/ISAPI/Intelligent/FDLib/capabilities" => "fdlib_capabilities",
@@ -47,6 +52,14 @@ pub(crate) fn route_name(path: &str) -> Option<&'static str> {
         "/ISAPI/Intelligent/FDLib/FDDelete" => "face_delete",
         _ => return None,
     })
+}
+
+/// Where face pictures are served, as `faceURL` names them.
+const PICTURES: &str = "/LOCALS/pic/enrlFace/0/";
+
+/// The path of picture `n`, with the suffix terminals append.
+fn picture_path(n: u64) -> String {
+    format!("{PICTURES}{n:010}.jpg@WEB{n:012}")
 }
 
 /// Whether a route name is an upload (one at a time per device).
@@ -234,6 +247,7 @@ impl HikvisionApi {
             ("POST", "face_search") => self.search_faces(request.body),
             ("PUT", "face_search_delete") => self.search_delete(request),
             ("PUT", "face_delete") => self.delete_face(request.body),
+            ("GET", "face_picture") => self.picture(request.path),
             _ => status(
                 405,
                 4,
@@ -287,7 +301,7 @@ impl HikvisionApi {
         let verdict = self.judge(&fpid, image.data, replace);
         match verdict {
             Ok(stored) => {
-                self.face_store.insert(fpid, stored);
+                self.store_face(fpid, stored);
                 self.face_stats.stored();
                 ok()
             }
@@ -296,6 +310,13 @@ impl HikvisionApi {
                 refused
             }
         }
+    }
+
+    /// Stores a face under a new picture file.
+    pub(crate) fn store_face(&mut self, fpid: String, face: StoredFace) {
+        self.last_picture += 1;
+        self.face_pictures.insert(fpid.clone(), self.last_picture);
+        self.face_store.insert(fpid, face);
     }
 
     fn judge(&self, fpid: &str, bytes: &[u8], replace: bool) -> Result<StoredFace, Served> {
@@ -351,16 +372,12 @@ impl HikvisionApi {
         let rows: Vec<Value> = self
             .face_store
             .keys()
-            .enumerate()
-            .filter(|(_, fpid)| wanted.is_none_or(|w| w == fpid.as_str()))
-            .map(|(n, fpid)| {
+            .filter(|fpid| wanted.is_none_or(|w| w == fpid.as_str()))
+            .map(|fpid| {
                 // A loopback host nothing listens on: the device's own idea of its
                 // address, which a client must not use (face-api.md 2.5).
-                let url = format!(
-                    "http://127.0.0.2/LOCALS/pic/enrlFace/0/{:010}.jpg@WEB{:012}",
-                    n + 1,
-                    n + 1
-                );
+                let n = self.face_pictures.get(fpid).copied().unwrap_or_default();
+                let url = format!("http://127.0.0.2{}", picture_path(n));
                 json!({"FPID": fpid, "faceURL": url})
             })
             .collect();
@@ -429,6 +446,38 @@ impl HikvisionApi {
             self.face_store.remove(fpid);
         }
         ok()
+    }
+
+    /// A face picture by the path of its `faceURL` (the `@WEB` suffix optional); an
+    /// HTML 404 when there is none (H10).
+    fn picture(&self, path: &str) -> Served {
+        let name = path.strip_prefix(PICTURES).unwrap_or_default();
+        let number = name
+            .split(['.', '@'])
+            .next()
+            .and_then(|n| n.parse::<u64>().ok());
+        let face = number.and_then(|n| {
+            let fpid = self.face_pictures.iter().find(|(_, p)| **p == n)?.0;
+            self.face_store.get(fpid)
+        });
+        let Some(face) = face else {
+            return Served {
+                response: super::http::error_response(404),
+                created: None,
+            };
+        };
+        Served {
+            response: Response {
+                status: 200,
+                content_type: match face.photo.format {
+                    PhotoFormat::Jpeg => "image/jpeg",
+                    PhotoFormat::Png => "image/png",
+                },
+                body: face.bytes.clone(),
+                challenges: Vec::new(),
+            },
+            created: None,
+        }
     }
 
     fn delete_face(&mut self, body: &[u8]) -> Served {

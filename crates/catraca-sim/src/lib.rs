@@ -68,9 +68,9 @@ use serde_json::{json, Map, Value};
 
 pub use card::{Card, Encoding};
 pub use cli::{run, SimulateArgs, SimulateError, PASSWORD_ENV, PROFILES};
-pub use controlid_faces::ControlIdFaces;
 pub use face::{
-    FaceStats, PhotoFormat, SimFace, SimFaces, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
+    inspect_photo, ControlIdFaces, FaceStats, PhotoFacts, PhotoFormat, SimFace, SimFaces,
+    Subsampling, CONTROLID_ERROR_COMMENT, DEFAULT_FACE_TIME, NO_FACE_COMMENT, SAME_AS_COMMENT,
 };
 pub use faults::{FaultRates, Overload};
 pub use fingerprint::Fingerprint;
@@ -1413,9 +1413,7 @@ impl SimDevice {
                     .expect("put_face on Control iD needs the person stored first");
                 device.face_store.insert(id, stored);
             }
-            Protocol::Hikvision(api, _) => {
-                api.face_store.insert(key.to_owned(), stored);
-            }
+            Protocol::Hikvision(api, _) => api.store_face(key.to_owned(), stored),
             Protocol::Intelbras(api, _) => {
                 api.face_store.insert(key.to_owned(), stored);
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::face::{Photo, Subsampling};
+use super::face::Photo;
 use super::test_photo::TestPhoto;
 use super::*;
 
@@ -111,6 +111,36 @@ fn a_phone_photo_is_big_rotated_and_faceless_as_sent() {
         (4032, 3024, Some(6))
     );
     assert_eq!(photo.face("1"), None, "a sideways face is not modeled");
+}
+
+#[test]
+fn inspect_photo_tells_what_the_devices_read() {
+    let bytes = TestPhoto::new(300, 400)
+        .progressive()
+        .exif_orientation(3)
+        .comment("hi")
+        .build();
+    let facts = inspect_photo(&bytes).unwrap();
+    assert_eq!(
+        (facts.format, facts.width, facts.height),
+        (PhotoFormat::Jpeg, 300, 400)
+    );
+    assert!(facts.progressive && !facts.uniform);
+    assert_eq!(facts.subsampling, Subsampling::S420);
+    assert_eq!(
+        (facts.comments, facts.exif_orientation),
+        (vec!["hi".to_owned()], Some(3))
+    );
+    assert_eq!(
+        (facts.bytes, facts.sha256),
+        (bytes.len(), face::sha256_hex(&bytes))
+    );
+    assert!(
+        inspect_photo(&TestPhoto::flat_grey(200, 200))
+            .unwrap()
+            .uniform
+    );
+    assert_eq!(inspect_photo(b"GIF89a"), None);
 }
 
 #[test]
@@ -697,6 +727,18 @@ impl Digest {
     }
 
     fn send(&self, method: &str, target: &str, content_type: &str, body: &[u8]) -> (u16, String) {
+        let (status, bytes) = self.send_raw(method, target, content_type, body);
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A signed request; the answer's status and bytes.
+    fn send_raw(
+        &self,
+        method: &str,
+        target: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
         let url = format!("{}{target}", self.base);
         let attempt = |authorization: Option<String>| {
             let request = ureq::http::Request::builder()
@@ -719,12 +761,12 @@ impl Digest {
             (
                 status,
                 challenge,
-                response.body_mut().read_to_string().unwrap(),
+                response.body_mut().read_to_vec().unwrap(),
             )
         };
-        let (status, challenge, text) = attempt(None);
+        let (status, challenge, bytes) = attempt(None);
         if status != 401 {
-            return (status, text);
+            return (status, bytes);
         }
         let mut prompt = digest_auth::WwwAuthenticateHeader::parse(&challenge.unwrap()).unwrap();
         let context = digest_auth::AuthContext::new_with_method(
@@ -735,8 +777,8 @@ impl Digest {
             digest_auth::HttpMethod(method.to_owned().into()),
         );
         let header = prompt.respond(&context).unwrap().to_string();
-        let (status, _, text) = attempt(Some(header));
-        (status, text)
+        let (status, _, bytes) = attempt(Some(header));
+        (status, bytes)
     }
 
     fn json(&self, method: &str, target: &str, body: &Value) -> (u16, Value) {
@@ -889,8 +931,21 @@ fn hikvision_setup_adds_replaces_and_keeps_the_old_face_on_a_refusal() {
         .as_str()
         .unwrap()
         .contains("/LOCALS/pic/enrlFace/"));
+    let url = found["MatchList"][0]["faceURL"].as_str().unwrap();
+    let path = &url[url.find("/LOCALS").unwrap()..];
+    assert_eq!(client.send("GET", path, "", b"").0, 200);
     let second = good(2);
     assert_eq!(hik_upload(&client, true, "A-1", &second).0, 200);
+    assert_eq!(
+        client.send("GET", path, "", b"").0,
+        404,
+        "the old picture is gone"
+    );
+    let found = hik_search(&client, "A-1");
+    let url = found["MatchList"][0]["faceURL"].as_str().unwrap();
+    let path = url[url.find("/LOCALS").unwrap()..].to_owned();
+    let (status, picture) = client.send_raw("GET", &path, "", b"");
+    assert_eq!((status, picture), (200, second.clone()));
     assert_eq!(
         device.face("A-1").unwrap().sha256,
         face::sha256_hex(&second)
@@ -1290,7 +1345,8 @@ fn hikvision_works_on_one_upload_at_a_time() {
     let device = digest_device(
         Kind::Hikvision,
         SimFaces {
-            time_per_photo: Duration::from_secs(2),
+            // Long enough for the second upload to arrive meanwhile on a busy machine.
+            time_per_photo: Duration::from_secs(4),
             ..SimFaces::on()
         },
     );
