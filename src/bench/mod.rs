@@ -36,11 +36,13 @@ pub struct BenchArgs {
     /// Tiny sizes (a few seconds in all): checks the benchmark works, measures nothing.
     #[arg(long)]
     pub quick: bool,
-    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, TLS, sim.
+    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, TLS, sim,
+    /// W5, W5-scale (the photo groups run only when named, except with --quick).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// People of the largest scale workload (W2 also runs a tenth and a hundredth of it,
-    /// W3 runs it cached). Default 100,000, on 10 devices: 1,000,000 pairs.
+    /// W3 runs it cached). Default 100,000, on 10 devices: 1,000,000 pairs. Also the
+    /// people of W5-scale (default 20,000 on 2 devices).
     #[arg(long, value_name = "N")]
     pub people: Option<usize>,
     /// Print the rows as JSON instead of the table.
@@ -173,6 +175,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
     if let Some(people) = args.people {
         sizes.scale_people = people;
         sizes.face_scale_people = people;
+    }
+    if !sizes.faces_by_default && args.only.is_empty() {
+        eprintln!("bench: W5 and W5-scale run only when asked: --only W5 (or W5-scale)");
     }
     let exe = std::env::current_exe().context("finding the catraca executable")?;
     let mut launcher = measure::Launcher::start(&exe).context("starting the launcher")?;
