@@ -452,6 +452,20 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("retries", "Novas tentativas de uma requisição que falhou por motivo passageiro (timeout, reset, 503)."),
     ("latency_ms", "Latência simulada de cada dispositivo, em milissegundos."),
     ("shell", "O shell: bash, zsh ou fish."),
+    ("about:publish", "Escritório central: divide um CSV de participantes em trabalhos por local no Redis central (--queue), para os agentes de cada local."),
+    ("about:agent", "Na máquina de um local: faz os trabalhos desse local a partir do Redis central, com o arquivo de dispositivos do próprio local (URLs e senhas ficam no local)."),
+    ("about:status", "Escritório central: o relatório de uma execução de muitos locais, por dispositivo, por local, e os agentes vistos (--wait até terminar)."),
+    ("queue", "O Redis central que guarda trabalhos e resultados: redis://[[USUÁRIO]:SENHA@]HOST[:PORTA][/DB], ou rediss://... para TLS. Senão CATRACA_QUEUE. Mostrado só com a senha oculta."),
+    ("queue_prefix", "A primeira parte de cada chave (`catraca:{local}:jobs`): várias frotas, ou testes, podem dividir um Redis com prefixos diferentes."),
+    ("publish:devices", "O arquivo central da frota: uma tabela [[device]] por dispositivo com nome e local (site), e kind, card_format quando não os padrões; sem URL nem senha."),
+    ("job_size", "Pessoas por trabalho, no máximo 999 (o limite de uma consulta do dispositivo): trabalhos menores espalham o trabalho de um local por mais agentes."),
+    ("agent:devices", "O arquivo de dispositivos deste local, com URLs e credenciais, como para `catraca enroll`."),
+    ("site", "O local deste agente: ele faz os trabalhos de `{prefixo}:{local}:jobs`."),
+    ("name", "O nome deste agente entre os agentes do local (seu nome de consumidor). Padrão: o nome da máquina e o id do processo."),
+    ("claim_after", "Assume um trabalho que outro agente do local segura há este tempo sem terminar (ele morreu): 60s por padrão (ex.: 30s, 2m)."),
+    ("once", "Sai quando o stream do local não tem nada pendente, com o status de saída do enroll."),
+    ("run", "A execução a mostrar (o id que publish imprimiu). Padrão: a última publicada."),
+    ("wait", "Espera até cada trabalho da execução terminar, e sai como o enroll sairia."),
 ];
 
 /// Examples and exit statuses shown after `--help`, in Portuguese.

@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod output_files;
 pub mod participants;
 pub mod person;
+pub mod queue;
 pub mod report;
 pub mod reporter;
 pub mod settings;

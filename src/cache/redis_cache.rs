@@ -328,6 +328,15 @@ pub(crate) fn connect_with_timeouts(
 
 /// What went wrong, in words that point at the fix.
 fn redis_error(url: &str, err: &RedisError) -> CacheError {
+    CacheError::Redis {
+        url: url.to_string(),
+        message: explain(err),
+    }
+}
+
+/// What a Redis error means for the user, and what to check, on one line (shared with
+/// the work queue of `catraca publish` and `agent`, which reaches a Redis too).
+pub(crate) fn explain(err: &RedisError) -> String {
     // Some redis-rs messages span lines; an error message is one line.
     let detail = err
         .to_string()
@@ -361,10 +370,7 @@ fn redis_error(url: &str, err: &RedisError) -> CacheError {
     } else {
         detail
     };
-    CacheError::Redis {
-        url: url.to_string(),
-        message,
-    }
+    message
 }
 
 /// `url` with any password replaced by `***`, for messages and logs: the password in

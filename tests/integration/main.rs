@@ -19,6 +19,7 @@ mod life;
 mod plan;
 mod portuguese;
 mod resilience;
+mod sites;
 mod tls;
 mod trace;
 mod vendors;

@@ -97,6 +97,10 @@ fn find_or_start_shared() -> String {
 pub struct PrivateRedis {
     child: Child,
     url: String,
+    port: u16,
+    /// Where a persistent server keeps its append-only file (see
+    /// [`PrivateRedis::start_persistent`]); `None` for a server that persists nothing.
+    data: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Once the child is reaped its pid may belong to another process: never signal it.
     stopped: bool,
 }
@@ -108,7 +112,29 @@ impl PrivateRedis {
     /// (install it: `apt-get install redis-server`), or with the server's own log when it
     /// does not come up.
     pub fn start() -> io::Result<PrivateRedis> {
-        start_trying_ports(free_port)
+        start_trying_ports(free_port, None)
+    }
+
+    /// Starts a server that persists every write before answering it (`appendonly yes`,
+    /// `appendfsync always`, in a directory of its own), so that
+    /// [`PrivateRedis::restart`] brings back everything it acknowledged: the setup the
+    /// README asks of a central Redis whose queue must survive a restart.
+    pub fn start_persistent() -> io::Result<PrivateRedis> {
+        let data = std::sync::Arc::new(tempfile::tempdir()?);
+        start_trying_ports(free_port, Some(data))
+    }
+
+    /// Kills the server (SIGKILL: no chance to save anything more) and starts it again
+    /// on the same port, with the same data: a Redis restarted under its clients.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        let port = self.port;
+        let data = self.data.clone();
+        let fresh = start_trying_ports(move || Ok(port), data)?;
+        let mut old = std::mem::replace(self, fresh);
+        // The old handle is already stopped; dropping it must not signal anything.
+        old.stopped = true;
+        Ok(())
     }
 
     /// The server's URL, `redis://127.0.0.1:<port>`.
@@ -158,10 +184,13 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn start_trying_ports(mut next_port: impl FnMut() -> io::Result<u16>) -> io::Result<PrivateRedis> {
+fn start_trying_ports(
+    mut next_port: impl FnMut() -> io::Result<u16>,
+    data: Option<std::sync::Arc<tempfile::TempDir>>,
+) -> io::Result<PrivateRedis> {
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
-        match start_on(next_port()?) {
+        match start_on(next_port()?, data.clone()) {
             Ok(server) => return Ok(server),
             Err(StartError::PortTaken(err)) => last_error = Some(err),
             Err(StartError::Failed(err)) => return Err(err),
@@ -175,16 +204,33 @@ enum StartError {
     Failed(io::Error),
 }
 
-fn start_on(port: u16) -> Result<PrivateRedis, StartError> {
+fn start_on(
+    port: u16,
+    data: Option<std::sync::Arc<tempfile::TempDir>>,
+) -> Result<PrivateRedis, StartError> {
     // The server's output goes to an anonymous file: nothing to clean up, and still
     // readable to explain a failed start.
     let mut log = tempfile::tempfile().map_err(StartError::Failed)?;
     let mut command = Command::new("redis-server");
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+    match &data {
+        None => command
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir()),
+        Some(dir) => command
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir.path()),
+    };
     command
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(std::env::temp_dir())
         .args(["--daemonize", "no", "--loglevel", "warning"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(StartError::Failed)?)
@@ -206,6 +252,8 @@ fn start_on(port: u16) -> Result<PrivateRedis, StartError> {
     let mut server = PrivateRedis {
         child,
         url: format!("redis://127.0.0.1:{port}"),
+        port,
+        data,
         stopped: false,
     };
     let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -388,7 +436,7 @@ mod tests {
         let first = PrivateRedis::start().unwrap();
         let taken: u16 = first.url().rsplit(':').next().unwrap().parse().unwrap();
         let mut ports = [Ok(taken), free_port()].into_iter();
-        let second = start_trying_ports(|| ports.next().unwrap()).unwrap();
+        let second = start_trying_ports(|| ports.next().unwrap(), None).unwrap();
         assert_ne!(second.url(), first.url());
         assert!(served_by(second.url(), second.child.id()));
     }

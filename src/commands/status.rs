@@ -1,0 +1,193 @@
+//! `catraca status`: the central office's view of a run of many sites, added up from the
+//! run's results stream into the report `enroll` prints (see `queue::tally`), with the
+//! totals of each site, the jobs still pending and the agents seen.
+//!
+//! `--wait` polls until every job of the run has its result and exits as `enroll`
+//! would (0, 1, or 130 when interrupted while waiting). A Redis that goes away while
+//! waiting is waited for too.
+
+use crate::exit::Exit;
+use crate::queue::link::QueueLink;
+use crate::queue::tally::{tally, RunStatus};
+use crate::queue::wire::{JobResult, RunRecord, RESULT_FIELD};
+use crate::queue::{now_ms, Names};
+use crate::stdout::print_stdout;
+use crate::stop::{install_interrupt_handler, Stop};
+use redis::streams::StreamRangeReply;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often `--wait` reads the results: often enough that a script goes on within a
+/// second of the end, rarely enough that a hundred waiting scripts do not load Redis.
+const WAIT_POLL: Duration = Duration::from_millis(500);
+
+/// Results read per round trip.
+const RESULTS_PER_READ: usize = 1_000;
+
+/// Everything `status` needs.
+#[derive(Debug)]
+pub struct StatusConfig {
+    pub queue: String,
+    pub names: Names,
+    /// The run; `None`: the last one published.
+    pub run: Option<String>,
+    pub wait: bool,
+    pub json: bool,
+}
+
+/// Shows (or waits for) the run.
+pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
+    let mut link = QueueLink::open(&config.queue)?;
+    let id = match &config.run {
+        Some(id) => id.clone(),
+        None => {
+            let latest: Option<String> =
+                link.run(|c| redis::cmd("GET").arg(config.names.latest()).query(c))?;
+            latest.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no run was published on {} (under the prefix of --queue-prefix): run catraca publish first, or give --run ID",
+                    link.url()
+                )
+            })?
+        }
+    };
+    let stop = Arc::new(Stop::default());
+    if config.wait {
+        install_interrupt_handler(&stop);
+    }
+    let mut results = Vec::new();
+    let mut after = "-".to_string();
+    let status = loop {
+        let never = || false;
+        let record: Option<String> = link.patiently("reading the run", &never, |c| {
+            redis::cmd("GET").arg(config.names.run(&id)).query(c)
+        })?;
+        let record: RunRecord = match record {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| anyhow::anyhow!("run {id}: its record cannot be read ({e})"))?,
+            None => anyhow::bail!(
+                "no run {id} on {}: check the id that catraca publish printed, and --queue-prefix",
+                link.url()
+            ),
+        };
+        read_new_results(
+            &mut link,
+            &config.names.results(&id),
+            &mut after,
+            &mut results,
+        )?;
+        let agents: Vec<(String, u64)> = link.patiently("reading the agents", &never, |c| {
+            redis::cmd("HGETALL").arg(config.names.agents()).query(c)
+        })?;
+        let status = tally(&record, &results, &agents, now_ms());
+        if status.complete || !config.wait || stop.is_set() {
+            break status;
+        }
+        std::thread::sleep(WAIT_POLL);
+    };
+    let mut status = status;
+    status.report.interrupted = !status.complete && stop.is_set();
+    if config.json {
+        let mut out = serde_json::to_string_pretty(&status)?;
+        out.push('\n');
+        print_stdout(&out)?;
+    } else {
+        print_stdout(&to_text(&status))?;
+    }
+    Ok(Exit::of(&status.report))
+}
+
+/// Appends the results after `after` (an exclusive stream id, `-` for all) to `results`.
+fn read_new_results(
+    link: &mut QueueLink,
+    stream: &str,
+    after: &mut String,
+    results: &mut Vec<JobResult>,
+) -> anyhow::Result<()> {
+    loop {
+        let start = if after == "-" {
+            "-".to_string()
+        } else {
+            format!("({after}")
+        };
+        let page: StreamRangeReply = link.patiently("reading the results", &|| false, |c| {
+            redis::cmd("XRANGE")
+                .arg(stream)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(RESULTS_PER_READ)
+                .query(c)
+        })?;
+        let read = page.ids.len();
+        for entry in page.ids {
+            *after = entry.id.clone();
+            match entry.get::<String>(RESULT_FIELD) {
+                Some(json) => match serde_json::from_str::<JobResult>(&json) {
+                    Ok(result) => results.push(result),
+                    Err(e) => log::warn!("{stream} {}: not a job result ({e})", entry.id),
+                },
+                None => log::warn!("{stream} {}: no {RESULT_FIELD} field", entry.id),
+            }
+        }
+        if read < RESULTS_PER_READ {
+            return Ok(());
+        }
+    }
+}
+
+/// The human summary: the report as `enroll` prints it, then the sites, jobs and agents.
+fn to_text(status: &RunStatus) -> String {
+    let mut out = status.report.to_text_styled(crate::style::stdout_enabled());
+    let _ = writeln!(
+        out,
+        "\nrun {}: {} of {} jobs done{}",
+        status.run,
+        status.jobs.done,
+        status.jobs.total,
+        if status.complete {
+            ""
+        } else {
+            " (still going)"
+        }
+    );
+    for site in &status.per_site {
+        let _ = writeln!(
+            out,
+            "  site {}: {} devices, {} operations, {} registered, {} updated, {} unchanged, {} skipped, {} failed, {} removed; {} jobs pending",
+            site.site,
+            site.devices,
+            site.operations,
+            site.counts.registered,
+            site.counts.updated,
+            site.counts.unchanged,
+            site.counts.skipped_cache,
+            site.counts.failed,
+            site.counts.removed,
+            site.jobs.pending
+        );
+    }
+    for device in &status.report.per_device {
+        if device.counts.failed > 0 {
+            let _ = writeln!(
+                out,
+                "  device {} (site {}): {} failed",
+                device.name,
+                device.site.as_deref().unwrap_or("-"),
+                device.counts.failed
+            );
+        }
+    }
+    if status.agents.is_empty() {
+        let _ = writeln!(out, "agents: none seen yet");
+    }
+    for agent in &status.agents {
+        let _ = writeln!(
+            out,
+            "agent {} at {}: last heartbeat {} ({} s ago)",
+            agent.name, agent.site, agent.last_heartbeat, agent.seconds_ago
+        );
+    }
+    out
+}

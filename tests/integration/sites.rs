@@ -1,0 +1,426 @@
+//! Many sites: `publish` on a real Redis, `agent`s per site against simulated fleets,
+//! `status` adding it up. Every test has its own key prefix, so tests share one Redis.
+
+use crate::harness::{
+    assert_holds_exactly, counts_add_up, fleet, people, Ran, Row, Running, Sandbox, TestCommand,
+};
+use catraca_sim::redis_server::{self, PrivateRedis};
+use catraca_sim::{Fleet, SimConfig};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Long enough for any test's agents on this 2-core machine, short of hanging CI.
+const FINISH: Duration = Duration::from_secs(90);
+
+/// A fleet of sites, each with its own simulated devices, and one queue prefix.
+struct Sites {
+    sandbox: Sandbox,
+    prefix: String,
+    queue: String,
+    sites: Vec<(String, Fleet)>,
+}
+
+impl Sites {
+    /// `count` sites of `devices` devices each, on the shared Redis.
+    fn new(count: usize, devices: usize, config: SimConfig) -> Sites {
+        Sites::on(redis_server::shared_url(), count, devices, config)
+    }
+
+    fn on(queue: String, count: usize, devices: usize, config: SimConfig) -> Sites {
+        let tag: u64 = rand::random();
+        Sites {
+            sandbox: Sandbox::new(),
+            prefix: format!("test-{tag:016x}"),
+            queue,
+            sites: (0..count)
+                .map(|s| (format!("site{s}"), fleet(devices, config.clone())))
+                .collect(),
+        }
+    }
+
+    fn device_name(site: &str, i: usize) -> String {
+        format!("{site}-{}", i + 1)
+    }
+
+    /// The central fleet file: every device by name and site, no URL, no password;
+    /// `extra` adds lines.
+    fn fleet_file(&self, extra: &str) -> String {
+        let mut toml = String::new();
+        for (site, fleet) in &self.sites {
+            for i in 0..fleet.devices.len() {
+                toml.push_str(&format!(
+                    "[[device]]\nname = \"{}\"\nsite = \"{site}\"\n\n",
+                    Sites::device_name(site, i)
+                ));
+            }
+        }
+        toml.push_str(extra);
+        self.sandbox.write("fleet.toml", toml).display().to_string()
+    }
+
+    /// Site number `s`'s own devices file, with the URLs.
+    fn site_file(&self, s: usize) -> String {
+        let (site, fleet) = &self.sites[s];
+        let mut toml = String::new();
+        for (i, url) in fleet.urls().iter().enumerate() {
+            toml.push_str(&format!(
+                "[[device]]\nname = \"{}\"\nsite = \"{site}\"\nurl = \"{url}\"\n\n",
+                Sites::device_name(site, i)
+            ));
+        }
+        self.sandbox
+            .write(&format!("{site}.toml"), toml)
+            .display()
+            .to_string()
+    }
+
+    /// `catraca publish` of `rows` with `args`.
+    fn publish(&self, rows: &[Row], args: &[&str]) -> Ran {
+        let fleet = self.fleet_file("");
+        self.on_queue(self.sandbox.with_users("publish", rows))
+            .args(&["--devices", &fleet])
+            .args(args)
+            .run()
+    }
+
+    /// `command` on this test's queue and prefix.
+    fn on_queue(&self, command: TestCommand) -> TestCommand {
+        command.args(&["--queue", &self.queue, "--queue-prefix", &self.prefix])
+    }
+
+    /// An agent of site `s` named `name`, started, with its own embedded cache.
+    fn agent(&self, s: usize, name: &str, args: &[&str]) -> Running {
+        let devices = self.site_file(s);
+        let cache = self.sandbox.path(&format!("{name}.redb"));
+        self.on_queue(self.sandbox.catraca(&[
+            "agent",
+            "--site",
+            &self.sites[s].0,
+            "--devices",
+            &devices,
+        ]))
+        .args(&["--name", name, "--cache", "embedded"])
+        .args(&["--cache-path", cache.to_str().unwrap()])
+        .args(args)
+        .spawn()
+    }
+
+    /// `catraca status --run RUN --json` with `args`.
+    fn status(&self, run: &str, args: &[&str]) -> Ran {
+        self.on_queue(self.sandbox.catraca(&["status", "--run", run, "--json"]))
+            .args(args)
+            .run()
+    }
+
+    fn redis(&self) -> redis::Connection {
+        let client = redis::Client::open(self.queue.as_str()).unwrap();
+        let connection = client
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap();
+        connection
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        connection
+    }
+
+    fn jobs_stream(&self, s: usize) -> String {
+        format!("{}:{}:jobs", self.prefix, self.sites[s].0)
+    }
+
+    /// Jobs of site `s` delivered to an agent and not acknowledged (all agents, or the
+    /// one named `agent`).
+    fn pending(&self, s: usize, agent: Option<&str>) -> usize {
+        let mut command = redis::cmd("XPENDING");
+        command
+            .arg(self.jobs_stream(s))
+            .arg("agents")
+            .arg("-")
+            .arg("+")
+            .arg(10_000);
+        if let Some(agent) = agent {
+            command.arg(agent);
+        }
+        let entries: Vec<redis::Value> = command.query(&mut self.redis()).unwrap();
+        entries.len()
+    }
+
+    /// Results the agent `agent` stored for run `run`.
+    fn results_by(&self, run: &str, agent: &str) -> usize {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(format!("{}:run:{run}:results", self.prefix))
+            .arg("-")
+            .arg("+")
+            .query(&mut self.redis())
+            .unwrap();
+        entries
+            .ids
+            .iter()
+            .filter(|e| {
+                e.get::<String>("result")
+                    .is_some_and(|r| r.contains(&format!("\"agent\":\"{agent}\"")))
+            })
+            .count()
+    }
+}
+
+fn run_id(ran: &Ran) -> String {
+    ran.expect_code(0);
+    let id = ran.stdout.trim().to_string();
+    assert_eq!(id.len(), 16, "a run id on stdout\n{}", ran.shown);
+    id
+}
+
+/// Each site's devices hold every row exactly once.
+fn every_device_holds(sites: &Sites, rows: &[Row]) {
+    for (_, fleet) in &sites.sites {
+        for device in &fleet.devices {
+            assert_holds_exactly(device, rows);
+        }
+    }
+}
+
+fn slow(latency_ms: u64) -> SimConfig {
+    SimConfig {
+        latency: Duration::from_millis(latency_ms),
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn three_sites_two_agents_each_one_killed_every_person_once_everywhere() {
+    let sites = Sites::new(3, 2, slow(15));
+    let rows = people(300);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "25"]));
+    let mut agents: Vec<Running> = Vec::new();
+    for s in 0..3 {
+        for name in ["a", "b"] {
+            agents.push(sites.agent(
+                s,
+                &format!("site{s}-{name}"),
+                &["--once", "--claim-after", "2s"],
+            ));
+        }
+    }
+    // SIGKILL site0-a once it has finished a job and holds another: mid-run.
+    let until = Instant::now() + FINISH;
+    loop {
+        if sites.results_by(&run, "site0-a") >= 1 && sites.pending(0, Some("site0-a")) >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "site0-a never held a job after finishing one"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    agents[0].signal(libc::SIGKILL);
+    let mut killed = agents.remove(0);
+    assert_eq!(
+        killed.child.wait().unwrap().code(),
+        None,
+        "killed by a signal"
+    );
+    let finished: Vec<Ran> = agents.into_iter().map(|a| a.finish(FINISH)).collect();
+    for ran in &finished {
+        ran.expect_code(0);
+    }
+    assert!(
+        finished[0].stderr.contains("took over job"),
+        "the other agent of site0 claims the killed agent's job\n{}",
+        finished[0].shown
+    );
+
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(0);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["operations"], 300 * 6, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+    // A person the killed agent had half written (created, card not yet linked) is
+    // `updated` by the agent that took its job over.
+    let done: u64 = ["registered", "updated", "unchanged"]
+        .iter()
+        .map(|k| report[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(done, 300 * 6, "{report}");
+    assert_eq!(report["complete"], true);
+    assert_eq!(report["jobs"]["pending"], 0);
+    assert_eq!(report["per_site"].as_array().unwrap().len(), 3);
+    for site in report["per_site"].as_array().unwrap() {
+        assert_eq!(site["operations"], 600, "{site}");
+    }
+    for device in report["per_device"].as_array().unwrap() {
+        assert!(device["site"].as_str().unwrap().starts_with("site"));
+    }
+    assert_eq!(report["agents"].as_array().unwrap().len(), 6, "{report}");
+    every_device_holds(&sites, &rows);
+}
+
+#[test]
+fn publishing_the_same_list_twice_is_one_run_and_no_new_jobs() {
+    let sites = Sites::new(2, 1, SimConfig::default());
+    let rows = people(30);
+    let first = sites.publish(&rows, &["--job-size", "10"]);
+    let run = run_id(&first);
+    let length = |s: usize| -> u64 {
+        redis::cmd("XLEN")
+            .arg(sites.jobs_stream(s))
+            .query(&mut sites.redis())
+            .unwrap()
+    };
+    assert_eq!((length(0), length(1)), (3, 3));
+    let second = sites.publish(&rows, &["--job-size", "10"]);
+    assert_eq!(run_id(&second), run);
+    assert!(
+        second.stderr.contains("already published"),
+        "{}",
+        second.shown
+    );
+    assert_eq!((length(0), length(1)), (3, 3));
+    // Another list is another run.
+    let other = sites.publish(&rows[..29], &["--job-size", "10"]);
+    assert_ne!(run_id(&other), run);
+}
+
+#[test]
+fn a_bad_row_publishes_nothing() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let mut rows = people(5);
+    rows[3].registration = rows[1].registration.clone();
+    let ran = sites.publish(&rows, &[]);
+    ran.expect_code(2);
+    assert!(ran.stderr.contains("line 5"), "{}", ran.shown);
+    let length: u64 = redis::cmd("XLEN")
+        .arg(sites.jobs_stream(0))
+        .query(&mut sites.redis())
+        .unwrap();
+    assert_eq!(length, 0);
+}
+
+#[test]
+fn a_device_down_at_one_site_fails_only_its_own_pairs() {
+    let sites = Sites::new(2, 2, SimConfig::default());
+    sites.sites[1].1.devices[1].set_down(true);
+    let rows = people(40);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "20"]));
+    let agents: Vec<Running> = (0..2)
+        .map(|s| {
+            sites.agent(
+                s,
+                &format!("site{s}-a"),
+                &["--once", "--retries", "0", "--connect-timeout", "1"],
+            )
+        })
+        .collect();
+    let ran: Vec<Ran> = agents.into_iter().map(|a| a.finish(FINISH)).collect();
+    ran[0].expect_code(0);
+    ran[1].expect_code(1);
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(1);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["failed"], 40, "{report}");
+    let failures = report["failures"].as_array().unwrap();
+    assert!(
+        failures.iter().all(|f| f["device"] == "site1-2"),
+        "{report}"
+    );
+    for (s, i) in [(0, 0), (0, 1), (1, 0)] {
+        assert_holds_exactly(&sites.sites[s].1.devices[i], &rows);
+    }
+    let text = sites
+        .on_queue(sites.sandbox.catraca(&["status", "--run", &run]))
+        .run();
+    text.expect_code(1);
+    assert!(
+        text.stdout
+            .contains("device site1-2 (site site1): 40 failed"),
+        "{}",
+        text.shown
+    );
+}
+
+#[test]
+fn a_job_for_a_device_the_agent_lacks_fails_its_pairs_with_the_reason() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let rows = people(12);
+    let fleet = sites.fleet_file("[[device]]\nname = \"site0-ghost\"\nsite = \"site0\"\n");
+    let run = run_id(
+        &sites
+            .on_queue(sites.sandbox.with_users("publish", &rows))
+            .args(&["--devices", &fleet])
+            .run(),
+    );
+    let ran = sites.agent(0, "site0-a", &["--once"]).finish(FINISH);
+    ran.expect_code(1);
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(1);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["failed"], 12);
+    assert_eq!(report["registered"], 12);
+    for failure in report["failures"].as_array().unwrap() {
+        assert_eq!(failure["device"], "site0-ghost");
+        assert!(
+            failure["error"]
+                .as_str()
+                .unwrap()
+                .contains("device site0-ghost is not configured at site site0"),
+            "{failure}"
+        );
+    }
+    assert_holds_exactly(&sites.sites[0].1.devices[0], &rows);
+}
+
+#[test]
+fn sigterm_finishes_the_jobs_in_flight_and_leaves_none_pending() {
+    let sites = Sites::new(1, 2, slow(20));
+    let rows = people(120);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "10"]));
+    let mut agent = sites.agent(0, "site0-a", &[]);
+    agent.wait_for_line("job ", FINISH);
+    agent.signal(libc::SIGTERM);
+    let ran = agent.finish(FINISH);
+    ran.expect_code(0);
+    assert_eq!(sites.pending(0, None), 0, "{}", ran.shown);
+    let done: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("job "))
+        .collect();
+    assert!(done.len() < 24, "stopped before the end\n{}", ran.shown);
+    // Another agent does the rest.
+    sites
+        .agent(0, "site0-b", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(0);
+    counts_add_up(&status.report());
+    every_device_holds(&sites, &rows);
+}
+
+#[test]
+fn a_redis_restarted_mid_run_still_completes_the_run_exactly_once() {
+    let mut redis = PrivateRedis::start_persistent().expect("redis-server starts");
+    let sites = Sites::on(redis.url().to_string(), 1, 2, slow(20));
+    let rows = people(120);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "10"]));
+    let mut agent = sites.agent(0, "site0-a", &["--once", "--claim-after", "2s"]);
+    agent.wait_for_line("job ", FINISH);
+    redis.restart().expect("redis-server restarts");
+    let ran = agent.finish(FINISH);
+    ran.expect_code(0);
+    assert!(
+        ran.stderr.contains("retrying until it answers") && ran.stderr.contains("answers again"),
+        "the agent lost Redis mid-run and got it back\n{}",
+        ran.shown
+    );
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(0);
+    let report: Value = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["operations"], 240);
+    assert_eq!(report["jobs"]["done"], 24);
+    every_device_holds(&sites, &rows);
+}
