@@ -361,7 +361,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     // with `enroll`'s and mean something else (`--devices` is a count here).
     ("about:bench", "Mede cadastros contra catracas simuladas e imprime uma tabela de números."),
     ("bench:quick", "Tamanhos mínimos (alguns segundos ao todo): confere que o benchmark funciona, não mede nada."),
-    ("bench:only", "Só estes grupos de cargas, separados por vírgula: W1, W2, W3, startup, W4, TLS, sim."),
+    ("bench:only", "Só estes grupos de cargas, separados por vírgula: W1, W2, W3, startup, W4, TLS, sites, sim."),
     ("bench:people", "Pessoas da maior carga de escala (W2 roda também um décimo e um centésimo, W3 a roda com tudo no cache). Padrão 100.000, em 10 dispositivos: 1.000.000 de pares."),
     ("bench:json", "Imprime as linhas como JSON em vez da tabela."),
     ("bench:launcher", "Interno: serve de pequeno processo que inicia e mede os filhos."),
@@ -463,6 +463,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("site", "O local deste agente: ele faz os trabalhos de `{prefixo}:{local}:jobs`."),
     ("name", "O nome deste agente entre os agentes do local (seu nome de consumidor). Padrão: o nome da máquina e o id do processo."),
     ("claim_after", "Assume um trabalho que outro agente do local segura há este tempo sem terminar (ele morreu): 60s por padrão (ex.: 30s, 2m)."),
+    ("jobs", "Trabalhos que este agente roda ao mesmo tempo. Padrão: um por dispositivo do local, para uma máquina manter todos ocupados (um dispositivo nunca roda dois trabalhos ao mesmo tempo, sejam quantos forem os agentes)."),
     ("once", "Sai quando o stream do local não tem nada pendente, com o status de saída do enroll."),
     ("run", "A execução a mostrar (o id que publish imprimiu). Padrão: a última publicada."),
     ("wait", "Espera até cada trabalho da execução terminar, e sai como o enroll sairia."),

@@ -360,6 +360,10 @@ pub struct AgentArgs {
     /// Exit once the site's stream has nothing pending, with enroll's exit status.
     #[arg(long)]
     pub once: bool,
+    /// Jobs this agent runs at once. Default: one per device of the site, so one box
+    /// keeps every device busy (a device never runs two jobs at once, whatever the agents).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
     #[command(flatten)]
     pub tls: TlsArgs,
     #[command(flatten)]

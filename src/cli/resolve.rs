@@ -32,6 +32,7 @@ use crate::reporter::Verbosity;
 use crate::settings::{parse_duration, Settings, DEFAULT_FILE};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -252,6 +253,7 @@ impl AgentConfig {
                 args.site
             );
         }
+        let devices_count = devices.len();
         let settings = sources.settings;
         let cache_path = match &settings.cache_path {
             Some(path) if !(sources.given)("cache_path") => path.clone(),
@@ -277,6 +279,7 @@ impl AgentConfig {
             skip_cache: args.skip_cache,
             claim_after: args.claim_after,
             once: args.once,
+            jobs: args.jobs.map_or(devices_count, NonZeroUsize::get),
             verbosity,
         })
     }

@@ -2,8 +2,8 @@
 //! same engine, drivers, breakers, rate limits and local cache as `enroll` (see `queue`
 //! for the whole picture).
 //!
-//! The agent joins its site stream's consumer group under its own name and runs one
-//! *slot* per device of the site: each slot takes a job (first one that a dead agent
+//! The agent joins its site stream's consumer group under its own name and runs
+//! `--jobs` *slots* (by default one per device of the site): each slot takes a job (first one that a dead agent
 //! left pending longer than `--claim-after`, with XAUTOCLAIM; else a new one, with
 //! XREADGROUP), runs it as an [`Enrollment`] of the job's people on its one device, and
 //! then, in one MULTI/EXEC, appends the job's result to the run's results stream and
@@ -50,6 +50,10 @@ use std::time::{Duration, Instant};
 /// within it, and an idle agent costs Redis one request a second.
 const READ_BLOCK: Duration = Duration::from_secs(1);
 
+/// The same for `--once`, which must notice soon that the site has nothing left: a
+/// tenth of a second, ten requests a second while others finish the last jobs.
+const READ_BLOCK_ONCE: Duration = Duration::from_millis(100);
+
 /// How often a slot asks again for a device's lease that another agent holds: that
 /// agent's job takes seconds, and a site has a handful of agents.
 const LEASE_POLL: Duration = Duration::from_millis(50);
@@ -83,6 +87,8 @@ pub struct AgentConfig {
     pub skip_cache: bool,
     pub claim_after: Duration,
     pub once: bool,
+    /// Jobs run at once (slots). Default: the site's devices.
+    pub jobs: usize,
     pub verbosity: Verbosity,
 }
 
@@ -156,7 +162,7 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
         failed: AtomicBool::new(false),
         slots_done: AtomicBool::new(false),
     };
-    let slots = config.devices.len().max(1);
+    let slots = config.jobs.max(1);
     let outcome: anyhow::Result<()> = std::thread::scope(|scope| {
         let heartbeat = {
             let mut link = link.another();
@@ -282,6 +288,11 @@ impl Shared<'_> {
 
     /// A job no agent has had yet, waiting for one up to [`READ_BLOCK`].
     fn read_new(&self, link: &mut QueueLink) -> Result<Option<StreamId>, QueueError> {
+        let block = if self.config.once {
+            READ_BLOCK_ONCE
+        } else {
+            READ_BLOCK
+        };
         let reply: Option<StreamReadReply> = link.patiently("reading jobs", &|| false, |c| {
             redis::cmd("XREADGROUP")
                 .arg("GROUP")
@@ -290,7 +301,7 @@ impl Shared<'_> {
                 .arg("COUNT")
                 .arg(1)
                 .arg("BLOCK")
-                .arg(READ_BLOCK.as_millis() as u64)
+                .arg(block.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&self.stream)
                 .arg(">")

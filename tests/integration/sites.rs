@@ -424,3 +424,25 @@ fn a_redis_restarted_mid_run_still_completes_the_run_exactly_once() {
     assert_eq!(report["jobs"]["done"], 24);
     every_device_holds(&sites, &rows);
 }
+
+#[test]
+fn a_password_in_the_queue_url_never_shows() {
+    let sandbox = Sandbox::new();
+    let closed = sandbox
+        .catraca(&["status", "--queue", "redis://:hunter2-secret@127.0.0.1:1/0"])
+        .run();
+    closed.expect_code(2);
+    assert!(!closed.stderr.contains("hunter2"), "{}", closed.shown);
+    assert!(
+        closed.stderr.contains("redis://:***@127.0.0.1:1/0"),
+        "{}",
+        closed.shown
+    );
+    // A real Redis that wants no password refuses the one given: still never shown.
+    let url = redis_server::shared_url().replacen("redis://", "redis://:hunter2-secret@", 1);
+    let sites = Sites::on(url, 1, 1, SimConfig::default());
+    let refused = sites.publish(&people(3), &[]);
+    refused.expect_code(2);
+    assert!(!refused.stderr.contains("hunter2"), "{}", refused.shown);
+    assert!(refused.stderr.contains(":***@"), "{}", refused.shown);
+}
