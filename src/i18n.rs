@@ -464,6 +464,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("name", "O nome deste agente entre os agentes do local (seu nome de consumidor). Padrão: o nome da máquina e o id do processo."),
     ("claim_after", "Assume um trabalho que outro agente do local segura há este tempo sem terminar (ele morreu): 60s por padrão (ex.: 30s, 2m)."),
     ("jobs", "Trabalhos que este agente roda ao mesmo tempo. Padrão: um por dispositivo do local, para uma máquina manter todos ocupados (um dispositivo nunca roda dois trabalhos ao mesmo tempo, sejam quantos forem os agentes)."),
+    ("publish:max_remove", "Com --prune: um dispositivo que perderia mais de N pessoas ou P% delas não perde ninguém (seu trabalho de poda falha, com o motivo). 10%: um CSV errado ou truncado não pode esvaziar um dispositivo."),
+    ("publish:prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais: um trabalho de poda por dispositivo, com as matrículas da lista inteira."),
     ("once", "Sai quando o stream do local não tem nada pendente, com o status de saída do enroll."),
     ("run", "A execução a mostrar (o id que publish imprimiu). Padrão: a última publicada."),
     ("wait", "Espera até cada trabalho da execução terminar, e sai como o enroll sairia."),

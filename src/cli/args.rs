@@ -330,6 +330,18 @@ pub struct PublishArgs {
     /// People whose `end` has passed leave the devices instead of being enrolled.
     #[arg(long)]
     pub expire: bool,
+    /// Also remove from each device the people catraca enrolled there that the CSV no
+    /// longer lists: one prune job per device, with the whole list's registrations.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: remove everyone the CSV does not list, whoever enrolled them.
+    #[arg(long, requires = "prune")]
+    pub prune_unmanaged: bool,
+    /// With --prune: a device that would lose more than N people or P% of its people
+    /// loses nobody (its prune job fails, with the reason). 10%: a wrong or truncated CSV
+    /// must not empty a device.
+    #[arg(long, value_name = "N|P%", default_value = "10%", requires = "prune")]
+    pub max_remove: FailureLimit,
 }
 
 /// Flags of `catraca agent`.

@@ -26,7 +26,7 @@ use crate::engine::RemovalOptions;
 use crate::enroll::RunConfig;
 use crate::output_files::{self, OutputFile};
 use crate::participants::Source;
-use crate::queue::split::SplitOptions;
+use crate::queue::split::{PruneOptions, SplitOptions};
 use crate::queue::{Names, MAX_JOB_PEOPLE};
 use crate::reporter::Verbosity;
 use crate::settings::{parse_duration, Settings, DEFAULT_FILE};
@@ -174,6 +174,7 @@ impl EnrollConfig {
                 max_remove: args.life.max_remove,
                 expire: args.life.expire,
                 remove_listed: mode == Mode::Remove,
+                ..RemovalOptions::default()
             },
             verify: args.life.verify.filter(|_| !dry_run),
             reconcile: args.life.reconcile,
@@ -209,6 +210,10 @@ impl PublishConfig {
             split: SplitOptions {
                 job_people: args.job_size,
                 expire: args.expire,
+                prune: args.prune.then_some(PruneOptions {
+                    unmanaged: args.prune_unmanaged,
+                    max_remove: args.max_remove,
+                }),
             },
             verbosity,
         })

@@ -384,26 +384,13 @@ impl Shared<'_> {
         };
         let began = Instant::now();
         let (operations, counts, failures) = match self.devices.by_name.get(&job.device) {
-            None => {
-                let error = format!(
+            None => one_failure(
+                &job,
+                format!(
                     "device {} is not configured at site {}: add it to {}, or give it the right site in the fleet file",
                     job.device, self.config.site, self.config.devices_file
-                );
-                log::error!("job {}: {error}", job.id);
-                let failures: Vec<PairFailure> = job
-                    .people
-                    .iter()
-                    .map(|p| PairFailure {
-                        registration: p.registration.clone(),
-                        error: error.clone(),
-                    })
-                    .collect();
-                let counts = Counts {
-                    failed: failures.len() as u64,
-                    ..Counts::default()
-                };
-                (failures.len() as u64, counts, failures)
-            }
+                ),
+            ),
             Some((device, max_in_flight)) => {
                 let _one_job_here = self.devices.busy[&job.device]
                     .lock()
@@ -490,6 +477,22 @@ impl Shared<'_> {
         // The engine's own stop is never set: a job taken is finished, even after
         // SIGTERM, so that it can be acknowledged.
         let finish_every_job = Stop::default();
+        let removal = match &job.prune {
+            None => RemovalOptions {
+                expire: job.expire,
+                ..RemovalOptions::default()
+            },
+            Some(prune) => match prune.max_remove.parse() {
+                Ok(max_remove) => RemovalOptions {
+                    prune: true,
+                    prune_unmanaged: prune.unmanaged,
+                    max_remove,
+                    also_listed: Arc::from(prune.keep.clone()),
+                    ..RemovalOptions::default()
+                },
+                Err(why) => return one_failure(job, format!("its max_remove {why}")),
+            },
+        };
         let enrollment = Enrollment {
             people: &job.people,
             targets: vec![Target {
@@ -499,10 +502,7 @@ impl Shared<'_> {
             cache: self.cache,
             secret: self.secret,
             options: EngineOptions {
-                removal: RemovalOptions {
-                    expire: job.expire,
-                    ..RemovalOptions::default()
-                },
+                removal,
                 ..self.config.run.engine_options(self.config.skip_cache)
             },
             verbosity: Verbosity::Quiet,
@@ -522,23 +522,17 @@ impl Shared<'_> {
                     })
                     .collect(),
             ),
-            Err(e) => {
-                let error = format!("the job could not run: {e:#}");
-                log::error!("job {}: {error}", job.id);
-                let failures: Vec<PairFailure> = job
-                    .people
-                    .iter()
-                    .map(|p| PairFailure {
-                        registration: p.registration.clone(),
-                        error: error.clone(),
-                    })
-                    .collect();
-                let counts = Counts {
-                    failed: failures.len() as u64,
-                    ..Counts::default()
-                };
-                (failures.len() as u64, counts, failures)
-            }
+            // The engine's refusal ends "nothing was removed nor enrolled", true of an
+            // enroll; here the people's own jobs run anyway, so only its first line is
+            // the reason.
+            Err(e) if job.prune.is_some() => one_failure(
+                job,
+                format!(
+                    "{}; nobody was removed from it: check that the CSV is the whole list, or publish again with a higher --max-remove (e.g. 100%) if these removals are meant",
+                    format!("{e:#}").lines().next().unwrap_or_default()
+                ),
+            ),
+            Err(e) => one_failure(job, format!("{e:#}")),
         }
     }
 
@@ -599,6 +593,31 @@ impl Shared<'_> {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A job that could not run (a prune past `--max-remove`, say): each of its people
+/// fails with `why`; a prune job, which has none, is one failed operation, as a device
+/// that could not be listed is in `enroll`.
+fn one_failure(job: &Job, why: String) -> (u64, Counts, Vec<PairFailure>) {
+    let error = format!("the job {} could not run: {why}", job.id);
+    log::error!("{error}");
+    let registrations: Vec<String> = if job.people.is_empty() {
+        vec![String::new()]
+    } else {
+        job.people.iter().map(|p| p.registration.clone()).collect()
+    };
+    let failures: Vec<PairFailure> = registrations
+        .into_iter()
+        .map(|registration| PairFailure {
+            registration,
+            error: error.clone(),
+        })
+        .collect();
+    let counts = Counts {
+        failed: failures.len() as u64,
+        ..Counts::default()
+    };
+    (failures.len() as u64, counts, failures)
 }
 
 /// This machine's name and this process's id: a consumer name no other running agent

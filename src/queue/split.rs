@@ -7,18 +7,30 @@
 //! tell that it has nothing to add. People are taken in registration order, so a CSV
 //! whose rows were merely reordered is the same run too.
 
-use super::wire::{Job, RunDevice, RunRecord};
+use super::wire::{Job, PruneJob, RunDevice, RunRecord};
 use crate::config::FleetDevice;
 use crate::person::Person;
+use crate::stop::FailureLimit;
 use sha2::{Digest, Sha256};
 
 /// What changes the jobs of a run besides the people and the devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitOptions {
     /// People per job, at most [`super::MAX_JOB_PEOPLE`].
     pub job_people: usize,
     /// `--expire`.
     pub expire: bool,
+    /// `--prune`: one prune job per device, queued before its people.
+    pub prune: Option<PruneOptions>,
+}
+
+/// `--prune`'s rules.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PruneOptions {
+    /// `--prune-unmanaged`.
+    pub unmanaged: bool,
+    /// `--max-remove`.
+    pub max_remove: FailureLimit,
 }
 
 /// A run cut into jobs: its record, and each site's jobs in the order they are queued
@@ -53,7 +65,27 @@ pub fn split(
     let sites: Vec<(String, Vec<Job>)> = sites
         .into_iter()
         .map(|(site, devices)| {
-            let mut jobs = Vec::with_capacity(parts * devices.len());
+            let mut jobs = Vec::with_capacity((parts + 1) * devices.len());
+            // Removals first: a card that leaves with a pruned person is free for the
+            // participant who now holds it (when the prune job runs first).
+            if let Some(prune) = options.prune {
+                let keep: Vec<String> = ordered.iter().map(|p| p.registration.clone()).collect();
+                for device in &devices {
+                    jobs.push(Job {
+                        run: id.clone(),
+                        id: format!("{site}/{}/prune", device.name),
+                        site: site.clone(),
+                        device: device.name.clone(),
+                        expire: false,
+                        people: Vec::new(),
+                        prune: Some(PruneJob {
+                            keep: keep.clone(),
+                            unmanaged: prune.unmanaged,
+                            max_remove: prune.max_remove.to_string(),
+                        }),
+                    });
+                }
+            }
             for (part, people) in ordered.chunks(chunk).enumerate() {
                 for device in &devices {
                     jobs.push(Job {
@@ -63,6 +95,7 @@ pub fn split(
                         device: device.name.clone(),
                         expire: options.expire,
                         people: people.iter().map(|&p| p.clone()).collect(),
+                        prune: None,
                     });
                 }
             }
@@ -81,7 +114,7 @@ pub fn split(
                 site: d.site.clone(),
                 kind: d.kind,
                 people: people.len() as u64,
-                jobs: parts as u64,
+                jobs: (parts + usize::from(options.prune.is_some())) as u64,
             })
             .collect(),
     };
@@ -98,6 +131,12 @@ fn run_id(
 ) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!("catraca-run v1\0{chunk}\0{}\0", options.expire));
+    if let Some(prune) = options.prune {
+        hasher.update(format!(
+            "prune\0{}\0{}\0",
+            prune.unmanaged, prune.max_remove
+        ));
+    }
     for device in fleet {
         hasher.update(format!(
             "device\0{}\0{}\0{}\0{}\0",
@@ -151,6 +190,7 @@ mod tests {
     const OPTIONS: SplitOptions = SplitOptions {
         job_people: 2,
         expire: false,
+        prune: None,
     };
 
     #[test]
@@ -188,6 +228,20 @@ mod tests {
             ..OPTIONS
         };
         assert_ne!(id(&people, OPTIONS), id(&people, expire));
+        let prune = SplitOptions {
+            prune: Some(PruneOptions {
+                unmanaged: false,
+                max_remove: FailureLimit::Percent(10.0),
+            }),
+            ..OPTIONS
+        };
+        assert_ne!(id(&people, OPTIONS), id(&people, prune));
+        let split = split(&people, &fleet, prune, 0);
+        let jobs = &split.sites[0].1;
+        assert_eq!(jobs[0].id, "a/a1/prune", "the prune job goes first");
+        assert_eq!(jobs[0].prune.as_ref().unwrap().keep, ["1", "2"]);
+        assert!(jobs[0].people.is_empty());
+        assert_eq!(split.record.jobs(), 2);
         assert_eq!(id(&people, OPTIONS).len(), 16);
     }
 }

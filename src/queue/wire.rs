@@ -29,8 +29,22 @@ pub struct Job {
     pub device: String,
     /// `--expire`: people whose `end` has passed leave the device instead.
     pub expire: bool,
-    /// The people, names included: the device needs them.
+    /// The people, names included: the device needs them. None in a prune job.
     pub people: Vec<Person>,
+    /// A device's prune job (`publish --prune`), which enrolls nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune: Option<PruneJob>,
+}
+
+/// What a prune job needs: the whole list's registrations (no names), which the device
+/// keeps, and the prune's rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PruneJob {
+    pub keep: Vec<String>,
+    /// `--prune-unmanaged`.
+    pub unmanaged: bool,
+    /// `--max-remove`, as written (`10%`, `50`).
+    pub max_remove: String,
 }
 
 /// One device of a run, as the central fleet file names it.

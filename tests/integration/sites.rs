@@ -446,3 +446,48 @@ fn a_password_in_the_queue_url_never_shows() {
     assert!(!refused.stderr.contains("hunter2"), "{}", refused.shown);
     assert!(refused.stderr.contains(":***@"), "{}", refused.shown);
 }
+
+#[test]
+fn a_prune_travels_as_one_job_per_device_and_keeps_the_floor() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let rows = people(20);
+    let first = run_id(&sites.publish(&rows, &[]));
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    sites.status(&first, &["--wait"]).expect_code(0);
+
+    // One leaves (5%, under the floor): the prune job, first in the stream, takes them
+    // off, and nobody else.
+    let pruned = run_id(&sites.publish(&rows[..19], &["--prune", "--job-size", "10"]));
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    let status = sites.status(&pruned, &["--wait"]);
+    status.expect_code(0);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["removed"], 1, "{report}");
+    assert_eq!(report["operations"], 20, "{report}");
+    assert_eq!(report["jobs"]["total"], 3, "a prune job and two of people");
+    assert_holds_exactly(&sites.sites[0].1.devices[0], &rows[..19]);
+
+    // Fourteen of nineteen is past the 10% floor: nobody leaves, and the prune job
+    // fails with the reason.
+    let refused = run_id(&sites.publish(&rows[..5], &["--prune"]));
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(1);
+    let status = sites.status(&refused, &["--wait"]);
+    status.expect_code(1);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["failed"], 1, "{report}");
+    assert_eq!(report["removed"], 0, "{report}");
+    let error = report["failures"][0]["error"].as_str().unwrap();
+    assert!(error.contains("--max-remove"), "{error}");
+    assert_holds_exactly(&sites.sites[0].1.devices[0], &rows[..19]);
+}
