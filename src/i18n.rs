@@ -466,6 +466,8 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("jobs", "Trabalhos que este agente roda ao mesmo tempo. Padrão: um por dispositivo do local, para uma máquina manter todos ocupados (um dispositivo nunca roda dois trabalhos ao mesmo tempo, sejam quantos forem os agentes)."),
     ("publish:max_remove", "Com --prune: um dispositivo que perderia mais de N pessoas ou P% delas não perde ninguém (seu trabalho de poda falha, com o motivo). 10%: um CSV errado ou truncado não pode esvaziar um dispositivo."),
     ("publish:prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais: um trabalho de poda por dispositivo, com as matrículas da lista inteira."),
+    ("agent:dashboard", "Serve o painel ao vivo deste agente (e /api/status, /metrics) em ENDEREÇO: PORTA ou IP:PORTA; só PORTA (ou nenhum valor: 8787) escuta apenas no loopback. Soma os trabalhos que este agente terminou; requisições, latência e disjuntor de cada dispositivo são ao vivo."),
+    ("agent:metrics_file", "Grava as métricas deste agente no formato texto do Prometheus em ARQUIVO depois de cada trabalho e ao sair (para o textfile collector do node_exporter), substituindo-o inteiro."),
     ("once", "Sai quando o stream do local não tem nada pendente, com o status de saída do enroll."),
     ("run", "A execução a mostrar (o id que publish imprimiu). Padrão: a última publicada."),
     ("wait", "Espera até cada trabalho da execução terminar, e sai como o enroll sairia."),

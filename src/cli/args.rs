@@ -390,6 +390,15 @@ pub struct AgentArgs {
     /// Do not trust the cache to skip pairs (results are still recorded in it).
     #[arg(long)]
     pub skip_cache: bool,
+    /// Serve this agent's live dashboard (and /api/status, /metrics) on ADDR: PORT or
+    /// IP:PORT; PORT alone (or no value: 8787) listens on loopback only. Its counts add
+    /// up the jobs this agent finished; each device's requests, latency and breaker are live.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Write this agent's metrics in Prometheus text format to FILE after every job and
+    /// at exit (for node_exporter's textfile collector), replacing it whole.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// Flags of `catraca status`.

@@ -260,6 +260,13 @@ impl AgentConfig {
         }
         let devices_count = devices.len();
         let settings = sources.settings;
+        if let Some(path) = args
+            .metrics_file
+            .as_deref()
+            .or(settings.metrics_file.as_deref())
+        {
+            output_files::check_all(&[OutputFile::new("--metrics-file", path)])?;
+        }
         let cache_path = match &settings.cache_path {
             Some(path) if !(sources.given)("cache_path") => path.clone(),
             _ => args.cache_path.clone(),
@@ -285,6 +292,8 @@ impl AgentConfig {
             claim_after: args.claim_after,
             once: args.once,
             jobs: args.jobs.map_or(devices_count, NonZeroUsize::get),
+            dashboard: args.dashboard.or(settings.dashboard.clone()),
+            metrics_file: args.metrics_file.or(settings.metrics_file.clone()),
             verbosity,
         })
     }

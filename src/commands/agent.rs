@@ -30,10 +30,12 @@
 use crate::cache::choice::CacheChoice;
 use crate::cache::{Cache, KeySecret};
 use crate::config::DeviceConfig;
+use crate::dashboard::Dashboard;
 use crate::device::Device;
 use crate::engine::{EngineOptions, Enrollment, RemovalOptions, Target};
 use crate::enroll::RunConfig;
 use crate::exit::Exit;
+use crate::live::{LiveStatus, RecentFailure};
 use crate::queue::link::{QueueError, QueueLink};
 use crate::queue::wire::{Job, JobResult, PairFailure, JOB_FIELD, RESULT_FIELD};
 use crate::queue::{now_ms, Names, GROUP};
@@ -89,12 +91,18 @@ pub struct AgentConfig {
     pub once: bool,
     /// Jobs run at once (slots). Default: the site's devices.
     pub jobs: usize,
+    /// Serve the agent's live dashboard on this address.
+    pub dashboard: Option<String>,
+    /// Write the agent's metrics here after every job and at exit.
+    pub metrics_file: Option<std::path::PathBuf>,
     pub verbosity: Verbosity,
 }
 
 /// One site's devices, connected once for the agent's whole life.
 struct SiteDevices {
     by_name: HashMap<String, (Arc<dyn Device>, usize)>,
+    /// Each device's number in the live status.
+    index: HashMap<String, usize>,
     /// One job at a time per device.
     busy: HashMap<String, Mutex<()>>,
 }
@@ -116,6 +124,17 @@ struct Shared<'a> {
     failed: AtomicBool,
     /// Set when every slot has ended: the heartbeat ends too.
     slots_done: AtomicBool,
+    /// What the dashboard and the metrics file show, when asked for.
+    live: Option<Arc<LiveStatus>>,
+    /// The agent's counts so far, per device: the jobs it finished.
+    done: Mutex<AgentCounts>,
+}
+
+/// The counts of the jobs an agent finished, per device of its site.
+struct AgentCounts {
+    per_device: Vec<Counts>,
+    operations: Vec<u64>,
+    pairs: u64,
 }
 
 /// Runs the agent until SIGTERM (or, `--once`, until the site has nothing pending).
@@ -127,7 +146,37 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
     let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
     let targets = config.run.targets(&config.devices);
+    let live = (config.dashboard.is_some() || config.metrics_file.is_some()).then(|| {
+        LiveStatus::new(
+            0,
+            targets
+                .iter()
+                .map(|t| t.device.endpoint().clone())
+                .collect(),
+            targets.iter().map(|t| t.device.telemetry()).collect(),
+        )
+    });
+    let dashboard = match (&config.dashboard, &live) {
+        (Some(addr), Some(live)) => {
+            let dashboard =
+                Dashboard::start(crate::dashboard::parse_address(addr)?, Arc::clone(live))?;
+            if config.verbosity != Verbosity::Quiet {
+                eprintln!(
+                    "{}",
+                    crate::i18n::tr(crate::i18n::Msg::DashboardAt, &[("url", &dashboard.url())])
+                );
+            }
+            Some(dashboard)
+        }
+        _ => None,
+    };
     let devices = SiteDevices {
+        index: config
+            .devices
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.clone(), i))
+            .collect(),
         busy: config
             .devices
             .iter()
@@ -161,6 +210,12 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
         leases: Mutex::new(HashSet::new()),
         failed: AtomicBool::new(false),
         slots_done: AtomicBool::new(false),
+        live,
+        done: Mutex::new(AgentCounts {
+            per_device: vec![Counts::default(); config.devices.len()],
+            operations: vec![0; config.devices.len()],
+            pairs: 0,
+        }),
     };
     let slots = config.jobs.max(1);
     let outcome: anyhow::Result<()> = std::thread::scope(|scope| {
@@ -187,6 +242,11 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
         heartbeat.join().expect("the heartbeat does not panic");
         outcome
     });
+    if let Some(live) = &shared.live {
+        live.finish(stop.is_set());
+        shared.write_metrics();
+    }
+    drop(dashboard);
     outcome?;
     if config.verbosity != Verbosity::Quiet {
         eprintln!(
@@ -228,6 +288,7 @@ impl Shared<'_> {
                 if result.counts.get("failed").copied().unwrap_or(0) > 0 {
                     self.failed.store(true, Ordering::SeqCst);
                 }
+                self.count(result);
             }
             let result = result.map(|r| serde_json::to_string(&r).expect("a result"));
             let results_stream = self
@@ -256,6 +317,47 @@ impl Shared<'_> {
                 transaction.query::<()>(c)
             })?;
             self.held.lock().expect("held lock").remove(&entry.id);
+        }
+    }
+
+    /// Adds a finished job to the agent's counts, and shows them (dashboard, metrics
+    /// file).
+    fn count(&self, result: &JobResult) {
+        let Some(live) = &self.live else { return };
+        let Some(&d) = self.devices.index.get(&result.device) else {
+            return;
+        };
+        {
+            let mut done = self.done.lock().expect("counts lock");
+            let counts = result.category_counts();
+            done.pairs += counts.total();
+            done.per_device[d] += &counts;
+            done.operations[d] += result.operations;
+            live.set_operations(&done.operations);
+            let failures = result
+                .failures
+                .iter()
+                .rev()
+                .take(crate::live::RECENT_FAILURES)
+                .map(|f| RecentFailure {
+                    time: crate::live::rfc3339(std::time::SystemTime::now()),
+                    device: result.device.clone(),
+                    registration: f.registration.clone(),
+                    error: f.error.clone(),
+                })
+                .collect();
+            live.publish(&done.per_device, done.pairs, failures);
+        }
+        self.write_metrics();
+    }
+
+    /// Writes the metrics file, if one was asked for; a failure is a warning, the
+    /// agent goes on.
+    fn write_metrics(&self) {
+        if let (Some(path), Some(live)) = (&self.config.metrics_file, &self.live) {
+            if let Err(e) = crate::metrics::write_file(path, &live.status()) {
+                log::warn!("--metrics-file {}: writing failed: {e}", path.display());
+            }
         }
     }
 

@@ -491,3 +491,51 @@ fn a_prune_travels_as_one_job_per_device_and_keeps_the_floor() {
     assert!(error.contains("--max-remove"), "{error}");
     assert_holds_exactly(&sites.sites[0].1.devices[0], &rows[..19]);
 }
+
+#[test]
+fn an_agent_serves_its_dashboard_and_writes_its_metrics_file() {
+    let sites = Sites::new(1, 2, SimConfig::default());
+    let rows = people(20);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "10"]));
+    let metrics = sites.sandbox.path("agent.prom");
+    let mut agent = sites.agent(
+        0,
+        "site0-a",
+        &[
+            "--dashboard",
+            "127.0.0.1:0",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    let base = agent.wait_for_line("dashboard: ", FINISH);
+    sites.status(&run, &["--wait"]).expect_code(0);
+    // The result is stored before the agent counts it: wait for the count.
+    let until = Instant::now() + FINISH;
+    let status: Value = loop {
+        let (code, body) = crate::harness::get(&format!("{}api/status", base.trim()));
+        assert_eq!(code, 200);
+        let status: Value = serde_json::from_str(&body).unwrap();
+        if status["totals"]["registered"] == 40 || Instant::now() > until {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["totals"]["registered"], 40, "{status}");
+    assert_eq!(status["operations"], 40, "{status}");
+    let names: Vec<&str> = status["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["site0-1", "site0-2"]);
+    agent.signal(libc::SIGTERM);
+    agent.finish(FINISH).expect_code(0);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("catraca_pairs_total{device=\"site0-2\",outcome=\"registered\"} 20"),
+        "{text}"
+    );
+    assert!(text.contains("catraca_run_finished 1"), "{text}");
+}
