@@ -468,6 +468,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("publish:prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais: um trabalho de poda por dispositivo, com as matrículas da lista inteira."),
     ("agent:dashboard", "Serve o painel ao vivo deste agente (e /api/status, /metrics) em ENDEREÇO: PORTA ou IP:PORTA; só PORTA (ou nenhum valor: 8787) escuta apenas no loopback. Soma os trabalhos que este agente terminou; requisições, latência e disjuntor de cada dispositivo são ao vivo."),
     ("agent:metrics_file", "Grava as métricas deste agente no formato texto do Prometheus em ARQUIVO depois de cada trabalho e ao sair (para o textfile collector do node_exporter), substituindo-o inteiro."),
+    ("status:dashboard", "Serve o painel ao vivo da frota inteira (e /api/status, /metrics) em ENDEREÇO, uma linha por local que se abre em seus dispositivos, enquanto espera a execução (implica --wait). Só PORTA (ou nenhum valor: 8787) escuta apenas no loopback."),
     ("once", "Sai quando o stream do local não tem nada pendente, com o status de saída do enroll."),
     ("run", "A execução a mostrar (o id que publish imprimiu). Padrão: a última publicada."),
     ("wait", "Espera até cada trabalho da execução terminar, e sai como o enroll sairia."),

@@ -420,4 +420,9 @@ pub struct StatusArgs {
     /// Print the report as JSON on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Serve the whole fleet's live dashboard (and /api/status, /metrics) on ADDR, one
+    /// row per site that opens into its devices, while waiting for the run (implies
+    /// --wait). PORT alone (or no value: 8787) listens on loopback only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
 }

@@ -96,8 +96,9 @@ pub fn invocation(
             names: queue_names(&args.queue)?,
             queue: args.queue.queue,
             run: args.run,
-            wait: args.wait,
+            wait: args.wait || args.dashboard.is_some(),
             json: args.json,
+            dashboard: args.dashboard,
         })),
         Command::Completions(args) => {
             let mut script = Vec::new();

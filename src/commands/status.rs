@@ -6,11 +6,15 @@
 //! would (0, 1, or 130 when interrupted while waiting). A Redis that goes away while
 //! waiting is waited for too.
 
+use crate::dashboard::Dashboard;
+use crate::device::DeviceInfo;
 use crate::exit::Exit;
+use crate::live::{LiveStatus, RecentFailure};
 use crate::queue::link::QueueLink;
 use crate::queue::tally::{tally, RunStatus};
 use crate::queue::wire::{JobResult, RunRecord, RESULT_FIELD};
 use crate::queue::{now_ms, Names};
+use crate::report::Counts;
 use crate::stdout::print_stdout;
 use crate::stop::{install_interrupt_handler, Stop};
 use redis::streams::StreamRangeReply;
@@ -34,6 +38,8 @@ pub struct StatusConfig {
     pub run: Option<String>,
     pub wait: bool,
     pub json: bool,
+    /// Serve the fleet's live dashboard here while waiting.
+    pub dashboard: Option<String>,
 }
 
 /// Shows (or waits for) the run.
@@ -58,6 +64,7 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
     }
     let mut results = Vec::new();
     let mut after = "-".to_string();
+    let mut watching: Option<(Arc<LiveStatus>, Dashboard, usize)> = None;
     let status = loop {
         let never = || false;
         let record: Option<String> = link.patiently("reading the run", &never, |c| {
@@ -81,6 +88,28 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
             redis::cmd("HGETALL").arg(config.names.agents()).query(c)
         })?;
         let status = tally(&record, &results, &agents, now_ms());
+        if let Some(addr) = &config.dashboard {
+            if watching.is_none() {
+                let live = LiveStatus::for_fleet(
+                    record.participants as usize,
+                    record
+                        .devices
+                        .iter()
+                        .map(|d| DeviceInfo::new(&d.name, "", d.kind))
+                        .collect(),
+                    record.devices.iter().map(|d| d.site.clone()).collect(),
+                );
+                let dashboard =
+                    Dashboard::start(crate::dashboard::parse_address(addr)?, Arc::clone(&live))?;
+                eprintln!(
+                    "{}",
+                    crate::i18n::tr(crate::i18n::Msg::DashboardAt, &[("url", &dashboard.url())])
+                );
+                watching = Some((live, dashboard, 0));
+            }
+            let (live, _, shown) = watching.as_mut().expect("started above");
+            show(live, &status, shown);
+        }
         if status.complete || !config.wait || stop.is_set() {
             break status;
         }
@@ -88,6 +117,10 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
     };
     let mut status = status;
     status.report.interrupted = !status.complete && stop.is_set();
+    if let Some((live, dashboard, _)) = watching {
+        live.finish(status.report.interrupted);
+        drop(dashboard);
+    }
     if config.json {
         let mut out = serde_json::to_string_pretty(&status)?;
         out.push('\n');
@@ -96,6 +129,34 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
         print_stdout(&to_text(&status))?;
     }
     Ok(Exit::of(&status.report))
+}
+
+/// Publishes `status` to the fleet's live view; `shown` counts the failures already
+/// published (each is shown once, as it arrives).
+fn show(live: &LiveStatus, status: &RunStatus, shown: &mut usize) {
+    let report = &status.report;
+    let per_device: Vec<Counts> = report.per_device.iter().map(|d| d.counts.clone()).collect();
+    live.set_operations(&status.per_device_operations);
+    let fresh = &report.failures[(*shown).min(report.failures.len())..];
+    *shown = report.failures.len();
+    let index = |name: &str| report.per_device.iter().position(|d| d.name == name);
+    for failure in fresh {
+        if let Some(d) = index(&failure.device) {
+            live.set_last_error(d, &failure.error);
+        }
+    }
+    let recent = fresh
+        .iter()
+        .rev()
+        .take(crate::live::RECENT_FAILURES)
+        .map(|f| RecentFailure {
+            time: crate::live::rfc3339(std::time::SystemTime::now()),
+            device: f.device.to_string(),
+            registration: f.registration.to_string(),
+            error: f.error.to_string(),
+        })
+        .collect();
+    live.publish(&per_device, report.totals.total(), recent);
 }
 
 /// Appends the results after `after` (an exclusive stream id, `-` for all) to `results`.

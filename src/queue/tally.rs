@@ -24,6 +24,10 @@ pub struct RunStatus {
     pub report: Report,
     pub per_site: Vec<SiteStatus>,
     pub agents: Vec<AgentSeen>,
+    /// Each device's operations, in the report's device order (the dashboard's
+    /// progress bars).
+    #[serde(skip)]
+    pub per_device_operations: Vec<u64>,
 }
 
 /// The run's jobs.
@@ -168,7 +172,7 @@ pub fn tally(
     let report = Report {
         participants: record.participants,
         devices: devices as u64,
-        operations: operations.iter().sum(),
+        operations: operations.iter().sum::<u64>(),
         totals,
         duration_ms: since_start(if complete { last } else { now_ms }),
         cache: "each site's agents keep their own".to_string(),
@@ -187,6 +191,7 @@ pub fn tally(
         report,
         per_site,
         agents,
+        per_device_operations: operations,
     }
 }
 

@@ -539,3 +539,66 @@ fn an_agent_serves_its_dashboard_and_writes_its_metrics_file() {
     );
     assert!(text.contains("catraca_run_finished 1"), "{text}");
 }
+
+#[test]
+fn status_serves_the_fleet_dashboard_one_row_per_site() {
+    let browser = crate::dashboard::chromium();
+    let sites = Sites::new(2, 2, SimConfig::default());
+    let rows = people(20);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "10"]));
+    let mut watching = sites
+        .on_queue(sites.sandbox.catraca(&["status", "--run", &run, "--json"]))
+        .args(&["--dashboard", "127.0.0.1:0"])
+        .spawn();
+    let base = watching.wait_for_line("dashboard: ", FINISH);
+    let api = |path: &str| crate::harness::get(&format!("{}{path}", base.trim())).1;
+
+    // Site 0 finishes, site 1 has not started: the view shows both, as they are.
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    let until = Instant::now() + FINISH;
+    let status: Value = loop {
+        let status: Value = serde_json::from_str(&api("api/status")).unwrap();
+        if status["done"] == 40 || Instant::now() > until {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status["done"], 40, "{status}");
+    assert_eq!(status["operations"], 80, "{status}");
+    assert_eq!(status["phase"], "running", "{status}");
+    let devices = status["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 4);
+    for device in devices {
+        let registered = if device["site"] == "site0" { 20 } else { 0 };
+        assert_eq!(device["registered"], registered, "{device}");
+    }
+    let metrics = api("metrics");
+    assert!(
+        metrics.contains("catraca_pairs_total{device=\"site0-2\",outcome=\"registered\"} 20"),
+        "{metrics}"
+    );
+    let dom = crate::dashboard::browse(
+        &browser,
+        &base,
+        &["--virtual-time-budget=2000", "--dump-dom"],
+    );
+    assert_eq!(dom.matches("<tr class=\"site\"").count(), 2, "{dom}");
+    assert!(dom.contains("▸ site0") && dom.contains("▸ site1"), "{dom}");
+    assert_eq!(
+        dom.matches("<tr class=\"device\"").count(),
+        0,
+        "sites start closed:\n{dom}"
+    );
+
+    sites
+        .agent(1, "site1-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    let ran = watching.finish(FINISH);
+    ran.expect_code(0);
+    counts_add_up(&ran.report());
+    every_device_holds(&sites, &rows);
+}
