@@ -99,6 +99,7 @@ pub fn invocation(
             wait: args.wait || args.dashboard.is_some(),
             json: args.json,
             dashboard: args.dashboard,
+            verbosity,
         })),
         Command::Completions(args) => {
             let mut script = Vec::new();

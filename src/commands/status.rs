@@ -15,6 +15,7 @@ use crate::queue::tally::{tally, RunStatus};
 use crate::queue::wire::{JobResult, RunRecord, RESULT_FIELD};
 use crate::queue::{now_ms, Names};
 use crate::report::Counts;
+use crate::reporter::Verbosity;
 use crate::stdout::print_stdout;
 use crate::stop::{install_interrupt_handler, Stop};
 use redis::streams::StreamRangeReply;
@@ -40,6 +41,7 @@ pub struct StatusConfig {
     pub json: bool,
     /// Serve the fleet's live dashboard here while waiting.
     pub dashboard: Option<String>,
+    pub verbosity: Verbosity,
 }
 
 /// Shows (or waits for) the run.
@@ -65,6 +67,7 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
     let mut results = Vec::new();
     let mut after = "-".to_string();
     let mut watching: Option<(Arc<LiveStatus>, Dashboard, usize)> = None;
+    let mut told = false;
     let status = loop {
         let never = || false;
         let record: Option<String> = link.patiently("reading the run", &never, |c| {
@@ -112,6 +115,13 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
         }
         if status.complete || !config.wait || stop.is_set() {
             break status;
+        }
+        if !told && config.verbosity != Verbosity::Quiet {
+            told = true;
+            eprintln!(
+                "run {id}: waiting for {} of {} jobs (Ctrl-C stops waiting and prints the report so far)",
+                status.jobs.pending, status.jobs.total
+            );
         }
         std::thread::sleep(WAIT_POLL);
     };

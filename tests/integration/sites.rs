@@ -191,16 +191,19 @@ fn three_sites_two_agents_each_one_killed_every_person_once_everywhere() {
     let sites = Sites::new(3, 2, slow(15));
     let rows = people(300);
     let run = run_id(&sites.publish(&rows, &["--job-size", "25"]));
-    let mut agents: Vec<Running> = Vec::new();
-    for s in 0..3 {
-        for name in ["a", "b"] {
-            agents.push(sites.agent(
-                s,
-                &format!("site{s}-{name}"),
-                &["--once", "--claim-after", "2s"],
-            ));
-        }
-    }
+    let agent = |s: usize, name: &str| {
+        sites.agent(
+            s,
+            &format!("site{s}-{name}"),
+            &["--once", "--claim-after", "2s"],
+        )
+    };
+    // site0-b starts once site0-a is dead, so that site0-a surely holds jobs when it
+    // is killed (a race between the two could leave it none to hold).
+    let mut victim = agent(0, "a");
+    let mut agents: Vec<Running> = (1..3)
+        .flat_map(|s| [agent(s, "a"), agent(s, "b")])
+        .collect();
     // SIGKILL site0-a once it has finished a job and holds another: mid-run.
     let until = Instant::now() + FINISH;
     loop {
@@ -208,18 +211,22 @@ fn three_sites_two_agents_each_one_killed_every_person_once_everywhere() {
             break;
         }
         assert!(
-            Instant::now() < until,
+            Instant::now() < until && victim.child.try_wait().unwrap().is_none(),
             "site0-a never held a job after finishing one"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    agents[0].signal(libc::SIGKILL);
-    let mut killed = agents.remove(0);
+    victim.signal(libc::SIGKILL);
     assert_eq!(
-        killed.child.wait().unwrap().code(),
+        victim.child.wait().unwrap().code(),
         None,
         "killed by a signal"
     );
+    assert!(
+        sites.pending(0, Some("site0-a")) >= 1,
+        "it died holding jobs"
+    );
+    agents.insert(0, agent(0, "b"));
     let finished: Vec<Ran> = agents.into_iter().map(|a| a.finish(FINISH)).collect();
     for ran in &finished {
         ran.expect_code(0);
@@ -601,4 +608,26 @@ fn status_serves_the_fleet_dashboard_one_row_per_site() {
     ran.expect_code(0);
     counts_add_up(&ran.report());
     every_device_holds(&sites, &rows);
+}
+
+#[test]
+fn status_wait_interrupted_exits_130_with_the_partial_report() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let run = run_id(&sites.publish(&people(5), &[]));
+    // No agent runs: the run cannot end, and Ctrl-C ends the wait.
+    let mut waiting = sites
+        .on_queue(
+            sites
+                .sandbox
+                .catraca(&["status", "--run", &run, "--json", "--wait"]),
+        )
+        .spawn();
+    waiting.wait_for_line(&format!("run {run}: waiting for 1 of 1 jobs"), FINISH);
+    waiting.signal(libc::SIGINT);
+    let ran = waiting.finish(FINISH);
+    ran.expect_code(130);
+    let report = ran.report();
+    assert_eq!(report["interrupted"], true, "{report}");
+    assert_eq!(report["complete"], false, "{report}");
+    assert_eq!(report["jobs"]["pending"], 1, "{report}");
 }
