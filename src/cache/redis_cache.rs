@@ -360,6 +360,12 @@ pub(crate) fn explain(err: &RedisError) -> String {
         format!("password refused ({detail}): check the user and password in the URL")
     } else if err.is_connection_dropped() {
         format!("lost the connection ({detail}): Redis stopped or the network dropped")
+    } else if detail.contains("certificate") {
+        format!(
+            "its TLS certificate was refused ({detail}): rediss:// trusts the system's \
+             certificate authorities; for a private one, point SSL_CERT_FILE at its \
+             certificate (PEM)"
+        )
     } else if err.is_io_error() {
         format!("cannot reach it ({detail}): check the host and port, and that Redis runs there")
     } else if err.kind() == redis::ErrorKind::Parse {

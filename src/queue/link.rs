@@ -1,8 +1,8 @@
 //! One process's connection to the central Redis, for `publish`, `agent` and `status`.
 //!
 //! The URL may carry a password (`redis://:PASSWORD@central:6379/0`) and `rediss://`
-//! asks for TLS (rustls, the system's authorities): it is shown only redacted, in every
-//! message. A failed request drops the connection, so the next one reconnects and a
+//! asks for TLS (rustls; the system's authorities, or those of the PEM file that
+//! `SSL_CERT_FILE` names): it is shown only redacted, in every message. A failed request drops the connection, so the next one reconnects and a
 //! reply still in flight is never read as the answer to another request. An agent runs
 //! for months: [`QueueLink::patiently`] retries a request with backoff until Redis
 //! answers again (a restart, a network cut), telling the operator once when it is lost

@@ -5,7 +5,7 @@ use crate::harness::{
     assert_holds_exactly, counts_add_up, fleet, people, Ran, Row, Running, Sandbox, TestCommand,
 };
 use catraca_sim::redis_server::{self, PrivateRedis};
-use catraca_sim::{Fleet, SimConfig};
+use catraca_sim::{Fleet, SimConfig, SiteAuthority};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -18,6 +18,8 @@ struct Sites {
     prefix: String,
     queue: String,
     sites: Vec<(String, Fleet)>,
+    /// `SSL_CERT_FILE` for every command: the authority of a TLS queue.
+    trust: Option<String>,
 }
 
 impl Sites {
@@ -35,6 +37,7 @@ impl Sites {
             sites: (0..count)
                 .map(|s| (format!("site{s}"), fleet(devices, config.clone())))
                 .collect(),
+            trust: None,
         }
     }
 
@@ -85,7 +88,11 @@ impl Sites {
 
     /// `command` on this test's queue and prefix.
     fn on_queue(&self, command: TestCommand) -> TestCommand {
-        command.args(&["--queue", &self.queue, "--queue-prefix", &self.prefix])
+        let command = command.args(&["--queue", &self.queue, "--queue-prefix", &self.prefix]);
+        match &self.trust {
+            Some(authority) => command.env("SSL_CERT_FILE", authority),
+            None => command,
+        }
     }
 
     /// An agent of site `s` named `name`, started, with its own embedded cache.
@@ -630,4 +637,32 @@ fn status_wait_interrupted_exits_130_with_the_partial_report() {
     assert_eq!(report["interrupted"], true, "{report}");
     assert_eq!(report["complete"], false, "{report}");
     assert_eq!(report["jobs"]["pending"], 1, "{report}");
+}
+
+#[test]
+fn the_queue_speaks_tls_with_rediss() {
+    let authority = SiteAuthority::new().unwrap();
+    let redis = PrivateRedis::start_tls(&authority).expect("redis-server starts with TLS");
+    let mut sites = Sites::on(redis.tls_url().unwrap(), 1, 1, SimConfig::default());
+    let rows = people(10);
+    // An authority the system does not know: refused, with the way out.
+    let refused = sites.publish(&rows, &[]);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("TLS certificate was refused")
+            && refused.stderr.contains("SSL_CERT_FILE"),
+        "{}",
+        refused.shown
+    );
+    let authority_file = sites.sandbox.write("ca.pem", authority.pem());
+    sites.trust = Some(authority_file.display().to_string());
+    let run = run_id(&sites.publish(&rows, &[]));
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(0);
+    counts_add_up(&status.report());
+    every_device_holds(&sites, &rows);
 }

@@ -98,9 +98,8 @@ pub struct PrivateRedis {
     child: Child,
     url: String,
     port: u16,
-    /// Where a persistent server keeps its append-only file (see
-    /// [`PrivateRedis::start_persistent`]); `None` for a server that persists nothing.
-    data: Option<std::sync::Arc<tempfile::TempDir>>,
+    /// What else it does: persist, or speak TLS.
+    setup: Setup,
     /// Once the child is reaped its pid may belong to another process: never signal it.
     stopped: bool,
 }
@@ -112,7 +111,32 @@ impl PrivateRedis {
     /// (install it: `apt-get install redis-server`), or with the server's own log when it
     /// does not come up.
     pub fn start() -> io::Result<PrivateRedis> {
-        start_trying_ports(free_port, None)
+        start_trying_ports(free_port, Setup::Plain)
+    }
+
+    /// Starts a server that also speaks TLS on a second port, with a certificate for
+    /// 127.0.0.1 issued by `authority` (clients are not asked for one): see
+    /// [`PrivateRedis::tls_url`]. The plain port stays, for the readiness check.
+    pub fn start_tls(authority: &crate::SiteAuthority) -> io::Result<PrivateRedis> {
+        let dir = tempfile::tempdir()?;
+        let (certificate, key) = authority.issue_loopback()?;
+        std::fs::write(dir.path().join("redis.pem"), certificate)?;
+        std::fs::write(dir.path().join("redis.key"), key)?;
+        std::fs::write(dir.path().join("ca.pem"), authority.pem())?;
+        let setup = Setup::Tls {
+            dir: std::sync::Arc::new(dir),
+            port: free_port()?,
+        };
+        start_trying_ports(free_port, setup)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` for a server started with
+    /// [`PrivateRedis::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        match &self.setup {
+            Setup::Tls { port, .. } => Some(format!("rediss://127.0.0.1:{port}")),
+            _ => None,
+        }
     }
 
     /// Starts a server that persists every write before answering it (`appendonly yes`,
@@ -121,7 +145,7 @@ impl PrivateRedis {
     /// README asks of a central Redis whose queue must survive a restart.
     pub fn start_persistent() -> io::Result<PrivateRedis> {
         let data = std::sync::Arc::new(tempfile::tempdir()?);
-        start_trying_ports(free_port, Some(data))
+        start_trying_ports(free_port, Setup::Persistent(data))
     }
 
     /// Kills the server (SIGKILL: no chance to save anything more) and starts it again
@@ -129,8 +153,8 @@ impl PrivateRedis {
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
         let port = self.port;
-        let data = self.data.clone();
-        let fresh = start_trying_ports(move || Ok(port), data)?;
+        let setup = self.setup.clone();
+        let fresh = start_trying_ports(move || Ok(port), setup)?;
         let mut old = std::mem::replace(self, fresh);
         // The old handle is already stopped; dropping it must not signal anything.
         old.stopped = true;
@@ -184,13 +208,27 @@ impl Drop for PrivateRedis {
     }
 }
 
+/// What a private server does besides answering on its port.
+#[derive(Debug, Clone)]
+enum Setup {
+    /// Nothing: no persistence, plain TCP.
+    Plain,
+    /// Persists every write in an append-only file in this directory.
+    Persistent(std::sync::Arc<tempfile::TempDir>),
+    /// Also speaks TLS on `port`, with the certificate, key and authority in `dir`.
+    Tls {
+        dir: std::sync::Arc<tempfile::TempDir>,
+        port: u16,
+    },
+}
+
 fn start_trying_ports(
     mut next_port: impl FnMut() -> io::Result<u16>,
-    data: Option<std::sync::Arc<tempfile::TempDir>>,
+    setup: Setup,
 ) -> io::Result<PrivateRedis> {
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
-        match start_on(next_port()?, data.clone()) {
+        match start_on(next_port()?, setup.clone()) {
             Ok(server) => return Ok(server),
             Err(StartError::PortTaken(err)) => last_error = Some(err),
             Err(StartError::Failed(err)) => return Err(err),
@@ -204,21 +242,18 @@ enum StartError {
     Failed(io::Error),
 }
 
-fn start_on(
-    port: u16,
-    data: Option<std::sync::Arc<tempfile::TempDir>>,
-) -> Result<PrivateRedis, StartError> {
+fn start_on(port: u16, setup: Setup) -> Result<PrivateRedis, StartError> {
     // The server's output goes to an anonymous file: nothing to clean up, and still
     // readable to explain a failed start.
     let mut log = tempfile::tempfile().map_err(StartError::Failed)?;
     let mut command = Command::new("redis-server");
     command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
-    match &data {
-        None => command
+    match &setup {
+        Setup::Plain => command
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(std::env::temp_dir()),
-        Some(dir) => command
+        Setup::Persistent(dir) => command
             .args([
                 "--save",
                 "",
@@ -229,6 +264,18 @@ fn start_on(
             ])
             .arg("--dir")
             .arg(dir.path()),
+        Setup::Tls { dir, port } => command
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .args(["--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(dir.path().join("redis.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.path().join("redis.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.path().join("ca.pem"))
+            .args(["--tls-auth-clients", "no"]),
     };
     command
         .args(["--daemonize", "no", "--loglevel", "warning"])
@@ -253,7 +300,7 @@ fn start_on(
         child,
         url: format!("redis://127.0.0.1:{port}"),
         port,
-        data,
+        setup,
         stopped: false,
     };
     let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -436,7 +483,7 @@ mod tests {
         let first = PrivateRedis::start().unwrap();
         let taken: u16 = first.url().rsplit(':').next().unwrap().parse().unwrap();
         let mut ports = [Ok(taken), free_port()].into_iter();
-        let second = start_trying_ports(|| ports.next().unwrap(), None).unwrap();
+        let second = start_trying_ports(|| ports.next().unwrap(), Setup::Plain).unwrap();
         assert_ne!(second.url(), first.url());
         assert!(served_by(second.url(), second.child.id()));
     }
