@@ -94,11 +94,12 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
     if config.verbosity != Verbosity::Quiet {
         if published {
             eprintln!(
-                "published run {id}: {} jobs for {} people on {} devices at {} sites ({})",
+                "published run {id}: {} jobs for {} people on {} devices at {} site{} ({})",
                 jobs.len(),
                 people.len(),
                 fleet.len(),
                 sites.len(),
+                if sites.len() == 1 { "" } else { "s" },
                 sites.join(", ")
             );
         } else {
