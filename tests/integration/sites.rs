@@ -666,3 +666,43 @@ fn the_queue_speaks_tls_with_rediss() {
     counts_add_up(&status.report());
     every_device_holds(&sites, &rows);
 }
+
+#[test]
+fn expire_travels_in_the_jobs_and_takes_the_expired_off() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let now = chrono::Utc::now().timestamp();
+    let mut rows = people(20);
+    // Three windows ended yesterday; the others end next year.
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.window = Some(if i < 3 {
+            (now - 10 * 86_400, now - 86_400)
+        } else {
+            (now - 86_400, now + 365 * 86_400)
+        });
+    }
+    let (expired, staying): (Vec<Row>, Vec<Row>) = rows
+        .iter()
+        .cloned()
+        .partition(|r| r.window.is_some_and(|(_, end)| end < now));
+    assert_eq!(expired.len(), 3);
+    let first = run_id(&sites.publish(&rows, &[]));
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    sites.status(&first, &["--wait"]).expect_code(0);
+    assert_holds_exactly(&sites.sites[0].1.devices[0], &rows);
+
+    let expiring = run_id(&sites.publish(&rows, &["--expire"]));
+    assert_ne!(expiring, first, "--expire is part of the run");
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(0);
+    let status = sites.status(&expiring, &["--wait"]);
+    status.expect_code(0);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["removed"], expired.len(), "{report}");
+    assert_holds_exactly(&sites.sites[0].1.devices[0], &staying);
+}
