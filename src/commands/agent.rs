@@ -445,6 +445,50 @@ impl Shared<'_> {
         Ok(pending == 0 && lag.unwrap_or(0) == 0)
     }
 
+    /// The result of a job whose people this agent cannot read, when at least its
+    /// header (run, id, device) can be: each registration found fails with `error`.
+    fn unreadable(&self, json: &str, error: &str) -> Option<JobResult> {
+        #[derive(serde::Deserialize)]
+        struct Header {
+            id: String,
+            site: String,
+            device: String,
+            #[serde(default)]
+            people: Vec<serde_json::Value>,
+        }
+        let header: Header = serde_json::from_str(json).ok()?;
+        let mut registrations: Vec<String> = header
+            .people
+            .iter()
+            .map(|p| p["registration"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if registrations.is_empty() {
+            registrations.push(String::new());
+        }
+        let failures: Vec<PairFailure> = registrations
+            .into_iter()
+            .map(|registration| PairFailure {
+                registration,
+                error: error.to_string(),
+            })
+            .collect();
+        let counts = Counts {
+            failed: failures.len() as u64,
+            ..Counts::default()
+        };
+        Some(JobResult {
+            job: header.id,
+            site: header.site,
+            device: header.device,
+            agent: self.config.name.clone(),
+            people: header.people.len() as u64,
+            operations: failures.len() as u64,
+            counts: JobResult::counts_of(&counts),
+            failures,
+            finished_ms: now_ms(),
+        })
+    }
+
     /// The run of a stream entry, when it can be read.
     fn job_run(&self, entry: &StreamId) -> Option<String> {
         let json = entry.get::<String>(JOB_FIELD)?;
@@ -456,7 +500,7 @@ impl Shared<'_> {
     }
 
     /// Runs the job of one stream entry: its result, or `None` for an entry that is
-    /// not a job (acknowledged all the same, so it never blocks the stream).
+    /// not a job at all (acknowledged all the same, so it never blocks the stream).
     fn run_entry(
         &self,
         link: &mut QueueLink,
@@ -468,12 +512,14 @@ impl Shared<'_> {
         {
             Some(Ok(job)) => job,
             Some(Err(e)) => {
-                log::error!(
-                    "{} {}: not a job this agent can read ({e}); acknowledged and left undone: is the agent older than the publisher?",
-                    self.stream,
-                    entry.id
+                let error = format!(
+                    "not a job this agent can read ({e}): is this agent older than the catraca that published it? Upgrade it, then publish again"
                 );
-                return Ok(None);
+                log::error!("{} {}: {error}", self.stream, entry.id);
+                // Its pairs fail with the reason, so that the run can end and say why.
+                return Ok(entry
+                    .get::<String>(JOB_FIELD)
+                    .and_then(|json| self.unreadable(&json, &error)));
             }
             None => {
                 log::error!(

@@ -707,3 +707,53 @@ fn expire_travels_in_the_jobs_and_takes_the_expired_off() {
     assert_eq!(report["removed"], expired.len(), "{report}");
     assert_holds_exactly(&sites.sites[0].1.devices[0], &staying);
 }
+
+#[test]
+fn a_job_the_agent_cannot_read_fails_its_pairs_and_never_blocks_the_stream() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let rows = people(6);
+    let run = run_id(&sites.publish(&rows, &["--job-size", "3"]));
+    // A newer publisher's job: a person shaped as this agent does not know.
+    let stream = sites.jobs_stream(0);
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query(&mut sites.redis())
+        .unwrap();
+    let first = &entries.ids[0];
+    let mut job: Value = serde_json::from_str(&first.get::<String>("job").unwrap()).unwrap();
+    for person in job["people"].as_array_mut().unwrap() {
+        person["name"] = serde_json::json!({"given": "Ana", "family": "Souza"});
+    }
+    let mut redis = sites.redis();
+    let _: () = redis::cmd("XDEL")
+        .arg(&stream)
+        .arg(&first.id)
+        .query(&mut redis)
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("job")
+        .arg(job.to_string())
+        .query(&mut redis)
+        .unwrap();
+    sites
+        .agent(0, "site0-a", &["--once"])
+        .finish(FINISH)
+        .expect_code(1);
+    let status = sites.status(&run, &["--wait"]);
+    status.expect_code(1);
+    let report = status.report();
+    counts_add_up(&report);
+    assert_eq!(report["failed"], 3, "{report}");
+    assert_eq!(report["registered"], 3, "{report}");
+    assert!(
+        report["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a job this agent can read"),
+        "{report}"
+    );
+}
