@@ -348,6 +348,33 @@ catalogue! {
         "dispositivo {name}: nenhuma senha configurada, usando o padrão de fábrica ({login}/{password}); defina CATRACA_PASSWORD ou password_env";
 
     // --help.
+    // Many sites: publish, agent, status.
+    SitesPublished: "published run {id}: {jobs} jobs for {people} people on {devices} devices, sites: {sites}",
+        "execução {id} publicada: {jobs} trabalhos para {people} pessoas em {devices} dispositivos, locais: {sites}";
+    SitesAlreadyPublished: "run {id} was already published: nothing added",
+        "a execução {id} já estava publicada: nada foi acrescentado";
+    AgentStarted: "agent {name} of site {site}: {devices} devices, queue {queue} ({stream}), cache {cache}",
+        "agente {name} do local {site}: {devices} dispositivos, fila {queue} ({stream}), cache {cache}";
+    AgentJob: "job {job} ({people} people on {device}): {registered} registered, {updated} updated, {unchanged} unchanged, {skipped} skipped, {failed} failed, {removed} removed in {seconds} s",
+        "trabalho {job} ({people} pessoas em {device}): {registered} cadastradas, {updated} atualizadas, {unchanged} inalteradas, {skipped} puladas, {failed} com falha, {removed} removidas em {seconds} s";
+    AgentStopped: "agent {name} of site {site}: stopped, every job it took is acknowledged",
+        "agente {name} do local {site}: parado, cada trabalho que pegou foi confirmado";
+    AgentTookOver: "agent {name}: took over job {entry} that another agent of site {site} left unfinished for {seconds} s",
+        "agente {name}: assumiu o trabalho {entry} que outro agente do local {site} deixou sem terminar por {seconds} s";
+    AgentDeviceMissing: "device {device} is not configured at site {site}: add it to {file}, or give it the right site in the fleet file",
+        "o dispositivo {device} não está configurado no local {site}: acrescente-o a {file}, ou dê a ele o local certo no arquivo da frota";
+    StatusWaiting: "run {id}: waiting for {pending} of {total} jobs (Ctrl-C stops waiting and prints the report so far)",
+        "execução {id}: esperando {pending} de {total} trabalhos (Ctrl-C para de esperar e imprime o relatório até aqui)";
+    StatusRunDone: "run {id}: {done} of {total} jobs done", "execução {id}: {done} de {total} trabalhos feitos";
+    StatusRunGoing: "run {id}: {done} of {total} jobs done (still going)",
+        "execução {id}: {done} de {total} trabalhos feitos (ainda em andamento)";
+    StatusSite: "site {site}: {devices} devices, {operations} operations, {registered} registered, {updated} updated, {unchanged} unchanged, {skipped} skipped, {failed} failed, {removed} removed; {pending} jobs pending",
+        "local {site}: {devices} dispositivos, {operations} operações, {registered} cadastradas, {updated} atualizadas, {unchanged} inalteradas, {skipped} puladas, {failed} com falha, {removed} removidas; {pending} trabalhos pendentes";
+    StatusDeviceFailed: "device {device} (site {site}): {failed} failed", "dispositivo {device} (local {site}): {failed} com falha";
+    StatusNoAgents: "agents: none seen yet", "agentes: nenhum visto ainda";
+    StatusAgent: "agent {name} at {site}: last heartbeat {time} ({seconds} s ago)",
+        "agente {name} em {site}: último sinal {time} (há {seconds} s)";
+
     HelpUsage: "Usage:", "Uso:";
     HelpCommands: "Commands:", "Comandos:";
     HelpOptions: "Options:", "Opções:";

@@ -35,6 +35,7 @@ use crate::device::Device;
 use crate::engine::{EngineOptions, Enrollment, RemovalOptions, Target};
 use crate::enroll::RunConfig;
 use crate::exit::Exit;
+use crate::i18n::{tr, Msg};
 use crate::live::{LiveStatus, RecentFailure};
 use crate::queue::link::{QueueError, QueueLink};
 use crate::queue::wire::{Job, JobResult, PairFailure, JOB_FIELD, RESULT_FIELD};
@@ -161,10 +162,7 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
             let dashboard =
                 Dashboard::start(crate::dashboard::parse_address(addr)?, Arc::clone(live))?;
             if config.verbosity != Verbosity::Quiet {
-                eprintln!(
-                    "{}",
-                    crate::i18n::tr(crate::i18n::Msg::DashboardAt, &[("url", &dashboard.url())])
-                );
+                eprintln!("{}", tr(Msg::DashboardAt, &[("url", &dashboard.url())]));
             }
             Some(dashboard)
         }
@@ -191,12 +189,18 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
     };
     if config.verbosity != Verbosity::Quiet {
         eprintln!(
-            "agent {} of site {}: {} devices, queue {} ({stream}), cache {}",
-            config.name,
-            config.site,
-            config.devices.len(),
-            link.url(),
-            cache.describe()
+            "{}",
+            tr(
+                Msg::AgentStarted,
+                &[
+                    ("name", &config.name),
+                    ("site", &config.site),
+                    ("devices", &config.devices.len()),
+                    ("queue", &link.url()),
+                    ("stream", &stream),
+                    ("cache", &cache.describe()),
+                ],
+            )
         );
     }
     let shared = Shared {
@@ -250,8 +254,11 @@ pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
     outcome?;
     if config.verbosity != Verbosity::Quiet {
         eprintln!(
-            "agent {} of site {}: stopped, every job it took is acknowledged",
-            config.name, config.site
+            "{}",
+            tr(
+                Msg::AgentStopped,
+                &[("name", &config.name), ("site", &config.site)]
+            )
         );
     }
     Ok(if shared.failed.load(Ordering::SeqCst) && !stop.is_set() {
@@ -378,11 +385,16 @@ impl Shared<'_> {
         let claimed = reply.claimed.into_iter().next();
         if let Some(entry) = &claimed {
             log::warn!(
-                "agent {}: took over job {} that another agent of site {} left unfinished for {:?}",
-                self.config.name,
-                entry.id,
-                self.config.site,
-                self.config.claim_after
+                "{}",
+                tr(
+                    Msg::AgentTookOver,
+                    &[
+                        ("name", &self.config.name),
+                        ("entry", &entry.id),
+                        ("site", &self.config.site),
+                        ("seconds", &self.config.claim_after.as_secs_f64()),
+                    ],
+                )
             );
         }
         Ok(claimed)
@@ -534,9 +546,13 @@ impl Shared<'_> {
         let (operations, counts, failures) = match self.devices.by_name.get(&job.device) {
             None => one_failure(
                 &job,
-                format!(
-                    "device {} is not configured at site {}: add it to {}, or give it the right site in the fleet file",
-                    job.device, self.config.site, self.config.devices_file
+                tr(
+                    Msg::AgentDeviceMissing,
+                    &[
+                        ("device", &job.device),
+                        ("site", &self.config.site),
+                        ("file", &self.config.devices_file),
+                    ],
                 ),
             ),
             Some((device, max_in_flight)) => {
@@ -551,17 +567,22 @@ impl Shared<'_> {
         };
         if self.config.verbosity != Verbosity::Quiet {
             eprintln!(
-                "job {} ({} people on {}): {} registered, {} updated, {} unchanged, {} skipped, {} failed, {} removed in {:.2} s",
-                job.id,
-                job.people.len(),
-                job.device,
-                counts.registered,
-                counts.updated,
-                counts.unchanged,
-                counts.skipped_cache,
-                counts.failed,
-                counts.removed,
-                began.elapsed().as_secs_f64()
+                "{}",
+                tr(
+                    Msg::AgentJob,
+                    &[
+                        ("job", &job.id),
+                        ("people", &job.people.len()),
+                        ("device", &job.device),
+                        ("registered", &counts.registered),
+                        ("updated", &counts.updated),
+                        ("unchanged", &counts.unchanged),
+                        ("skipped", &counts.skipped_cache),
+                        ("failed", &counts.failed),
+                        ("removed", &counts.removed),
+                        ("seconds", &format!("{:.2}", began.elapsed().as_secs_f64())),
+                    ],
+                )
             );
         }
         Ok(Some(JobResult {

@@ -9,6 +9,7 @@
 
 use crate::config::{self, FleetDevice};
 use crate::exit::Exit;
+use crate::i18n::{tr, Msg};
 use crate::participants::{self, Source};
 use crate::queue::link::QueueLink;
 use crate::queue::split::{split, SplitOptions};
@@ -92,19 +93,21 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
         }
     })?;
     if config.verbosity != Verbosity::Quiet {
-        if published {
-            eprintln!(
-                "published run {id}: {} jobs for {} people on {} devices at {} site{} ({})",
-                jobs.len(),
-                people.len(),
-                fleet.len(),
-                sites.len(),
-                if sites.len() == 1 { "" } else { "s" },
-                sites.join(", ")
-            );
+        let line = if published {
+            tr(
+                Msg::SitesPublished,
+                &[
+                    ("id", &id),
+                    ("jobs", &jobs.len()),
+                    ("people", &people.len()),
+                    ("devices", &fleet.len()),
+                    ("sites", &sites.join(", ")),
+                ],
+            )
         } else {
-            eprintln!("run {id} was already published: nothing added");
-        }
+            tr(Msg::SitesAlreadyPublished, &[("id", &id)])
+        };
+        eprintln!("{line}");
     }
     print_stdout(&format!("{id}\n")).context("printing the run id")?;
     Ok(Exit::Done)

@@ -9,6 +9,7 @@
 use crate::dashboard::Dashboard;
 use crate::device::DeviceInfo;
 use crate::exit::Exit;
+use crate::i18n::{tr, Msg};
 use crate::live::{LiveStatus, RecentFailure};
 use crate::queue::link::QueueLink;
 use crate::queue::tally::{tally, RunStatus};
@@ -104,10 +105,7 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
                 );
                 let dashboard =
                     Dashboard::start(crate::dashboard::parse_address(addr)?, Arc::clone(&live))?;
-                eprintln!(
-                    "{}",
-                    crate::i18n::tr(crate::i18n::Msg::DashboardAt, &[("url", &dashboard.url())])
-                );
+                eprintln!("{}", tr(Msg::DashboardAt, &[("url", &dashboard.url())]));
                 watching = Some((live, dashboard, 0));
             }
             let (live, _, shown) = watching.as_mut().expect("started above");
@@ -119,8 +117,15 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
         if !told && config.verbosity != Verbosity::Quiet {
             told = true;
             eprintln!(
-                "run {id}: waiting for {} of {} jobs (Ctrl-C stops waiting and prints the report so far)",
-                status.jobs.pending, status.jobs.total
+                "{}",
+                tr(
+                    Msg::StatusWaiting,
+                    &[
+                        ("id", &id),
+                        ("pending", &status.jobs.pending),
+                        ("total", &status.jobs.total)
+                    ]
+                )
             );
         }
         std::thread::sleep(WAIT_POLL);
@@ -211,53 +216,76 @@ fn read_new_results(
 /// The human summary: the report as `enroll` prints it, then the sites, jobs and agents.
 fn to_text(status: &RunStatus) -> String {
     let mut out = status.report.to_text_styled(crate::style::stdout_enabled());
+    let run = if status.complete {
+        Msg::StatusRunDone
+    } else {
+        Msg::StatusRunGoing
+    };
     let _ = writeln!(
         out,
-        "\nrun {}: {} of {} jobs done{}",
-        status.run,
-        status.jobs.done,
-        status.jobs.total,
-        if status.complete {
-            ""
-        } else {
-            " (still going)"
-        }
+        "\n{}",
+        tr(
+            run,
+            &[
+                ("id", &status.run),
+                ("done", &status.jobs.done),
+                ("total", &status.jobs.total)
+            ]
+        )
     );
     for site in &status.per_site {
         let _ = writeln!(
             out,
-            "  site {}: {} devices, {} operations, {} registered, {} updated, {} unchanged, {} skipped, {} failed, {} removed; {} jobs pending",
-            site.site,
-            site.devices,
-            site.operations,
-            site.counts.registered,
-            site.counts.updated,
-            site.counts.unchanged,
-            site.counts.skipped_cache,
-            site.counts.failed,
-            site.counts.removed,
-            site.jobs.pending
+            "  {}",
+            tr(
+                Msg::StatusSite,
+                &[
+                    ("site", &site.site),
+                    ("devices", &site.devices),
+                    ("operations", &site.operations),
+                    ("registered", &site.counts.registered),
+                    ("updated", &site.counts.updated),
+                    ("unchanged", &site.counts.unchanged),
+                    ("skipped", &site.counts.skipped_cache),
+                    ("failed", &site.counts.failed),
+                    ("removed", &site.counts.removed),
+                    ("pending", &site.jobs.pending),
+                ],
+            )
         );
     }
     for device in &status.report.per_device {
         if device.counts.failed > 0 {
             let _ = writeln!(
                 out,
-                "  device {} (site {}): {} failed",
-                device.name,
-                device.site.as_deref().unwrap_or("-"),
-                device.counts.failed
+                "  {}",
+                tr(
+                    Msg::StatusDeviceFailed,
+                    &[
+                        ("device", &device.name),
+                        ("site", &device.site.as_deref().unwrap_or("-")),
+                        ("failed", &device.counts.failed),
+                    ],
+                )
             );
         }
     }
     if status.agents.is_empty() {
-        let _ = writeln!(out, "agents: none seen yet");
+        let _ = writeln!(out, "{}", tr(Msg::StatusNoAgents, &[]));
     }
     for agent in &status.agents {
         let _ = writeln!(
             out,
-            "agent {} at {}: last heartbeat {} ({} s ago)",
-            agent.name, agent.site, agent.last_heartbeat, agent.seconds_ago
+            "{}",
+            tr(
+                Msg::StatusAgent,
+                &[
+                    ("name", &agent.name),
+                    ("site", &agent.site),
+                    ("time", &agent.last_heartbeat),
+                    ("seconds", &agent.seconds_ago),
+                ],
+            )
         );
     }
     out

@@ -757,3 +757,44 @@ fn a_job_the_agent_cannot_read_fails_its_pairs_and_never_blocks_the_stream() {
         "{report}"
     );
 }
+
+#[test]
+fn the_many_sites_commands_speak_portuguese() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let rows = people(4);
+    let published = sites.publish(&rows, &["--lang", "pt-BR"]);
+    let run = run_id(&published);
+    assert!(
+        published.stderr.contains(&format!(
+            "execução {run} publicada: 1 trabalhos para 4 pessoas"
+        )),
+        "{}",
+        published.shown
+    );
+    let agent = sites
+        .agent(0, "site0-a", &["--once", "--lang", "pt-BR"])
+        .finish(FINISH);
+    agent.expect_code(0);
+    assert!(
+        agent
+            .stderr
+            .contains("trabalho site0/site0-1/0 (4 pessoas em site0-1): 4 cadastradas"),
+        "{}",
+        agent.shown
+    );
+    let status = sites
+        .on_queue(
+            sites
+                .sandbox
+                .catraca(&["status", "--run", &run, "--lang", "pt-BR"]),
+        )
+        .run();
+    status.expect_code(0);
+    assert!(
+        status
+            .stdout
+            .contains(&format!("execução {run}: 1 de 1 trabalhos feitos")),
+        "{}",
+        status.shown
+    );
+}
