@@ -36,6 +36,20 @@ pub struct Job {
     pub prune: Option<PruneJob>,
 }
 
+/// A [`Job`] as `publish` writes it: the same JSON, made from borrowed parts, so that
+/// a million person entries are never a million owned copies.
+#[derive(Debug, Serialize)]
+pub struct JobView<'a> {
+    pub run: &'a str,
+    pub id: &'a str,
+    pub site: &'a str,
+    pub device: &'a str,
+    pub expire: bool,
+    pub people: &'a [&'a Person],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<&'a PruneJob>,
+}
+
 /// What a prune job needs: the whole list's registrations (no names), which the device
 /// keeps, and the prune's rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
