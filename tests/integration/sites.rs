@@ -798,3 +798,33 @@ fn the_many_sites_commands_speak_portuguese() {
         status.shown
     );
 }
+
+#[test]
+fn status_shows_the_latest_run_by_default_and_refuses_an_unknown_one() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let nothing = sites
+        .on_queue(sites.sandbox.catraca(&["status", "--json"]))
+        .run();
+    nothing.expect_code(2);
+    assert!(
+        nothing.stderr.contains("run catraca publish first"),
+        "{}",
+        nothing.shown
+    );
+    let first = run_id(&sites.publish(&people(3), &[]));
+    let second = run_id(&sites.publish(&people(4), &[]));
+    assert_ne!(first, second);
+    let latest = sites
+        .on_queue(sites.sandbox.catraca(&["status", "--json"]))
+        .run();
+    latest.expect_code(0);
+    assert_eq!(latest.report()["run"], second.as_str());
+    assert_eq!(latest.report()["participants"], 4);
+    let unknown = sites.status("0123456789abcdef", &[]);
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr.contains("no run 0123456789abcdef"),
+        "{}",
+        unknown.shown
+    );
+}
