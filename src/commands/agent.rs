@@ -140,12 +140,14 @@ struct AgentCounts {
 
 /// Runs the agent until SIGTERM (or, `--once`, until the site has nothing pending).
 pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
-    let mut link = QueueLink::open(&config.queue)?;
-    let stream = config.names.jobs(&config.site);
-    super::publish::create_group(&mut link, &stream)?;
-    let (cache, secret) = config.cache.open()?;
     let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
+    let mut link = QueueLink::open_patiently(&config.queue, &|| stop.is_set())?;
+    let stream = config.names.jobs(&config.site);
+    link.patiently("joining the site's group", &|| stop.is_set(), |c| {
+        super::publish::create_group(c, &stream)
+    })?;
+    let (cache, secret) = config.cache.open()?;
     let targets = config.run.targets(&config.devices);
     let live = (config.dashboard.is_some() || config.metrics_file.is_some()).then(|| {
         LiveStatus::new(

@@ -53,7 +53,7 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
     let record = serde_json::to_string(&split.record)?;
     let sites = sites_of(&fleet);
     for site in &sites {
-        create_group(&mut link, &config.names.jobs(site))?;
+        link.run(|c| create_group(c, &config.names.jobs(site)))?;
     }
     // The whole run in one transaction, packed once: the jobs, the run's record, the
     // pointer to the latest run.
@@ -121,19 +121,16 @@ fn sites_of(fleet: &[FleetDevice]) -> Vec<String> {
 
 /// Creates the agents' consumer group of `stream` (and the stream), from its start, so
 /// that agents see the jobs published before they first connected. Already there is fine.
-pub fn create_group(link: &mut QueueLink, stream: &str) -> anyhow::Result<()> {
-    let created = link.run(|c| {
-        match redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .exec(c)
-        {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
-        }
-    });
-    Ok(created?)
+pub fn create_group(connection: &mut redis::Connection, stream: &str) -> redis::RedisResult<()> {
+    match redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .exec(connection)
+    {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
 }
