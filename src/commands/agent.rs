@@ -38,7 +38,7 @@ use crate::exit::Exit;
 use crate::i18n::{tr, Msg};
 use crate::live::{LiveStatus, RecentFailure};
 use crate::queue::link::{QueueError, QueueLink};
-use crate::queue::wire::{Job, JobResult, PairFailure, JOB_FIELD, RESULT_FIELD};
+use crate::queue::wire::{Job, JobOutcome, JobResult, PairFailure, JOB_FIELD, RESULT_FIELD};
 use crate::queue::{now_ms, Names, GROUP};
 use crate::report::Counts;
 use crate::reporter::Verbosity;
@@ -140,12 +140,14 @@ struct AgentCounts {
 
 /// Runs the agent until SIGTERM (or, `--once`, until the site has nothing pending).
 pub fn run(config: AgentConfig) -> anyhow::Result<Exit> {
-    let mut link = QueueLink::open(&config.queue)?;
-    let stream = config.names.jobs(&config.site);
-    super::publish::create_group(&mut link, &stream)?;
-    let (cache, secret) = config.cache.open()?;
     let stop = Arc::new(Stop::default());
     install_interrupt_handler(&stop);
+    let mut link = QueueLink::open_patiently(&config.queue, &|| stop.is_set())?;
+    let stream = config.names.jobs(&config.site);
+    link.patiently("joining the site's group", &|| stop.is_set(), |c| {
+        super::publish::create_group(c, &stream)
+    })?;
+    let (cache, secret) = config.cache.open()?;
     let targets = config.run.targets(&config.devices);
     let live = (config.dashboard.is_some() || config.metrics_file.is_some()).then(|| {
         LiveStatus::new(
@@ -290,14 +292,10 @@ impl Shared<'_> {
                 .lock()
                 .expect("held lock")
                 .insert(entry.id.clone());
-            let result = self.run_entry(link, &entry)?;
-            if let Some(result) = &result {
-                if result.counts.get("failed").copied().unwrap_or(0) > 0 {
-                    self.failed.store(true, Ordering::SeqCst);
-                }
-                self.count(result);
-            }
-            let result = result.map(|r| serde_json::to_string(&r).expect("a result"));
+            let finished = self.run_entry(link, &entry)?;
+            let result = finished
+                .as_ref()
+                .map(|r| serde_json::to_string(r).expect("a result"));
             let results_stream = self
                 .job_run(&entry)
                 .map(|run| self.config.names.results(&run));
@@ -324,6 +322,12 @@ impl Shared<'_> {
                 transaction.query::<()>(c)
             })?;
             self.held.lock().expect("held lock").remove(&entry.id);
+            if let Some(finished) = &finished {
+                if finished.category_counts().failed > 0 {
+                    self.failed.store(true, Ordering::SeqCst);
+                }
+                self.count(finished);
+            }
         }
     }
 
@@ -469,36 +473,19 @@ impl Shared<'_> {
             people: Vec<serde_json::Value>,
         }
         let header: Header = serde_json::from_str(json).ok()?;
-        let mut registrations: Vec<String> = header
+        let registrations: Vec<String> = header
             .people
             .iter()
             .map(|p| p["registration"].as_str().unwrap_or_default().to_string())
             .collect();
-        if registrations.is_empty() {
-            registrations.push(String::new());
-        }
-        let failures: Vec<PairFailure> = registrations
-            .into_iter()
-            .map(|registration| PairFailure {
-                registration,
-                error: error.to_string(),
-            })
-            .collect();
-        let counts = Counts {
-            failed: failures.len() as u64,
-            ..Counts::default()
-        };
-        Some(JobResult {
-            job: header.id,
-            site: header.site,
-            device: header.device,
-            agent: self.config.name.clone(),
-            people: header.people.len() as u64,
-            operations: failures.len() as u64,
-            counts: JobResult::counts_of(&counts),
-            failures,
-            finished_ms: now_ms(),
-        })
+        Some(JobResult::new(
+            &header.id,
+            &header.site,
+            &header.device,
+            &self.config.name,
+            header.people.len(),
+            JobOutcome::all_failed(registrations, error),
+        ))
     }
 
     /// The run of a stream entry, when it can be read.
@@ -543,7 +530,7 @@ impl Shared<'_> {
             }
         };
         let began = Instant::now();
-        let (operations, counts, failures) = match self.devices.by_name.get(&job.device) {
+        let outcome = match self.devices.by_name.get(&job.device) {
             None => one_failure(
                 &job,
                 tr(
@@ -574,28 +561,25 @@ impl Shared<'_> {
                         ("job", &job.id),
                         ("people", &job.people.len()),
                         ("device", &job.device),
-                        ("registered", &counts.registered),
-                        ("updated", &counts.updated),
-                        ("unchanged", &counts.unchanged),
-                        ("skipped", &counts.skipped_cache),
-                        ("failed", &counts.failed),
-                        ("removed", &counts.removed),
+                        ("registered", &outcome.counts.registered),
+                        ("updated", &outcome.counts.updated),
+                        ("unchanged", &outcome.counts.unchanged),
+                        ("skipped", &outcome.counts.skipped_cache),
+                        ("failed", &outcome.counts.failed),
+                        ("removed", &outcome.counts.removed),
                         ("seconds", &format!("{:.2}", began.elapsed().as_secs_f64())),
                     ],
                 )
             );
         }
-        Ok(Some(JobResult {
-            job: job.id.clone(),
-            site: job.site.clone(),
-            device: job.device.clone(),
-            agent: self.config.name.clone(),
-            people: job.people.len() as u64,
-            operations,
-            counts: JobResult::counts_of(&counts),
-            failures,
-            finished_ms: now_ms(),
-        }))
+        Ok(Some(JobResult::new(
+            &job.id,
+            &job.site,
+            &job.device,
+            &self.config.name,
+            job.people.len(),
+            outcome,
+        )))
     }
 
     /// Waits until this agent holds `device`'s lease (no other agent of the site runs
@@ -637,12 +621,7 @@ impl Shared<'_> {
     }
 
     /// The job's people on its device, through the engine `enroll` uses.
-    fn enroll(
-        &self,
-        job: &Job,
-        device: &Arc<dyn Device>,
-        max_in_flight: usize,
-    ) -> (u64, Counts, Vec<PairFailure>) {
+    fn enroll(&self, job: &Job, device: &Arc<dyn Device>, max_in_flight: usize) -> JobOutcome {
         // The engine's own stop is never set: a job taken is finished, even after
         // SIGTERM, so that it can be acknowledged.
         let finish_every_job = Stop::default();
@@ -679,10 +658,10 @@ impl Shared<'_> {
             stop: &finish_every_job,
         };
         match enrollment.run() {
-            Ok(report) => (
-                report.operations,
-                report.totals.clone(),
-                report
+            Ok(report) => JobOutcome {
+                operations: report.operations,
+                counts: report.totals.clone(),
+                failures: report
                     .failures
                     .iter()
                     .map(|f| PairFailure {
@@ -690,7 +669,7 @@ impl Shared<'_> {
                         error: f.error.to_string(),
                     })
                     .collect(),
-            ),
+            },
             // The engine's refusal ends "nothing was removed nor enrolled", true of an
             // enroll; here the people's own jobs run anyway, so only its first line is
             // the reason.
@@ -765,28 +744,12 @@ impl Shared<'_> {
 }
 
 /// A job that could not run (a prune past `--max-remove`, say): each of its people
-/// fails with `why`; a prune job, which has none, is one failed operation, as a device
-/// that could not be listed is in `enroll`.
-fn one_failure(job: &Job, why: String) -> (u64, Counts, Vec<PairFailure>) {
+/// fails with `why` (see [`JobOutcome::all_failed`]).
+fn one_failure(job: &Job, why: String) -> JobOutcome {
     let error = format!("the job {} could not run: {why}", job.id);
     log::error!("{error}");
-    let registrations: Vec<String> = if job.people.is_empty() {
-        vec![String::new()]
-    } else {
-        job.people.iter().map(|p| p.registration.clone()).collect()
-    };
-    let failures: Vec<PairFailure> = registrations
-        .into_iter()
-        .map(|registration| PairFailure {
-            registration,
-            error: error.clone(),
-        })
-        .collect();
-    let counts = Counts {
-        failed: failures.len() as u64,
-        ..Counts::default()
-    };
-    (failures.len() as u64, counts, failures)
+    let registrations = job.people.iter().map(|p| p.registration.clone()).collect();
+    JobOutcome::all_failed(registrations, &error)
 }
 
 /// This machine's name and this process's id: a consumer name no other running agent

@@ -54,18 +54,26 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
     let record = serde_json::to_string(&split.record)?;
     let sites = sites_of(&fleet);
     for site in &sites {
-        create_group(&mut link, &config.names.jobs(site))?;
+        link.run(|c| create_group(c, &config.names.jobs(site)))?;
     }
-    let jobs: Vec<(String, String)> = split
-        .sites
-        .iter()
-        .flat_map(|(site, jobs)| {
-            let stream = config.names.jobs(site);
-            jobs.iter()
-                .map(move |job| (stream.clone(), serde_json::to_string(job).expect("a job")))
-        })
-        .collect();
+    // The whole run in one transaction, packed once: the jobs, the run's record, the
+    // pointer to the latest run.
     let latest = config.names.latest();
+    let mut transaction = redis::pipe();
+    transaction.atomic();
+    let mut jobs = 0usize;
+    split.for_each_job(|site, job| {
+        jobs += 1;
+        transaction
+            .cmd("XADD")
+            .arg(config.names.jobs(site))
+            .arg("*")
+            .arg(JOB_FIELD)
+            .arg(job)
+            .ignore();
+    });
+    transaction.cmd("SET").arg(&run_key).arg(&record).ignore();
+    transaction.cmd("SET").arg(&latest).arg(&id).ignore();
     let published = link.run(|c| loop {
         redis::cmd("WATCH").arg(&run_key).exec(c)?;
         let exists: bool = redis::cmd("EXISTS").arg(&run_key).query(c)?;
@@ -73,19 +81,6 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
             redis::cmd("UNWATCH").exec(c)?;
             return Ok(false);
         }
-        let mut transaction = redis::pipe();
-        transaction.atomic();
-        for (stream, job) in &jobs {
-            transaction
-                .cmd("XADD")
-                .arg(stream)
-                .arg("*")
-                .arg(JOB_FIELD)
-                .arg(job)
-                .ignore();
-        }
-        transaction.cmd("SET").arg(&run_key).arg(&record).ignore();
-        transaction.cmd("SET").arg(&latest).arg(&id).ignore();
         // EXEC answers nil when the watched key changed: another publish of this very
         // run got there first; look again.
         let done: Option<()> = transaction.query(c)?;
@@ -99,7 +94,7 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
                 Msg::SitesPublished,
                 &[
                     ("id", &id),
-                    ("jobs", &jobs.len()),
+                    ("jobs", &jobs),
                     ("people", &people.len()),
                     ("devices", &fleet.len()),
                     ("sites", &sites.join(", ")),
@@ -127,21 +122,18 @@ fn sites_of(fleet: &[FleetDevice]) -> Vec<String> {
 
 /// Creates the agents' consumer group of `stream` (and the stream), from its start, so
 /// that agents see the jobs published before they first connected. Already there is fine.
-pub fn create_group(link: &mut QueueLink, stream: &str) -> anyhow::Result<()> {
-    let created = link.run(|c| {
-        match redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .exec(c)
-        {
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            other => other,
-        }
-    });
-    Ok(created?)
+pub fn create_group(connection: &mut redis::Connection, stream: &str) -> redis::RedisResult<()> {
+    match redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .exec(connection)
+    {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
 }
 
 /// Photos stay with the central list for now: a job carries names, not pictures (a

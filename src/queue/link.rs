@@ -32,7 +32,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Debug, Error)]
 pub enum QueueError {
     #[error("--queue {url}: {message}")]
-    Redis { url: String, message: String },
+    Redis {
+        url: String,
+        message: String,
+        /// Whether Redis could not be reached (down, restarting, the network): worth
+        /// waiting for, unlike a wrong URL or password.
+        unreachable: bool,
+    },
+}
+
+impl QueueError {
+    fn unreachable(&self) -> bool {
+        match self {
+            QueueError::Redis { unreachable, .. } => *unreachable,
+        }
+    }
 }
 
 /// A connection to the queue's Redis that reconnects after any failure.
@@ -54,6 +68,7 @@ impl QueueLink {
                 "is not a usable Redis URL ({}): expected redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] or rediss://...",
                 explain(&err)
             ),
+            unreachable: false,
         })?;
         let mut link = QueueLink {
             client,
@@ -62,6 +77,28 @@ impl QueueLink {
         };
         link.run(|c| redis::cmd("PING").query::<String>(c))?;
         Ok(link)
+    }
+
+    /// [`QueueLink::open`] for a process that runs for months (an agent): a Redis that
+    /// cannot be reached yet (the box booted before the network, Redis restarts) is
+    /// waited for with backoff, as a lost one is later; a wrong URL or password is still
+    /// an error at once.
+    pub fn open_patiently(url: &str, give_up: &dyn Fn() -> bool) -> Result<QueueLink, QueueError> {
+        let mut wait = FIRST_BACKOFF;
+        let mut warned = false;
+        loop {
+            match QueueLink::open(url) {
+                Err(err) if err.unreachable() && !give_up() => {
+                    if !warned {
+                        log::warn!("{err}; waiting until it answers");
+                        warned = true;
+                    }
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(MAX_BACKOFF);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The URL, redacted.
@@ -136,6 +173,10 @@ impl QueueLink {
         QueueError::Redis {
             url: self.url.clone(),
             message: explain(err),
+            unreachable: err.is_io_error()
+                || err.is_timeout()
+                || err.is_connection_refusal()
+                || err.is_connection_dropped(),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! tell that it has nothing to add. People are taken in registration order, so a CSV
 //! whose rows were merely reordered is the same run too.
 
-use super::wire::{Job, PruneJob, RunDevice, RunRecord};
+use super::wire::{JobView, PruneJob, RunDevice, RunRecord};
 use crate::config::FleetDevice;
 use crate::person::Person;
 use crate::stop::FailureLimit;
@@ -33,75 +33,100 @@ pub struct PruneOptions {
     pub max_remove: FailureLimit,
 }
 
-/// A run cut into jobs: its record, and each site's jobs in the order they are queued
-/// (devices interleaved, so the agents of a site work on all its devices at once).
+/// A run cut into jobs: its record, and each site's work, whose jobs are made one at a
+/// time by [`Split::for_each_job`] (a run of 100,000 people on 10 devices is a million
+/// person entries: they are written out as they are made, never all held as values).
 #[derive(Debug)]
-pub struct Split {
+pub struct Split<'p> {
     pub record: RunRecord,
-    pub sites: Vec<(String, Vec<Job>)>,
+    sites: Vec<SiteWork<'p>>,
+    /// The people in registration order, cut into shares of `chunk` people.
+    ordered: Vec<&'p Person>,
+    chunk: usize,
+    expire: bool,
+    prune: Option<PruneJob>,
+}
+
+/// One site's devices, in the fleet file's order.
+#[derive(Debug)]
+struct SiteWork<'p> {
+    site: String,
+    devices: Vec<&'p str>,
+}
+
+impl Split<'_> {
+    /// Each job as `(site, job JSON)`, in the order they are queued: per site, the prune
+    /// jobs first (removals free cards for the participants who now hold them, when they
+    /// run first), then each share of the people on each device in turn (devices
+    /// interleaved, so a site's agents work on all its devices at once).
+    pub fn for_each_job(&self, mut job: impl FnMut(&str, String)) {
+        let json = |view: &JobView<'_>| serde_json::to_string(view).expect("a job is JSON");
+        for work in &self.sites {
+            let site = work.site.as_str();
+            if let Some(prune) = &self.prune {
+                for device in &work.devices {
+                    job(
+                        site,
+                        json(&JobView {
+                            run: &self.record.id,
+                            id: &format!("{site}/{device}/prune"),
+                            site,
+                            device,
+                            expire: false,
+                            people: &[],
+                            prune: Some(prune),
+                        }),
+                    );
+                }
+            }
+            for (part, people) in self.ordered.chunks(self.chunk).enumerate() {
+                for device in &work.devices {
+                    job(
+                        site,
+                        json(&JobView {
+                            run: &self.record.id,
+                            id: &format!("{site}/{device}/{part}"),
+                            site,
+                            device,
+                            expire: self.expire,
+                            people,
+                            prune: None,
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The sites, in the order the fleet file first names them.
+    pub fn sites(&self) -> impl Iterator<Item = &str> {
+        self.sites.iter().map(|w| w.site.as_str())
+    }
 }
 
 /// Cuts `people` on every device of `fleet` into jobs; `published_ms` starts the run's
 /// clock.
-pub fn split(
-    people: &[Person],
-    fleet: &[FleetDevice],
+pub fn split<'p>(
+    people: &'p [Person],
+    fleet: &'p [FleetDevice],
     options: SplitOptions,
     published_ms: u64,
-) -> Split {
+) -> Split<'p> {
     let chunk = options.job_people.clamp(1, super::MAX_JOB_PEOPLE);
     let mut ordered: Vec<&Person> = people.iter().collect();
     ordered.sort_by(|a, b| a.registration.cmp(&b.registration));
     let id = run_id(&ordered, fleet, options, chunk);
-
-    let mut sites: Vec<(String, Vec<&FleetDevice>)> = Vec::new();
+    let mut sites: Vec<SiteWork<'p>> = Vec::new();
     for device in fleet {
-        match sites.iter_mut().find(|(site, _)| *site == device.site) {
-            Some((_, devices)) => devices.push(device),
-            None => sites.push((device.site.clone(), vec![device])),
+        match sites.iter_mut().find(|w| w.site == device.site) {
+            Some(work) => work.devices.push(&device.name),
+            None => sites.push(SiteWork {
+                site: device.site.clone(),
+                devices: vec![&device.name],
+            }),
         }
     }
     let parts = ordered.len().div_ceil(chunk);
-    let sites: Vec<(String, Vec<Job>)> = sites
-        .into_iter()
-        .map(|(site, devices)| {
-            let mut jobs = Vec::with_capacity((parts + 1) * devices.len());
-            // Removals first: a card that leaves with a pruned person is free for the
-            // participant who now holds it (when the prune job runs first).
-            if let Some(prune) = options.prune {
-                let keep: Vec<String> = ordered.iter().map(|p| p.registration.clone()).collect();
-                for device in &devices {
-                    jobs.push(Job {
-                        run: id.clone(),
-                        id: format!("{site}/{}/prune", device.name),
-                        site: site.clone(),
-                        device: device.name.clone(),
-                        expire: false,
-                        people: Vec::new(),
-                        prune: Some(PruneJob {
-                            keep: keep.clone(),
-                            unmanaged: prune.unmanaged,
-                            max_remove: prune.max_remove.to_string(),
-                        }),
-                    });
-                }
-            }
-            for (part, people) in ordered.chunks(chunk).enumerate() {
-                for device in &devices {
-                    jobs.push(Job {
-                        run: id.clone(),
-                        id: format!("{site}/{}/{part}", device.name),
-                        site: site.clone(),
-                        device: device.name.clone(),
-                        expire: options.expire,
-                        people: people.iter().map(|&p| p.clone()).collect(),
-                        prune: None,
-                    });
-                }
-            }
-            (site, jobs)
-        })
-        .collect();
     let record = RunRecord {
         id,
         published_ms,
@@ -118,7 +143,18 @@ pub fn split(
             })
             .collect(),
     };
-    Split { record, sites }
+    Split {
+        record,
+        sites,
+        prune: options.prune.map(|prune| PruneJob {
+            keep: ordered.iter().map(|p| p.registration.clone()).collect(),
+            unmanaged: prune.unmanaged,
+            max_remove: prune.max_remove.to_string(),
+        }),
+        ordered,
+        chunk,
+        expire: options.expire,
+    }
 }
 
 /// 16 hex digits of SHA-256 over the work: enough that two different lists never meet
@@ -163,6 +199,7 @@ fn run_id(
 mod tests {
     use super::*;
     use crate::card::CardRule;
+    use crate::queue::wire::Job;
     use crate::vendor::Kind;
 
     fn person(registration: &str, name: &str) -> Person {
@@ -194,15 +231,36 @@ mod tests {
         prune: None,
     };
 
+    /// The jobs of `split` as the agents read them, by site, in queue order.
+    fn jobs(split: &Split<'_>) -> Vec<(String, Job)> {
+        let mut jobs = Vec::new();
+        split.for_each_job(|site, json| {
+            jobs.push((
+                site.to_string(),
+                serde_json::from_str(&json).expect("a Job"),
+            ));
+        });
+        jobs
+    }
+
     #[test]
     fn every_person_reaches_every_device_of_every_site_in_chunks() {
         let people: Vec<Person> = (0..5).map(|i| person(&format!("{i}"), "x")).collect();
         let fleet = [device("a1", "a"), device("a2", "a"), device("b1", "b")];
         let split = split(&people, &fleet, OPTIONS, 0);
-        assert_eq!(split.sites.len(), 2);
-        let (site, jobs) = &split.sites[0];
-        assert_eq!(site, "a");
+        assert_eq!(split.sites().collect::<Vec<_>>(), ["a", "b"]);
+        let all = jobs(&split);
+        assert_eq!(all.len(), 9);
+        let jobs: Vec<Job> = all
+            .into_iter()
+            .filter(|(site, _)| site == "a")
+            .map(|(_, job)| job)
+            .collect();
         assert_eq!(jobs.len(), 6, "3 chunks x 2 devices");
+        assert!(jobs
+            .iter()
+            .all(|j| j.run == split.record.id && j.site == "a"));
+        assert_eq!(jobs[0].id, "a/a1/0");
         assert_eq!(jobs[0].device, "a1");
         assert_eq!(jobs[1].device, "a2", "devices interleaved");
         assert!(jobs.iter().all(|j| j.people.len() <= 2));
@@ -238,8 +296,9 @@ mod tests {
         };
         assert_ne!(id(&people, OPTIONS), id(&people, prune));
         let split = split(&people, &fleet, prune, 0);
-        let jobs = &split.sites[0].1;
+        let jobs: Vec<Job> = jobs(&split).into_iter().map(|(_, job)| job).collect();
         assert_eq!(jobs[0].id, "a/a1/prune", "the prune job goes first");
+        assert_eq!(jobs[1].people, people, "then the people, whole");
         assert_eq!(jobs[0].prune.as_ref().unwrap().keep, ["1", "2"]);
         assert!(jobs[0].people.is_empty());
         assert_eq!(split.record.jobs(), 2);

@@ -36,6 +36,20 @@ pub struct Job {
     pub prune: Option<PruneJob>,
 }
 
+/// A [`Job`] as `publish` writes it: the same JSON, made from borrowed parts, so that
+/// a million person entries are never a million owned copies.
+#[derive(Debug, Serialize)]
+pub struct JobView<'a> {
+    pub run: &'a str,
+    pub id: &'a str,
+    pub site: &'a str,
+    pub device: &'a str,
+    pub expire: bool,
+    pub people: &'a [&'a Person],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prune: Option<&'a PruneJob>,
+}
+
 /// What a prune job needs: the whole list's registrations (no names), which the device
 /// keeps, and the prune's rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,7 +121,64 @@ pub struct JobResult {
     pub finished_ms: u64,
 }
 
+/// What a job did on its device: its operations, their counts, and its failed pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub operations: u64,
+    pub counts: Counts,
+    pub failures: Vec<PairFailure>,
+}
+
+impl JobOutcome {
+    /// Each of `registrations` failed with `error`; none (a prune job, or a job whose
+    /// people cannot be read) is one failed operation, as a device that could not be
+    /// listed is in `enroll`: a job that did nothing is never silent.
+    pub fn all_failed(mut registrations: Vec<String>, error: &str) -> JobOutcome {
+        if registrations.is_empty() {
+            registrations.push(String::new());
+        }
+        let failures: Vec<PairFailure> = registrations
+            .into_iter()
+            .map(|registration| PairFailure {
+                registration,
+                error: error.to_string(),
+            })
+            .collect();
+        JobOutcome {
+            operations: failures.len() as u64,
+            counts: Counts {
+                failed: failures.len() as u64,
+                ..Counts::default()
+            },
+            failures,
+        }
+    }
+}
+
 impl JobResult {
+    /// The result of the job `job` (its id) of `people` people on `device` at `site`,
+    /// as `agent` finished it now.
+    pub fn new(
+        job: &str,
+        site: &str,
+        device: &str,
+        agent: &str,
+        people: usize,
+        outcome: JobOutcome,
+    ) -> JobResult {
+        JobResult {
+            job: job.to_string(),
+            site: site.to_string(),
+            device: device.to_string(),
+            agent: agent.to_string(),
+            people: people as u64,
+            operations: outcome.operations,
+            counts: JobResult::counts_of(&outcome.counts),
+            failures: outcome.failures,
+            finished_ms: super::now_ms(),
+        }
+    }
+
     /// The counts under the report's categories (keys this version does not know are
     /// left out: a newer agent's category is not miscounted as another).
     pub fn category_counts(&self) -> Counts {

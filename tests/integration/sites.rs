@@ -136,7 +136,7 @@ impl Sites {
 
     /// Jobs of site `s` delivered to an agent and not acknowledged (all agents, or the
     /// one named `agent`).
-    fn pending(&self, s: usize, agent: Option<&str>) -> usize {
+    fn pending(&self, redis: &mut redis::Connection, s: usize, agent: Option<&str>) -> usize {
         let mut command = redis::cmd("XPENDING");
         command
             .arg(self.jobs_stream(s))
@@ -147,17 +147,17 @@ impl Sites {
         if let Some(agent) = agent {
             command.arg(agent);
         }
-        let entries: Vec<redis::Value> = command.query(&mut self.redis()).unwrap();
+        let entries: Vec<redis::Value> = command.query(redis).unwrap();
         entries.len()
     }
 
     /// Results the agent `agent` stored for run `run`.
-    fn results_by(&self, run: &str, agent: &str) -> usize {
+    fn results_by(&self, redis: &mut redis::Connection, run: &str, agent: &str) -> usize {
         let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(format!("{}:run:{run}:results", self.prefix))
             .arg("-")
             .arg("+")
-            .query(&mut self.redis())
+            .query(redis)
             .unwrap();
         entries
             .ids
@@ -212,17 +212,22 @@ fn three_sites_two_agents_each_one_killed_every_person_once_everywhere() {
         .flat_map(|s| [agent(s, "a"), agent(s, "b")])
         .collect();
     // SIGKILL site0-a once it has finished a job and holds two more (one per slot): mid-run,
-    // and even if one is acknowledged in the instant before the kill, one is held.
+    // and even if one is acknowledged in the instant before the kill, one is held. One
+    // connection for all the polling: a new one per look, hundreds a second, filled
+    // the machine's ephemeral ports on a loaded run, and an agent could not connect.
+    let mut redis = sites.redis();
     let until = Instant::now() + FINISH;
     loop {
-        if sites.results_by(&run, "site0-a") >= 1 && sites.pending(0, Some("site0-a")) >= 2 {
+        if sites.results_by(&mut redis, &run, "site0-a") >= 1
+            && sites.pending(&mut redis, 0, Some("site0-a")) >= 2
+        {
             break;
         }
         assert!(
             Instant::now() < until && victim.child.try_wait().unwrap().is_none(),
             "site0-a never held a job after finishing one"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(10));
     }
     victim.signal(libc::SIGKILL);
     assert_eq!(
@@ -231,7 +236,7 @@ fn three_sites_two_agents_each_one_killed_every_person_once_everywhere() {
         "killed by a signal"
     );
     assert!(
-        sites.pending(0, Some("site0-a")) >= 1,
+        sites.pending(&mut redis, 0, Some("site0-a")) >= 1,
         "it died holding jobs"
     );
     agents.insert(0, agent(0, "b"));
@@ -430,7 +435,12 @@ fn sigterm_finishes_the_jobs_in_flight_and_leaves_none_pending() {
     agent.signal(libc::SIGTERM);
     let ran = agent.finish(FINISH);
     ran.expect_code(0);
-    assert_eq!(sites.pending(0, None), 0, "{}", ran.shown);
+    assert_eq!(
+        sites.pending(&mut sites.redis(), 0, None),
+        0,
+        "{}",
+        ran.shown
+    );
     let done: Vec<&str> = ran
         .stderr
         .lines()
@@ -830,4 +840,50 @@ fn the_many_sites_commands_speak_portuguese() {
         "{}",
         status.shown
     );
+}
+
+#[test]
+fn status_shows_the_latest_run_by_default_and_refuses_an_unknown_one() {
+    let sites = Sites::new(1, 1, SimConfig::default());
+    let nothing = sites
+        .on_queue(sites.sandbox.catraca(&["status", "--json"]))
+        .run();
+    nothing.expect_code(2);
+    assert!(
+        nothing.stderr.contains("run catraca publish first"),
+        "{}",
+        nothing.shown
+    );
+    let first = run_id(&sites.publish(&people(3), &[]));
+    let second = run_id(&sites.publish(&people(4), &[]));
+    assert_ne!(first, second);
+    let latest = sites
+        .on_queue(sites.sandbox.catraca(&["status", "--json"]))
+        .run();
+    latest.expect_code(0);
+    assert_eq!(latest.report()["run"], second.as_str());
+    assert_eq!(latest.report()["participants"], 4);
+    let unknown = sites.status("0123456789abcdef", &[]);
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr.contains("no run 0123456789abcdef"),
+        "{}",
+        unknown.shown
+    );
+}
+
+#[test]
+fn an_agent_started_while_redis_is_down_waits_for_it() {
+    let mut redis = PrivateRedis::start_persistent().expect("redis-server starts");
+    let sites = Sites::on(redis.url().to_string(), 1, 1, SimConfig::default());
+    let rows = people(8);
+    let run = run_id(&sites.publish(&rows, &[]));
+    redis.stop();
+    let mut agent = sites.agent(0, "site0-a", &["--once"]);
+    let waiting = agent.wait_for_line("[WARN ] --queue ", FINISH);
+    assert!(waiting.contains("waiting until it answers"), "{waiting}");
+    redis.restart().expect("redis-server starts again");
+    agent.finish(FINISH).expect_code(0);
+    sites.status(&run, &["--wait"]).expect_code(0);
+    assert_holds_exactly(&sites.sites[0].1.devices[0], &rows);
 }
