@@ -84,7 +84,10 @@ struct DevicesFile {
 #[serde(deny_unknown_fields)]
 struct DeviceEntry {
     name: Option<String>,
-    url: String,
+    /// Optional only in a central fleet file (`catraca publish`), which names devices
+    /// without reaching them; every file that reaches devices needs it.
+    url: Option<String>,
+    site: Option<String>,
     kind: Option<Kind>,
     max_in_flight: Option<usize>,
     rate: Option<f64>,
@@ -146,6 +149,9 @@ pub struct DeviceConfig {
     pub name: String,
     pub url: String,
     pub kind: Kind,
+    /// The site whose private network the device is on (`site = "campinas"`), for
+    /// `catraca publish` and `catraca agent`; `None` for a device of no named site.
+    pub site: Option<String>,
     pub max_in_flight: usize,
     /// Requests per second at most, on average (`None`: as fast as `max_in_flight` allows).
     pub rate: Option<f64>,
@@ -259,7 +265,8 @@ pub fn load_devices(
             "--device".to_string(),
             DeviceEntry {
                 name: None,
-                url,
+                url: Some(url),
+                site: None,
                 kind,
                 max_in_flight: None,
                 rate: None,
@@ -288,7 +295,12 @@ pub fn load_devices(
             origin: origin.clone(),
             message,
         };
-        let url = validate_url(&entry.url).map_err(invalid)?;
+        let Some(url) = entry.url.as_deref() else {
+            return Err(invalid(
+                "no url: a devices file that catraca reaches devices with gives each [[device]] its url = \"http://...\" (only the central fleet file of catraca publish may leave it out)".into(),
+            ));
+        };
+        let url = validate_url(url).map_err(invalid)?;
         let name = entry
             .name
             .clone()
@@ -382,10 +394,15 @@ pub fn load_devices(
         let kind = entry.kind.unwrap_or(Kind::Controlid);
         let cards = CardRule::for_device(kind, entry.card_format.as_deref(), entry.card_pad)
             .map_err(|why| invalid(format!("device {name}: {why}")))?;
+        let site = entry.site.clone();
+        if site.as_deref().is_some_and(|s| !valid_site(s)) {
+            return Err(invalid(site_rule(site.as_deref().unwrap_or_default())));
+        }
         devices.push(DeviceConfig {
             name,
             url,
             kind,
+            site,
             max_in_flight,
             rate,
             nonce_uses: entry.nonce_uses,
@@ -402,6 +419,92 @@ pub fn load_devices(
         });
     }
     Ok((devices, warnings))
+}
+
+/// One device of the central fleet file of `catraca publish`: who it is and where,
+/// never how to reach it (no URL or password needs to leave its site).
+#[derive(Debug, Clone)]
+pub struct FleetDevice {
+    pub name: String,
+    pub site: String,
+    pub kind: Kind,
+    /// How its reader writes cards: publish checks the CSV's cards as enroll does.
+    pub cards: CardRule,
+}
+
+/// Reads the central fleet file: every `[[device]]` with its `name` and `site` (and
+/// `kind`, `card_format`, `card_pad` when not the defaults). URLs and credentials may
+/// be there or not; they are not read.
+pub fn load_fleet(path: &Path) -> Result<Vec<FleetDevice>, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let parsed: DevicesFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: shown.clone(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
+    if parsed.device.is_empty() {
+        return Err(ConfigError::Parse {
+            path: shown,
+            message: t(Msg::CfgNoTables).into(),
+        });
+    }
+    let mut names = HashSet::new();
+    let mut fleet = Vec::new();
+    for (i, entry) in parsed.device.into_iter().enumerate() {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: tr(Msg::CfgEntry, &[("path", &shown), ("number", &(i + 1))]),
+            message,
+        };
+        let Some(name) = entry.name.filter(|n| !n.trim().is_empty()) else {
+            return Err(invalid(
+                "no name: the fleet file names every device (name = \"portaria-1\"), as its site's devices file does".into(),
+            ));
+        };
+        let Some(site) = entry.site else {
+            return Err(invalid(format!(
+                "device {name} has no site: give it site = \"...\", the --site of the agent that reaches it"
+            )));
+        };
+        if !valid_site(&site) {
+            return Err(invalid(site_rule(&site)));
+        }
+        if !names.insert(name.clone()) {
+            return Err(invalid(tr(
+                Msg::CfgDuplicateName,
+                &[("name", &format!("{name:?}"))],
+            )));
+        }
+        let kind = entry.kind.unwrap_or(Kind::Controlid);
+        let cards = CardRule::for_device(kind, entry.card_format.as_deref(), entry.card_pad)
+            .map_err(|why| invalid(format!("device {name}: {why}")))?;
+        fleet.push(FleetDevice {
+            name,
+            site,
+            kind,
+            cards,
+        });
+    }
+    Ok(fleet)
+}
+
+/// Whether `site` can name a site: it becomes part of Redis key names
+/// (`catraca:{site}:jobs`), so letters, digits, `-`, `_` and `.` only.
+pub fn valid_site(site: &str) -> bool {
+    !site.is_empty()
+        && site.len() <= 64
+        && site
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// What is wrong with a site name that is not [`valid_site`].
+pub fn site_rule(site: &str) -> String {
+    format!(
+        "site {site:?}: a site is named with letters, digits, '-', '_' and '.' only (at most 64), e.g. site = \"campinas\""
+    )
 }
 
 /// Reads a password from a file that only its owner can read: a password in a file

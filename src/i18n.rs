@@ -350,6 +350,35 @@ catalogue! {
         "dispositivo {name}: nenhuma senha configurada, usando o padrão de fábrica ({login}/{password}); defina CATRACA_PASSWORD ou password_env";
 
     // --help.
+    // Many sites: publish, agent, status.
+    SitesPublished: "published run {id}: {jobs} jobs for {people} people on {devices} devices, sites: {sites}",
+        "execução {id} publicada: {jobs} trabalhos para {people} pessoas em {devices} dispositivos, locais: {sites}";
+    SitesAlreadyPublished: "run {id} was already published: nothing added",
+        "a execução {id} já estava publicada: nada foi acrescentado";
+    SitesNoPhotos: "{file}, line {line}, field {field}: photos do not travel through the queue yet; publish the list without its photo column and enroll photos with `catraca enroll` at each site",
+        "{file}, linha {line}, campo {field}: as fotos ainda não viajam pela fila; publique a lista sem a coluna de fotos e cadastre as fotos com `catraca enroll` em cada local";
+    AgentStarted: "agent {name} of site {site}: {devices} devices, queue {queue} ({stream}), cache {cache}",
+        "agente {name} do local {site}: {devices} dispositivos, fila {queue} ({stream}), cache {cache}";
+    AgentJob: "job {job} ({people} people on {device}): {registered} registered, {updated} updated, {unchanged} unchanged, {skipped} skipped, {failed} failed, {removed} removed in {seconds} s",
+        "trabalho {job} ({people} pessoas em {device}): {registered} cadastradas, {updated} atualizadas, {unchanged} inalteradas, {skipped} puladas, {failed} com falha, {removed} removidas em {seconds} s";
+    AgentStopped: "agent {name} of site {site}: stopped, every job it took is acknowledged",
+        "agente {name} do local {site}: parado, cada trabalho que pegou foi confirmado";
+    AgentTookOver: "agent {name}: took over job {entry} that another agent of site {site} left unfinished for {seconds} s",
+        "agente {name}: assumiu o trabalho {entry} que outro agente do local {site} deixou sem terminar por {seconds} s";
+    AgentDeviceMissing: "device {device} is not configured at site {site}: add it to {file}, or give it the right site in the fleet file",
+        "o dispositivo {device} não está configurado no local {site}: acrescente-o a {file}, ou dê a ele o local certo no arquivo da frota";
+    StatusWaiting: "run {id}: waiting for {pending} of {total} jobs (Ctrl-C stops waiting and prints the report so far)",
+        "execução {id}: esperando {pending} de {total} trabalhos (Ctrl-C para de esperar e imprime o relatório até aqui)";
+    StatusRunDone: "run {id}: {done} of {total} jobs done", "execução {id}: {done} de {total} trabalhos feitos";
+    StatusRunGoing: "run {id}: {done} of {total} jobs done (still going)",
+        "execução {id}: {done} de {total} trabalhos feitos (ainda em andamento)";
+    StatusSite: "site {site}: {devices} devices, {operations} operations, {registered} registered, {updated} updated, {unchanged} unchanged, {skipped} skipped, {failed} failed, {removed} removed; {pending} jobs pending",
+        "local {site}: {devices} dispositivos, {operations} operações, {registered} cadastradas, {updated} atualizadas, {unchanged} inalteradas, {skipped} puladas, {failed} com falha, {removed} removidas; {pending} trabalhos pendentes";
+    StatusDeviceFailed: "device {device} (site {site}): {failed} failed", "dispositivo {device} (local {site}): {failed} com falha";
+    StatusNoAgents: "agents: none seen yet", "agentes: nenhum visto ainda";
+    StatusAgent: "agent {name} at {site}: last heartbeat {time} ({seconds} s ago)",
+        "agente {name} em {site}: último sinal {time} (há {seconds} s)";
+
     HelpUsage: "Usage:", "Uso:";
     HelpCommands: "Commands:", "Comandos:";
     HelpOptions: "Options:", "Opções:";
@@ -363,7 +392,7 @@ pub const HELP_PT: &[(&str, &str)] = &[
     // with `enroll`'s and mean something else (`--devices` is a count here).
     ("about:bench", "Mede cadastros contra catracas simuladas e imprime uma tabela de números."),
     ("bench:quick", "Tamanhos mínimos (alguns segundos ao todo): confere que o benchmark funciona, não mede nada."),
-    ("bench:only", "Só estes grupos de cargas, separados por vírgula: W1, W2, W3, startup, W4, TLS, sim."),
+    ("bench:only", "Só estes grupos de cargas, separados por vírgula: W1, W2, W3, startup, W4, TLS, sites, sim."),
     ("bench:people", "Pessoas da maior carga de escala (W2 roda também um décimo e um centésimo, W3 a roda com tudo no cache). Padrão 100.000, em 10 dispositivos: 1.000.000 de pares."),
     ("bench:json", "Imprime as linhas como JSON em vez da tabela."),
     ("bench:launcher", "Interno: serve de pequeno processo que inicia e mede os filhos."),
@@ -467,6 +496,26 @@ pub const HELP_PT: &[(&str, &str)] = &[
     ("retries", "Novas tentativas de uma requisição que falhou por motivo passageiro (timeout, reset, 503)."),
     ("latency_ms", "Latência simulada de cada dispositivo, em milissegundos."),
     ("shell", "O shell: bash, zsh ou fish."),
+    ("about:publish", "Escritório central: divide um CSV de participantes em trabalhos por local no Redis central (--queue), para os agentes de cada local."),
+    ("about:agent", "Na máquina de um local: faz os trabalhos desse local a partir do Redis central, com o arquivo de dispositivos do próprio local (URLs e senhas ficam no local)."),
+    ("about:status", "Escritório central: o relatório de uma execução de muitos locais, por dispositivo, por local, e os agentes vistos (--wait até terminar)."),
+    ("queue", "O Redis central que guarda trabalhos e resultados: redis://[[USUÁRIO]:SENHA@]HOST[:PORTA][/DB], ou rediss://... para TLS. Senão CATRACA_QUEUE. Mostrado só com a senha oculta."),
+    ("queue_prefix", "A primeira parte de cada chave (`catraca:{local}:jobs`): várias frotas, ou testes, podem dividir um Redis com prefixos diferentes."),
+    ("publish:devices", "O arquivo central da frota: uma tabela [[device]] por dispositivo com nome e local (site), e kind, card_format quando não os padrões; sem URL nem senha."),
+    ("job_size", "Pessoas por trabalho, no máximo 999 (o limite de uma consulta do dispositivo): trabalhos menores espalham o trabalho de um local por mais agentes."),
+    ("agent:devices", "O arquivo de dispositivos deste local, com URLs e credenciais, como para `catraca enroll`."),
+    ("site", "O local deste agente: ele faz os trabalhos de `{prefixo}:{local}:jobs`."),
+    ("name", "O nome deste agente entre os agentes do local (seu nome de consumidor). Padrão: o nome da máquina e o id do processo."),
+    ("claim_after", "Assume um trabalho que outro agente do local segura há este tempo sem terminar (ele morreu): 60s por padrão (ex.: 30s, 2m)."),
+    ("jobs", "Trabalhos que este agente roda ao mesmo tempo. Padrão: um por dispositivo do local, para uma máquina manter todos ocupados (um dispositivo nunca roda dois trabalhos ao mesmo tempo, sejam quantos forem os agentes)."),
+    ("publish:max_remove", "Com --prune: um dispositivo que perderia mais de N pessoas ou P% delas não perde ninguém (seu trabalho de poda falha, com o motivo). 10%: um CSV errado ou truncado não pode esvaziar um dispositivo."),
+    ("publish:prune", "Remove também de cada dispositivo as pessoas que o catraca cadastrou e que o CSV não lista mais: um trabalho de poda por dispositivo, com as matrículas da lista inteira."),
+    ("agent:dashboard", "Serve o painel ao vivo deste agente (e /api/status, /metrics) em ENDEREÇO: PORTA ou IP:PORTA; só PORTA (ou nenhum valor: 8787) escuta apenas no loopback. Soma os trabalhos que este agente terminou; requisições, latência e disjuntor de cada dispositivo são ao vivo."),
+    ("agent:metrics_file", "Grava as métricas deste agente no formato texto do Prometheus em ARQUIVO depois de cada trabalho e ao sair (para o textfile collector do node_exporter), substituindo-o inteiro."),
+    ("status:dashboard", "Serve o painel ao vivo da frota inteira (e /api/status, /metrics) em ENDEREÇO, uma linha por local que se abre em seus dispositivos, enquanto espera a execução (implica --wait). Só PORTA (ou nenhum valor: 8787) escuta apenas no loopback."),
+    ("once", "Sai quando o stream do local não tem nada pendente, com o status de saída do enroll."),
+    ("run", "A execução a mostrar (o id que publish imprimiu). Padrão: a última publicada."),
+    ("wait", "Espera até cada trabalho da execução terminar, e sai como o enroll sairia."),
 ];
 
 /// Examples and exit statuses shown after `--help`, in Portuguese.

@@ -48,6 +48,7 @@ pub mod output_files;
 pub mod participants;
 pub mod person;
 pub mod photo;
+pub mod queue;
 pub mod report;
 pub mod reporter;
 pub mod settings;

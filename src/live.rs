@@ -67,6 +67,9 @@ pub struct LiveStatus {
     /// The run's devices, by index, and their request telemetry.
     devices: Arc<[DeviceInfo]>,
     telemetry: Vec<Arc<DeviceTelemetry>>,
+    /// Each device's site, in the central view of a run of many sites (`catraca status
+    /// --dashboard`), where the devices are out of reach and their telemetry unknown.
+    sites: Vec<Option<String>>,
     progress: Mutex<Progress>,
 }
 
@@ -75,6 +78,10 @@ pub struct LiveStatus {
 pub struct DeviceStatus {
     pub name: String,
     pub url: String,
+    /// Its site, in the central view of a run of many sites; there the request
+    /// figures (in flight, latency, retries, breaker) are not known and stay at zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     /// Pairs of this device (every participant).
     pub operations: u64,
     /// Pairs of this device finished so far, in any category.
@@ -142,9 +149,29 @@ impl LiveStatus {
                 phase: Phase::Running,
                 finished_after: None,
             }),
+            sites: vec![None; devices.len()],
             devices,
             telemetry,
         })
+    }
+
+    /// The central view of a run of many sites: `devices` at `sites` (one each), whose
+    /// requests are made elsewhere, by the agents.
+    pub fn for_fleet(
+        participants: usize,
+        devices: Arc<[DeviceInfo]>,
+        sites: Vec<String>,
+    ) -> Arc<LiveStatus> {
+        let telemetry = devices.iter().map(|_| Arc::default()).collect();
+        let mut live = LiveStatus::new(participants, devices, telemetry);
+        Arc::get_mut(&mut live).expect("not shared yet").sites =
+            sites.into_iter().map(Some).collect();
+        live
+    }
+
+    /// Shows `error` as device number `device`'s last error.
+    pub fn set_last_error(&self, device: usize, error: &str) {
+        self.telemetry[device].set_last_error(error);
     }
 
     /// The live status of a run of `participants` on `targets`.
@@ -242,6 +269,7 @@ impl LiveStatus {
                 DeviceStatus {
                     name: device.name.clone(),
                     url: device.url.clone(),
+                    site: self.sites[d].clone(),
                     operations: device_operations(d),
                     done: counts.total(),
                     counts: counts.clone(),

@@ -10,7 +10,7 @@
 use sha2::{Digest, Sha256};
 
 /// An access card as written in the CSV.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Card {
     /// A Wiegand `facility,number` pair.
     Wiegand { facility: u32, number: u32 },
@@ -38,8 +38,9 @@ impl std::fmt::Display for Card {
     }
 }
 
-/// One participant: a row of the CSV.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One participant: a row of the CSV. Serialized only into a job of `catraca publish`
+/// (the name travels with the job because the device needs it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Person {
     /// The key on every device (Control iD `registration`, Hikvision `employeeNo`).
     pub registration: String,
@@ -58,7 +59,9 @@ pub struct Person {
     /// The line of the CSV this person came from (1-based, the header is line 1).
     pub line: usize,
     /// The face photo, for facial devices; not part of [`Person::fingerprint`] (the
-    /// engine mixes its version into the fingerprint on facial devices only).
+    /// engine mixes its version into the fingerprint on facial devices only). Never in a
+    /// queued job: `catraca publish` refuses a list with photos.
+    #[serde(skip)]
     pub photo: Option<crate::photo::Photo>,
 }
 

@@ -89,6 +89,10 @@ impl AddAssign<&Counts> for Counts {
 pub struct DeviceReport {
     pub name: String,
     pub url: String,
+    /// The site the device is at, in the report of a run of many sites (`catraca
+    /// status`); left out of a one-machine run's JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
     /// The vendor family: `controlid`, `hikvision` or `intelbras`.
     pub kind: Kind,
     /// When this device's last pair was settled, from the start of the run: shows which
@@ -450,6 +454,7 @@ mod tests {
             photos_refused: 0,
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
+            site: None,
             kind: Kind::Controlid,
             finished_ms: 0,
             counts,

@@ -411,6 +411,7 @@ impl Reporter<'_> {
                 .map(|((device, counts), finished_ms)| DeviceReport {
                     name: device.name.clone(),
                     url: device.url.clone(),
+                    site: None,
                     kind: device.kind,
                     finished_ms,
                     counts,

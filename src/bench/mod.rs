@@ -14,6 +14,7 @@
 //! ([`tls_cost`]).
 
 mod measure;
+mod sites;
 mod tls_cost;
 mod workloads;
 
@@ -36,8 +37,9 @@ pub struct BenchArgs {
     /// Tiny sizes (a few seconds in all): checks the benchmark works, measures nothing.
     #[arg(long)]
     pub quick: bool,
-    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, TLS, sim,
-    /// W5, W5-scale (the photo groups run only when named, except with --quick).
+    /// Only these groups of workloads, comma-separated: W1, W2, W3, startup, W4, TLS,
+    /// sites, sim, W5, W5-scale (the photo groups run only when named, except with
+    /// --quick).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub only: Vec<String>,
     /// People of the largest scale workload (W2 also runs a tenth and a hundredth of it,
@@ -155,8 +157,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         measure::serve_launcher()?;
         return Ok(crate::exit::Exit::Done);
     }
-    const GROUPS: [&str; 9] = [
-        "W1", "W2", "W3", "startup", "W4", "TLS", "W5", "W5-scale", "sim",
+    const GROUPS: [&str; 10] = [
+        "W1", "W2", "W3", "startup", "W4", "TLS", "W5", "W5-scale", "sites", "sim",
     ];
     if let Some(unknown) = args
         .only
@@ -164,7 +166,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         .find(|o| !GROUPS.iter().any(|g| g.eq_ignore_ascii_case(o)))
     {
         bail!(
-            "--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS, W5, W5-scale or sim"
+            "--only {unknown}: not a workload group; use W1, W2, W3, startup, W4, TLS, W5, W5-scale, sites or sim"
         );
     }
     let mut sizes = if args.quick {
@@ -212,6 +214,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
             );
             results.rows.push(row);
         }
+    }
+    if args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case("sites")) {
+        eprintln!("bench: sites (3 sites x 2 devices, through the queue)");
+        results
+            .rows
+            .extend(sites::rows(&exe, scratch.path(), args.quick)?);
     }
     results.neighbour = neighbour(&results.rows, &sizes);
     results.tls = tls_cost::comparisons(&workloads, &results.rows);
@@ -1026,9 +1034,15 @@ fn table(results: &Results) -> String {
         let efficiency = row
             .efficiency
             .map_or("—".to_string(), |e| format!("{e:.2}"));
+        // Not measured for the rows of many processes (`sites`).
+        let peak_rss = if row.peak_rss_mb > 0.0 {
+            format!("{:.1} MB", row.peak_rss_mb)
+        } else {
+            "—".to_string()
+        };
         let _ = writeln!(
             out,
-            "| {} ({} x {}) | {} | {} | {} | {} | {} | {:.4} | {} | {:.1} MB | {} | {} |",
+            "| {} ({} x {}) | {} | {} | {} | {} | {} | {:.4} | {} | {} | {} | {} |",
             row.workload,
             row.people,
             row.devices,
@@ -1039,7 +1053,7 @@ fn table(results: &Results) -> String {
             efficiency,
             row.requests_per_pair,
             row.requests,
-            row.peak_rss_mb,
+            peak_rss,
             duration(row.cpu_ms),
             duration(row.simulator_cpu_ms),
         );

@@ -328,6 +328,15 @@ pub(crate) fn connect_with_timeouts(
 
 /// What went wrong, in words that point at the fix.
 fn redis_error(url: &str, err: &RedisError) -> CacheError {
+    CacheError::Redis {
+        url: url.to_string(),
+        message: explain(err),
+    }
+}
+
+/// What a Redis error means for the user, and what to check, on one line (shared with
+/// the work queue of `catraca publish` and `agent`, which reaches a Redis too).
+pub(crate) fn explain(err: &RedisError) -> String {
     // Some redis-rs messages span lines; an error message is one line.
     let detail = err
         .to_string()
@@ -351,6 +360,12 @@ fn redis_error(url: &str, err: &RedisError) -> CacheError {
         format!("password refused ({detail}): check the user and password in the URL")
     } else if err.is_connection_dropped() {
         format!("lost the connection ({detail}): Redis stopped or the network dropped")
+    } else if detail.contains("certificate") {
+        format!(
+            "its TLS certificate was refused ({detail}): rediss:// trusts the system's \
+             certificate authorities; for a private one, point SSL_CERT_FILE at its \
+             certificate (PEM)"
+        )
     } else if err.is_io_error() {
         format!("cannot reach it ({detail}): check the host and port, and that Redis runs there")
     } else if err.kind() == redis::ErrorKind::Parse {
@@ -361,10 +376,7 @@ fn redis_error(url: &str, err: &RedisError) -> CacheError {
     } else {
         detail
     };
-    CacheError::Redis {
-        url: url.to_string(),
-        message,
-    }
+    message
 }
 
 /// `url` with any password replaced by `***`, for messages and logs: the password in

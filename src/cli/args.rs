@@ -311,3 +311,144 @@ fn parse_card(text: &str) -> Result<Card, String> {
         format!("\"{text}\" {problem}: write the card as printed, 123,45678 or 4012345678")
     })
 }
+
+/// Where the work queue of many sites is: the central Redis and the prefix of its keys.
+#[derive(Debug, Args, Clone)]
+pub struct QueueArgs {
+    /// The central Redis that holds the jobs and results: redis://[[USER]:PASSWORD@]HOST[:PORT][/DB],
+    /// or rediss://... for TLS. Falls back to CATRACA_QUEUE. Shown only with its password redacted.
+    #[arg(
+        long,
+        value_name = "redis://...",
+        env = "CATRACA_QUEUE",
+        hide_env_values = true
+    )]
+    pub queue: String,
+    /// The first part of every key (`catraca:{site}:jobs`): several fleets, or tests, can
+    /// share one Redis under different prefixes.
+    #[arg(long, value_name = "PREFIX", default_value = crate::queue::DEFAULT_PREFIX)]
+    pub queue_prefix: String,
+}
+
+/// Flags of `catraca publish`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Prints the run id on stdout. Publishing the same list again is the same run: nothing is added.
+
+Exit status:
+  0    published (or already published)
+  2    usage, configuration or input error: nothing was published"
+)]
+pub struct PublishArgs {
+    /// The participants CSV (`-` reads standard input), as for `catraca enroll`.
+    #[arg(long, value_name = "FILE|-")]
+    pub users: String,
+    /// The central fleet file: a [[device]] table per device with its name and site (and
+    /// kind, card_format when not the defaults); no URL or password needed.
+    #[arg(long, value_name = "FILE")]
+    pub devices: PathBuf,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// People per job, at most 999 (a device's limit for one lookup): smaller jobs spread
+    /// a site's work over more agents.
+    #[arg(long, value_name = "N", default_value_t = crate::queue::MAX_JOB_PEOPLE)]
+    pub job_size: usize,
+    /// People whose `end` has passed leave the devices instead of being enrolled.
+    #[arg(long)]
+    pub expire: bool,
+    /// Also remove from each device the people catraca enrolled there that the CSV no
+    /// longer lists: one prune job per device, with the whole list's registrations.
+    #[arg(long)]
+    pub prune: bool,
+    /// With --prune: remove everyone the CSV does not list, whoever enrolled them.
+    #[arg(long, requires = "prune")]
+    pub prune_unmanaged: bool,
+    /// With --prune: a device that would lose more than N people or P% of its people
+    /// loses nobody (its prune job fails, with the reason). 10%: a wrong or truncated CSV
+    /// must not empty a device.
+    #[arg(long, value_name = "N|P%", default_value = "10%", requires = "prune")]
+    pub max_remove: FailureLimit,
+}
+
+/// Flags of `catraca agent`.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status:
+  0    stopped by SIGTERM or Ctrl-C after finishing and acknowledging its jobs, or
+       (--once) every job it ran ended with every pair on its device
+  1    (--once) some pairs of its jobs failed
+  2    usage or configuration error
+  130  a second Ctrl-C or SIGTERM: stopped at once (its unfinished jobs go to another agent)")]
+pub struct AgentArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// This agent's site: it does the jobs of `{prefix}:{site}:jobs`.
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// This site's devices file, with URLs and credentials, as for `catraca enroll`.
+    #[arg(long, value_name = "FILE")]
+    pub devices: PathBuf,
+    /// This agent's name among the site's agents (its consumer name). Default: the
+    /// host name and the process id.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Take over a job another agent of the site has held this long without finishing
+    /// it (it died): 60s by default, far more than a job of 999 people takes (e.g. 30s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub claim_after: Duration,
+    /// Exit once the site's stream has nothing pending, with enroll's exit status.
+    #[arg(long)]
+    pub once: bool,
+    /// Jobs this agent runs at once. Default: one per device of the site, so one box
+    /// keeps every device busy (a device never runs two jobs at once, whatever the agents).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<NonZeroUsize>,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where this agent remembers results: `embedded` (on-disk store, see --cache-path),
+    /// `none`, or a `redis://` URL of the site. Falls back to CATRACA_CACHE.
+    #[arg(long, value_name = "embedded|none|redis://...")]
+    pub cache: Option<String>,
+    /// The embedded cache's file.
+    #[arg(long, value_name = "FILE", default_value_os_t = EmbeddedCache::default_path())]
+    pub cache_path: PathBuf,
+    /// Do not trust the cache to skip pairs (results are still recorded in it).
+    #[arg(long)]
+    pub skip_cache: bool,
+    /// Serve this agent's live dashboard (and /api/status, /metrics) on ADDR: PORT or
+    /// IP:PORT; PORT alone (or no value: 8787) listens on loopback only. Its counts add
+    /// up the jobs this agent finished; each device's requests, latency and breaker are live.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+    /// Write this agent's metrics in Prometheus text format to FILE after every job and
+    /// at exit (for node_exporter's textfile collector), replacing it whole.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// Flags of `catraca status`.
+#[derive(Debug, Args)]
+#[command(after_help = "Exit status:
+  0    every pair of the run is on its device (or, without --wait, none failed so far)
+  1    some pairs failed (listed in the report)
+  2    usage error, or no such run
+  130  interrupted while waiting")]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub queue: QueueArgs,
+    /// The run to show (the id `publish` printed). Default: the last run published.
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// Wait until every job of the run is done, then exit as enroll would.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print the report as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Serve the whole fleet's live dashboard (and /api/status, /metrics) on ADDR, one
+    /// row per site that opens into its devices, while waiting for the run (implies
+    /// --wait). PORT alone (or no value: 8787) listens on loopback only.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:8787")]
+    pub dashboard: Option<String>,
+}

@@ -31,6 +31,9 @@ const EXAMPLES: &str = "Examples:
   catraca check --devices devices.toml
   catraca learn-card --device portaria-3 --devices devices.toml --card 43,3012
   catraca enroll --users participants.csv --devices devices.toml --dashboard --events events.jsonl
+  catraca publish --users all.csv --devices fleet.toml --queue redis://central:6379/0
+  catraca agent --queue redis://central:6379/0 --site campinas --devices campinas.toml
+  catraca status --queue redis://central:6379/0 --wait
   catraca simulate --devices 5 --port 8001 --latency-ms 50";
 
 /// Enroll every participant on every access-control turnstile, fast and exactly once.
@@ -183,6 +186,15 @@ pub enum Command {
     /// Read one swipe at a device and tell which card_format writes cards as its reader
     /// does (writes nothing to the device).
     LearnCard(LearnCardArgs),
+    /// Central office: cut a participants CSV into per-site jobs on the central Redis
+    /// (`--queue`), for the agents of each site.
+    Publish(PublishArgs),
+    /// On a site's box: do that site's jobs from the central Redis, with the site's own
+    /// devices file (URLs and passwords stay at the site).
+    Agent(AgentArgs),
+    /// Central office: the report of a run of many sites, per device, per site, and the
+    /// agents seen (`--wait` until it is done).
+    Status(StatusArgs),
     /// Print the shell completion script (bash, zsh or fish) on stdout.
     Completions(CompletionsArgs),
 }

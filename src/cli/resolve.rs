@@ -8,13 +8,17 @@
 //! cache named, the certificate authority file, the output paths.
 
 use super::{
-    CheckArgs, Cli, Command, DemoArgs, EnrollArgs, LearnCardArgs, RunArgs, TlsArgs, WatchArgs,
+    AgentArgs, CheckArgs, Cli, Command, DemoArgs, EnrollArgs, LearnCardArgs, PublishArgs,
+    QueueArgs, RunArgs, TlsArgs, WatchArgs,
 };
 use crate::cache::choice::CacheChoice;
+use crate::commands::agent::AgentConfig;
 use crate::commands::check::CheckConfig;
 use crate::commands::demo::DemoConfig;
 use crate::commands::enroll::{EnrollConfig, Mode, WatchConfig};
 use crate::commands::learn_card::{self, LearnCardConfig};
+use crate::commands::publish::PublishConfig;
+use crate::commands::status::StatusConfig;
 use crate::commands::Invocation;
 use crate::config::{self, DeviceConfig, TlsOptions};
 use crate::device::http::Timeouts;
@@ -22,10 +26,13 @@ use crate::engine::RemovalOptions;
 use crate::enroll::RunConfig;
 use crate::output_files::{self, OutputFile};
 use crate::participants::Source;
+use crate::queue::split::{PruneOptions, SplitOptions};
+use crate::queue::{Names, MAX_JOB_PEOPLE};
 use crate::reporter::Verbosity;
 use crate::settings::{parse_duration, Settings, DEFAULT_FILE};
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -79,6 +86,21 @@ pub fn invocation(
         Command::LearnCard(args) => Ok(Invocation::LearnCard(LearnCardConfig::resolve(
             args, &sources,
         )?)),
+        Command::Publish(args) => Ok(Invocation::Publish(PublishConfig::resolve(
+            args, verbosity,
+        )?)),
+        Command::Agent(args) => Ok(Invocation::Agent(AgentConfig::resolve(
+            args, verbosity, &sources,
+        )?)),
+        Command::Status(args) => Ok(Invocation::Status(StatusConfig {
+            names: queue_names(&args.queue)?,
+            queue: args.queue.queue,
+            run: args.run,
+            wait: args.wait || args.dashboard.is_some(),
+            json: args.json,
+            dashboard: args.dashboard,
+            verbosity,
+        })),
         Command::Completions(args) => {
             let mut script = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "catraca", &mut script);
@@ -159,9 +181,127 @@ impl EnrollConfig {
                 max_remove: args.life.max_remove,
                 expire: args.life.expire,
                 remove_listed: mode == Mode::Remove,
+                ..RemovalOptions::default()
             },
             verify: args.life.verify.filter(|_| !dry_run),
             reconcile: args.life.reconcile,
+        })
+    }
+}
+
+/// The key names under `--queue-prefix`, which ends up in every key name: checked as a
+/// site name is.
+fn queue_names(queue: &QueueArgs) -> anyhow::Result<Names> {
+    if !config::valid_site(&queue.queue_prefix) {
+        anyhow::bail!(
+            "--queue-prefix {:?}: a prefix is letters, digits, '-', '_' and '.' only (at most 64)",
+            queue.queue_prefix
+        );
+    }
+    Ok(Names::new(&queue.queue_prefix))
+}
+
+impl PublishConfig {
+    fn resolve(args: PublishArgs, verbosity: Verbosity) -> anyhow::Result<PublishConfig> {
+        if !(1..=MAX_JOB_PEOPLE).contains(&args.job_size) {
+            anyhow::bail!(
+                "--job-size {}: give 1 to {MAX_JOB_PEOPLE} people per job ({MAX_JOB_PEOPLE} is a device's limit for one lookup)",
+                args.job_size
+            );
+        }
+        Ok(PublishConfig {
+            users: Source::from_arg(&args.users),
+            fleet: args.devices,
+            names: queue_names(&args.queue)?,
+            queue: args.queue.queue,
+            split: SplitOptions {
+                job_people: args.job_size,
+                expire: args.expire,
+                prune: args.prune.then_some(PruneOptions {
+                    unmanaged: args.prune_unmanaged,
+                    max_remove: args.max_remove,
+                }),
+            },
+            verbosity,
+        })
+    }
+}
+
+impl AgentConfig {
+    fn resolve(
+        args: AgentArgs,
+        verbosity: Verbosity,
+        sources: &Sources<'_>,
+    ) -> anyhow::Result<AgentConfig> {
+        if !config::valid_site(&args.site) {
+            anyhow::bail!("--site: {}", config::site_rule(&args.site));
+        }
+        if args.claim_after < Duration::from_secs(1) {
+            anyhow::bail!(
+                "--claim-after {:?}: give at least 1s (a job needs time to run before another agent may take it over)",
+                args.claim_after
+            );
+        }
+        let run = RunConfig::resolve(&args.run, sources);
+        let devices = load_devices(Some(&args.devices), &[], &run, &args.tls, None, sources)?;
+        // A site's file may list devices of other sites (one file for a whole region):
+        // this agent reaches only its own, and those of no named site.
+        let (devices, elsewhere): (Vec<DeviceConfig>, Vec<DeviceConfig>) = devices
+            .into_iter()
+            .partition(|d| d.site.as_deref().is_none_or(|s| s == args.site));
+        for device in &elsewhere {
+            log::warn!(
+                "device {} is at site {}, not {}: this agent leaves it to that site's agents",
+                device.name,
+                device.site.as_deref().unwrap_or_default(),
+                args.site
+            );
+        }
+        if devices.is_empty() {
+            anyhow::bail!(
+                "{}: no device of site {}: give the devices of this site (site = \"{}\", or no site)",
+                args.devices.display(),
+                args.site,
+                args.site
+            );
+        }
+        let devices_count = devices.len();
+        let settings = sources.settings;
+        if let Some(path) = args
+            .metrics_file
+            .as_deref()
+            .or(settings.metrics_file.as_deref())
+        {
+            output_files::check_all(&[OutputFile::new("--metrics-file", path)])?;
+        }
+        let cache_path = match &settings.cache_path {
+            Some(path) if !(sources.given)("cache_path") => path.clone(),
+            _ => args.cache_path.clone(),
+        };
+        let cache = CacheChoice::pick(
+            args.cache.as_deref(),
+            settings.cache.as_deref(),
+            sources.env,
+            cache_path,
+        )?;
+        Ok(AgentConfig {
+            names: queue_names(&args.queue)?,
+            queue: args.queue.queue,
+            name: args
+                .name
+                .unwrap_or_else(crate::commands::agent::default_name),
+            site: args.site,
+            devices,
+            devices_file: args.devices.display().to_string(),
+            run,
+            cache,
+            skip_cache: args.skip_cache,
+            claim_after: args.claim_after,
+            once: args.once,
+            jobs: args.jobs.map_or(devices_count, NonZeroUsize::get),
+            dashboard: args.dashboard.or(settings.dashboard.clone()),
+            metrics_file: args.metrics_file.or(settings.metrics_file.clone()),
+            verbosity,
         })
     }
 }

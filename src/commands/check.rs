@@ -375,6 +375,7 @@ mod tests {
             name: "portaria-1".into(),
             url: "http://10.0.0.5".into(),
             kind: Kind::Controlid,
+            site: None,
             max_in_flight: 1,
             rate: None,
             nonce_uses: None,

@@ -53,6 +53,7 @@ pub fn run(args: DemoConfig) -> anyhow::Result<Exit> {
             name: d.name().to_string(),
             url: d.url(),
             kind: Kind::Controlid,
+            site: None,
             max_in_flight: args.run.max_in_flight.get(),
             rate: args.run.rate,
             nonce_uses: None,

@@ -242,6 +242,7 @@ impl Enrollment<'_> {
                                 device: d,
                                 people: c.to_vec(),
                                 deferrals: 0,
+                                after_others: false,
                             }))
                             .collect(),
                         in_flight: 0,
@@ -524,6 +525,9 @@ impl Enrollment<'_> {
                         && matches!(o, Outcome::Failed(e) if worth_another_go(e, deferrals))
                 });
             scheduler.count_earlier_creates(device, &job, &later, &mut outcomes);
+            let after_others = later
+                .iter()
+                .any(|(_, o)| matches!(o, Outcome::Failed(DeviceError::CardTaken(_))));
             let deferred = (!later.is_empty()).then(|| {
                 log::debug!(
                     "{}: {} people failed for a passing reason; they will be tried again later",
@@ -534,6 +538,7 @@ impl Enrollment<'_> {
                     device,
                     people: later.into_iter().map(|(p, _)| p).collect(),
                     deferrals: deferrals + 1,
+                    after_others,
                 }
             });
             let timing = JobTiming {
@@ -657,6 +662,7 @@ impl Enrollment<'_> {
                 device,
                 people,
                 deferrals,
+                ..
             } => {
                 let refs: Vec<&Person> = people.iter().map(|&p| &self.people[p as usize]).collect();
                 match self.targets[*device].device.plan(&refs) {
@@ -857,6 +863,89 @@ mod tests {
             .failures
             .iter()
             .all(|f| f.error.contains("worker panicked: driver bug on R17")));
+    }
+
+    /// A card moving between two people of the list: R0 wants the card R1 gives up, and
+    /// R1's write is slow. R0's write is refused (`CardTaken`) until R1's has finished.
+    struct CardMovingDevice {
+        endpoint: DeviceInfo,
+        http: crate::device::http::HttpClient,
+        freed: std::sync::atomic::AtomicBool,
+        refusals: std::sync::atomic::AtomicU32,
+    }
+
+    impl Device for CardMovingDevice {
+        fn endpoint(&self) -> &DeviceInfo {
+            &self.endpoint
+        }
+        fn profile(&self) -> &'static crate::device::Profile {
+            &crate::device::controlid::PROFILE
+        }
+        fn http(&self) -> &crate::device::http::HttpClient {
+            &self.http
+        }
+        fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
+            Ok(people.iter().map(|_| Plan::Create).collect())
+        }
+        fn people(&self) -> Result<Vec<crate::device::DevicePerson>, DeviceError> {
+            Ok(Vec::new())
+        }
+        fn remove(&self, people: &[&crate::device::DevicePerson]) -> Vec<Result<(), DeviceError>> {
+            vec![Ok(()); people.len()]
+        }
+        fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
+            use std::sync::atomic::Ordering;
+            work.iter()
+                .map(|(p, _)| {
+                    if p.registration == "R1" {
+                        std::thread::sleep(Duration::from_millis(300));
+                        self.freed.store(true, Ordering::SeqCst);
+                        Outcome::Registered
+                    } else if self.freed.load(Ordering::SeqCst) {
+                        Outcome::Registered
+                    } else {
+                        self.refusals.fetch_add(1, Ordering::SeqCst);
+                        Outcome::Failed(DeviceError::CardTaken("card 7 belongs to R1".into()))
+                    }
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_card_moving_between_two_people_waits_for_the_slow_side_instead_of_failing() {
+        let people = people(2);
+        let device = Arc::new(CardMovingDevice {
+            endpoint: DeviceInfo::new("fake", "http://fake", crate::vendor::Kind::Controlid),
+            http: crate::device::http::HttpClient::new(Default::default(), 1, Default::default()),
+            freed: Default::default(),
+            refusals: Default::default(),
+        });
+        // One person per write and two in flight: R0's write and R1's slow one run
+        // together, R0's is refused at once. Its retry must wait for R1's write rather
+        // than spend its deferrals while R1 is still in flight.
+        let report = Enrollment {
+            people: &people,
+            targets: vec![Target {
+                device: device.clone(),
+                max_in_flight: 2,
+            }],
+            cache: &NoCache,
+            secret: &KeySecret::random(),
+            options: EngineOptions {
+                batch_size: NonZeroUsize::new(1).unwrap(),
+                ..EngineOptions::default()
+            },
+            verbosity: Verbosity::Quiet,
+            max_failures: None,
+            stop: &Stop::default(),
+        }
+        .run()
+        .unwrap();
+        assert_eq!(report.totals.failed, 0, "{:?}", report.failures);
+        assert_eq!(report.totals.registered, 2);
+        // Refused at most once, while R1 was in flight (none if R1 ran first); never again.
+        assert!(device.refusals.load(std::sync::atomic::Ordering::SeqCst) <= 1);
     }
 
     /// A device played in memory: it can be down until some moment, it counts the

@@ -41,6 +41,10 @@ pub struct RemovalOptions {
     pub expire: bool,
     /// `catraca remove`: the people given leave every device; nobody is enrolled.
     pub remove_listed: bool,
+    /// Registrations the list holds besides the run's people, which a prune keeps: a
+    /// device's prune job of `catraca publish` carries the whole list this way, without
+    /// the names, while its people come in other jobs.
+    pub also_listed: std::sync::Arc<[String]>,
 }
 
 impl Default for RemovalOptions {
@@ -51,6 +55,7 @@ impl Default for RemovalOptions {
             max_remove: FailureLimit::Percent(10.0),
             expire: false,
             remove_listed: false,
+            also_listed: std::sync::Arc::from(Vec::new()),
         }
     }
 }
@@ -73,7 +78,7 @@ impl Enrollment<'_> {
         events: &Sender<Event>,
     ) -> anyhow::Result<Vec<Vec<DevicePerson>>> {
         let removal = &self.options.removal;
-        if removal.prune && self.people.is_empty() {
+        if removal.prune && self.people.is_empty() && removal.also_listed.is_empty() {
             anyhow::bail!(
                 "the CSV lists nobody: --prune would remove everyone catraca enrolled; nothing was removed"
             );
@@ -84,6 +89,7 @@ impl Enrollment<'_> {
             .people
             .iter()
             .map(|p| p.registration.as_str())
+            .chain(removal.also_listed.iter().map(String::as_str))
             .collect();
         let expired: HashSet<&str> = self
             .people

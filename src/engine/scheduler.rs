@@ -5,8 +5,10 @@
 //! gets a job of a device that has a free in-flight slot and whose breaker lets
 //! requests through, taking devices in turn; a slow or unreachable device never holds a
 //! thread another device could use. A job that failed for a passing reason comes back
-//! at the end of its device's queue ([`worth_another_go`]); a device that stays
-//! unreachable once nothing else is left is given up on, its jobs reported failed.
+//! at the end of its device's queue ([`worth_another_go`]); one refused because its
+//! card was another person's also waits until nothing else of its device is in flight
+//! (the job freeing the card may be running). A device that stays unreachable once
+//! nothing else is left is given up on, its jobs reported failed.
 
 use super::Target;
 use crate::device::{breaker, DeviceError, DevicePerson, Outcome, Plan};
@@ -28,6 +30,12 @@ pub(super) enum Job {
         device: usize,
         people: Vec<u32>,
         deferrals: u32,
+        /// Set on people whose card was another's: the job waits until no other job of
+        /// its device is in flight, so the job that frees the card (a card moving
+        /// between two people of the list) has finished before the fresh plan runs.
+        /// Without it, a quick failing retry could spin against a slow job in flight
+        /// and use up its deferrals, failing a swap that was about to succeed.
+        after_others: bool,
     },
     Write {
         device: usize,
@@ -58,6 +66,17 @@ impl Job {
             Job::Write { work, .. } => work.iter().map(|(p, _)| *p).collect(),
             Job::Remove { .. } => Vec::new(),
         }
+    }
+
+    /// Whether the job must wait for its device to have nothing else in flight.
+    fn waits_for_others(&self) -> bool {
+        matches!(
+            self,
+            Job::Plan {
+                after_others: true,
+                ..
+            }
+        )
     }
 
     pub(super) fn deferrals(&self) -> u32 {
@@ -131,6 +150,10 @@ impl Scheduler<'_> {
                 let d = (state.next + offset) % count;
                 let queue = &state.devices[d];
                 if queue.in_flight >= queue.limit || queue.jobs.is_empty() {
+                    continue;
+                }
+                if queue.in_flight > 0 && queue.jobs.front().is_some_and(Job::waits_for_others) {
+                    // Woken again when the jobs in flight finish (`finish` notifies).
                     continue;
                 }
                 if let Some(until) = self.targets[d].device.breaker().blocked_until() {

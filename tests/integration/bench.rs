@@ -37,6 +37,9 @@ fn the_quick_benchmark_runs_every_workload_and_its_numbers_add_up() {
         "W5 photos",
         "W5-rerun",
         "W5-scale",
+        "sites 3 x 2 devices, 1 agent/site",
+        "sites 3 x 2 devices, 2 agents/site",
+        "sites 3 x 2 devices, 3 agents/site",
     ] {
         assert!(
             names.iter().any(|n| n.starts_with(group)),

@@ -268,7 +268,7 @@ fn a_dashboard_address_in_use_stops_the_run_before_anything_is_sent() {
     assert_eq!(fleet.devices[0].stats().total, 0, "{}", ran.shown);
 }
 
-fn chromium() -> PathBuf {
+pub fn chromium() -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path) {
         for name in ["chromium", "chromium-browser", "google-chrome"] {
@@ -285,7 +285,7 @@ fn chromium() -> PathBuf {
 
 /// Runs headless Chromium on `url` with `extra` arguments; its stdout. Bounded: killed
 /// after 60 s.
-fn browse(browser: &Path, url: &str, extra: &[&str]) -> String {
+pub fn browse(browser: &Path, url: &str, extra: &[&str]) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child = Command::new(browser)
         .args([

@@ -20,6 +20,7 @@ mod life;
 mod plan;
 mod portuguese;
 mod resilience;
+mod sites;
 mod tls;
 mod trace;
 mod vendors;

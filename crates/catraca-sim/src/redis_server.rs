@@ -97,6 +97,9 @@ fn find_or_start_shared() -> String {
 pub struct PrivateRedis {
     child: Child,
     url: String,
+    port: u16,
+    /// What else it does: persist, or speak TLS.
+    setup: Setup,
     /// Once the child is reaped its pid may belong to another process: never signal it.
     stopped: bool,
 }
@@ -108,7 +111,54 @@ impl PrivateRedis {
     /// (install it: `apt-get install redis-server`), or with the server's own log when it
     /// does not come up.
     pub fn start() -> io::Result<PrivateRedis> {
-        start_trying_ports(free_port)
+        start_trying_ports(free_port, Setup::Plain)
+    }
+
+    /// Starts a server that also speaks TLS on a second port, with a certificate for
+    /// 127.0.0.1 issued by `authority` (clients are not asked for one): see
+    /// [`PrivateRedis::tls_url`]. The plain port stays, for the readiness check.
+    pub fn start_tls(authority: &crate::SiteAuthority) -> io::Result<PrivateRedis> {
+        let dir = tempfile::tempdir()?;
+        let (certificate, key) = authority.issue_loopback()?;
+        std::fs::write(dir.path().join("redis.pem"), certificate)?;
+        std::fs::write(dir.path().join("redis.key"), key)?;
+        std::fs::write(dir.path().join("ca.pem"), authority.pem())?;
+        let setup = Setup::Tls {
+            dir: std::sync::Arc::new(dir),
+            port: free_port()?,
+        };
+        start_trying_ports(free_port, setup)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` for a server started with
+    /// [`PrivateRedis::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        match &self.setup {
+            Setup::Tls { port, .. } => Some(format!("rediss://127.0.0.1:{port}")),
+            _ => None,
+        }
+    }
+
+    /// Starts a server that persists every write before answering it (`appendonly yes`,
+    /// `appendfsync always`, in a directory of its own), so that
+    /// [`PrivateRedis::restart`] brings back everything it acknowledged: the setup the
+    /// README asks of a central Redis whose queue must survive a restart.
+    pub fn start_persistent() -> io::Result<PrivateRedis> {
+        let data = std::sync::Arc::new(tempfile::tempdir()?);
+        start_trying_ports(free_port, Setup::Persistent(data))
+    }
+
+    /// Kills the server (SIGKILL: no chance to save anything more) and starts it again
+    /// on the same port, with the same data: a Redis restarted under its clients.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        let port = self.port;
+        let setup = self.setup.clone();
+        let fresh = start_trying_ports(move || Ok(port), setup)?;
+        let mut old = std::mem::replace(self, fresh);
+        // The old handle is already stopped; dropping it must not signal anything.
+        old.stopped = true;
+        Ok(())
     }
 
     /// The server's URL, `redis://127.0.0.1:<port>`.
@@ -158,10 +208,27 @@ impl Drop for PrivateRedis {
     }
 }
 
-fn start_trying_ports(mut next_port: impl FnMut() -> io::Result<u16>) -> io::Result<PrivateRedis> {
+/// What a private server does besides answering on its port.
+#[derive(Debug, Clone)]
+enum Setup {
+    /// Nothing: no persistence, plain TCP.
+    Plain,
+    /// Persists every write in an append-only file in this directory.
+    Persistent(std::sync::Arc<tempfile::TempDir>),
+    /// Also speaks TLS on `port`, with the certificate, key and authority in `dir`.
+    Tls {
+        dir: std::sync::Arc<tempfile::TempDir>,
+        port: u16,
+    },
+}
+
+fn start_trying_ports(
+    mut next_port: impl FnMut() -> io::Result<u16>,
+    setup: Setup,
+) -> io::Result<PrivateRedis> {
     let mut last_error = None;
     for _ in 0..PORT_ATTEMPTS {
-        match start_on(next_port()?) {
+        match start_on(next_port()?, setup.clone()) {
             Ok(server) => return Ok(server),
             Err(StartError::PortTaken(err)) => last_error = Some(err),
             Err(StartError::Failed(err)) => return Err(err),
@@ -175,16 +242,42 @@ enum StartError {
     Failed(io::Error),
 }
 
-fn start_on(port: u16) -> Result<PrivateRedis, StartError> {
+fn start_on(port: u16, setup: Setup) -> Result<PrivateRedis, StartError> {
     // The server's output goes to an anonymous file: nothing to clean up, and still
     // readable to explain a failed start.
     let mut log = tempfile::tempfile().map_err(StartError::Failed)?;
     let mut command = Command::new("redis-server");
+    command.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+    match &setup {
+        Setup::Plain => command
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir()),
+        Setup::Persistent(dir) => command
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(dir.path()),
+        Setup::Tls { dir, port } => command
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .args(["--tls-port", &port.to_string()])
+            .arg("--tls-cert-file")
+            .arg(dir.path().join("redis.pem"))
+            .arg("--tls-key-file")
+            .arg(dir.path().join("redis.key"))
+            .arg("--tls-ca-cert-file")
+            .arg(dir.path().join("ca.pem"))
+            .args(["--tls-auth-clients", "no"]),
+    };
     command
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .arg("--dir")
-        .arg(std::env::temp_dir())
         .args(["--daemonize", "no", "--loglevel", "warning"])
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(StartError::Failed)?)
@@ -206,6 +299,8 @@ fn start_on(port: u16) -> Result<PrivateRedis, StartError> {
     let mut server = PrivateRedis {
         child,
         url: format!("redis://127.0.0.1:{port}"),
+        port,
+        setup,
         stopped: false,
     };
     let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -388,7 +483,7 @@ mod tests {
         let first = PrivateRedis::start().unwrap();
         let taken: u16 = first.url().rsplit(':').next().unwrap().parse().unwrap();
         let mut ports = [Ok(taken), free_port()].into_iter();
-        let second = start_trying_ports(|| ports.next().unwrap()).unwrap();
+        let second = start_trying_ports(|| ports.next().unwrap(), Setup::Plain).unwrap();
         assert_ne!(second.url(), first.url());
         assert!(served_by(second.url(), second.child.id()));
     }

@@ -52,6 +52,19 @@ impl SiteAuthority {
     pub fn pem(&self) -> &str {
         &self.pem
     }
+
+    /// A server certificate naming `localhost` and 127.0.0.1, issued by this authority,
+    /// and its private key, both in PEM (for a server other than a simulated device,
+    /// such as a TLS `redis-server`).
+    pub fn issue_loopback(&self) -> io::Result<(String, String)> {
+        let key = KeyPair::generate().map_err(io::Error::other)?;
+        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(io::Error::other)?;
+        let certificate = params
+            .signed_by(&key, &self.issuer)
+            .map_err(io::Error::other)?;
+        Ok((certificate.pem(), key.serialize_pem()))
+    }
 }
 
 impl fmt::Debug for SiteAuthority {
