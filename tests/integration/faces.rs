@@ -750,3 +750,44 @@ fn check_says_which_devices_take_faces_and_what_they_hold() {
         ran.shown
     );
 }
+
+#[test]
+fn a_png_sent_as_given_to_the_oem_control_id_fails_its_person_alone() {
+    let sandbox = Sandbox::new();
+    let fleet = facial_mixed(
+        &[(Kind::Controlid, 1)],
+        SimFaces {
+            controlid: ControlIdFaces::Oem,
+            ..SimFaces::instant()
+        },
+    );
+    let rows = people(4);
+    with_photos(
+        &sandbox,
+        &rows,
+        |_| true,
+        |i| {
+            let photo = TestPhoto::new(480, 640).seed(i as u64);
+            if i == 1 {
+                photo.png().build()
+            } else {
+                photo.build()
+            }
+        },
+    );
+    let ran = run(&sandbox, &fleet, &["--photo-fit", "none"]);
+    ran.expect_code(1);
+    let report = ran.report();
+    assert_eq!(report["failed"], 1, "{}", ran.shown);
+    assert_eq!(
+        report["failures"][0]["registration"],
+        rows[1].registration.as_str()
+    );
+    let error = report["failures"][0]["error"].as_str().unwrap();
+    assert!(error.contains("Image file not recognized"), "{error}");
+    assert_eq!(fleet.devices[0].faces().len(), 3);
+    // Fitted (the default), the same PNG becomes a JPEG the OEM build takes.
+    let fitted = run(&sandbox, &fleet, &[]);
+    fitted.expect_code(0);
+    assert_eq!(fleet.devices[0].faces().len(), 4);
+}

@@ -200,6 +200,21 @@ impl ControlIdDevice {
         // Repeating a set stores the same photo and timestamp again: safe to retry.
         let answer = match self.call_idempotent("user_set_image_list", &body) {
             Ok(answer) => answer,
+            // A whole list refused (some firmware answers a bad photo with 400 rather
+            // than a per-item result): halved until the photo it objects to is alone,
+            // as batches of users are, so one photo fails only its person.
+            Err(DeviceError::Rejected { .. }) if batch.len() > 1 => {
+                drop(body);
+                let (left, right) = batch.split_at(batch.len() / 2);
+                let mut results = self.send_photo_list(left);
+                results.extend(self.send_photo_list(right));
+                return results;
+            }
+            Err(DeviceError::Rejected { status, message }) => {
+                return vec![Err(self.faces.refuse(format!(
+                    "the device refused the photo ({status}): {message}"
+                )))]
+            }
             Err(e) => return vec![Err(e); batch.len()],
         };
         drop(body);
