@@ -172,7 +172,9 @@ impl Drop for Fitter {
 /// of 256 KiB keeps every image buffer in its own mapping, returned when dropped. The
 /// smaller blocks (a source file, a fitted photo, its base64) still spread over one heap
 /// per thread; two heaps for the run's threads took W5-scale at 9,000 people from 90.7
-/// to 69.9 MB in the same wall time (85 s and 89 s on a shared machine). Called when a
+/// to 80.1 MB in the same wall time (85 s and 88 s on a shared machine; 69.9 MB with
+/// `GLIBC_TUNABLES=glibc.malloc.arena_max=2`, which applies from the process's start).
+/// Called when a
 /// run has photos (`source::check`): runs without them keep the allocator's defaults.
 pub fn return_big_blocks_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
