@@ -783,15 +783,29 @@ mod tests {
     use crate::reporter::Verbosity;
     use std::time::Duration;
 
-    /// A device whose driver panics on one person: the panic must cost that job's
-    /// pairs, reported failed, and never hang the run.
-    struct PanickingDevice {
-        poison: String,
+    /// A device that creates everyone and answers each write with `answer`: the
+    /// drivers' misbehaviours the engine must survive, played in memory.
+    struct WritingDevice<F> {
+        answer: F,
         endpoint: DeviceInfo,
         http: crate::device::http::HttpClient,
     }
 
-    impl Device for PanickingDevice {
+    impl<F: Fn(&Person) -> Outcome + Send + Sync> WritingDevice<F> {
+        fn new(answer: F) -> WritingDevice<F> {
+            WritingDevice {
+                answer,
+                endpoint: DeviceInfo::new("fake", "http://fake", crate::vendor::Kind::Controlid),
+                http: crate::device::http::HttpClient::new(
+                    Default::default(),
+                    1,
+                    Default::default(),
+                ),
+            }
+        }
+    }
+
+    impl<F: Fn(&Person) -> Outcome + Send + Sync> Device for WritingDevice<F> {
         fn endpoint(&self) -> &DeviceInfo {
             &self.endpoint
         }
@@ -811,10 +825,7 @@ mod tests {
             vec![Ok(()); people.len()]
         }
         fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
-            if work.iter().any(|(p, _)| p.registration == self.poison) {
-                panic!("driver bug on {}", self.poison);
-            }
-            work.iter().map(|_| Outcome::Registered).collect()
+            work.iter().map(|(p, _)| (self.answer)(p)).collect()
         }
     }
 
@@ -833,11 +844,14 @@ mod tests {
                 photo: None,
             })
             .collect();
-        let device = PanickingDevice {
-            poison: "R17".into(),
-            endpoint: DeviceInfo::new("fake", "http://fake", crate::vendor::Kind::Controlid),
-            http: crate::device::http::HttpClient::new(Default::default(), 1, Default::default()),
-        };
+        // A driver bug on one person: the panic must cost that job's pairs, reported
+        // failed, and never hang the run.
+        let device = WritingDevice::new(|p: &Person| {
+            if p.registration == "R17" {
+                panic!("driver bug on R17");
+            }
+            Outcome::Registered
+        });
         let stop = Stop::default();
         let report = Enrollment {
             people: &people,
@@ -865,69 +879,34 @@ mod tests {
             .all(|f| f.error.contains("worker panicked: driver bug on R17")));
     }
 
-    /// A card moving between two people of the list: R0 wants the card R1 gives up, and
-    /// R1's write is slow. R0's write is refused (`CardTaken`) until R1's has finished.
-    struct CardMovingDevice {
-        endpoint: DeviceInfo,
-        http: crate::device::http::HttpClient,
-        freed: std::sync::atomic::AtomicBool,
-        refusals: std::sync::atomic::AtomicU32,
-    }
-
-    impl Device for CardMovingDevice {
-        fn endpoint(&self) -> &DeviceInfo {
-            &self.endpoint
-        }
-        fn profile(&self) -> &'static crate::device::Profile {
-            &crate::device::controlid::PROFILE
-        }
-        fn http(&self) -> &crate::device::http::HttpClient {
-            &self.http
-        }
-        fn plan(&self, people: &[&Person]) -> Result<Vec<Plan>, DeviceError> {
-            Ok(people.iter().map(|_| Plan::Create).collect())
-        }
-        fn people(&self) -> Result<Vec<crate::device::DevicePerson>, DeviceError> {
-            Ok(Vec::new())
-        }
-        fn remove(&self, people: &[&crate::device::DevicePerson]) -> Vec<Result<(), DeviceError>> {
-            vec![Ok(()); people.len()]
-        }
-        fn apply(&self, work: &[(&Person, Plan)]) -> Vec<Outcome> {
-            use std::sync::atomic::Ordering;
-            work.iter()
-                .map(|(p, _)| {
-                    if p.registration == "R1" {
-                        std::thread::sleep(Duration::from_millis(300));
-                        self.freed.store(true, Ordering::SeqCst);
-                        Outcome::Registered
-                    } else if self.freed.load(Ordering::SeqCst) {
-                        Outcome::Registered
-                    } else {
-                        self.refusals.fetch_add(1, Ordering::SeqCst);
-                        Outcome::Failed(DeviceError::CardTaken("card 7 belongs to R1".into()))
-                    }
-                })
-                .collect()
-        }
-    }
-
     #[test]
     fn a_card_moving_between_two_people_waits_for_the_slow_side_instead_of_failing() {
         let people = people(2);
-        let device = Arc::new(CardMovingDevice {
-            endpoint: DeviceInfo::new("fake", "http://fake", crate::vendor::Kind::Controlid),
-            http: crate::device::http::HttpClient::new(Default::default(), 1, Default::default()),
-            freed: Default::default(),
-            refusals: Default::default(),
-        });
+        // R0 wants the card R1 gives up, and R1's write is slow: R0's write is refused
+        // (`CardTaken`) until R1's has finished.
+        let refusals = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let refused = refusals.clone();
+        let freed = std::sync::atomic::AtomicBool::new(false);
+        let device = Arc::new(WritingDevice::new(move |p: &Person| {
+            use std::sync::atomic::Ordering;
+            if p.registration == "R1" {
+                std::thread::sleep(Duration::from_millis(300));
+                freed.store(true, Ordering::SeqCst);
+                Outcome::Registered
+            } else if freed.load(Ordering::SeqCst) {
+                Outcome::Registered
+            } else {
+                refused.fetch_add(1, Ordering::SeqCst);
+                Outcome::Failed(DeviceError::CardTaken("card 7 belongs to R1".into()))
+            }
+        }));
         // One person per write and two in flight: R0's write and R1's slow one run
         // together, R0's is refused at once. Its retry must wait for R1's write rather
         // than spend its deferrals while R1 is still in flight.
         let report = Enrollment {
             people: &people,
             targets: vec![Target {
-                device: device.clone(),
+                device,
                 max_in_flight: 2,
             }],
             cache: &NoCache,
@@ -945,7 +924,7 @@ mod tests {
         assert_eq!(report.totals.failed, 0, "{:?}", report.failures);
         assert_eq!(report.totals.registered, 2);
         // Refused at most once, while R1 was in flight (none if R1 ran first); never again.
-        assert!(device.refusals.load(std::sync::atomic::Ordering::SeqCst) <= 1);
+        assert!(refusals.load(std::sync::atomic::Ordering::SeqCst) <= 1);
     }
 
     /// A device played in memory: it can be down until some moment, it counts the
