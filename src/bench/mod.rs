@@ -179,7 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<crate::exit::Exit> {
         sizes.face_scale_people = people;
     }
     if !sizes.faces_by_default && args.only.is_empty() {
-        eprintln!("bench: W5 and W5-scale run only when asked: --only W5 (or W5-scale)");
+        eprintln!("bench: W5 and W5-scale run only when asked: --only W5, W5-scale or both");
     }
     let exe = std::env::current_exe().context("finding the catraca executable")?;
     let mut launcher = measure::Launcher::start(&exe).context("starting the launcher")?;

@@ -550,13 +550,15 @@ pub fn all(sizes: &Sizes, only: &[String]) -> Vec<Workload> {
                 CacheMode::EmbeddedFilled,
             ));
         }
-        list.push(faces(
-            "W5-scale",
-            sizes.face_scale_people,
-            2,
-            Duration::ZERO,
-            CacheMode::Embedded,
-        ));
+        if wanted_faces("W5-scale") {
+            list.push(faces(
+                "W5-scale",
+                sizes.face_scale_people,
+                2,
+                Duration::ZERO,
+                CacheMode::Embedded,
+            ));
+        }
     }
     list
 }

@@ -100,10 +100,12 @@ pub fn read(source: &Source, needs: Needs) -> Result<Vec<Person>, InputError> {
     })?;
     let mut people = parse_for(&bytes, &file, needs)?;
     // The photo column is relative to the CSV's folder; on stdin, to the current one.
+    // `join` keeps an absolute path as it is.
     if let Source::File(path) = source {
-        let base = path.parent().filter(|p| !p.as_os_str().is_empty());
-        for photo in people.iter_mut().filter_map(|p| p.photo.as_mut()) {
-            photo.path = photo::source::relative_to(base, &photo.path.to_string_lossy());
+        if let Some(base) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            for photo in people.iter_mut().filter_map(|p| p.photo.as_mut()) {
+                photo.path = base.join(&photo.path);
+            }
         }
     }
     Ok(people)

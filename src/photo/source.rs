@@ -15,7 +15,7 @@ use super::{Photo, PhotoFit, PhotoOrigin, PhotoVersion};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::io::Cursor;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use thiserror::Error;
 
 /// Extensions looked for under `--photos DIR`, in this order.
@@ -108,18 +108,10 @@ fn read(path: &Path) -> Result<[u8; 32], (String, &'static str)> {
     Ok(Sha256::digest(&bytes).into())
 }
 
-/// `path` as the CSV writes it, taken relative to `base` (the CSV's folder) unless
-/// absolute.
-pub fn relative_to(base: Option<&Path>, path: &str) -> PathBuf {
-    match base {
-        Some(base) if Path::new(path).is_relative() => base.join(path),
-        _ => PathBuf::from(path),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn photo(path: PathBuf) -> Photo {
         Photo::named(path, PhotoOrigin::Column("foto".into()))

@@ -80,11 +80,6 @@ impl Fitter {
         }
     }
 
-    /// How photos are prepared.
-    pub fn mode(&self) -> PhotoFit {
-        self.mode
-    }
-
     /// Photos read and fitted so far (a photo dropped and fitted again counts twice).
     pub fn fitted_count(&self) -> u64 {
         self.fitted.load(Ordering::Relaxed)

@@ -140,10 +140,10 @@ impl ControlIdDevice {
             batch.clear();
         };
         for (k, (_, user, person)) in work.iter().enumerate() {
-            let Some(photo) = &person.photo else {
-                results[k] = Some(Ok(()));
-                continue;
-            };
+            let photo = person
+                .photo
+                .as_ref()
+                .expect("apply sends only people with a photo here");
             let timestamp = photo.version.map(|v| v.controlid_timestamp()).unwrap_or(0);
             let fitted = match self.faces.photo_for(photo, Kind::Controlid) {
                 Ok(fitted) => fitted,
