@@ -7,7 +7,7 @@
 //! guarded by WATCH on the run's key, so a run is published whole or not at all, and the
 //! same list published twice (or by two offices at once) is published once.
 
-use crate::config::{self, FleetDevice};
+use crate::config;
 use crate::exit::Exit;
 use crate::i18n::{tr, Msg};
 use crate::participants::{self, Source};
@@ -52,7 +52,7 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
     let id = split.record.id.clone();
     let run_key = config.names.run(&id);
     let record = serde_json::to_string(&split.record)?;
-    let sites = sites_of(&fleet);
+    let sites: Vec<String> = split.sites().map(str::to_string).collect();
     for site in &sites {
         link.run(|c| create_group(c, &config.names.jobs(site)))?;
     }
@@ -61,9 +61,8 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
     let latest = config.names.latest();
     let mut transaction = redis::pipe();
     transaction.atomic();
-    let mut jobs = 0usize;
+    let jobs = split.record.jobs();
     split.for_each_job(|site, job| {
-        jobs += 1;
         transaction
             .cmd("XADD")
             .arg(config.names.jobs(site))
@@ -107,17 +106,6 @@ pub fn run(config: PublishConfig) -> anyhow::Result<Exit> {
     }
     print_stdout(&format!("{id}\n")).context("printing the run id")?;
     Ok(Exit::Done)
-}
-
-/// The sites of `fleet`, in the order the file first names them.
-fn sites_of(fleet: &[FleetDevice]) -> Vec<String> {
-    let mut sites: Vec<String> = Vec::new();
-    for device in fleet {
-        if !sites.contains(&device.site) {
-            sites.push(device.site.clone());
-        }
-    }
-    sites
 }
 
 /// Creates the agents' consumer group of `stream` (and the stream), from its start, so

@@ -69,19 +69,20 @@ pub fn run(config: StatusConfig) -> anyhow::Result<Exit> {
     let mut after = "-".to_string();
     let mut watching: Option<(Arc<LiveStatus>, Dashboard, usize)> = None;
     let mut told = false;
+    // Publish writes a run's record once and never changes it: read it once.
+    let never = || false;
+    let record: Option<String> = link.patiently("reading the run", &never, |c| {
+        redis::cmd("GET").arg(config.names.run(&id)).query(c)
+    })?;
+    let record: RunRecord = match record {
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| anyhow::anyhow!("run {id}: its record cannot be read ({e})"))?,
+        None => anyhow::bail!(
+            "no run {id} on {}: check the id that catraca publish printed, and --queue-prefix",
+            link.url()
+        ),
+    };
     let status = loop {
-        let never = || false;
-        let record: Option<String> = link.patiently("reading the run", &never, |c| {
-            redis::cmd("GET").arg(config.names.run(&id)).query(c)
-        })?;
-        let record: RunRecord = match record {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| anyhow::anyhow!("run {id}: its record cannot be read ({e})"))?,
-            None => anyhow::bail!(
-                "no run {id} on {}: check the id that catraca publish printed, and --queue-prefix",
-                link.url()
-            ),
-        };
         read_new_results(
             &mut link,
             &config.names.results(&id),

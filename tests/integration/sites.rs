@@ -269,8 +269,11 @@ fn three_sites_two_agents_each_one_killed_every_person_once_everywhere() {
     for site in report["per_site"].as_array().unwrap() {
         assert_eq!(site["operations"], 600, "{site}");
     }
+    // Each device under its own site (names are `<site>-<n>`).
     for device in report["per_device"].as_array().unwrap() {
-        assert!(device["site"].as_str().unwrap().starts_with("site"));
+        let name = device["name"].as_str().unwrap();
+        let site = name.rsplit_once('-').unwrap().0;
+        assert_eq!(device["site"], site, "{device}");
     }
     assert_eq!(report["agents"].as_array().unwrap().len(), 6, "{report}");
     every_device_holds(&sites, &rows);
